@@ -1,0 +1,83 @@
+"""aigent: AI agents that earn and pay.
+
+The public surface is re-exported here; heavy SDKs are never imported by ``import aigent``.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Any
+
+__version__ = "0.1.0"
+
+if TYPE_CHECKING:
+    from aigent.actions import Action
+    from aigent.character import Character, ModelConfig, load_character
+    from aigent.errors import (
+        ActionBlocked,
+        AigentError,
+        CharacterError,
+        MissingSecret,
+        ModelError,
+        ModelNotFound,
+        PluginError,
+        PublishBlocked,
+    )
+    from aigent.hookspecs import hookimpl
+    from aigent.interfaces import PluginContext, Recalled
+    from aigent.messages import (
+        ChatMessage,
+        Incoming,
+        ModelResponse,
+        Outgoing,
+        Reply,
+        ToolCall,
+        ToolSpec,
+        Usage,
+    )
+    from aigent.progress import progress
+    from aigent.runtime import Agent
+    from aigent.secrets import Secrets, redact
+
+_EXPORTS = {
+    "Action": "aigent.actions",
+    "Agent": "aigent.runtime",
+    "Character": "aigent.character",
+    "ModelConfig": "aigent.character",
+    "load_character": "aigent.character",
+    "ActionBlocked": "aigent.errors",
+    "AigentError": "aigent.errors",
+    "CharacterError": "aigent.errors",
+    "MissingSecret": "aigent.errors",
+    "ModelError": "aigent.errors",
+    "ModelNotFound": "aigent.errors",
+    "PluginError": "aigent.errors",
+    "PublishBlocked": "aigent.errors",
+    "hookimpl": "aigent.hookspecs",
+    "PluginContext": "aigent.interfaces",
+    "Recalled": "aigent.interfaces",
+    "ChatMessage": "aigent.messages",
+    "Incoming": "aigent.messages",
+    "ModelResponse": "aigent.messages",
+    "Outgoing": "aigent.messages",
+    "Reply": "aigent.messages",
+    "ToolCall": "aigent.messages",
+    "ToolSpec": "aigent.messages",
+    "Usage": "aigent.messages",
+    "progress": "aigent.progress",
+    "Secrets": "aigent.secrets",
+    "redact": "aigent.secrets",
+}
+
+__all__ = [*_EXPORTS, "__version__"]
+
+
+def __getattr__(name: str) -> Any:
+    # Lazy, so that `import aigent` stays cheap and `aigent --help` starts fast.
+    module = _EXPORTS.get(name)
+    if module is None:
+        raise AttributeError(f"module 'aigent' has no attribute {name!r}")
+    import importlib
+
+    value = getattr(importlib.import_module(module), name)
+    globals()[name] = value
+    return value

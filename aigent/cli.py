@@ -1,0 +1,291 @@
+"""The ``aigent`` command line. Plugins add commands through the ``register_commands`` hook."""
+
+from __future__ import annotations
+
+import logging
+import os
+import sys
+from pathlib import Path
+from typing import TYPE_CHECKING, Annotated
+
+import typer
+
+from aigent import __version__
+from aigent.errors import AigentError
+
+if TYPE_CHECKING:
+    from aigent.runtime import Agent
+
+app = typer.Typer(
+    name="aigent",
+    help="AI agents that earn and pay. Run a character file, validate one, manage plugins.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    rich_markup_mode=None,  # plain click help: rich's import alone would triple `--help` time
+)
+
+Files = Annotated[list[Path], typer.Argument(help="Character files (aigent, ElizaOS or ZerePy).")]
+
+
+def _version(value: bool) -> None:
+    if value:
+        typer.echo(f"aigent {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _root(
+    verbose: Annotated[int, typer.Option("--verbose", "-v", count=True, help="More logs.")] = 0,
+    version: Annotated[
+        bool, typer.Option("--version", callback=_version, is_eager=True, help="Show version.")
+    ] = False,
+) -> None:
+    _setup_logging(verbose)
+
+
+def _setup_logging(verbose: int) -> None:
+    from aigent.secrets import RedactingFilter
+
+    level = os.environ.get("AIGENT_LOG_LEVEL") or ["WARNING", "INFO", "DEBUG"][min(verbose, 2)]
+    handler = logging.StreamHandler(sys.stderr)
+    handler.addFilter(RedactingFilter())
+    handler.setFormatter(logging.Formatter("%(levelname)s %(name)s: %(message)s"))
+    root = logging.getLogger()
+    root.handlers[:] = [handler]
+    root.setLevel(level)
+
+
+@app.command()
+def validate(files: Files) -> None:
+    """Check character files: print the detected format and a summary, or what is wrong."""
+    from aigent.character import load_character
+
+    failed = 0
+    for file in files:
+        try:
+            character = load_character(file)
+        except AigentError as exc:
+            failed += 1
+            typer.secho(f"✗ {exc}", fg="red", err=True)
+            continue
+        typer.echo(f"✓ {file}: {character.format}: {character.summary()}")
+        for warning in character.warnings:
+            typer.secho(f"  warning: {warning}", fg="yellow")
+    if failed:
+        raise typer.Exit(1)
+
+
+@app.command()
+def plugins(
+    as_json: Annotated[bool, typer.Option("--json", help="Machine-readable output.")] = False,
+) -> None:
+    """List installed plugins, their versions and the hooks each implements."""
+    import json
+
+    from aigent.plugins import describe_installed
+
+    found = describe_installed()
+    if as_json:
+        typer.echo(json.dumps([p.__dict__ for p in found], indent=2))
+        return
+    for p in found:
+        version = f" {p.version}" if p.version else ""
+        dist = f" ({p.distribution}{version})" if p.distribution else ""
+        typer.echo(f"{p.name}{dist} [{p.source}]: {', '.join(p.hooks) or 'no hooks'}")
+
+
+@app.command()
+def chat(
+    file: Annotated[Path, typer.Argument(help="A character file.")],
+    message: Annotated[
+        str | None, typer.Option("--message", "-m", help="Send one message, print the reply.")
+    ] = None,
+    user: Annotated[str, typer.Option(help="Who is talking.")] = "user",
+) -> None:
+    """Chat with one agent in the terminal, or send one message with --message."""
+    from aigent.runtime import Agent
+
+    agent = _load(Agent, [file])[0]
+
+    async def main() -> None:
+        async with agent:
+            if message is not None:
+                reply = await agent.chat(message, user=user)
+                typer.echo(reply.text)
+                return
+            _banner([agent])
+            await _terminal_chat([agent], user)
+
+    _run_async(main())
+
+
+@app.command()
+def run(
+    files: Files,
+    user: Annotated[str, typer.Option(help="Your name in the terminal chat.")] = "user",
+) -> None:
+    """Run agents with their clients and loops; chat with them when attached to a terminal.
+
+    With input piped in, each line is sent to the first agent and its reply printed.
+    """
+    from aigent.runtime import Agent
+
+    agents = _load(Agent, files)
+
+    async def main() -> None:
+        from contextlib import AsyncExitStack
+
+        async with AsyncExitStack() as stack:
+            for agent in agents:
+                await stack.enter_async_context(agent)
+            _banner(agents)
+            if sys.stdin.isatty():
+                await _terminal_chat(agents, user)
+            else:
+                await _piped_chat(agents[0], user)
+                if any(agent.clients for agent in agents):
+                    await _until_signal()
+
+    _run_async(main())
+
+
+@app.command()
+def new(
+    name: Annotated[str, typer.Argument(help="The character's (or plugin's) name.")],
+    plugin: Annotated[bool, typer.Option("--plugin", help="Scaffold a plugin project.")] = False,
+    directory: Annotated[Path, typer.Option("--dir", help="Where to write.")] = Path("."),
+) -> None:
+    """Scaffold a character file, or with --plugin a plugin project with its own pyproject."""
+    from aigent.scaffold import new_character, new_plugin
+
+    written = new_plugin(name, directory) if plugin else new_character(name, directory)
+    for path in written:
+        typer.echo(f"wrote {path}")
+
+
+def _load(agent_class: type[Agent], files: list[Path]) -> list[Agent]:
+    from aigent.progress import enable, progress
+
+    enable()
+    agents = []
+    for file in files:
+        agent = agent_class.from_file(file)
+        for warning in agent.character.warnings:
+            typer.secho(f"{file}: warning: {warning}", fg="yellow", err=True)
+        with progress(f"loading {agent.name} ({file})"):
+            agent.assemble()
+        agents.append(agent)
+    return agents
+
+
+def _banner(agents: list[Agent]) -> None:
+    for agent in agents:
+        c = agent.character
+        price = f"{c.price}/message" if c.price else "free"
+        clients = ", ".join(c.clients) or "terminal only"
+        model = agent.model.model_id if agent.model else "?"
+        typer.secho(
+            f"{agent.name} is running — model {model}; clients: {clients}; price: {price}",
+            fg="green",
+            err=True,
+        )
+
+
+async def _terminal_chat(agents: list[Agent], user: str) -> None:
+    import asyncio
+
+    by_name = {a.name.lower(): a for a in agents}
+    current = agents[0]
+    hint = "Type a message; '@name text' talks to another agent; Ctrl-D or /quit to leave."
+    typer.secho(hint, dim=True, err=True)
+    while True:
+        try:
+            line = await asyncio.to_thread(input, f"{user}> ")
+        except EOFError:
+            typer.echo()
+            return
+        line = line.strip()
+        if not line:
+            continue
+        if line in {"/quit", "/exit"}:
+            return
+        if line.startswith("@") and " " in line:
+            name, line = line[1:].split(" ", 1)
+            current = by_name.get(name.lower(), current)
+        try:
+            reply = await current.chat(line, user=user)
+        except AigentError as exc:
+            typer.secho(f"error: {exc}", fg="red", err=True)
+            continue
+        typer.echo(f"{current.name}> {reply.text}")
+
+
+async def _piped_chat(agent: Agent, user: str) -> None:
+    import asyncio
+
+    for line in (await asyncio.to_thread(sys.stdin.read)).splitlines():
+        if line.strip():
+            reply = await agent.chat(line.strip(), user=user)
+            typer.echo(reply.text)
+
+
+async def _until_signal() -> None:
+    import asyncio
+    import signal
+
+    stop = asyncio.Event()
+    loop = asyncio.get_running_loop()
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        loop.add_signal_handler(sig, stop.set)
+    await stop.wait()
+
+
+def _run_async(coro: object) -> None:
+    import asyncio
+
+    try:
+        asyncio.run(coro)  # type: ignore[arg-type]
+    except KeyboardInterrupt:
+        raise typer.Exit(130) from None
+
+
+def _add_plugin_commands() -> None:
+    from aigent.errors import PluginError
+    from aigent.plugins import Plugins
+
+    plugins = Plugins()
+    try:
+        plugins.load_installed()
+    except PluginError as exc:
+        # A broken plugin must not take the whole CLI down; agents will refuse to start.
+        typer.secho(f"warning: {exc}", fg="yellow", err=True)
+    plugins.pm.hook.register_commands(cli=app)
+
+
+def main() -> None:
+    """Console entry point: errors aigent knows about are printed without a traceback."""
+    _add_plugin_commands()
+    try:
+        # Without standalone mode click returns the exit code of typer.Exit instead of exiting.
+        code = app(standalone_mode=False)
+        if isinstance(code, int):
+            sys.exit(code)
+    except AigentError as exc:
+        typer.secho(f"error: {exc}", fg="red", err=True)
+        sys.exit(1)
+    except typer.Exit as exc:
+        sys.exit(exc.exit_code)
+    except typer.Abort:
+        sys.exit(130)
+    except Exception as exc:  # click's usage errors
+        import click
+
+        if isinstance(exc, click.ClickException):
+            exc.show()
+            sys.exit(exc.exit_code)
+        raise
+
+
+if __name__ == "__main__":
+    main()

@@ -1,0 +1,108 @@
+"""The plugin contract: every hook a plugin may implement, in one place.
+
+A plugin is a module or object with functions marked ``@hookimpl``. Hooks named ``register_*``
+receive a ``register`` callback and call it once per thing they contribute; the core keeps the
+registry. ``ctx`` is the :class:`aigent.PluginContext` of the agent being assembled: its
+character, its settings for this plugin (``ctx.settings``), its secrets and its data directory.
+
+Hooks may be sync or return an awaitable where the docs say so. See ``plugins/`` for first-party
+plugins written exactly like a third party would write theirs, and ``examples/plugin-weather``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import pluggy
+
+if TYPE_CHECKING:
+    import typer
+
+    from aigent.interfaces import PluginContext
+    from aigent.messages import Outgoing
+
+hookspec = pluggy.HookspecMarker("aigent")
+hookimpl = pluggy.HookimplMarker("aigent")
+
+
+@hookspec
+def register_models(register: Callable[..., None]) -> None:
+    """Contribute chat-model providers: ``register(provider)``, a :class:`ModelProvider`.
+
+    A provider says which model ids it serves (``supports("openai/gpt-4o")``) and builds a
+    :class:`ChatModel` for a :class:`ModelConfig`. Chat models take messages and tool specs and
+    return text and tool calls; they may stream.
+    """
+
+
+@hookspec
+def register_embedders(register: Callable[..., None]) -> None:
+    """Contribute embedders: ``register(name, factory)``; ``factory(ctx) -> Embedder``."""
+
+
+@hookspec
+def register_memory_stores(register: Callable[..., None]) -> None:
+    """Contribute memory stores: ``register(name, factory)``; ``factory(ctx) -> MemoryStore``.
+
+    The character picks one by name (``memory.store``); the store recalls past messages and
+    knowledge into the context within a budget.
+    """
+
+
+@hookspec
+def register_context_providers(register: Callable[..., None], ctx: PluginContext) -> None:
+    """Contribute context: ``register(provider)``, a :class:`ContextProvider` (or an async
+    function ``(message, agent) -> str | None``). Providers run in parallel before the model."""
+
+
+@hookspec
+def register_actions(register: Callable[..., None], ctx: PluginContext) -> None:
+    """Contribute actions the model may call as tools: ``register(fn)`` or ``register(Action)``.
+
+    A plain function (sync or async) becomes an action: its name, its docstring as the
+    description and a JSON schema built from its type hints (pydantic models welcome).
+    """
+
+
+@hookspec
+def register_evaluators(register: Callable[..., None], ctx: PluginContext) -> None:
+    """Contribute evaluators, run after each reply: ``register(evaluator)``, an async function
+    ``(message, reply, agent) -> None`` or an :class:`Evaluator`."""
+
+
+@hookspec
+def register_clients(register: Callable[..., None]) -> None:
+    """Contribute clients (message sources and sinks): ``register(name, factory)``;
+    ``factory(ctx, agent) -> Client`` with async ``start()`` and ``stop()``. A character turns a
+    client on by naming it in ``clients``."""
+
+
+@hookspec
+def register_settlement_engines(register: Callable[..., None]) -> None:
+    """Contribute settlement engines for the connector: ``register(name, factory)``;
+    ``factory(ctx) -> SettlementEngine``."""
+
+
+@hookspec
+def before_action(ctx: PluginContext, action: str, arguments: dict[str, Any]) -> Any:
+    """Called before an action runs. Return ``False`` (or raise ``ActionBlocked``) to block it;
+    this is where policy such as spending limits sits, below the model. May be async."""
+
+
+@hookspec
+def before_publish(ctx: PluginContext, message: Outgoing) -> Any:
+    """Called before a message leaves the agent (a reply, a post, a paid answer). May change
+    ``message.text`` or raise ``PublishBlocked`` to stop it. May be async."""
+
+
+@hookspec
+def after_publish(ctx: PluginContext, message: Outgoing) -> Any:
+    """Called after a message was published; ``message.channel_id`` holds where it went (a post
+    id, say). Content anchoring hashes it here and attaches a receipt to
+    ``message.receipts``. May be async."""
+
+
+@hookspec
+def register_commands(cli: typer.Typer) -> None:
+    """Add commands to the ``aigent`` CLI."""

@@ -1,0 +1,116 @@
+"""The shapes plugins implement. Structural (typing.Protocol): no base class to inherit."""
+
+from __future__ import annotations
+
+import logging
+from collections.abc import AsyncIterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+
+if TYPE_CHECKING:
+    from aigent.character import Character, ModelConfig
+    from aigent.messages import ChatMessage, Incoming, ModelResponse, Reply, ToolSpec
+    from aigent.runtime import Agent
+    from aigent.secrets import Secrets
+
+
+@dataclass
+class PluginContext:
+    """What a plugin gets to know about the agent it serves."""
+
+    character: Character
+    secrets: Secrets
+    data_dir: Path
+    plugin: str = ""
+    settings: dict[str, Any] = field(default_factory=dict)
+    log: logging.Logger = field(default_factory=lambda: logging.getLogger("aigent"))
+
+    def for_plugin(self, name: str) -> PluginContext:
+        """The same context, with ``settings`` namespaced to plugin ``name``."""
+        settings = self.character.settings.get(name, {})
+        return PluginContext(
+            character=self.character,
+            secrets=self.secrets,
+            data_dir=self.data_dir,
+            plugin=name,
+            settings=settings if isinstance(settings, dict) else {},
+            log=logging.getLogger(f"aigent.{name}"),
+        )
+
+
+@runtime_checkable
+class ChatModel(Protocol):
+    model_id: str
+
+    async def chat(
+        self,
+        messages: Sequence[ChatMessage],
+        tools: Sequence[ToolSpec] = (),
+    ) -> ModelResponse: ...
+
+
+@runtime_checkable
+class StreamingChatModel(ChatModel, Protocol):
+    def stream(
+        self, messages: Sequence[ChatMessage], tools: Sequence[ToolSpec] = ()
+    ) -> AsyncIterator[str]: ...
+
+
+class ModelProvider(Protocol):
+    name: str
+
+    def supports(self, model_id: str) -> bool: ...
+
+    def get_model(self, config: ModelConfig, ctx: PluginContext) -> ChatModel: ...
+
+
+class Embedder(Protocol):
+    name: str
+    dimension: int
+
+    async def embed(self, texts: Sequence[str]) -> list[list[float]]: ...
+
+
+@dataclass
+class Recalled:
+    text: str
+    score: float
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+
+class MemoryStore(Protocol):
+    async def remember(self, message: Incoming, reply: Reply, agent: str) -> None: ...
+
+    async def recall(self, message: Incoming, agent: str) -> list[Recalled]: ...
+
+    async def close(self) -> None: ...
+
+
+class ContextProvider(Protocol):
+    name: str
+
+    async def get(self, message: Incoming, agent: Agent) -> str | None: ...
+
+
+class Evaluator(Protocol):
+    name: str
+
+    async def evaluate(self, message: Incoming, reply: Reply, agent: Agent) -> None: ...
+
+
+class Client(Protocol):
+    name: str
+
+    async def start(self) -> None: ...
+
+    async def stop(self) -> None: ...
+
+
+class SettlementEngine(Protocol):
+    name: str
+
+    async def settle(self, account: str, amount: int) -> int:
+        """Settle ``amount`` (in the account's asset scale) with peer ``account``; return how
+        much was settled."""
+        ...

@@ -1,0 +1,533 @@
+"""The Agent: one message travels one way through it.
+
+message -> context (providers + recalled memory + character) -> model (actions as tools)
+-> actions -> reply -> evaluators -> memory -> response hooks -> back to the client.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import atexit
+import inspect
+import logging
+import os
+import threading
+import time
+from collections import defaultdict, deque
+from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from pathlib import Path
+from typing import Any, TypeVar
+
+from aigent.actions import Action
+from aigent.character import Character, ModelConfig, load_character
+from aigent.errors import ActionBlocked, AigentError, ModelError, ModelNotFound, PluginError
+from aigent.interfaces import (
+    ChatModel,
+    Client,
+    ContextProvider,
+    Evaluator,
+    MemoryStore,
+    ModelProvider,
+    PluginContext,
+)
+from aigent.messages import (
+    ActionResult,
+    ChatMessage,
+    Incoming,
+    ModelResponse,
+    Outgoing,
+    Reply,
+    ToolSpec,
+    Usage,
+)
+from aigent.plugins import Plugins
+from aigent.prompt import system_prompt
+from aigent.secrets import Secrets, redact
+
+log = logging.getLogger("aigent.runtime")
+T = TypeVar("T")
+
+DEFAULT_MODEL = "local"
+HISTORY_TURNS = 10
+MAX_TOOL_ROUNDS = 4
+PROVIDER_TIMEOUT = 5.0
+
+
+class FallbackModel:
+    """Tries each model of a chain in turn; the response names the one that answered."""
+
+    def __init__(self, models: Sequence[ChatModel]) -> None:
+        self.models = list(models)
+        self.model_id = " -> ".join(m.model_id for m in self.models)
+
+    async def chat(
+        self, messages: Sequence[ChatMessage], tools: Sequence[ToolSpec] = ()
+    ) -> ModelResponse:
+        failures: list[str] = []
+        for model in self.models:
+            try:
+                response = await model.chat(messages, tools)
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                failures.append(f"{model.model_id}: {redact(str(exc))}")
+                log.warning("model %s failed, trying the next: %s", model.model_id, exc)
+                continue
+            response.model = response.model or model.model_id
+            return response
+        raise ModelError("every model in the chain failed:\n  " + "\n  ".join(failures))
+
+
+class Agent:
+    """An agent: a character plus plugins. Use ``async with agent:`` to start and stop it."""
+
+    def __init__(
+        self,
+        character: Character,
+        *,
+        plugins: Sequence[object] = (),
+        data_dir: str | Path | None = None,
+        secrets: Secrets | None = None,
+        load_installed: bool = True,
+    ) -> None:
+        self.character = character
+        self.name = character.name
+        self.secrets = secrets or Secrets.for_character(character.secrets, character.source)
+        self.data_dir = Path(
+            data_dir or character.data_dir or Path(".aigent") / _slug(character.name)
+        ).expanduser()
+        self.ctx = PluginContext(character=character, secrets=self.secrets, data_dir=self.data_dir)
+        self.plugins = Plugins()
+        self._code_plugins = list(plugins)
+        self._load_installed = load_installed
+        self.model: ChatModel | None = None
+        self.models: dict[str, ChatModel] = {}
+        self.memory: MemoryStore | None = None
+        self.actions: dict[str, Action] = {}
+        self.providers: list[ContextProvider] = []
+        self.evaluators: list[Evaluator] = []
+        self.clients: list[Client] = []
+        self._history: dict[tuple[str, str], deque[ChatMessage]] = defaultdict(
+            lambda: deque(maxlen=HISTORY_TURNS * 2)
+        )
+        self._assembled = False
+        self._started = False
+        self._sync: _SyncRunner | None = None
+
+    @classmethod
+    def from_file(cls, path: str | Path, **kwargs: Any) -> Agent:
+        """Load a character file (any supported format) into an agent; nothing starts yet."""
+        return cls(load_character(path), **kwargs)
+
+    def __repr__(self) -> str:
+        return f"Agent({self.name!r})"
+
+    # --- assembling ------------------------------------------------------------------------------
+
+    def assemble(self) -> None:
+        """Load and configure every plugin, or fail naming the one that could not be used."""
+        if self._assembled:
+            return
+        c = self.character
+        base_dir = c.source.parent if c.source else Path.cwd()
+        for obj in self._code_plugins:
+            self.plugins.add(obj)
+        if self._load_installed:
+            self.plugins.load_installed()
+        for spec in c.plugins:
+            self.plugins.load_named(spec, base_dir)
+
+        self.models = {role: self._resolve_chain(role) for role in ("large", "small")}
+        self.model = self.models["large"]
+        self.memory = self._resolve_memory()
+        for reg in self.plugins.collect("register_actions", only_enabled=True, ctx=self.ctx):
+            action = _as_action(reg.args[0])
+            action.plugin = reg.plugin
+            self.actions[action.name] = action
+        for reg in self.plugins.collect(
+            "register_context_providers", only_enabled=True, ctx=self.ctx
+        ):
+            self.providers.append(_named(reg.args[0], "get"))
+        for reg in self.plugins.collect("register_evaluators", only_enabled=True, ctx=self.ctx):
+            self.evaluators.append(_named(reg.args[0], "evaluate"))
+        self.clients = self._resolve_clients()
+        self._assembled = True
+
+    def _resolve_chain(self, role: str) -> ChatModel:
+        chain = self.character.models.chain(role) or [
+            ModelConfig(model=os.environ.get("AIGENT_MODEL") or DEFAULT_MODEL)
+        ]
+        providers = self.plugins.collect("register_models")
+        models = []
+        for config in chain:
+            for reg in providers:
+                provider: ModelProvider = reg.args[0]
+                if provider.supports(config.model):
+                    self.plugins.enabled.add(reg.plugin)
+                    try:
+                        models.append(provider.get_model(config, self.ctx.for_plugin(reg.plugin)))
+                    except AigentError:
+                        raise
+                    except Exception as exc:
+                        raise PluginError(
+                            reg.plugin,
+                            f"could not set up model {config.model!r} "
+                            f"({type(exc).__name__}: {redact(str(exc))})",
+                        ) from exc
+                    break
+            else:
+                names = ", ".join(sorted({r.plugin for r in providers})) or "none"
+                raise ModelNotFound(
+                    f"{self._where()}: no installed plugin serves model {config.model!r} "
+                    f"(model plugins installed: {names}). Install the plugin for it "
+                    "(pip install aigent-litellm for provider models, aigent-local for "
+                    "'local') or pick another model in models.large"
+                )
+        return models[0] if len(models) == 1 else FallbackModel(models)
+
+    def _resolve_memory(self) -> MemoryStore | None:
+        settings = self.character.memory
+        if not settings.enabled:
+            return None
+        stores = {reg.args[0]: reg for reg in self.plugins.collect("register_memory_stores")}
+        if settings.store is None:
+            if not stores:
+                return None
+            name = next(iter(stores))
+        elif settings.store not in stores:
+            raise PluginError(
+                settings.store,
+                "memory store is not installed",
+                f"installed stores: {', '.join(stores) or 'none'}",
+            )
+        else:
+            name = settings.store
+        reg = stores[name]
+        self.plugins.enabled.add(reg.plugin)
+        factory: Callable[[PluginContext], MemoryStore] = reg.args[1]
+        return _configure(reg.plugin, lambda: factory(self.ctx.for_plugin(reg.plugin)))
+
+    def _resolve_clients(self) -> list[Client]:
+        factories = {reg.args[0]: reg for reg in self.plugins.collect("register_clients")}
+        clients = []
+        for name in self.character.clients:
+            if name not in factories:
+                raise PluginError(
+                    name,
+                    "client is not installed",
+                    f"pip install aigent-{name}, or remove it from the character's clients",
+                )
+            reg = factories[name]
+            self.plugins.enabled.add(reg.plugin)
+            clients.append(
+                _configure(reg.plugin, lambda r=reg: r.args[1](self.ctx.for_plugin(r.plugin), self))
+            )
+        return clients
+
+    def _where(self) -> str:
+        return str(self.character.source) if self.character.source else self.name
+
+    # --- lifecycle -------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        """Assemble, then start every client; if one fails, the others are stopped again."""
+        if self._started:
+            return
+        await asyncio.to_thread(self.assemble)
+        started: list[Client] = []
+        try:
+            for client in self.clients:
+                await client.start()
+                started.append(client)
+        except BaseException:
+            for client in reversed(started):
+                await _quietly(client.stop())
+            raise
+        self._started = True
+
+    async def stop(self) -> None:
+        if not self._started:
+            return
+        for client in reversed(self.clients):
+            await _quietly(client.stop())
+        if self.memory is not None:
+            await _quietly(self.memory.close())
+        self._started = False
+
+    async def __aenter__(self) -> Agent:
+        await self.start()
+        return self
+
+    async def __aexit__(self, *exc: object) -> None:
+        await self.stop()
+
+    # --- one message -----------------------------------------------------------------------------
+
+    async def chat(self, text: str, *, user: str = "user", room: str = "default") -> Reply:
+        """Answer one message. Starts the agent on first use if it was not started."""
+        return await self.handle(Incoming(text=text, user=user, room=room))
+
+    async def handle(self, message: Incoming) -> Reply:
+        """What clients call: run ``message`` through the agent and publish the reply."""
+        if not self._started:
+            await self.start()
+        t0 = time.perf_counter()
+        timings: dict[str, float] = {}
+
+        context = await self._context(message)
+        timings["context"] = _ms(t0)
+
+        history = self._history[(message.user, message.room)]
+        messages = [
+            ChatMessage(role="system", content=system_prompt(self.character, context)),
+            *history,
+            ChatMessage(role="user", content=message.text),
+        ]
+        response, results, usage, model_ms, action_ms = await self._think(messages)
+        timings["model"] = model_ms
+        timings["actions"] = action_ms
+        reply = Reply(
+            text=response.text,
+            message_id=message.id,
+            model=response.model,
+            usage=usage,
+            actions=results,
+        )
+
+        t = time.perf_counter()
+        await self._evaluate(message, reply)
+        timings["evaluators"] = _ms(t)
+
+        t = time.perf_counter()
+        history.append(ChatMessage(role="user", content=message.text))
+        history.append(ChatMessage(role="assistant", content=reply.text))
+        if self.memory is not None:
+            try:
+                await self.memory.remember(message, reply, self.name)
+            except Exception:
+                log.exception("%s: memory could not store the message", self.name)
+        timings["memory"] = _ms(t)
+
+        t = time.perf_counter()
+        outgoing = await self.publish(
+            Outgoing(
+                text=reply.text,
+                agent=self.name,
+                client=message.client,
+                room=message.room,
+                in_reply_to=message.id,
+            )
+        )
+        reply.text = outgoing.text
+        reply.receipts = outgoing.receipts
+        timings["publish"] = _ms(t)
+        timings["total"] = _ms(t0)
+        timings["overhead"] = timings["total"] - timings["model"] - timings["actions"]
+        reply.timings = timings
+        return reply
+
+    async def _context(self, message: Incoming) -> list[str]:
+        async def provide(provider: ContextProvider) -> str | None:
+            try:
+                return await asyncio.wait_for(provider.get(message, self), PROVIDER_TIMEOUT)
+            except Exception as exc:
+                log.warning("%s: context provider %s failed: %s", self.name, provider.name, exc)
+                return None
+
+        async def recall() -> str | None:
+            if self.memory is None:
+                return None
+            try:
+                found = await self.memory.recall(message, self.name)
+            except Exception as exc:
+                log.warning("%s: memory recall failed: %s", self.name, exc)
+                return None
+            if not found:
+                return None
+            return "Things you remember that may be relevant:\n" + "\n".join(
+                f"- {item.text}" for item in found
+            )
+
+        if not self.providers and self.memory is None:
+            return []
+        blocks = await asyncio.gather(recall(), *(provide(p) for p in self.providers))
+        return [b for b in blocks if b]
+
+    async def _think(
+        self, messages: list[ChatMessage]
+    ) -> tuple[ModelResponse, list[ActionResult], Usage, float, float]:
+        assert self.model is not None
+        tools = [a.spec() for a in self.actions.values()]
+        usage = Usage()
+        results: list[ActionResult] = []
+        model_ms = action_ms = 0.0
+        for _ in range(MAX_TOOL_ROUNDS + 1):
+            t = time.perf_counter()
+            response = await self.model.chat(messages, tools)
+            model_ms += _ms(t)
+            usage.add(response.usage)
+            if not response.tool_calls or not tools:
+                return response, results, usage, model_ms, action_ms
+            t = time.perf_counter()
+            messages.append(
+                ChatMessage(role="assistant", content=response.text, tool_calls=response.tool_calls)
+            )
+            for call in response.tool_calls:
+                result = await self.run_action(call.name, call.arguments)
+                results.append(result)
+                messages.append(
+                    ChatMessage(
+                        role="tool", content=result.output, tool_call_id=call.id, name=call.name
+                    )
+                )
+            action_ms += _ms(t)
+        # Out of rounds: ask once more without tools so the user still gets an answer.
+        t = time.perf_counter()
+        response = await self.model.chat(messages, ())
+        model_ms += _ms(t)
+        usage.add(response.usage)
+        return response, results, usage, model_ms, action_ms
+
+    async def run_action(self, name: str, arguments: dict[str, Any]) -> ActionResult:
+        """Run one action under the ``before_action`` policy hooks. Never raises: a failure is
+        reported in the result, which the model sees."""
+        action = self.actions.get(name)
+        if action is None:
+            known = ", ".join(self.actions) or "none"
+            return ActionResult(
+                name=name, arguments=arguments, ok=False,
+                output=f"error: there is no action {name!r} (available: {known})",
+            )  # fmt: skip
+        try:
+            for plugin, hook in self.plugins.behaviour("before_action"):
+                verdict = await _maybe_await(
+                    _call(hook, ctx=self.ctx.for_plugin(plugin), action=name, arguments=arguments)
+                )
+                if verdict is False:
+                    raise ActionBlocked(f"blocked by {plugin}")
+            output = await action.run(arguments)
+            return ActionResult(name=name, arguments=arguments, ok=True, output=output)
+        except TimeoutError:
+            output = f"error: {name} timed out after {action.timeout:g}s"
+        except ActionBlocked as exc:
+            output = f"error: {name} was not run: {exc}"
+        except Exception as exc:
+            output = f"error: {name} failed: {redact(str(exc)) or type(exc).__name__}"
+            log.warning("%s: action %s failed: %s", self.name, name, exc)
+        return ActionResult(name=name, arguments=arguments, ok=False, output=output)
+
+    async def _evaluate(self, message: Incoming, reply: Reply) -> None:
+        async def run(evaluator: Evaluator) -> None:
+            try:
+                await evaluator.evaluate(message, reply, self)
+            except Exception as exc:
+                log.warning("%s: evaluator %s failed: %s", self.name, evaluator.name, exc)
+
+        if self.evaluators:
+            await asyncio.gather(*(run(e) for e in self.evaluators))
+
+    async def publish(self, message: Outgoing) -> Outgoing:
+        """Send ``message`` through the response hooks (before, then after publishing).
+
+        Clients call this for anything they post; a ``before_publish`` hook may change the
+        text or raise ``PublishBlocked``.
+        """
+        for plugin, hook in self.plugins.behaviour("before_publish"):
+            await _maybe_await(_call(hook, ctx=self.ctx.for_plugin(plugin), message=message))
+        for plugin, hook in self.plugins.behaviour("after_publish"):
+            try:
+                await _maybe_await(_call(hook, ctx=self.ctx.for_plugin(plugin), message=message))
+            except Exception:
+                log.exception("%s: after_publish hook of %s failed", self.name, plugin)
+        return message
+
+    # --- for scripts and notebooks ---------------------------------------------------------------
+
+    def chat_sync(self, text: str, *, user: str = "user", room: str = "default") -> Reply:
+        """``chat`` for code without an event loop (scripts, notebooks: it works there too).
+
+        The agent runs on a private event loop in a background thread, started on first use
+        and stopped at exit.
+        """
+        if self._sync is None:
+            self._sync = _SyncRunner()
+            atexit.register(self.close_sync)
+        return self._sync.run(self.chat(text, user=user, room=room))
+
+    def close_sync(self) -> None:
+        if self._sync is not None:
+            self._sync.run(self.stop())
+            self._sync.close()
+            self._sync = None
+
+
+class _SyncRunner:
+    def __init__(self) -> None:
+        self.loop = asyncio.new_event_loop()
+        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
+        self.thread.start()
+
+    def run(self, coro: Coroutine[Any, Any, T]) -> T:
+        return asyncio.run_coroutine_threadsafe(coro, self.loop).result()
+
+    def close(self) -> None:
+        self.loop.call_soon_threadsafe(self.loop.stop)
+        self.thread.join(timeout=5)
+
+
+def _as_action(obj: Any) -> Action:
+    if isinstance(obj, Action):
+        return obj
+    if callable(obj):
+        return Action.from_function(obj)
+    raise TypeError(f"register() takes a function or an Action, got {type(obj).__name__}")
+
+
+class _FunctionAdapter:
+    def __init__(self, fn: Callable[..., Awaitable[Any]], method: str) -> None:
+        self.name = getattr(fn, "__name__", "anonymous")
+        setattr(self, method, fn)
+
+
+def _named(obj: Any, method: str) -> Any:
+    """A provider or evaluator given as a bare async function gets the object shape."""
+    if hasattr(obj, method):
+        return obj
+    if callable(obj):
+        return _FunctionAdapter(obj, method)
+    raise TypeError(f"expected an object with .{method}() or an async function")
+
+
+def _configure(plugin: str, build: Callable[[], T]) -> T:
+    try:
+        return build()
+    except AigentError:
+        raise
+    except Exception as exc:
+        raise PluginError(
+            plugin, f"could not be configured ({type(exc).__name__}: {redact(str(exc))})"
+        ) from exc
+
+
+def _call(fn: Callable[..., Any], **kwargs: Any) -> Any:
+    params = inspect.signature(fn).parameters
+    return fn(**{k: v for k, v in kwargs.items() if k in params})
+
+
+async def _maybe_await(value: Any) -> Any:
+    return await value if inspect.isawaitable(value) else value
+
+
+async def _quietly(awaitable: Awaitable[Any]) -> None:
+    try:
+        await awaitable
+    except Exception:
+        log.exception("error while stopping")
+
+
+def _ms(start: float) -> float:
+    return (time.perf_counter() - start) * 1000
+
+
+def _slug(name: str) -> str:
+    return "".join(ch if ch.isalnum() or ch in "-_" else "-" for ch in name.lower()).strip("-")

@@ -1,0 +1,54 @@
+"""Shared fixtures. Servers started here pick free ports and are always stopped."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import pytest
+
+ROOT = Path(__file__).resolve().parent.parent
+DATA = Path(__file__).resolve().parent / "data"
+SCRIPTED_MODEL = Path(__file__).resolve().parent / "fixtures" / "scripted_model.py"
+
+
+@pytest.fixture
+def write_character(tmp_path: Path) -> Callable[..., Path]:
+    """Write a character file (aigent format unless the dict says otherwise) into tmp_path."""
+
+    def write(data: dict[str, Any] | str, name: str = "agent.json") -> Path:
+        path = tmp_path / name
+        path.write_text(data if isinstance(data, str) else json.dumps(data), encoding="utf-8")
+        return path
+
+    return write
+
+
+@pytest.fixture
+def scripted_character(write_character: Callable[..., Path], tmp_path: Path) -> Callable[..., Path]:
+    """An aigent character that uses the scripted stand-in model (tests/fixtures)."""
+
+    def make(**fields: Any) -> Path:
+        data: dict[str, Any] = {
+            "name": "Tester",
+            "bio": ["a test agent"],
+            "models": {"large": "scripted"},
+            "plugins": [str(SCRIPTED_MODEL)],
+            "data_dir": str(tmp_path / "data"),
+            "memory": {"enabled": False},
+        }
+        data.update(fields)
+        return write_character(data)
+
+    return make
+
+
+@pytest.fixture(autouse=True)
+def _reset_scripted_model() -> None:
+    import sys
+
+    for name, module in list(sys.modules.items()):
+        if name.startswith("aigent_local_plugin_scripted_model"):
+            module.CALLS.clear()

@@ -1,0 +1,108 @@
+"""The CLI as a user meets it: chat, run (piped and in a terminal), new, errors."""
+
+from __future__ import annotations
+
+import os
+import select
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+AIGENT = [sys.executable, "-m", "aigent.cli"]
+
+
+def aigent(
+    *args: str, stdin: str | None = None, cwd: Path | None = None
+) -> subprocess.CompletedProcess[str]:
+    return subprocess.run(
+        [*AIGENT, *args], input=stdin, capture_output=True, text=True, cwd=cwd, timeout=60
+    )
+
+
+def test_version_and_help() -> None:
+    assert aigent("--version").stdout.strip() == "aigent 0.1.0"
+    out = aigent("--help").stdout
+    for command in ("run", "chat", "validate", "plugins", "new"):
+        assert command in out
+
+
+def test_chat_one_message(scripted_character) -> None:
+    result = aigent("chat", str(scripted_character()), "--message", "hello there")
+    assert result.returncode == 0, result.stderr
+    assert result.stdout == "echo: hello there\n"
+
+
+def test_run_answers_piped_lines_and_shows_the_agent(scripted_character) -> None:
+    result = aigent(
+        "run", str(scripted_character(price={"amount": 1000})), stdin="first\n\nsecond\n"
+    )
+    assert result.returncode == 0, result.stderr
+    assert result.stdout.splitlines() == ["echo: first", "echo: second"]
+    assert "Tester is running — model scripted" in result.stderr
+    assert "price: 0.001 XRP/message" in result.stderr
+
+
+def test_run_in_a_terminal_is_a_chat(scripted_character) -> None:
+    master, slave = os.openpty()
+    proc = subprocess.Popen(
+        [*AIGENT, "run", str(scripted_character())],
+        stdin=slave,
+        stdout=slave,
+        stderr=slave,
+        close_fds=True,
+    )
+    os.close(slave)
+    seen = b""
+
+    def read_until(marker: bytes, timeout: float = 30) -> None:
+        nonlocal seen
+        deadline = time.monotonic() + timeout
+        while marker not in seen:
+            assert time.monotonic() < deadline, f"no {marker!r} in {seen!r}"
+            if select.select([master], [], [], 0.2)[0]:
+                seen += os.read(master, 4096)
+
+    try:
+        read_until(b"user> ")
+        os.write(master, b"hello agent\n")
+        read_until(b"Tester> echo: hello agent")
+        os.write(master, b"/quit\n")
+        assert proc.wait(timeout=20) == 0
+    finally:
+        proc.kill()
+        os.close(master)
+
+
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [
+        (
+            '{"name": "A", "models": {"large": "scripted"}, "plugins": ["nope_plugin_xyz"]}',
+            "error: plugin 'nope_plugin_xyz': is not installed",
+        ),
+        ('{"name": "A", "style": {"all": 3}, "models": {}}', "style.all: Input should be"),
+        ('{"name": ', "invalid JSON at line 1, column 10"),
+    ],
+)
+def test_errors_are_one_clear_message_without_traceback(tmp_path, content, expected) -> None:
+    path = tmp_path / "c.json"
+    path.write_text(content)
+    result = aigent("chat", str(path), "-m", "hi")
+    assert result.returncode == 1
+    assert expected in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_new_scaffolds_a_valid_character_and_a_plugin_project(tmp_path) -> None:
+    assert aigent("new", "Night Owl", "--dir", str(tmp_path)).returncode == 0
+    assert aigent("validate", str(tmp_path / "night-owl.json")).returncode == 0
+    result = aigent("new", "moon", "--plugin", "--dir", str(tmp_path))
+    assert result.returncode == 0
+    assert (tmp_path / "aigent-moon" / "pyproject.toml").read_text().count("moon = ") == 1
+    module = tmp_path / "aigent-moon" / "aigent_moon" / "__init__.py"
+    assert "@hookimpl" in module.read_text()
+    again = aigent("new", "Night Owl", "--dir", str(tmp_path))
+    assert again.returncode == 1 and "already exists" in again.stderr
