@@ -52,7 +52,7 @@ class Action:
                 annotation = hints.get(p.name, Any)
                 default = ... if p.default is inspect.Parameter.empty else p.default
                 fields[p.name] = (annotation, default)
-            model = create_model(  # type: ignore[call-overload]
+            model = create_model(
                 f"{action_name}_arguments",
                 __config__=ConfigDict(extra="forbid"),
                 **fields,

@@ -197,7 +197,7 @@ def detect_format(raw: dict[str, Any]) -> Format:
     if AIGENT_ONLY & raw.keys():
         return "aigent"
     examples = raw.get("messageExamples")
-    first = examples[0][0] if _nested(examples) else None
+    first = examples[0][0] if examples and _nested(examples) else None
     camel = bool(ELIZA_CAMEL & raw.keys())
     if (
         any(k in raw for k in ("modelProvider", "extends", "clientConfig"))

@@ -267,24 +267,10 @@ def main() -> None:
     """Console entry point: errors aigent knows about are printed without a traceback."""
     _add_plugin_commands()
     try:
-        # Without standalone mode click returns the exit code of typer.Exit instead of exiting.
-        code = app(standalone_mode=False)
-        if isinstance(code, int):
-            sys.exit(code)
+        app()
     except AigentError as exc:
         typer.secho(f"error: {exc}", fg="red", err=True)
         sys.exit(1)
-    except typer.Exit as exc:
-        sys.exit(exc.exit_code)
-    except typer.Abort:
-        sys.exit(130)
-    except Exception as exc:  # click's usage errors
-        import click
-
-        if isinstance(exc, click.ClickException):
-            exc.show()
-            sys.exit(exc.exit_code)
-        raise
 
 
 if __name__ == "__main__":

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import atexit
+import functools
 import inspect
 import logging
 import os
@@ -219,9 +220,9 @@ class Agent:
                 )
             reg = factories[name]
             self.plugins.enabled.add(reg.plugin)
-            clients.append(
-                _configure(reg.plugin, lambda r=reg: r.args[1](self.ctx.for_plugin(r.plugin), self))
-            )
+            factory: Callable[[PluginContext, Agent], Client] = reg.args[1]
+            ctx = self.ctx.for_plugin(reg.plugin)
+            clients.append(_configure(reg.plugin, functools.partial(factory, ctx, self)))
         return clients
 
     def _where(self) -> str:
