@@ -213,12 +213,27 @@ async def _terminal_chat(agents: list[Agent], user: str) -> None:
         if line.startswith("@") and " " in line:
             name, line = line[1:].split(" ", 1)
             current = by_name.get(name.lower(), current)
+        typer.echo(f"{current.name}> ", nl=False)
+        stream = _Stream()
         try:
-            reply = await current.chat(line, user=user)
+            reply = await current.chat(line, user=user, on_text=stream.show)
         except AigentError as exc:
+            typer.echo()
             typer.secho(f"error: {exc}", fg="red", err=True)
             continue
-        typer.echo(f"{current.name}> {reply.text}")
+        if stream.text == reply.text:
+            typer.echo()
+        else:  # a response hook changed it, or nothing streamed: show the final text
+            typer.echo(("\n" if stream.text else "") + reply.text)
+
+
+class _Stream:
+    def __init__(self) -> None:
+        self.text = ""
+
+    def show(self, chunk: str) -> None:
+        self.text += chunk
+        typer.echo(chunk, nl=False)
 
 
 async def _piped_chat(agent: Agent, user: str) -> None:

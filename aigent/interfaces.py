@@ -52,9 +52,12 @@ class ChatModel(Protocol):
 
 @runtime_checkable
 class StreamingChatModel(ChatModel, Protocol):
+    """A model that can stream: it yields text chunks as they come, then exactly one final
+    :class:`ModelResponse` (the whole text, any tool calls, usage)."""
+
     def stream(
         self, messages: Sequence[ChatMessage], tools: Sequence[ToolSpec] = ()
-    ) -> AsyncIterator[str]: ...
+    ) -> AsyncIterator[str | ModelResponse]: ...
 
 
 class ModelProvider(Protocol):

@@ -15,7 +15,7 @@ import os
 import threading
 import time
 from collections import defaultdict, deque
-from collections.abc import Awaitable, Callable, Coroutine, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
 from pathlib import Path
 from typing import Any, TypeVar
 
@@ -30,6 +30,7 @@ from aigent.interfaces import (
     MemoryStore,
     ModelProvider,
     PluginContext,
+    StreamingChatModel,
 )
 from aigent.messages import (
     ActionResult,
@@ -77,6 +78,40 @@ class FallbackModel:
             response.model = response.model or model.model_id
             return response
         raise ModelError("every model in the chain failed:\n  " + "\n  ".join(failures))
+
+    async def stream(
+        self, messages: Sequence[ChatMessage], tools: Sequence[ToolSpec] = ()
+    ) -> AsyncIterator[str | ModelResponse]:
+        """Streams from the first model that answers; one that fails mid-stream is not
+        replaced (its text was already shown), so its error is raised."""
+        failures: list[str] = []
+        for model in self.models:
+            started = False
+            try:
+                async for item in _stream_or_chat(model, messages, tools):
+                    started = True
+                    if isinstance(item, ModelResponse):
+                        item.model = item.model or model.model_id
+                    yield item
+                return
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                if started:
+                    raise
+                failures.append(f"{model.model_id}: {redact(str(exc))}")
+                log.warning("model %s failed, trying the next: %s", model.model_id, exc)
+        raise ModelError("every model in the chain failed:\n  " + "\n  ".join(failures))
+
+
+async def _stream_or_chat(
+    model: ChatModel, messages: Sequence[ChatMessage], tools: Sequence[ToolSpec]
+) -> AsyncIterator[str | ModelResponse]:
+    if isinstance(model, StreamingChatModel):
+        async for item in model.stream(messages, tools):
+            yield item
+    else:
+        yield await model.chat(messages, tools)
 
 
 class Agent:
@@ -264,11 +299,24 @@ class Agent:
 
     # --- one message -----------------------------------------------------------------------------
 
-    async def chat(self, text: str, *, user: str = "user", room: str = "default") -> Reply:
-        """Answer one message. Starts the agent on first use if it was not started."""
-        return await self.handle(Incoming(text=text, user=user, room=room))
+    async def chat(
+        self,
+        text: str,
+        *,
+        user: str = "user",
+        room: str = "default",
+        on_text: Callable[[str], None] | None = None,
+    ) -> Reply:
+        """Answer one message. Starts the agent on first use if it was not started.
 
-    async def handle(self, message: Incoming) -> Reply:
+        With ``on_text``, the model's text is streamed to it as it is generated (when the model
+        can stream); the returned reply is final, after the response hooks.
+        """
+        return await self.handle(Incoming(text=text, user=user, room=room), on_text=on_text)
+
+    async def handle(
+        self, message: Incoming, on_text: Callable[[str], None] | None = None
+    ) -> Reply:
         """What clients call: run ``message`` through the agent and publish the reply."""
         if not self._started:
             await self.start()
@@ -284,7 +332,7 @@ class Agent:
             *history,
             ChatMessage(role="user", content=message.text),
         ]
-        response, results, usage, model_ms, action_ms = await self._think(messages)
+        response, results, usage, model_ms, action_ms = await self._think(messages, on_text)
         timings["model"] = model_ms
         timings["actions"] = action_ms
         reply = Reply(
@@ -354,8 +402,27 @@ class Agent:
         blocks = await asyncio.gather(recall(), *(provide(p) for p in self.providers))
         return [b for b in blocks if b]
 
+    async def _call_model(
+        self,
+        messages: list[ChatMessage],
+        tools: Sequence[ToolSpec],
+        on_text: Callable[[str], None] | None,
+    ) -> ModelResponse:
+        assert self.model is not None
+        if on_text is None:
+            return await self.model.chat(messages, tools)
+        response: ModelResponse | None = None
+        async for item in _stream_or_chat(self.model, messages, tools):
+            if isinstance(item, ModelResponse):
+                response = item
+            else:
+                on_text(item)
+        if response is None:
+            raise ModelError(f"{self.model.model_id} streamed no final response")
+        return response
+
     async def _think(
-        self, messages: list[ChatMessage]
+        self, messages: list[ChatMessage], on_text: Callable[[str], None] | None = None
     ) -> tuple[ModelResponse, list[ActionResult], Usage, float, float]:
         assert self.model is not None
         tools = [a.spec() for a in self.actions.values()]
@@ -364,7 +431,7 @@ class Agent:
         model_ms = action_ms = 0.0
         for _ in range(MAX_TOOL_ROUNDS + 1):
             t = time.perf_counter()
-            response = await self.model.chat(messages, tools)
+            response = await self._call_model(messages, tools, on_text)
             model_ms += _ms(t)
             usage.add(response.usage)
             if not response.tool_calls or not tools:
@@ -384,7 +451,7 @@ class Agent:
             action_ms += _ms(t)
         # Out of rounds: ask once more without tools so the user still gets an answer.
         t = time.perf_counter()
-        response = await self.model.chat(messages, ())
+        response = await self._call_model(messages, (), on_text)
         model_ms += _ms(t)
         usage.add(response.usage)
         return response, results, usage, model_ms, action_ms

@@ -231,3 +231,15 @@ async def test_an_agent_does_not_start_half_configured(scripted_character) -> No
     missing = Agent.from_file(scripted_character(clients=["telegram"]))
     with pytest.raises(PluginError, match="plugin 'telegram': client is not installed"):
         await missing.start()
+
+
+async def test_streaming_shows_text_as_it_comes(scripted_character) -> None:
+    chunks: list[str] = []
+    path = scripted_character(models={"large": ["broken", "scripted-stream"]})
+    async with Agent.from_file(path, plugins=[Tools()]) as agent:
+        reply = await agent.chat("tell me a story", on_text=chunks.append)
+        tool_reply = await agent.chat("get_weather in streaming", on_text=chunks.append)
+    assert chunks[:4] == ["echo:", " tell", " me", " a"]
+    assert "".join(chunks[:5]) + " [signed]" == reply.text
+    assert reply.model == "scripted-stream"
+    assert tool_reply.text == "tool said: Lisbon: 21°C [signed]"
