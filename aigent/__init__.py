@@ -37,6 +37,7 @@ if TYPE_CHECKING:
     from aigent.progress import progress
     from aigent.runtime import Agent
     from aigent.secrets import Secrets, redact
+    from aigent.spending import SpendDenied, SpendingPolicy
 
 _EXPORTS = {
     "Action": "aigent.actions",
@@ -66,6 +67,8 @@ _EXPORTS = {
     "progress": "aigent.progress",
     "Secrets": "aigent.secrets",
     "redact": "aigent.secrets",
+    "SpendDenied": "aigent.spending",
+    "SpendingPolicy": "aigent.spending",
 }
 
 __all__ = [*_EXPORTS, "__version__"]

@@ -15,6 +15,7 @@ from typing import Any, Literal
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
 
 from aigent.errors import CharacterError
+from aigent.spending import Limits
 
 Format = Literal["aigent", "eliza-0.x", "eliza-1.x", "zerepy"]
 
@@ -149,6 +150,8 @@ class Character(_Strict):
     secrets: dict[str, str] = Field(default_factory=dict)
     memory: Memory = Field(default_factory=Memory)
     price: Price | None = None
+    spending: dict[str, Limits] = Field(default_factory=dict)
+    """Limits per asset code on what the agent may spend; an asset with no limits is not spent."""
     connector: dict[str, Any] | None = None
     loop: Loop | None = None
     data_dir: str | None = None

@@ -15,6 +15,7 @@ from aigent.errors import AigentError
 
 if TYPE_CHECKING:
     from aigent.runtime import Agent
+    from aigent.spending import Spend
 
 app = typer.Typer(
     name="aigent",
@@ -175,8 +176,17 @@ def _load(agent_class: type[Agent], files: list[Path]) -> list[Agent]:
             typer.secho(f"{file}: warning: {warning}", fg="yellow", err=True)
         with progress(f"loading {agent.name} ({file})"):
             agent.assemble()
+        if sys.stdin.isatty():
+            agent.spending.confirm = _confirm_in_terminal
         agents.append(agent)
     return agents
+
+
+async def _confirm_in_terminal(spend: Spend, question: str) -> bool:
+    import asyncio
+
+    answer = await asyncio.to_thread(input, f"{question} [y/N] ")
+    return answer.strip().lower() in {"y", "yes"}
 
 
 def _banner(agents: list[Agent]) -> None:

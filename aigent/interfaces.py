@@ -13,6 +13,7 @@ if TYPE_CHECKING:
     from aigent.messages import ChatMessage, Incoming, ModelResponse, Reply, ToolSpec
     from aigent.runtime import Agent
     from aigent.secrets import Secrets
+    from aigent.spending import SpendingPolicy
 
 
 @dataclass
@@ -25,6 +26,8 @@ class PluginContext:
     plugin: str = ""
     settings: dict[str, Any] = field(default_factory=dict)
     log: logging.Logger = field(default_factory=lambda: logging.getLogger("aigent"))
+    spending: SpendingPolicy | None = None
+    """The agent's spending policy: every plugin that moves value reserves through it."""
 
     def for_plugin(self, name: str) -> PluginContext:
         """The same context, with ``settings`` namespaced to plugin ``name``."""
@@ -36,6 +39,7 @@ class PluginContext:
             plugin=name,
             settings=settings if isinstance(settings, dict) else {},
             log=logging.getLogger(f"aigent.{name}"),
+            spending=self.spending,
         )
 
 

@@ -45,6 +45,7 @@ from aigent.messages import (
 from aigent.plugins import Plugins
 from aigent.prompt import system_prompt
 from aigent.secrets import Secrets, redact
+from aigent.spending import SpendingPolicy
 
 log = logging.getLogger("aigent.runtime")
 T = TypeVar("T")
@@ -132,7 +133,13 @@ class Agent:
         self.data_dir = Path(
             data_dir or character.data_dir or Path(".aigent") / _slug(character.name)
         ).expanduser()
-        self.ctx = PluginContext(character=character, secrets=self.secrets, data_dir=self.data_dir)
+        self.spending = SpendingPolicy(character.spending, self.data_dir / "spending.sqlite")
+        self.ctx = PluginContext(
+            character=character,
+            secrets=self.secrets,
+            data_dir=self.data_dir,
+            spending=self.spending,
+        )
         self.plugins = Plugins()
         self._code_plugins = list(plugins)
         self._load_installed = load_installed
@@ -288,6 +295,7 @@ class Agent:
             await _quietly(client.stop())
         if self.memory is not None:
             await _quietly(self.memory.close())
+        self.spending.close()
         self._started = False
 
     async def __aenter__(self) -> Agent:
