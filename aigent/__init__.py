@@ -10,6 +10,8 @@ from typing import TYPE_CHECKING, Any
 __version__ = "0.1.0"
 
 if TYPE_CHECKING:
+    from aigent._progress import enable as enable_progress
+    from aigent._progress import progress
     from aigent.actions import Action
     from aigent.character import Character, ModelConfig, load_character
     from aigent.errors import (
@@ -34,10 +36,10 @@ if TYPE_CHECKING:
         ToolSpec,
         Usage,
     )
-    from aigent.progress import progress
     from aigent.runtime import Agent
     from aigent.secrets import Secrets, redact
     from aigent.spending import SpendDenied, SpendingPolicy
+    from aigent.text_tools import parse_tool_calls, tools_in_text
 
 _EXPORTS = {
     "Action": "aigent.actions",
@@ -64,12 +66,17 @@ _EXPORTS = {
     "ToolCall": "aigent.messages",
     "ToolSpec": "aigent.messages",
     "Usage": "aigent.messages",
-    "progress": "aigent.progress",
+    "progress": "aigent._progress",
+    "enable_progress": "aigent._progress",
     "Secrets": "aigent.secrets",
     "redact": "aigent.secrets",
     "SpendDenied": "aigent.spending",
     "SpendingPolicy": "aigent.spending",
+    "parse_tool_calls": "aigent.text_tools",
+    "tools_in_text": "aigent.text_tools",
 }
+
+_RENAMED = {"enable_progress": "enable"}
 
 __all__ = [*_EXPORTS, "__version__"]
 
@@ -81,6 +88,6 @@ def __getattr__(name: str) -> Any:
         raise AttributeError(f"module 'aigent' has no attribute {name!r}")
     import importlib
 
-    value = getattr(importlib.import_module(module), name)
+    value = getattr(importlib.import_module(module), _RENAMED.get(name, name))
     globals()[name] = value
     return value

@@ -104,19 +104,24 @@ def chat(
     ] = None,
     user: Annotated[str, typer.Option(help="Who is talking.")] = "user",
 ) -> None:
-    """Chat with one agent in the terminal, or send one message with --message."""
+    """Chat with one agent in the terminal, or send one message with --message.
+
+    The character's clients (X, say) are not started: use `aigent run` for those."""
     from aigent.runtime import Agent
 
     agent = _load(Agent, [file])[0]
 
     async def main() -> None:
-        async with agent:
+        await agent.start(clients=False)  # the terminal is the only client here
+        try:
             if message is not None:
                 reply = await agent.chat(message, user=user)
                 typer.echo(reply.text)
                 return
             _banner([agent])
             await _terminal_chat([agent], user)
+        finally:
+            await agent.stop()
 
     _run_async(main())
 
@@ -166,7 +171,7 @@ def new(
 
 
 def _load(agent_class: type[Agent], files: list[Path]) -> list[Agent]:
-    from aigent.progress import enable, progress
+    from aigent._progress import enable, progress
 
     enable()
     agents = []

@@ -21,7 +21,14 @@ from typing import Any, TypeVar
 
 from aigent.actions import Action
 from aigent.character import Character, ModelConfig, load_character
-from aigent.errors import ActionBlocked, AigentError, ModelError, ModelNotFound, PluginError
+from aigent.errors import (
+    ActionBlocked,
+    AigentError,
+    MissingSecret,
+    ModelError,
+    ModelNotFound,
+    PluginError,
+)
 from aigent.interfaces import (
     ChatModel,
     Client,
@@ -153,6 +160,7 @@ class Agent:
         self._history: dict[tuple[str, str], deque[ChatMessage]] = defaultdict(
             lambda: deque(maxlen=HISTORY_TURNS * 2)
         )
+        self._chains: dict[tuple[str, ...], ChatModel] = {}
         self._assembled = False
         self._started = False
         self._sync: _SyncRunner | None = None
@@ -193,40 +201,53 @@ class Agent:
             self.providers.append(_named(reg.args[0], "get"))
         for reg in self.plugins.collect("register_evaluators", only_enabled=True, ctx=self.ctx):
             self.evaluators.append(_named(reg.args[0], "evaluate"))
-        self.clients = self._resolve_clients()
         self._assembled = True
 
     def _resolve_chain(self, role: str) -> ChatModel:
         chain = self.character.models.chain(role) or [
             ModelConfig(model=os.environ.get("AIGENT_MODEL") or DEFAULT_MODEL)
         ]
-        providers = self.plugins.collect("register_models")
-        models = []
+        key = tuple(c.model_dump_json() for c in chain)
+        if key in self._chains:  # small often falls back to large: build it once
+            return self._chains[key]
+        models: list[ChatModel] = []
+        missing: list[MissingSecret] = []
         for config in chain:
-            for reg in providers:
-                provider: ModelProvider = reg.args[0]
-                if provider.supports(config.model):
-                    self.plugins.enabled.add(reg.plugin)
-                    try:
-                        models.append(provider.get_model(config, self.ctx.for_plugin(reg.plugin)))
-                    except AigentError:
-                        raise
-                    except Exception as exc:
-                        raise PluginError(
-                            reg.plugin,
-                            f"could not set up model {config.model!r} "
-                            f"({type(exc).__name__}: {redact(str(exc))})",
-                        ) from exc
-                    break
-            else:
-                names = ", ".join(sorted({r.plugin for r in providers})) or "none"
-                raise ModelNotFound(
-                    f"{self._where()}: no installed plugin serves model {config.model!r} "
-                    f"(model plugins installed: {names}). Install the plugin for it "
-                    "(pip install aigent-litellm for provider models, aigent-local for "
-                    "'local') or pick another model in models.large"
-                )
-        return models[0] if len(models) == 1 else FallbackModel(models)
+            try:
+                models.append(self._resolve_model(config))
+            except MissingSecret as exc:
+                # A fallback without its key is skipped; the chain fails only if none is left.
+                missing.append(exc)
+                log.warning("%s: skipping model %s: %s", self.name, config.model, exc)
+        if not models:
+            raise missing[0]
+        model = models[0] if len(models) == 1 else FallbackModel(models)
+        self._chains[key] = model
+        return model
+
+    def _resolve_model(self, config: ModelConfig) -> ChatModel:
+        providers = self.plugins.collect("register_models")
+        for reg in providers:
+            provider: ModelProvider = reg.args[0]
+            if provider.supports(config.model):
+                self.plugins.enabled.add(reg.plugin)
+                try:
+                    return provider.get_model(config, self.ctx.for_plugin(reg.plugin))
+                except AigentError:
+                    raise
+                except Exception as exc:
+                    raise PluginError(
+                        reg.plugin,
+                        f"could not set up model {config.model!r} "
+                        f"({type(exc).__name__}: {redact(str(exc))})",
+                    ) from exc
+        names = ", ".join(sorted({r.plugin for r in providers})) or "none"
+        raise ModelNotFound(
+            f"{self._where()}: no installed plugin serves model {config.model!r} "
+            f"(model plugins installed: {names}). Install the plugin for it "
+            "(pip install aigent-litellm for provider models, aigent-local for "
+            "'local') or pick another model in models.large"
+        )
 
     def _resolve_memory(self) -> MemoryStore | None:
         settings = self.character.memory
@@ -272,11 +293,14 @@ class Agent:
 
     # --- lifecycle -------------------------------------------------------------------------------
 
-    async def start(self) -> None:
-        """Assemble, then start every client; if one fails, the others are stopped again."""
+    async def start(self, *, clients: bool = True) -> None:
+        """Assemble, then start every client the character names (``clients=False`` for a
+        terminal or embedded chat only); if one fails, the others are stopped again."""
         if self._started:
             return
         await asyncio.to_thread(self.assemble)
+        if clients:
+            self.clients = self._resolve_clients()
         started: list[Client] = []
         try:
             for client in self.clients:

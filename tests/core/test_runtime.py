@@ -194,8 +194,8 @@ def test_chat_sync_for_scripts(scripted_character) -> None:
 
 
 async def test_missing_model_plugin_is_named(scripted_character) -> None:
-    agent = Agent.from_file(scripted_character(models={"large": "nobody/serves-this"}))
-    with pytest.raises(Exception, match="no installed plugin serves model 'nobody/serves-this'"):
+    agent = Agent.from_file(scripted_character(models={"large": "nobody-serves-this"}))
+    with pytest.raises(Exception, match="no installed plugin serves model 'nobody-serves-this'"):
         await agent.start()
 
 
