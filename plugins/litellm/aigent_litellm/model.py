@@ -223,6 +223,9 @@ class LiteLLMModel:
 
 
 def _cost(litellm: Any, response: Any) -> float | None:
+    hidden = getattr(response, "_hidden_params", None) or {}
+    if hidden.get("response_cost") is not None:  # litellm priced it already: don't do it twice
+        return float(hidden["response_cost"])
     try:
         return float(litellm.completion_cost(completion_response=response))
     except Exception:

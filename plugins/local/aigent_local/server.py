@@ -30,6 +30,7 @@ class ChatRequest(BaseModel):
 def make_server(model: LocalModel, host: str, port: int) -> ThreadingHTTPServer:
     class Handler(BaseHTTPRequestHandler):
         protocol_version = "HTTP/1.1"
+        disable_nagle_algorithm = True  # headers and body go out in two writes
 
         def log_message(self, format: str, *args: Any) -> None:  # quiet by default
             pass
