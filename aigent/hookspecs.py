@@ -43,10 +43,12 @@ def register_embedders(register: Callable[..., None]) -> None:
 
 @hookspec
 def register_memory_stores(register: Callable[..., None]) -> None:
-    """Contribute memory stores: ``register(name, factory)``; ``factory(ctx) -> MemoryStore``.
+    """Contribute memory stores: ``register(name, factory)``;
+    ``factory(ctx, embedder) -> MemoryStore``.
 
-    The character picks one by name (``memory.store``); the store recalls past messages and
-    knowledge into the context within a budget.
+    The character picks one by name (``memory.store``) and an embedder (``memory.embedder``,
+    else the first registered); the store recalls past messages and knowledge into the context
+    within a budget.
     """
 
 

@@ -33,6 +33,7 @@ from aigent.interfaces import (
     ChatModel,
     Client,
     ContextProvider,
+    Embedder,
     Evaluator,
     MemoryStore,
     ModelProvider,
@@ -254,22 +255,29 @@ class Agent:
         if not settings.enabled:
             return None
         stores = {reg.args[0]: reg for reg in self.plugins.collect("register_memory_stores")}
-        if settings.store is None:
-            if not stores:
-                return None
-            name = next(iter(stores))
-        elif settings.store not in stores:
+        if not stores:
+            return None
+        name = settings.store or next(iter(stores))
+        if name not in stores:
             raise PluginError(
-                settings.store,
-                "memory store is not installed",
-                f"installed stores: {', '.join(stores) or 'none'}",
+                name, "memory store is not installed", f"installed stores: {', '.join(stores)}"
             )
-        else:
-            name = settings.store
+        embedders = {reg.args[0]: reg for reg in self.plugins.collect("register_embedders")}
+        embedder_name = settings.embedder or next(iter(embedders), None)
+        if embedder_name is None or embedder_name not in embedders:
+            raise PluginError(
+                embedder_name or "embedder",
+                "embedder is not installed",
+                f"installed embedders: {', '.join(embedders) or 'none'}",
+            )
+        ereg = embedders[embedder_name]
+        embedder: Embedder = _configure(
+            ereg.plugin, lambda: ereg.args[1](self.ctx.for_plugin(ereg.plugin))
+        )
         reg = stores[name]
         self.plugins.enabled.add(reg.plugin)
-        factory: Callable[[PluginContext], MemoryStore] = reg.args[1]
-        return _configure(reg.plugin, lambda: factory(self.ctx.for_plugin(reg.plugin)))
+        factory: Callable[[PluginContext, Embedder], MemoryStore] = reg.args[1]
+        return _configure(reg.plugin, lambda: factory(self.ctx.for_plugin(reg.plugin), embedder))
 
     def _resolve_clients(self) -> list[Client]:
         factories = {reg.args[0]: reg for reg in self.plugins.collect("register_clients")}

@@ -1,0 +1,204 @@
+"""A character's knowledge into chunks: overlapped, deduplicated by content hash, re-ingested
+only when a file changes. Files are streamed, never read whole; binary or unreadable files are
+skipped with a warning that names them."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from aigent import PluginContext
+
+if TYPE_CHECKING:
+    from aigent_chroma.store import ChromaStore
+
+TEXT_SUFFIXES = {".md", ".markdown", ".txt", ".rst", ".text", ""}
+CHUNK_CHARS = 800
+OVERLAP_CHARS = 150
+READ_BLOCK = 64 * 1024
+BATCH = 64
+
+
+@dataclass
+class Ingested:
+    added: int = 0
+    unchanged: int = 0
+    removed: int = 0
+    files_changed: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
+
+
+@dataclass
+class Manifest:
+    """What was ingested from each source: its fingerprint and the chunk ids it gave."""
+
+    path: Path
+    files: dict[str, dict[str, Any]] = field(default_factory=dict)
+
+    @classmethod
+    def load(cls, path: Path) -> Manifest:
+        try:
+            return cls(path, json.loads(path.read_text(encoding="utf-8")))
+        except (OSError, json.JSONDecodeError):
+            return cls(path)
+
+    def save(self) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        tmp = self.path.with_suffix(".tmp")
+        tmp.write_text(json.dumps(self.files, indent=1), encoding="utf-8")
+        os.replace(tmp, self.path)  # atomic: a crash leaves the old manifest or the new one
+
+
+def chunks(
+    blocks: Iterator[str], size: int = CHUNK_CHARS, overlap: int = OVERLAP_CHARS
+) -> Iterator[str]:
+    """Chunks of about ``size`` characters overlapping by ``overlap``, cut at a paragraph,
+    sentence or word boundary where one is near, from a stream of text blocks."""
+    buffer = ""
+    for block in blocks:
+        buffer += block
+        while len(buffer) >= size + overlap:
+            cut = _boundary(buffer, size)
+            yield buffer[:cut].strip()
+            buffer = buffer[max(cut - overlap, 1) :]
+    if buffer.strip():
+        yield buffer.strip()
+
+
+def _boundary(text: str, size: int) -> int:
+    for mark in ("\n\n", ". ", "\n", " "):
+        at = text.rfind(mark, size // 2, size)
+        if at != -1:
+            return at + len(mark)
+    return size
+
+
+def read_blocks(path: Path) -> Iterator[str]:
+    with path.open("r", encoding="utf-8") as f:
+        while block := f.read(READ_BLOCK):
+            yield block
+
+
+def looks_binary(path: Path) -> bool:
+    with path.open("rb") as f:
+        return b"\0" in f.read(8192)
+
+
+class KnowledgeIngester:
+    def __init__(self, ctx: PluginContext, store: ChromaStore) -> None:
+        self.ctx = ctx
+        self.store = store
+        self.manifest = Manifest.load(ctx.data_dir / "knowledge-manifest.json")
+        self.base = ctx.character.source.parent if ctx.character.source else Path.cwd()
+        self.uses_shared = any(getattr(e, "shared", False) for e in ctx.character.knowledge)
+
+    def sources(self) -> Iterator[tuple[str, Path | str, bool]]:
+        """(key, file or inline text, shared) for every knowledge entry."""
+        for entry in self.ctx.character.knowledge:
+            if isinstance(entry, str):
+                yield "text:" + hashlib.sha256(entry.encode()).hexdigest()[:16], entry, False
+            elif hasattr(entry, "path"):
+                path = (self.base / entry.path).resolve()
+                yield str(path), path, entry.shared
+            else:
+                root = (self.base / entry.directory).resolve()
+                if not root.is_dir():
+                    self.ctx.log.warning("knowledge directory not found: %s", root)
+                    continue
+                for path in sorted(root.rglob("*")):
+                    if path.is_file() and path.suffix.lower() in TEXT_SUFFIXES:
+                        yield str(path), path, entry.shared
+
+    def ingest(self) -> Ingested:
+        report = Ingested()
+        seen: set[str] = set()
+        for key, source, shared in self.sources():
+            seen.add(key)
+            collection = self.store.shared_knowledge() if shared else self.store.knowledge
+            if isinstance(source, Path):
+                fingerprint = self._fingerprint(source, report)
+                if fingerprint is None:
+                    continue
+            else:
+                fingerprint = {"text": key}
+            old = self.manifest.files.get(key)
+            if old and old.get("fingerprint") == fingerprint:
+                report.unchanged += 1
+                continue
+            try:
+                ids = self._add(key, source, collection, shared)
+            except (OSError, UnicodeDecodeError) as exc:
+                self._skip(report, key, f"cannot be read as UTF-8 text ({exc})")
+                continue
+            if old:
+                report.files_changed.append(key)
+                report.removed += self._remove(key, old, collection, keep=set(ids))
+            report.added += len(ids)
+            self.manifest.files[key] = {"fingerprint": fingerprint, "ids": ids, "shared": shared}
+            self.manifest.save()
+        for key in set(self.manifest.files) - seen:  # entries removed from the character
+            old = self.manifest.files.pop(key)
+            collection = (
+                self.store.shared_knowledge() if old.get("shared") else self.store.knowledge
+            )
+            report.removed += self._remove(key, old, collection, keep=set())
+            self.manifest.save()
+        return report
+
+    def _fingerprint(self, path: Path, report: Ingested) -> dict[str, Any] | None:
+        try:
+            stat = path.stat()
+            if looks_binary(path):
+                self._skip(report, str(path), "is binary, not text")
+                return None
+        except OSError as exc:
+            self._skip(report, str(path), f"cannot be read ({exc.strerror or exc})")
+            return None
+        return {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+
+    def _skip(self, report: Ingested, name: str, why: str) -> None:
+        report.skipped.append(name)
+        self.ctx.log.warning("knowledge file skipped: %s %s", name, why)
+
+    def _add(self, key: str, source: Path | str, collection: Any, shared: bool) -> list[str]:
+        blocks = read_blocks(source) if isinstance(source, Path) else iter([source])
+        ids: list[str] = []
+        batch: list[tuple[str, str]] = []
+        for text in chunks(blocks):
+            chunk_id = hashlib.sha256(text.encode()).hexdigest()[:32]
+            if chunk_id in ids:
+                continue  # the same text twice in one source is stored once
+            ids.append(chunk_id)
+            batch.append((chunk_id, text))
+            if len(batch) >= BATCH:
+                self._flush(batch, key, collection)
+        self._flush(batch, key, collection)
+        return ids
+
+    def _flush(self, batch: list[tuple[str, str]], key: str, collection: Any) -> None:
+        if batch:
+            meta = [{"source": key, "kind": "knowledge"} for _ in batch]
+            self.store.add_chunks(collection, [i for i, _ in batch], [t for _, t in batch], meta)
+            batch.clear()
+
+    def _remove(self, key: str, old: dict[str, Any], collection: Any, keep: set[str]) -> int:
+        # A chunk is stored once however many sources hold it: keep those still referenced.
+        referenced = {
+            i
+            for other, entry in self.manifest.files.items()
+            if other != key
+            for i in entry.get("ids", [])
+        }
+        gone = [i for i in old.get("ids", []) if i not in keep and i not in referenced]
+        if gone:
+            collection.delete(ids=gone)
+        return len(gone)
+
+    def forget(self) -> None:
+        self.manifest.files.clear()
+        self.manifest.save()
