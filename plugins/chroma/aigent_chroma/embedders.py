@@ -10,6 +10,7 @@ and a key exist, ``litellm`` uses the character's ``models.embedding`` (e.g.
 from __future__ import annotations
 
 import hashlib
+import importlib
 import itertools
 import math
 import re
@@ -70,10 +71,11 @@ class LiteLLMEmbedder:
         self.dimension = 0  # learnt from the first answer
 
     async def embed(self, texts: Sequence[str]) -> list[list[float]]:
+        import asyncio
         import os
 
         os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")
-        import litellm
+        litellm = await asyncio.to_thread(importlib.import_module, "litellm")
 
         response = await litellm.aembedding(
             model=self.model, input=list(texts), api_base=self.api_base, api_key=self._api_key

@@ -29,14 +29,25 @@ RETRY_STATUSES = {408, 409, 429, 500, 502, 503, 504}
 MAX_DELAY = 30.0
 
 
-def _litellm() -> Any:
-    """Import litellm on first use: it takes seconds, and must not fetch anything."""
+def _import_litellm() -> Any:
     os.environ.setdefault("LITELLM_LOCAL_MODEL_COST_MAP", "True")  # cost map from the package
     import litellm
 
     litellm.suppress_debug_info = True
     litellm.drop_params = True  # a provider that lacks a parameter ignores it, not fails
     return litellm
+
+
+async def _litellm() -> Any:
+    """litellm on first use, imported in a thread: it takes seconds, and the event loop (other
+    agents, the connector) must not stall meanwhile."""
+    global _module
+    if _module is None:  # the import lock makes a concurrent first use wait for the whole import
+        _module = await asyncio.to_thread(_import_litellm)
+    return _module
+
+
+_module: Any = None
 
 
 class LiteLLMModel:
@@ -67,7 +78,7 @@ class LiteLLMModel:
     async def chat(
         self, messages: Sequence[ChatMessage], tools: Sequence[ToolSpec] = ()
     ) -> ModelResponse:
-        litellm = _litellm()
+        litellm = await _litellm()
         native = self._native_tools(litellm, tools)
         response = await self._call(litellm, messages, tools, native, stream=False)
         return self._parse(litellm, response, tools, native)
@@ -75,7 +86,7 @@ class LiteLLMModel:
     async def stream(
         self, messages: Sequence[ChatMessage], tools: Sequence[ToolSpec] = ()
     ) -> AsyncIterator[str | ModelResponse]:
-        litellm = _litellm()
+        litellm = await _litellm()
         native = self._native_tools(litellm, tools)
         stream = await self._call(litellm, messages, tools, native, stream=True)
         chunks = []

@@ -242,3 +242,25 @@ async def test_retrieval_quality_of_the_default_embedder(memory_character, tmp_p
     recall = hits / len(LABELLED["queries"])
     print(f"\ndefault embedder top-3 recall: {recall:.2f} on {len(LABELLED['queries'])} queries")
     assert recall >= 0.85  # measured 0.93 (26 of 28); README.md states it
+
+
+async def test_provider_embeddings_through_litellm(memory_character, openai_server) -> None:
+    """The better embedder where a network exists: the character's models.embedding, here
+    served by the OpenAI wire-format stand-in."""
+    path = memory_character(
+        models={"large": "scripted",
+                "embedding": {"model": "openai/text-embedding-3-small",
+                              "api_base": openai_server.url}},
+        secrets={"OPENAI_API_KEY": "sk-embed-test-key"},
+        memory={"embedder": "litellm"},
+        knowledge=["Refunds take five days.", "Offices are in Lisbon."],
+    )  # fmt: skip
+    agent = Agent.from_file(path)
+    agent.assemble()
+    store: Any = agent.memory
+    assert store.stats()["embedder"] == "litellm:openai/text-embedding-3-small"
+    assert store.stats()["dimension"] == 16
+    hits = await store.search("Refunds take five days", 1)
+    assert hits[0].text == "Refunds take five days."
+    embeddings = [r for r in openai_server.requests if r.path.endswith("/embeddings")]
+    assert embeddings and embeddings[0].headers["authorization"] == "Bearer sk-embed-test-key"

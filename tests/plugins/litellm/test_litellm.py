@@ -211,3 +211,21 @@ def test_foreign_character_files_run_unchanged(file, openai_server, tmp_path) ->
     system = openai_server.requests[0].body["messages"][0]["content"]
     name = json.loads((ROOT / "tests/data/characters" / file).read_text())["name"]
     assert name in system
+
+
+async def test_a_cancelled_message_stops_waiting_and_the_agent_goes_on(
+    character, openai_server
+) -> None:
+    import asyncio
+
+    openai_server.queue(slow(3, "too late"))
+    async with Agent.from_file(character()) as agent:
+        task = asyncio.create_task(agent.chat("take your time"))
+        while not openai_server.requests:  # cancel while the server is answering
+            await asyncio.sleep(0.02)
+        started = time.monotonic()
+        task.cancel()
+        with pytest.raises(asyncio.CancelledError):
+            await task
+        assert time.monotonic() - started < 1.0
+        assert (await agent.chat("still there?")).text == "echo: still there?"
