@@ -1,0 +1,192 @@
+"""ILPv4 packets (RFC 27): Prepare, Fulfill and Reject, encoded in canonical OER (RFC 30).
+
+``decode`` never fails with anything but :class:`InvalidPacket`, whose message says what is
+wrong; a connector answers it with an F01 Reject (:func:`reject_invalid`). Trailing bytes after
+a packet, and after the fields inside its envelope, are ignored, as the RFC requires.
+"""
+
+from __future__ import annotations
+
+import re
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from aigent_connector.oer import OerError, Reader, var_octets
+
+PREPARE, FULFILL, REJECT = 12, 13, 14
+MAX_DATA = 32767
+MAX_MESSAGE = 8191
+MAX_ADDRESS = 1023
+MAX_AMOUNT = 2**64 - 1
+# RFC 15: a scheme, then one or more segments.
+ADDRESS = re.compile(r"^(g|private|example|peer|self|test[1-3]?|local)([.][a-zA-Z0-9_~-]+)+$")
+CODE = re.compile(r"^[FTR][0-9A-Z]{2}$")
+TIMESTAMP = re.compile(r"^\d{17}$")
+
+
+class InvalidPacket(ValueError):
+    """Bytes that are not a valid ILP packet. Answer with F01 and this message."""
+
+
+def valid_address(address: str) -> bool:
+    return len(address) <= MAX_ADDRESS and ADDRESS.match(address) is not None
+
+
+def parse_timestamp(raw: bytes) -> datetime:
+    """``YYYYMMDDHHmmSSfff`` in UTC, exactly 17 ASCII digits; anything else is refused."""
+    text = raw.decode("ascii", errors="replace")
+    if not TIMESTAMP.match(text):
+        raise InvalidPacket(f"expiresAt {text!r} is not 17 digits YYYYMMDDHHmmSSfff")
+    if int(text[12:14]) > 59:  # strptime's %S takes 60 and 61; ILP has no leap seconds
+        raise InvalidPacket(f"expiresAt {text!r} is not a valid UTC time")
+    try:
+        return datetime.strptime(text[:14], "%Y%m%d%H%M%S").replace(
+            microsecond=int(text[14:]) * 1000, tzinfo=UTC
+        )
+    except ValueError:
+        raise InvalidPacket(f"expiresAt {text!r} is not a valid UTC time") from None
+
+
+def format_timestamp(when: datetime) -> bytes:
+    when = when.astimezone(UTC)
+    return (when.strftime("%Y%m%d%H%M%S") + f"{when.microsecond // 1000:03d}").encode()
+
+
+@dataclass(frozen=True)
+class Prepare:
+    amount: int
+    expires_at: datetime
+    execution_condition: bytes
+    destination: str
+    data: bytes = b""
+
+    def __post_init__(self) -> None:
+        if not 0 <= self.amount <= MAX_AMOUNT:
+            raise InvalidPacket(f"amount {self.amount} is outside 0..2^64-1")
+        if len(self.execution_condition) != 32:
+            raise InvalidPacket("executionCondition must be 32 bytes")
+        if not valid_address(self.destination):
+            raise InvalidPacket(f"destination {self.destination!r} is not a valid ILP address")
+        if len(self.data) > MAX_DATA:
+            raise InvalidPacket(f"data is {len(self.data)} bytes, over {MAX_DATA}")
+        if self.expires_at.tzinfo is None:
+            raise InvalidPacket("expiresAt must carry a time zone (UTC)")
+
+
+@dataclass(frozen=True)
+class Fulfill:
+    fulfillment: bytes
+    data: bytes = b""
+
+    def __post_init__(self) -> None:
+        if len(self.fulfillment) != 32:
+            raise InvalidPacket("fulfillment must be 32 bytes")
+        if len(self.data) > MAX_DATA:
+            raise InvalidPacket(f"data is {len(self.data)} bytes, over {MAX_DATA}")
+
+
+@dataclass(frozen=True)
+class Reject:
+    code: str
+    triggered_by: str = ""
+    message: str = ""
+    data: bytes = b""
+
+    def __post_init__(self) -> None:
+        if not CODE.match(self.code):
+            raise InvalidPacket(f"code {self.code!r} is not an ILP error code such as F01")
+        if self.triggered_by and not valid_address(self.triggered_by):
+            raise InvalidPacket(f"triggeredBy {self.triggered_by!r} is not a valid ILP address")
+        if len(self.message.encode()) > MAX_MESSAGE:
+            raise InvalidPacket(f"message is over {MAX_MESSAGE} bytes")
+        if len(self.data) > MAX_DATA:
+            raise InvalidPacket(f"data is {len(self.data)} bytes, over {MAX_DATA}")
+
+
+Packet = Prepare | Fulfill | Reject
+
+
+@dataclass(frozen=True)
+class AmountTooLarge:
+    """The data of an F08 Reject: what arrived and the most this hop takes."""
+
+    received_amount: int
+    maximum_amount: int
+
+    def encode(self) -> bytes:
+        return self.received_amount.to_bytes(8, "big") + self.maximum_amount.to_bytes(8, "big")
+
+    @classmethod
+    def decode(cls, data: bytes) -> AmountTooLarge:
+        if len(data) < 16:
+            raise InvalidPacket("F08 data must hold two 8-byte amounts")
+        return cls(int.from_bytes(data[:8], "big"), int.from_bytes(data[8:16], "big"))
+
+
+def encode(packet: Packet) -> bytes:
+    if isinstance(packet, Prepare):
+        body = (
+            packet.amount.to_bytes(8, "big")
+            + format_timestamp(packet.expires_at)
+            + packet.execution_condition
+            + var_octets(packet.destination.encode("ascii"))
+            + var_octets(packet.data)
+        )
+        kind = PREPARE
+    elif isinstance(packet, Fulfill):
+        body = packet.fulfillment + var_octets(packet.data)
+        kind = FULFILL
+    else:
+        body = (
+            packet.code.encode("ascii")
+            + var_octets(packet.triggered_by.encode("ascii"))
+            + var_octets(packet.message.encode("utf-8"))
+            + var_octets(packet.data)
+        )
+        kind = REJECT
+    return bytes([kind]) + var_octets(body)
+
+
+def decode(data: bytes | memoryview) -> Packet:
+    """The packet in ``data``, or :class:`InvalidPacket` saying what is wrong."""
+    try:
+        envelope = Reader(data)
+        kind = envelope.uint(1, "type")
+        body = Reader(envelope.var_octets("packet"))
+        if kind == PREPARE:
+            return Prepare(
+                amount=body.uint(8, "amount"),
+                expires_at=parse_timestamp(body.read(17, "expiresAt")),
+                execution_condition=body.read(32, "executionCondition"),
+                destination=_ascii(body.var_octets("destination", MAX_ADDRESS), "destination"),
+                data=body.var_octets("data", MAX_DATA),
+            )
+        if kind == FULFILL:
+            return Fulfill(
+                fulfillment=body.read(32, "fulfillment"), data=body.var_octets("data", MAX_DATA)
+            )
+        if kind == REJECT:
+            code = _ascii(body.read(3, "code"), "code")
+            triggered_by = _ascii(body.var_octets("triggeredBy", MAX_ADDRESS), "triggeredBy")
+            raw_message = body.var_octets("message", MAX_MESSAGE)
+            try:
+                message = raw_message.decode("utf-8")
+            except UnicodeDecodeError:
+                raise InvalidPacket("message is not UTF-8") from None
+            return Reject(code, triggered_by, message, body.var_octets("data", MAX_DATA))
+        raise InvalidPacket(f"unknown packet type {kind} (12 Prepare, 13 Fulfill, 14 Reject)")
+    except OerError as exc:
+        raise InvalidPacket(str(exc)) from None
+
+
+def reject_invalid(error: InvalidPacket, triggered_by: str = "") -> Reject:
+    """The F01 answer to a packet that could not be decoded."""
+    message = f"invalid packet: {error}"
+    return Reject("F01", triggered_by, message.encode()[:MAX_MESSAGE].decode(errors="ignore"))
+
+
+def _ascii(raw: bytes, what: str) -> str:
+    try:
+        return raw.decode("ascii")
+    except UnicodeDecodeError:
+        raise InvalidPacket(f"{what} is not ASCII") from None
