@@ -1,0 +1,121 @@
+"""BTP 2.0 frames (RFC 23): Message, Response, Error and Transfer, each with protocol data.
+
+ILP packets travel in a Message whose first protocol-data entry is ``ilp``; the answer is a
+Response with the same request id. Error frames are for transport failures only.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+
+from aigent_connector.oer import OerError, Reader, var_octets, var_uint
+from aigent_connector.packets import InvalidPacket
+
+RESPONSE, ERROR, MESSAGE, TRANSFER = 1, 2, 6, 7
+OCTET_STREAM, TEXT, JSON = 0, 1, 2
+
+
+@dataclass(frozen=True)
+class ProtocolData:
+    name: str
+    content_type: int
+    data: bytes
+
+
+@dataclass(frozen=True)
+class Message:
+    request_id: int
+    protocol_data: list[ProtocolData] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Response:
+    request_id: int
+    protocol_data: list[ProtocolData] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Transfer:
+    request_id: int
+    amount: int
+    protocol_data: list[ProtocolData] = field(default_factory=list)
+
+
+@dataclass(frozen=True)
+class Error:
+    request_id: int
+    code: str
+    name: str
+    triggered_at: str  # GeneralizedTime, e.g. 20170828183200.000Z
+    data: bytes = b""
+    protocol_data: list[ProtocolData] = field(default_factory=list)
+
+
+Frame = Message | Response | Transfer | Error
+
+
+def find(protocol_data: list[ProtocolData], name: str) -> ProtocolData | None:
+    return next((p for p in protocol_data if p.name == name), None)
+
+
+def _encode_protocol_data(entries: list[ProtocolData]) -> bytes:
+    out = var_uint(len(entries))
+    for p in entries:
+        out += var_octets(p.name.encode("ascii")) + bytes([p.content_type]) + var_octets(p.data)
+    return out
+
+
+def _decode_protocol_data(r: Reader) -> list[ProtocolData]:
+    count = r.var_uint("protocolData count")
+    entries = []
+    for _ in range(count):
+        name = r.var_octets("protocolName").decode("ascii", errors="strict")
+        content_type = r.uint(1, "contentType")
+        entries.append(ProtocolData(name, content_type, r.var_octets("data")))
+    return entries
+
+
+def encode(frame: Frame) -> bytes:
+    if isinstance(frame, Message | Response):
+        kind = MESSAGE if isinstance(frame, Message) else RESPONSE
+        body = _encode_protocol_data(frame.protocol_data)
+    elif isinstance(frame, Transfer):
+        kind = TRANSFER
+        body = frame.amount.to_bytes(8, "big") + _encode_protocol_data(frame.protocol_data)
+    else:
+        kind = ERROR
+        body = (
+            frame.code.encode("ascii")
+            + var_octets(frame.name.encode("ascii"))
+            + var_octets(frame.triggered_at.encode("ascii"))
+            + var_octets(frame.data)
+            + _encode_protocol_data(frame.protocol_data)
+        )
+    return bytes([kind]) + frame.request_id.to_bytes(4, "big") + var_octets(body)
+
+
+def decode(data: bytes) -> Frame:
+    """A BTP frame, or :class:`InvalidPacket` saying what is wrong."""
+    try:
+        r = Reader(data)
+        kind = r.uint(1, "type")
+        request_id = r.uint(4, "requestId")
+        body = Reader(r.var_octets("content"))
+        if kind in (MESSAGE, RESPONSE):
+            cls = Message if kind == MESSAGE else Response
+            return cls(request_id, _decode_protocol_data(body))
+        if kind == TRANSFER:
+            amount = body.uint(8, "amount")
+            return Transfer(request_id, amount, _decode_protocol_data(body))
+        if kind == ERROR:
+            code = body.read(3, "code").decode("ascii")
+            name = body.var_octets("name").decode("ascii")
+            triggered_at = body.var_octets("triggeredAt").decode("ascii")
+            payload = body.var_octets("data")
+            return Error(request_id, code, name, triggered_at, payload,
+                         _decode_protocol_data(body))  # fmt: skip
+        raise InvalidPacket(f"unsupported BTP frame type {kind}")
+    except OerError as exc:
+        raise InvalidPacket(str(exc)) from None
+    except UnicodeDecodeError:
+        raise InvalidPacket("a BTP text field is not ASCII") from None
