@@ -1,0 +1,259 @@
+"""BTP 2.0 over WebSocket (RFC 23): authenticated links that carry ILP packets both ways.
+
+A link is symmetric once open: either side may send a Prepare (in a Message with ``ilp``
+protocol data) and gets the Fulfill or Reject in the Response with the same request id. The
+server accepts a client only after its first frame, an ``auth`` Message with ``auth_username``
+and ``auth_token``; the token is compared in constant time, and a client that fails is sent an
+Error and dropped. Clients reconnect with exponential backoff; WebSocket pings keep links alive.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import logging
+import os
+import random
+from collections.abc import Awaitable, Callable
+from datetime import UTC, datetime
+
+from aigent_connector import btp_packets as btp
+from aigent_connector.packets import Fulfill, InvalidPacket, Packet, Prepare, Reject, decode, encode
+
+log = logging.getLogger("aigent.connector.btp")
+
+PacketHandler = Callable[[str, Prepare], Awaitable[Fulfill | Reject]]
+AUTH_TIMEOUT = 10.0
+RESPONSE_TIMEOUT = 35.0
+
+
+def _now_generalized() -> str:
+    now = datetime.now(UTC)
+    return now.strftime("%Y%m%d%H%M%S") + f".{now.microsecond // 1000:03d}Z"
+
+
+class Link:
+    """One open, authenticated BTP connection to a peer account."""
+
+    def __init__(self, account: str, ws: object, handler: PacketHandler) -> None:
+        self.account = account
+        self.ws = ws
+        self.handler = handler
+        self._pending: dict[int, asyncio.Future[btp.Frame]] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        self.closed = asyncio.Event()
+
+    async def send_prepare(self, prepare: Prepare, wait: float) -> Packet:
+        """Send a Prepare and wait (at most ``wait`` seconds) for the peer's answer."""
+        request_id = int.from_bytes(os.urandom(4), "big")
+        future: asyncio.Future[btp.Frame] = asyncio.get_running_loop().create_future()
+        self._pending[request_id] = future
+        frame = btp.Message(
+            request_id, [btp.ProtocolData("ilp", btp.OCTET_STREAM, encode(prepare))]
+        )
+        try:
+            await self.ws.send(btp.encode(frame))  # type: ignore[attr-defined]
+            answer = await asyncio.wait_for(future, wait)
+        finally:
+            self._pending.pop(request_id, None)
+        if isinstance(answer, btp.Error):
+            return Reject("T01", "", f"peer {self.account} answered BTP error {answer.code} "
+                          f"{answer.name}")  # fmt: skip
+        ilp = btp.find(answer.protocol_data, "ilp")
+        if ilp is None:
+            return Reject("T01", "", f"peer {self.account} answered without an ILP packet")
+        return decode(ilp.data)
+
+    async def run(self) -> None:
+        """Read frames until the connection closes."""
+        try:
+            async for raw in self.ws:  # type: ignore[attr-defined]
+                if isinstance(raw, str):
+                    continue  # BTP is binary; text frames are not for us
+                await self._on_frame(raw)
+        except Exception as exc:  # a dropped connection ends the link, not the connector
+            log.info("link to %s closed: %s", self.account, exc)
+        finally:
+            for future in self._pending.values():
+                if not future.done():
+                    future.set_exception(ConnectionError(f"link to {self.account} closed"))
+            self.closed.set()
+
+    async def _on_frame(self, raw: bytes) -> None:
+        try:
+            frame = btp.decode(raw)
+        except InvalidPacket as exc:
+            log.warning("unreadable BTP frame from %s: %s", self.account, exc)
+            return  # never answer what we cannot read: that is how loops start
+        if isinstance(frame, btp.Response | btp.Error):
+            future = self._pending.get(frame.request_id)
+            if future is not None and not future.done():
+                future.set_result(frame)
+            return  # an unexpected response is ignored
+        if isinstance(frame, btp.Message):
+            # Answered concurrently: one slow receiver must not hold up the link.
+            task = asyncio.create_task(self._answer(frame))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
+
+    async def _answer(self, frame: btp.Message) -> None:
+        ilp = btp.find(frame.protocol_data, "ilp")
+        if ilp is None:
+            reply = btp.Response(frame.request_id, [])
+        else:
+            try:
+                prepare = decode(ilp.data)
+                if not isinstance(prepare, Prepare):
+                    raise InvalidPacket("expected a Prepare in a BTP Message")
+                answer: Packet = await self.handler(self.account, prepare)
+            except InvalidPacket as exc:
+                answer = Reject("F01", "", f"invalid packet: {exc}")
+            reply = btp.Response(
+                frame.request_id, [btp.ProtocolData("ilp", btp.OCTET_STREAM, encode(answer))]
+            )
+        try:
+            await self.ws.send(btp.encode(reply))  # type: ignore[attr-defined]
+        except Exception as exc:
+            log.info("could not answer %s: %s", self.account, exc)
+
+
+def auth_frame(username: str, token: str) -> btp.Message:
+    return btp.Message(
+        int.from_bytes(os.urandom(4), "big"),
+        [
+            btp.ProtocolData("auth", btp.OCTET_STREAM, b""),
+            btp.ProtocolData("auth_username", btp.TEXT, username.encode()),
+            btp.ProtocolData("auth_token", btp.TEXT, token.encode()),
+        ],
+    )
+
+
+class Server:
+    """Accepts BTP clients whose (username, token) matches one of ``accounts``."""
+
+    def __init__(
+        self,
+        accounts: dict[str, str],
+        handler: PacketHandler,
+        on_link: Callable[[Link], None],
+        host: str = "127.0.0.1",
+        port: int = 0,
+    ) -> None:
+        self.accounts = accounts
+        self.handler = handler
+        self.on_link = on_link
+        self.host = host
+        self.port = port
+        self._server: object = None
+
+    async def start(self) -> int:
+        from websockets.asyncio.server import serve
+
+        self._server = await serve(self._connection, self.host, self.port, ping_interval=20)
+        sockets = self._server.sockets  # type: ignore[attr-defined]
+        self.port = sockets[0].getsockname()[1]
+        return self.port
+
+    async def stop(self) -> None:
+        if self._server is not None:
+            self._server.close()  # type: ignore[attr-defined]
+            await self._server.wait_closed()  # type: ignore[attr-defined]
+
+    async def _connection(self, ws: object) -> None:
+        account = await self._authenticate(ws)
+        if account is None:
+            return
+        link = Link(account, ws, self.handler)
+        self.on_link(link)
+        await link.run()
+
+    async def _authenticate(self, ws: object) -> str | None:
+        try:
+            raw = await asyncio.wait_for(ws.recv(), AUTH_TIMEOUT)  # type: ignore[attr-defined]
+            frame = btp.decode(raw) if isinstance(raw, bytes) else None
+        except (TimeoutError, InvalidPacket, Exception):
+            frame = None
+        request_id = frame.request_id if frame is not None else 0
+        if (
+            isinstance(frame, btp.Message)
+            and frame.protocol_data[:1]
+            and (frame.protocol_data[0].name == "auth")
+        ):
+            user = btp.find(frame.protocol_data, "auth_username")
+            token = btp.find(frame.protocol_data, "auth_token")
+            username = user.data.decode(errors="replace") if user else ""
+            expected = self.accounts.get(username)
+            given = token.data if token else b""
+            # Constant time, and the same work for unknown users as for wrong tokens.
+            ok = hmac.compare_digest(given, (expected or "\0" * 32).encode()) and expected
+            if ok:
+                await ws.send(btp.encode(btp.Response(request_id, [])))  # type: ignore[attr-defined]
+                return username
+        error = btp.Error(request_id, "F00", "NotAcceptedError", _now_generalized(),
+                          b"invalid auth_username or auth_token")  # fmt: skip
+        try:
+            await ws.send(btp.encode(error))  # type: ignore[attr-defined]
+        finally:
+            await ws.close()  # type: ignore[attr-defined]
+        return None
+
+
+class Client:
+    """Keeps one authenticated link to a BTP server open, reconnecting with backoff."""
+
+    def __init__(
+        self,
+        url: str,
+        account: str,
+        username: str,
+        token: str,
+        handler: PacketHandler,
+        on_link: Callable[[Link], None],
+        max_backoff: float = 30.0,
+    ) -> None:
+        self.url = url
+        self.account = account
+        self.username = username
+        self.token = token
+        self.handler = handler
+        self.on_link = on_link
+        self.max_backoff = max_backoff
+        self.connected = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+        self.attempts = 0
+
+    def start(self) -> None:
+        self._task = asyncio.create_task(self._run())
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            try:
+                await self._task
+            except (asyncio.CancelledError, Exception):
+                pass
+
+    async def _run(self) -> None:
+        from websockets.asyncio.client import connect
+
+        delay = 0.2
+        while True:
+            self.attempts += 1
+            try:
+                async with connect(self.url, ping_interval=20) as ws:
+                    await ws.send(btp.encode(auth_frame(self.username, self.token)))
+                    answer = btp.decode(await asyncio.wait_for(ws.recv(), AUTH_TIMEOUT))  # type: ignore[arg-type]
+                    if isinstance(answer, btp.Error):
+                        raise PermissionError(f"{self.url} refused our auth: {answer.data!r}")
+                    delay = 0.2
+                    link = Link(self.account, ws, self.handler)
+                    self.on_link(link)
+                    self.connected.set()
+                    await link.run()
+            except asyncio.CancelledError:
+                raise
+            except Exception as exc:
+                log.info("BTP %s: %s; reconnecting in %.1fs", self.url, exc, delay)
+            self.connected.clear()
+            await asyncio.sleep(delay * (0.5 + random.random()))
+            delay = min(delay * 2, self.max_backoff)

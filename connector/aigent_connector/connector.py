@@ -1,0 +1,219 @@
+"""The connector: receives Prepares from peers, delivers locally or forwards along routes,
+and keeps the ledger in step with every Fulfill and Reject.
+
+Switching rules (RFC 27 and the reference connector): an expired or too-short Prepare is
+rejected R02, a Prepare not answered before its expiry R00; the forwarded expiry is shortened by
+a safety margin; a Fulfill whose fulfillment does not hash to the condition becomes F05; a packet
+over the maximum amount F08 with its data; credit limits T04; no route F02.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import hashlib
+import logging
+import uuid
+from collections.abc import Awaitable, Callable
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import Literal
+
+from aigent_connector import ildcp
+from aigent_connector.btp import Client, Link, Server
+from aigent_connector.ledger import LedgerError, SqliteLedger
+from aigent_connector.packets import AmountTooLarge, Fulfill, Packet, Prepare, Reject
+from aigent_connector.routing import RoutingTable
+
+log = logging.getLogger("aigent.connector")
+
+Relation = Literal["parent", "peer", "child"]
+LocalHandler = Callable[[str, Prepare], Awaitable[Fulfill | Reject]]
+
+
+@dataclass
+class Peer:
+    account: str
+    relation: Relation = "peer"
+    max_packet_amount: int | None = None
+    asset_code: str = "XRP"
+    asset_scale: int = 6
+
+
+@dataclass
+class Connector:
+    address: str
+    ledger: SqliteLedger
+    asset_code: str = "XRP"
+    asset_scale: int = 6
+    expiry_margin: float = 1.0
+    max_hold: float = 30.0
+    peers: dict[str, Peer] = field(default_factory=dict)
+    routes: RoutingTable = field(default_factory=RoutingTable)
+    links: dict[str, Link] = field(default_factory=dict)
+    _handler: LocalHandler | None = None
+    _servers: list[Server] = field(default_factory=list)
+    _clients: list[Client] = field(default_factory=list)
+
+    # --- wiring ----------------------------------------------------------------------------------
+
+    def set_packet_handler(self, handler: LocalHandler) -> None:
+        """Packets addressed to this node (or below it) go to ``handler(account, prepare)``."""
+        self._handler = handler
+
+    def add_peer(self, peer: Peer) -> None:
+        self.peers[peer.account] = peer
+        if peer.relation == "child":
+            self.routes.add(f"{self.address}.{peer.account}", peer.account)
+
+    async def listen(self, tokens: dict[str, str], host: str = "127.0.0.1", port: int = 0) -> int:
+        """Accept BTP peers; ``tokens`` maps each account (its auth_username) to its token."""
+        server = Server(tokens, self.handle_prepare, self._on_link, host, port)
+        self._servers.append(server)
+        return await server.start()
+
+    async def connect(self, url: str, account: str, username: str, token: str) -> Client:
+        client = Client(url, account, username, token, self.handle_prepare, self._on_link)
+        self._clients.append(client)
+        client.start()
+        await asyncio.wait_for(client.connected.wait(), 10)
+        return client
+
+    async def fetch_address(self, parent: str) -> ildcp.Config:
+        """IL-DCP: learn this node's address (and asset) from its parent."""
+        answer = await self._forward(parent, ildcp.request())
+        if not isinstance(answer, Fulfill):
+            raise ConnectionError(f"parent {parent} refused IL-DCP: {answer}")
+        config = ildcp.parse_response(answer)
+        self.address = config.client_address
+        self.asset_code, self.asset_scale = config.asset_code, config.asset_scale
+        return config
+
+    async def stop(self) -> None:
+        for client in self._clients:
+            await client.stop()
+        for server in self._servers:
+            await server.stop()
+
+    def _on_link(self, link: Link) -> None:
+        self.links[link.account] = link
+
+    # --- switching -------------------------------------------------------------------------------
+
+    async def send(self, prepare: Prepare) -> Packet:
+        """Send a packet that starts here (an agent paying another, say)."""
+        account = self.routes.lookup(prepare.destination)
+        if account is None:
+            return self._reject("F02", f"no route to {prepare.destination}")
+        return await self._forward(account, prepare)
+
+    async def handle_prepare(self, source: str, prepare: Prepare) -> Fulfill | Reject:
+        """A Prepare from peer ``source``: answer with a Fulfill or a Reject, never raise."""
+        try:
+            return await self._switch(source, prepare)
+        except Exception:
+            log.exception("internal error switching a packet from %s", source)
+            return self._reject("T00", "internal error")
+
+    async def _switch(self, source: str, prepare: Prepare) -> Fulfill | Reject:
+        peer = self.peers.get(source, Peer(source))
+        if ildcp.is_request(prepare):
+            if peer.relation != "child":
+                return self._reject("F02", "IL-DCP is served to children only")
+            return ildcp.response(
+                ildcp.Config(f"{self.address}.{source}", self.asset_scale, self.asset_code)
+            )
+        left = (prepare.expires_at - datetime.now(UTC)).total_seconds()
+        if left <= 0:
+            return self._reject("R02", "the packet expired before it arrived")
+        if peer.max_packet_amount is not None and prepare.amount > peer.max_packet_amount:
+            data = AmountTooLarge(prepare.amount, peer.max_packet_amount).encode()
+            return Reject("F08", self.address, "packet amount too large", data)
+        transfer = f"in:{source}:{uuid.uuid4().hex}"
+        try:
+            self.ledger.reserve(
+                transfer, source, "in", prepare.amount, prepare.expires_at.timestamp()
+            )
+        except LedgerError as exc:
+            return self._reject(exc.code, str(exc))
+        next_hop = self.routes.lookup(prepare.destination)
+        if self._is_local(prepare.destination, next_hop):
+            answer = await self._deliver(source, prepare, left)
+        elif next_hop is None:
+            answer = self._reject("F02", f"no route to {prepare.destination}")
+        elif left <= self.expiry_margin:
+            answer = self._reject("R02", f"expiry too soon: {left:.3f}s left, "
+                                  f"{self.expiry_margin}s needed")  # fmt: skip
+        else:
+            shorter = prepare.expires_at - timedelta(seconds=self.expiry_margin)
+            forwarded = Prepare(prepare.amount, shorter, prepare.execution_condition,
+                                prepare.destination, prepare.data)  # fmt: skip
+            answer = await self._forward(next_hop, forwarded)
+        if isinstance(answer, Fulfill):
+            self.ledger.commit(transfer)
+        else:
+            self.ledger.revert(transfer)
+        return answer
+
+    def _is_local(self, destination: str, next_hop: str | None) -> bool:
+        """Ours: our address, or below it and not routed to a child (an agent's sub-addresses,
+        STREAM connections and the like)."""
+        if destination == self.address:
+            return True
+        below = destination.startswith(self.address + ".")
+        to_child = (
+            next_hop is not None and self.peers.get(next_hop, Peer(next_hop)).relation == "child"
+        )
+        return below and not to_child
+
+    async def _deliver(self, source: str, prepare: Prepare, left: float) -> Fulfill | Reject:
+        if self._handler is None:
+            return self._reject("F02", f"no receiver at {prepare.destination}")
+        try:
+            answer = await asyncio.wait_for(
+                self._handler(source, prepare), min(left, self.max_hold)
+            )
+        except TimeoutError:
+            return self._reject("R00", "the receiver did not answer before the packet expired")
+        return self._checked(prepare, answer)
+
+    async def _forward(self, account: str, prepare: Prepare) -> Fulfill | Reject:
+        link = self.links.get(account)
+        if link is None or link.closed.is_set():
+            return self._reject("T01", f"peer {account} is not connected")
+        left = (prepare.expires_at - datetime.now(UTC)).total_seconds()
+        transfer = f"out:{account}:{uuid.uuid4().hex}"
+        try:
+            self.ledger.reserve(
+                transfer, account, "out", prepare.amount, prepare.expires_at.timestamp()
+            )
+        except LedgerError as exc:
+            return self._reject(exc.code, str(exc))
+        try:
+            answer = await link.send_prepare(prepare, max(0.0, min(left, self.max_hold)))
+        except TimeoutError:
+            answer = self._reject("R00", f"{account} did not answer before the packet expired")
+        except ConnectionError as exc:
+            answer = self._reject("T01", str(exc))
+        if isinstance(answer, Prepare):
+            answer = self._reject("F01", f"{account} answered a Prepare with a Prepare")
+        answer = self._checked(prepare, answer)
+        if isinstance(answer, Fulfill):
+            settlement = self.ledger.commit(transfer)
+            if settlement is not None:
+                log.info(
+                    "account %s is due a settlement of %d", settlement.account, settlement.amount
+                )
+        else:
+            self.ledger.revert(transfer)
+        return answer
+
+    def _checked(self, prepare: Prepare, answer: Fulfill | Reject) -> Fulfill | Reject:
+        if isinstance(answer, Fulfill):
+            if hashlib.sha256(answer.fulfillment).digest() != prepare.execution_condition:
+                return self._reject("F05", "fulfillment does not match the condition")
+            if datetime.now(UTC) > prepare.expires_at:
+                return self._reject("R00", "fulfilled after the packet expired")
+        return answer
+
+    def _reject(self, code: str, message: str) -> Reject:
+        return Reject(code, self.address, message)
