@@ -355,9 +355,18 @@ class Agent:
         return await self.handle(Incoming(text=text, user=user, room=room), on_text=on_text)
 
     async def handle(
-        self, message: Incoming, on_text: Callable[[str], None] | None = None
+        self,
+        message: Incoming,
+        on_text: Callable[[str], None] | None = None,
+        *,
+        publish: bool = True,
     ) -> Reply:
-        """What clients call: run ``message`` through the agent and publish the reply."""
+        """What clients call: run ``message`` through the agent and publish the reply.
+
+        A client that delivers the reply itself (a post on X, say) passes ``publish=False``
+        and then calls :meth:`publish` with its ``deliver`` function, so response hooks see
+        where the message went.
+        """
         if not self._started:
             await self.start()
         t0 = time.perf_counter()
@@ -398,17 +407,18 @@ class Agent:
         timings["memory"] = _ms(t)
 
         t = time.perf_counter()
-        outgoing = await self.publish(
-            Outgoing(
-                text=reply.text,
-                agent=self.name,
-                client=message.client,
-                room=message.room,
-                in_reply_to=message.id,
+        if publish:
+            outgoing = await self.publish(
+                Outgoing(
+                    text=reply.text,
+                    agent=self.name,
+                    client=message.client,
+                    room=message.room,
+                    in_reply_to=message.id,
+                )
             )
-        )
-        reply.text = outgoing.text
-        reply.receipts = outgoing.receipts
+            reply.text = outgoing.text
+            reply.receipts = outgoing.receipts
         timings["publish"] = _ms(t)
         timings["total"] = _ms(t0)
         timings["overhead"] = timings["total"] - timings["model"] - timings["actions"]
@@ -534,14 +544,22 @@ class Agent:
         if self.evaluators:
             await asyncio.gather(*(run(e) for e in self.evaluators))
 
-    async def publish(self, message: Outgoing) -> Outgoing:
-        """Send ``message`` through the response hooks (before, then after publishing).
+    async def publish(
+        self,
+        message: Outgoing,
+        deliver: Callable[[Outgoing], Awaitable[str | None]] | None = None,
+    ) -> Outgoing:
+        """Send ``message`` through the response hooks: ``before_publish``, then ``deliver``
+        (which sends it and returns where it went, e.g. a post id, kept in
+        ``message.channel_id``), then ``after_publish``.
 
         Clients call this for anything they post; a ``before_publish`` hook may change the
-        text or raise ``PublishBlocked``.
+        text or raise ``PublishBlocked``, in which case nothing is delivered.
         """
         for plugin, hook in self.plugins.behaviour("before_publish"):
             await _maybe_await(_call(hook, ctx=self.ctx.for_plugin(plugin), message=message))
+        if deliver is not None:
+            message.channel_id = await deliver(message)
         for plugin, hook in self.plugins.behaviour("after_publish"):
             try:
                 await _maybe_await(_call(hook, ctx=self.ctx.for_plugin(plugin), message=message))
