@@ -78,7 +78,41 @@ _EXPORTS = {
 
 _RENAMED = {"enable_progress": "enable"}
 
-__all__ = [*_EXPORTS, "__version__"]
+__all__ = [
+    "Action",
+    "ActionBlocked",
+    "Agent",
+    "AigentError",
+    "Character",
+    "CharacterError",
+    "ChatMessage",
+    "Incoming",
+    "MissingSecret",
+    "ModelConfig",
+    "ModelError",
+    "ModelNotFound",
+    "ModelResponse",
+    "Outgoing",
+    "PluginContext",
+    "PluginError",
+    "PublishBlocked",
+    "Recalled",
+    "Reply",
+    "Secrets",
+    "SpendDenied",
+    "SpendingPolicy",
+    "ToolCall",
+    "ToolSpec",
+    "Usage",
+    "__version__",
+    "enable_progress",
+    "hookimpl",
+    "load_character",
+    "parse_tool_calls",
+    "progress",
+    "redact",
+    "tools_in_text",
+]
 
 
 def __getattr__(name: str) -> Any:

@@ -117,7 +117,7 @@ class Client(Protocol):
 class SettlementEngine(Protocol):
     name: str
 
-    async def settle(self, account: str, amount: int) -> int:
+    async def settle(self, account: str, amount: int, settlement_id: str | None = None) -> int:
         """Settle ``amount`` (in the account's asset scale) with peer ``account``; return how
-        much was settled."""
+        much was settled. The same ``settlement_id`` after a crash must not pay twice."""
         ...

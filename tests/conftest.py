@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from collections.abc import Callable
 from pathlib import Path
 from typing import Any
@@ -52,3 +53,13 @@ def _reset_scripted_model() -> None:
     for name, module in list(sys.modules.items()):
         if name.startswith("aigent_local_plugin_scripted_model"):
             module.CALLS.clear()
+
+
+def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item]) -> None:
+    """Tests marked ``network`` need the public internet: they run only when asked."""
+    if os.environ.get("AIGENT_NETWORK_TESTS") == "1":
+        return
+    skip = pytest.mark.skip(reason="needs the public internet: set AIGENT_NETWORK_TESTS=1")
+    for item in items:
+        if "network" in item.keywords:
+            item.add_marker(skip)

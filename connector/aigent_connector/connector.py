@@ -122,6 +122,9 @@ class Connector:
             return ildcp.response(
                 ildcp.Config(f"{self.address}.{source}", self.asset_scale, self.asset_code)
             )
+        if prepare.destination.startswith("peer."):
+            # Peer protocols we do not speak (CCP's peer.route.*): refuse, never forward.
+            return self._reject("F02", f"{prepare.destination} is not served here")
         left = (prepare.expires_at - datetime.now(UTC)).total_seconds()
         if left <= 0:
             return self._reject("R02", "the packet expired before it arrived")

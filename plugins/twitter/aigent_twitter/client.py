@@ -183,11 +183,20 @@ class TwitterClient:
     # --- tasks -----------------------------------------------------------------------------------
 
     async def post_something(self) -> str | None:
+        # ZerePy's tweet_interval: the least time between two of the agent's own posts.
+        interval = float(self.ctx.settings.get("tweet_interval", 0))
+        if self.clock() - self.state.last_post_at < interval:
+            log.info("not posting yet: tweet_interval is %.0fs", interval)
+            return None
         prompt = str(self.ctx.settings.get("post_prompt", POST_PROMPT))
         reply = await self.agent.handle(
             Incoming(text=prompt, user="x-loop", room="x:posts", client="twitter"), publish=False
         )
-        return await self.publish(reply.text)
+        post_id = await self.publish(reply.text)
+        if post_id is not None:
+            self.state.last_post_at = self.clock()
+            self.state.save()
+        return post_id
 
     async def reply_to_mentions(self) -> int:
         mentions = await self.api.mentions(self.state.last_mention_id)

@@ -22,6 +22,7 @@ class State:
     replies_per_conversation: dict[str, int] = field(default_factory=dict)
     month: str = ""
     posts_this_month: int = 0
+    last_post_at: float = 0.0
     posts: list[dict[str, Any]] = field(default_factory=list)
 
     @classmethod

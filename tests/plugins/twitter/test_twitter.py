@@ -164,6 +164,18 @@ async def test_malformed_and_server_errors_back_off(make_client, x_api) -> None:
     assert await client.step() is True
 
 
+async def test_tweet_interval_spaces_own_posts(make_client, x_api) -> None:
+    client, clock, _ = make_client(tweet_interval=5400)
+    client.ctx.settings["post_prompt"] = "first"
+    assert await client.post_something()
+    client.ctx.settings["post_prompt"] = "second"
+    await clock.sleep(900)
+    assert await client.post_something() is None  # too soon after the last post
+    await clock.sleep(4500)
+    assert await client.post_something()
+    assert len([p for p in x_api.posts.values() if p["author_id"] == "1000"]) == 2
+
+
 async def test_monthly_budget(make_client, x_api) -> None:
     client, _, _ = make_client(monthly_post_budget=2)
     assert await client.publish("one") and await client.publish("two")
@@ -244,3 +256,16 @@ def test_dry_run_without_credentials_shows_what_it_would_post(tmp_path) -> None:
     assert "[dry run] Dry would post: echo: Write one new post" in result.stderr
     # Never posts the same text twice, even in dry run.
     assert result.stderr.count("would post") == 1
+
+
+async def test_timeline_is_offered_as_context_and_cached(make_client, x_api) -> None:
+    from aigent_twitter.plugin import Timeline
+
+    client, _, _ = make_client()
+    x_api.mention("interledger is having a moment", author="77")
+    timeline = Timeline(client.ctx)
+    text = await timeline.get(None, client.agent)  # type: ignore[arg-type]
+    assert text is not None and "- interledger is having a moment" in text
+    calls = len(x_api.requests)
+    assert await timeline.get(None, client.agent) == text  # type: ignore[arg-type]
+    assert len(x_api.requests) == calls  # served from the cache

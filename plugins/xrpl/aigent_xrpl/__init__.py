@@ -1,0 +1,125 @@
+"""aigent-xrpl: an XRPL wallet, payments under the spending policy, read-only market data, and
+settlement over payment channels (``xrpl-paychan``).
+
+Settings (``settings.xrpl`` in the character): ``url`` (JSON-RPC, testnet by default),
+``seed_env`` (the environment variable holding the seed, ``XRPL_SEED``), ``cache_ttl`` (seconds),
+``settle_delay`` and ``redeem_interval`` for channels. Heavy imports happen inside functions.
+"""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+import pluggy
+
+if TYPE_CHECKING:
+    from aigent.interfaces import PluginContext
+    from aigent_xrpl.service import XrplService
+
+hookimpl = pluggy.HookimplMarker("aigent")
+_services: dict[tuple[str, str], XrplService] = {}
+
+
+def service_for(ctx: PluginContext) -> XrplService:
+    """One service (wallet, client, cache) per agent data directory and server."""
+    from aigent_xrpl.service import XrplService
+
+    key = (str(ctx.data_dir), str(ctx.settings.get("url", "")))
+    if key not in _services:
+        _services[key] = XrplService(ctx)
+    return _services[key]
+
+
+def _asset(currency: str, issuer: str | None) -> dict[str, str]:
+    if currency.upper() == "XRP":
+        return {"currency": "XRP"}
+    return {"currency": currency, "issuer": issuer or ""}
+
+
+class BalancesContext:
+    """Puts the agent's own XRPL balances into its context."""
+
+    name = "xrpl-balances"
+
+    def __init__(self, ctx: PluginContext) -> None:
+        self.ctx = ctx
+
+    async def get(self, message: Any, agent: Any) -> str | None:
+        try:
+            balances = await service_for(self.ctx).balances()
+        except Exception as exc:  # context is best effort; the reply should not fail on it
+            self.ctx.log.warning("xrpl: balances unavailable: %s", exc)
+            return None
+        listed = ", ".join(f"{v} {k}" for k, v in balances.items())
+        return f"Your XRPL account {service_for(self.ctx).wallet.address} holds {listed}."
+
+
+@hookimpl
+def register_context_providers(register: Callable[..., None], ctx: PluginContext) -> None:
+    if ctx.secrets.get(str(ctx.settings.get("seed_env", "XRPL_SEED"))):
+        register(BalancesContext(ctx))
+
+
+@hookimpl
+def register_actions(register: Callable[..., None], ctx: PluginContext) -> None:
+    async def xrpl_pay(
+        destination: str, amount: str, currency: str = "XRP", issuer: str = "", purpose: str = ""
+    ) -> str:
+        """Pay on the XRP Ledger (XRP, or an issued currency with its issuer), within the
+        agent's spending limits. Returns the transaction hash and result."""
+        result = await service_for(ctx).pay(destination, amount, currency, issuer or None, purpose)
+        return json.dumps({"hash": result.get("hash"), "result": "tesSUCCESS"})
+
+    async def xrpl_balances(account: str = "") -> str:
+        """Balances (XRP and trust lines) of an XRPL account; the agent's own by default."""
+        return json.dumps(await service_for(ctx).balances(account or None))
+
+    async def xrpl_trust_lines(account: str = "") -> str:
+        """Trust lines of an XRPL account; the agent's own by default."""
+        return json.dumps(await service_for(ctx).trust_lines(account or None))
+
+    async def xrpl_amm_info(
+        currency: str, issuer: str = "", currency2: str = "XRP", issuer2: str = ""
+    ) -> str:
+        """The AMM pool for two assets: reserves, LP token and trading fee."""
+        pool = await service_for(ctx).amm_info(_asset(currency, issuer), _asset(currency2, issuer2))
+        return json.dumps(pool)
+
+    async def xrpl_book_offers(
+        gets_currency: str,
+        pays_currency: str,
+        gets_issuer: str = "",
+        pays_issuer: str = "",
+        limit: int = 10,
+    ) -> str:
+        """Order book offers in which the taker gets one asset and pays the other."""
+        offers = await service_for(ctx).book_offers(
+            _asset(gets_currency, gets_issuer), _asset(pays_currency, pays_issuer), limit
+        )
+        return json.dumps(offers)
+
+    async def xrpl_recent_transactions(account: str = "", limit: int = 10) -> str:
+        """Recent transactions of an XRPL account; the agent's own by default."""
+        return json.dumps(await service_for(ctx).recent_transactions(account or None, limit))
+
+    for action in (
+        xrpl_pay,
+        xrpl_balances,
+        xrpl_trust_lines,
+        xrpl_amm_info,
+        xrpl_book_offers,
+        xrpl_recent_transactions,
+    ):
+        register(action)
+
+
+@hookimpl
+def register_settlement_engines(register: Callable[..., None]) -> None:
+    def factory(ctx: PluginContext) -> Any:
+        from aigent_xrpl.settlement import PaychanEngine
+
+        return PaychanEngine(ctx, service_for(ctx))
+
+    register("xrpl-paychan", factory)

@@ -1,0 +1,175 @@
+"""The XRPL side of a plugin instance: a wallet, an async client, submissions and cached reads."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from decimal import Decimal
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from xrpl.asyncio.clients import AsyncJsonRpcClient
+    from xrpl.models import Transaction
+    from xrpl.wallet import Wallet
+
+    from aigent.interfaces import PluginContext
+
+TESTNET_URL = "https://s.altnet.rippletest.net:51234"
+_locks: dict[str, asyncio.Lock] = {}
+
+
+class XrplError(RuntimeError):
+    """An XRPL request or transaction failed; the message names the result code."""
+
+
+def account_lock(address: str) -> asyncio.Lock:
+    """One lock per account in this process, so that sequence numbers never collide."""
+    return _locks.setdefault(address, asyncio.Lock())
+
+
+class XrplService:
+    def __init__(self, ctx: PluginContext) -> None:
+        self.ctx = ctx
+        self.url = str(ctx.settings.get("url", TESTNET_URL))
+        self.seed_env = str(ctx.settings.get("seed_env", "XRPL_SEED"))
+        self.ttl = float(ctx.settings.get("cache_ttl", 15))
+        self._wallet: Wallet | None = None
+        self._client: AsyncJsonRpcClient | None = None
+        self._cache: dict[str, tuple[float, Any]] = {}
+
+    @property
+    def wallet(self) -> Wallet:
+        if self._wallet is None:
+            from xrpl.wallet import Wallet
+
+            seed = self.ctx.secrets.get(self.seed_env)
+            if not seed:
+                raise XrplError(
+                    f"no XRPL wallet: set {self.seed_env} in the environment or .env to the "
+                    "account's seed (s...); the testnet faucet gives one"
+                )
+            self._wallet = Wallet.from_seed(seed)
+        return self._wallet
+
+    @property
+    def client(self) -> AsyncJsonRpcClient:
+        if self._client is None:
+            from xrpl.asyncio.clients import AsyncJsonRpcClient
+
+            self._client = AsyncJsonRpcClient(self.url)
+        return self._client
+
+    async def request(self, method: str, **params: Any) -> dict[str, Any]:
+        from xrpl.models.requests import GenericRequest
+
+        response = await self.client.request(GenericRequest(method=method, **params))
+        if not response.is_successful():
+            error = response.result.get("error", "error")
+            raise XrplError(f"{method} failed at {self.url}: {error}: {response.result}")
+        return dict(response.result)
+
+    async def cached(self, method: str, **params: Any) -> dict[str, Any]:
+        key = method + repr(sorted(params.items()))
+        hit = self._cache.get(key)
+        if hit and time.monotonic() - hit[0] < self.ttl:
+            return dict(hit[1])
+        result = await self.request(method, **params)
+        self._cache[key] = (time.monotonic(), result)
+        return result
+
+    async def submit(self, tx: Transaction) -> dict[str, Any]:
+        """Sign and submit as our wallet, serialised per account; return the validated result."""
+        from xrpl.asyncio.transaction import autofill_and_sign, submit_and_wait
+
+        wallet = self.wallet
+        async with account_lock(wallet.address):
+            signed = await autofill_and_sign(tx, self.client, wallet)
+            try:
+                response = await submit_and_wait(signed, self.client)
+            except Exception as exc:
+                raise XrplError(f"{tx.transaction_type} failed: {exc}") from exc
+        self._cache.clear()
+        result = dict(response.result)
+        code = result.get("meta", {}).get("TransactionResult", "")
+        if code != "tesSUCCESS":
+            raise XrplError(f"{tx.transaction_type} did not succeed: {code}")
+        return result
+
+    async def pay(
+        self,
+        destination: str,
+        amount: str,
+        currency: str = "XRP",
+        issuer: str | None = None,
+        purpose: str = "",
+    ) -> dict[str, Any]:
+        """Pay under the agent's spending policy: reserve, submit, then commit or release."""
+        from xrpl.models import IssuedCurrencyAmount, Payment
+        from xrpl.utils import xrp_to_drops
+
+        if currency.upper() == "XRP":
+            value: Any = xrp_to_drops(Decimal(amount))
+            asset, units = "XRP", int(value)
+        else:
+            if not issuer:
+                raise XrplError(f"paying {currency} needs the issuer's address")
+            value = IssuedCurrencyAmount(currency=currency, issuer=issuer, value=amount)
+            scale = int(self.ctx.settings.get("issued_scale", 6))
+            asset, units = currency, int(Decimal(amount).scaleb(scale))
+        if self.ctx.spending is None:
+            raise XrplError("this agent has no spending policy, so it may not pay")
+        spend = await self.ctx.spending.reserve(asset, units, destination, purpose)
+        try:
+            tx = Payment(account=self.wallet.address, destination=destination, amount=value)
+            result = await self.submit(tx)
+        except BaseException:
+            self.ctx.spending.release(spend)
+            raise
+        self.ctx.spending.commit(spend)
+        return result
+
+    # -- reads for analysis ------------------------------------------------------------------
+    async def balances(self, address: str | None = None) -> dict[str, str]:
+        from xrpl.utils import drops_to_xrp
+
+        who = address or self.wallet.address
+        info = await self.cached("account_info", account=who, ledger_index="validated")
+        out = {"XRP": f"{drops_to_xrp(info['account_data']['Balance']).normalize():f}"}
+        for line in await self.trust_lines(who):
+            out[f"{line['currency']}/{line['account']}"] = line["balance"]
+        return out
+
+    async def trust_lines(self, address: str | None = None) -> list[dict[str, Any]]:
+        who = address or self.wallet.address
+        return list((await self.cached("account_lines", account=who))["lines"])
+
+    async def amm_info(self, asset: dict[str, str], asset2: dict[str, str]) -> dict[str, Any]:
+        return dict((await self.cached("amm_info", asset=asset, asset2=asset2))["amm"])
+
+    async def book_offers(
+        self, taker_gets: dict[str, str], taker_pays: dict[str, str], limit: int = 10
+    ) -> list[dict[str, Any]]:
+        result = await self.cached(
+            "book_offers", taker_gets=taker_gets, taker_pays=taker_pays, limit=limit
+        )
+        return list(result["offers"])
+
+    async def recent_transactions(
+        self, address: str | None = None, limit: int = 10
+    ) -> list[dict[str, Any]]:
+        who = address or self.wallet.address
+        result = await self.cached("account_tx", account=who, limit=limit)
+        out = []
+        for entry in result["transactions"]:
+            tx = entry.get("tx_json") or entry.get("tx") or {}
+            out.append(
+                {
+                    "hash": entry.get("hash", tx.get("hash")),
+                    "type": tx.get("TransactionType"),
+                    "from": tx.get("Account"),
+                    "to": tx.get("Destination"),
+                    "amount": tx.get("Amount", tx.get("DeliverMax")),
+                    "result": entry.get("meta", {}).get("TransactionResult"),
+                }
+            )
+        return out

@@ -1,0 +1,223 @@
+"""Settlement over XRPL payment channels: cumulative claims signed off-chain, redeemed on-chain.
+
+Paying side: :meth:`PaychanEngine.open_channel` once per peer, then :meth:`settle` signs a claim
+for the new cumulative total, writes it to SQLite, and only then hands it out (to ``send_claim``
+if the connector set one; :meth:`latest_claim` gives it again after a crash). A ``settlement_id``
+makes settle idempotent: asking again for the same settlement returns the same claim.
+
+Receiving side: :meth:`receive_claim` checks the signature, that the amount strictly increases
+and stays within the channel, stores the best claim, and returns the newly credited drops.
+:meth:`redeem` submits the best claims (periodically from :meth:`start`, and on :meth:`close`).
+Claims are cumulative, so redeeming the same claim twice cannot pay twice: the ledger rejects a
+Balance that does not exceed what the channel has paid, and redeem reads that balance first.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from aigent.interfaces import PluginContext
+
+from aigent_xrpl.claims import Claim, ClaimRejected, ClaimStore, claim_is_valid, sign_claim
+from aigent_xrpl.service import XrplError, XrplService
+
+SendClaim = Callable[[str, dict[str, Any]], Awaitable[None]]
+
+
+class PaychanEngine:
+    name = "xrpl-paychan"
+
+    def __init__(self, ctx: PluginContext, service: XrplService | None = None) -> None:
+        self.ctx = ctx
+        self.xrpl = service or XrplService(ctx)
+        self.store = ClaimStore(ctx.data_dir / "xrpl-paychan.sqlite")
+        self.settle_delay = int(ctx.settings.get("settle_delay", 3600))
+        self.min_settle_delay = int(ctx.settings.get("min_settle_delay", 3600))
+        self.redeem_interval = float(ctx.settings.get("redeem_interval", 300))
+        self.send_claim: SendClaim | None = None
+        self._lock = asyncio.Lock()
+        self._task: asyncio.Task[None] | None = None
+
+    # -- paying side -------------------------------------------------------------------------
+    async def open_channel(self, peer: str, destination: str, drops: int) -> str:
+        """Create and fund a channel to ``destination`` (the peer's XRPL address)."""
+        from xrpl.models import PaymentChannelCreate
+
+        wallet = self.xrpl.wallet
+        result = await self.xrpl.submit(
+            PaymentChannelCreate(
+                account=wallet.address,
+                destination=destination,
+                amount=str(drops),
+                settle_delay=self.settle_delay,
+                public_key=wallet.public_key,
+            )
+        )
+        channel = next(
+            node["CreatedNode"]["LedgerIndex"]
+            for node in result["meta"]["AffectedNodes"]
+            if node.get("CreatedNode", {}).get("LedgerEntryType") == "PayChannel"
+        )
+        self.store.add_channel(channel, peer, "out", drops)
+        return str(channel)
+
+    async def fund_channel(self, peer: str, drops: int) -> None:
+        from xrpl.models import PaymentChannelFund
+
+        channel, amount = self._outgoing(peer)
+        await self.xrpl.submit(
+            PaymentChannelFund(account=self.xrpl.wallet.address, channel=channel, amount=str(drops))
+        )
+        self.store.add_channel(channel, peer, "out", amount + drops)
+
+    def _outgoing(self, peer: str) -> tuple[str, int]:
+        found = self.store.channel_for(peer, "out")
+        if found is None:
+            raise XrplError(f"no payment channel to {peer}: open one with open_channel first")
+        return found
+
+    async def settle(self, account: str, amount: int, settlement_id: str | None = None) -> int:
+        """Sign a claim raising the peer's total by ``amount`` drops; durable before handed out."""
+        claim = await self.create_claim(account, amount, settlement_id)
+        if self.send_claim is not None:
+            await self.send_claim(account, claim.to_json())
+        return amount
+
+    async def create_claim(
+        self, account: str, amount: int, settlement_id: str | None = None
+    ) -> Claim:
+        async with self._lock:
+            channel, capacity = self._outgoing(account)
+            if settlement_id is not None and self.store.settlement(settlement_id) is not None:
+                best = self.store.best(channel)
+                assert best is not None
+                return best[0]
+            best = self.store.best(channel)
+            total = (best[0].amount if best else 0) + amount
+            if total > capacity:
+                raise XrplError(
+                    f"the channel to {account} holds {capacity} drops; a claim for {total} "
+                    "would exceed it: fund the channel first"
+                )
+            wallet = self.xrpl.wallet
+            claim = sign_claim(channel, total, wallet.public_key, wallet.private_key)
+            self.store.save(claim, settlement_id)
+            return claim
+
+    def latest_claim(self, account: str) -> dict[str, Any] | None:
+        """The last claim signed for ``account`` (to resend after a restart)."""
+        found = self.store.channel_for(account, "out")
+        best = self.store.best(found[0]) if found else None
+        return best[0].to_json() if best else None
+
+    # -- receiving side ----------------------------------------------------------------------
+    async def receive_claim(self, account: str, data: dict[str, Any]) -> int:
+        """Verify and keep an incoming claim from peer ``account``; return the drops credited."""
+        try:
+            claim = Claim.from_json(data)
+        except (KeyError, ValueError, TypeError) as exc:
+            raise ClaimRejected(f"malformed claim from {account}: {exc}") from exc
+        channel = await self._incoming_channel(claim.channel)
+        if channel["destination_account"] != self.xrpl.wallet.address:
+            raise ClaimRejected(f"channel {claim.channel} does not pay this agent")
+        if channel["expiration"] is not None or channel["settle_delay"] < self.min_settle_delay:
+            raise ClaimRejected(
+                f"channel {claim.channel} is closing or settles in under "
+                f"{self.min_settle_delay} s, so its claims cannot be relied on"
+            )
+        if not claim_is_valid(claim, channel["public_key_hex"]):
+            raise ClaimRejected(f"claim from {account} has a bad signature")
+        if claim.amount > int(channel["amount"]):
+            raise ClaimRejected(
+                f"claim for {claim.amount} drops exceeds channel amount {channel['amount']}"
+            )
+        async with self._lock:
+            best = self.store.best(claim.channel)
+            previous = best[0].amount if best else int(channel["balance"])
+            if claim.amount <= previous:
+                raise ClaimRejected(
+                    f"claim for {claim.amount} drops does not exceed the last one ({previous})"
+                )
+            self.store.add_channel(claim.channel, account, "in", int(channel["amount"]))
+            self.store.save(claim)
+        return claim.amount - previous
+
+    async def _incoming_channel(self, channel_id: str) -> dict[str, Any]:
+        result = await self.xrpl.request(
+            "ledger_entry", payment_channel=channel_id, ledger_index="validated"
+        )
+        node = result["node"]
+        return {
+            "destination_account": node["Destination"],
+            "public_key_hex": node["PublicKey"],
+            "amount": node["Amount"],
+            "balance": node.get("Balance", "0"),
+            "settle_delay": int(node.get("SettleDelay", 0)),
+            "expiration": node.get("Expiration"),
+        }
+
+    async def redeem(self, close: bool = False) -> int:
+        """Submit the best claim on every incoming channel; return the drops newly redeemed."""
+        from xrpl.models import PaymentChannelClaim
+        from xrpl.models.transactions import PaymentChannelClaimFlag
+
+        total = 0
+        for channel, _peer in self.store.channels("in"):
+            best = self.store.best(channel)
+            if best is None:
+                continue
+            claim, _redeemed = best
+            try:
+                on_ledger = int((await self._incoming_channel(channel))["balance"])
+            except XrplError:
+                continue  # the channel is gone (closed): nothing left to redeem
+            if on_ledger < claim.amount:
+                await self.xrpl.submit(
+                    PaymentChannelClaim(
+                        account=self.xrpl.wallet.address,
+                        channel=channel,
+                        balance=str(claim.amount),
+                        amount=str(claim.amount),
+                        signature=claim.signature,
+                        public_key=claim.public_key,
+                        flags=PaymentChannelClaimFlag.TF_CLOSE if close else 0,
+                    )
+                )
+                total += claim.amount - on_ledger
+            elif close:
+                await self.xrpl.submit(
+                    PaymentChannelClaim(
+                        account=self.xrpl.wallet.address,
+                        channel=channel,
+                        flags=PaymentChannelClaimFlag.TF_CLOSE,
+                    )
+                )
+            self.store.mark_redeemed(channel, claim.amount)
+        return total
+
+    async def _redeem_forever(self) -> None:
+        while True:
+            await asyncio.sleep(self.redeem_interval)
+            try:
+                await self.redeem()
+            except Exception as exc:  # keep the loop alive; the next round retries
+                self.ctx.log.warning("xrpl-paychan: redeeming failed: %s", exc)
+
+    async def start(self) -> None:
+        if self._task is None:
+            self._task = asyncio.create_task(self._redeem_forever())
+
+    async def close(self, close_channels: bool = False) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._task
+            self._task = None
+        try:
+            await self.redeem(close=close_channels)
+        finally:
+            self.store.close()

@@ -1,0 +1,50 @@
+"""The plugin as the agent sees it: discovered by entry point, actions and context registered."""
+
+from __future__ import annotations
+
+import json
+
+import pytest
+from aigent_xrpl.testledger import TestLedger
+
+from aigent.actions import Action
+from aigent.plugins import Plugins
+from aigent.spending import Limits
+
+from .conftest import MakeCtx, new_wallet
+
+
+async def test_actions_and_context_from_the_installed_plugin(
+    ledger: TestLedger, make_ctx: MakeCtx
+) -> None:
+    alice, bob = new_wallet(ledger), new_wallet(ledger)
+    ctx = make_ctx(alice, {"XRP": Limits(max_per_payment=1_000_000)})
+    plugins = Plugins()
+    plugins.load_installed()
+    actions = {
+        a.name: a
+        for a in (
+            Action.from_function(r.args[0])
+            for r in plugins.collect("register_actions", ctx=ctx)
+            if r.plugin == "xrpl"
+        )
+    }
+    assert {"xrpl_pay", "xrpl_balances", "xrpl_amm_info", "xrpl_book_offers"} <= set(actions)
+    assert "destination" in actions["xrpl_pay"].spec().parameters["properties"]
+
+    await actions["xrpl_pay"].run({"destination": bob.address, "amount": "0.75"})
+    assert ledger.balance(bob.address) == 100_750_000
+    with pytest.raises(Exception, match="maximum per payment"):
+        await actions["xrpl_pay"].fn(destination=bob.address, amount="2")
+    assert ledger.balance(bob.address) == 100_750_000
+
+    balances = json.loads(await actions["xrpl_balances"].run({"account": bob.address}))
+    assert balances == {"XRP": "100.75"}
+
+    providers = [
+        r.args[0]
+        for r in plugins.collect("register_context_providers", ctx=ctx)
+        if r.plugin == "xrpl"
+    ]
+    text = await providers[0].get(None, None)
+    assert alice.address in text and "XRP" in text
