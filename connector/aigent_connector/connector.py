@@ -21,6 +21,7 @@ from typing import Literal
 from aigent_connector import ildcp
 from aigent_connector.btp import Client, Link, Server
 from aigent_connector.ledger import LedgerError, SqliteLedger
+from aigent_connector.limits import TokenBucket
 from aigent_connector.packets import AmountTooLarge, Fulfill, Packet, Prepare, Reject
 from aigent_connector.routing import RoutingTable
 
@@ -37,6 +38,18 @@ class Peer:
     max_packet_amount: int | None = None
     asset_code: str = "XRP"
     asset_scale: int = 6
+    packets_per_second: float | None = None
+    """Incoming packets allowed per second (bursts up to one second's worth); T05 beyond."""
+    amount_per_second: int | None = None
+    """Incoming amount allowed per second (throughput); T04 beyond."""
+    _rate: TokenBucket | None = field(default=None, init=False, repr=False)
+    _throughput: TokenBucket | None = field(default=None, init=False, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.packets_per_second:
+            self._rate = TokenBucket(self.packets_per_second, self.packets_per_second)
+        if self.amount_per_second:
+            self._throughput = TokenBucket(self.amount_per_second, self.amount_per_second)
 
 
 @dataclass
@@ -125,6 +138,12 @@ class Connector:
         if prepare.destination.startswith("peer."):
             # Peer protocols we do not speak (CCP's peer.route.*): refuse, never forward.
             return self._reject("F02", f"{prepare.destination} is not served here")
+        if peer._rate is not None and not peer._rate.take():
+            return self._reject(
+                "T05", f"rate limit of {peer.packets_per_second} packets/s exceeded"
+            )
+        if peer._throughput is not None and not peer._throughput.take(prepare.amount):
+            return self._reject("T04", f"throughput limit of {peer.amount_per_second}/s exceeded")
         left = (prepare.expires_at - datetime.now(UTC)).total_seconds()
         if left <= 0:
             return self._reject("R02", "the packet expired before it arrived")

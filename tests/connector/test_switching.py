@@ -154,3 +154,20 @@ async def test_clients_reconnect_after_the_server_restarts(tmp_path: Path) -> No
     assert client.attempts >= 2
     await kid.stop()
     await again.stop()
+
+
+async def test_rate_and_throughput_limits(tmp_path: Path) -> None:
+    hub = Connector("g.hub", SqliteLedger(tmp_path / "h.sqlite"))
+    hub.add_peer(Peer("fast", "child", packets_per_second=5))
+    hub.add_peer(Peer("rich", "child", amount_per_second=1000))
+
+    async def fulfil(source: str, p: Prepare) -> Fulfill | Reject:
+        return Fulfill(FULFILLMENT)
+
+    hub.set_packet_handler(fulfil)
+    answers = [await hub.handle_prepare("fast", prepare("g.hub")) for _ in range(8)]
+    codes = [a.code if isinstance(a, Reject) else "ok" for a in answers]
+    assert codes[:5] == ["ok"] * 5 and set(codes[5:]) == {"T05"}
+    big = [await hub.handle_prepare("rich", prepare("g.hub", 400)) for _ in range(3)]
+    assert [isinstance(a, Fulfill) for a in big] == [True, True, False]
+    assert isinstance(big[2], Reject) and big[2].code == "T04"
