@@ -198,10 +198,16 @@ class Plugins:
         return found
 
     def behaviour(self, hook: str) -> Iterable[tuple[str, Callable[..., Any]]]:
-        """(plugin name, function) for each enabled plugin implementing ``hook``."""
+        """(plugin name, call) for each enabled plugin implementing ``hook``; ``call`` takes
+        the hook's arguments by keyword and passes on only those the plugin declared, as
+        pluggy does (the names are read once, at registration, not per call)."""
         for impl in getattr(self.pm.hook, hook).get_hookimpls():
             if impl.plugin_name in self.enabled:
-                yield impl.plugin_name, impl.function
+                yield impl.plugin_name, functools.partial(_call_declared, impl)
+
+
+def _call_declared(impl: Any, **kwargs: Any) -> Any:
+    return impl.function(**{name: kwargs[name] for name in impl.argnames})
 
 
 def describe_installed() -> list[PluginInfo]:

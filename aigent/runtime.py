@@ -519,7 +519,7 @@ class Agent:
         try:
             for plugin, hook in self.plugins.behaviour("before_action"):
                 verdict = await _maybe_await(
-                    _call(hook, ctx=self.ctx.for_plugin(plugin), action=name, arguments=arguments)
+                    hook(ctx=self.ctx.for_plugin(plugin), action=name, arguments=arguments)
                 )
                 if verdict is False:
                     raise ActionBlocked(f"blocked by {plugin}")
@@ -557,12 +557,12 @@ class Agent:
         text or raise ``PublishBlocked``, in which case nothing is delivered.
         """
         for plugin, hook in self.plugins.behaviour("before_publish"):
-            await _maybe_await(_call(hook, ctx=self.ctx.for_plugin(plugin), message=message))
+            await _maybe_await(hook(ctx=self.ctx.for_plugin(plugin), message=message))
         if deliver is not None:
             message.channel_id = await deliver(message)
         for plugin, hook in self.plugins.behaviour("after_publish"):
             try:
-                await _maybe_await(_call(hook, ctx=self.ctx.for_plugin(plugin), message=message))
+                await _maybe_await(hook(ctx=self.ctx.for_plugin(plugin), message=message))
             except Exception:
                 log.exception("%s: after_publish hook of %s failed", self.name, plugin)
         return message
@@ -633,11 +633,6 @@ def _configure(plugin: str, build: Callable[[], T]) -> T:
         raise PluginError(
             plugin, f"could not be configured ({type(exc).__name__}: {redact(str(exc))})"
         ) from exc
-
-
-def _call(fn: Callable[..., Any], **kwargs: Any) -> Any:
-    params = inspect.signature(fn).parameters
-    return fn(**{k: v for k, v in kwargs.items() if k in params})
 
 
 async def _maybe_await(value: Any) -> Any:

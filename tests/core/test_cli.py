@@ -2,14 +2,13 @@
 
 from __future__ import annotations
 
-import os
-import select
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
+
+from tests.fixtures.terminal import Terminal
 
 AIGENT = [sys.executable, "-m", "aigent.cli"]
 
@@ -46,34 +45,15 @@ def test_run_answers_piped_lines_and_shows_the_agent(scripted_character) -> None
 
 
 def test_run_in_a_terminal_is_a_chat(scripted_character) -> None:
-    master, slave = os.openpty()
-    proc = subprocess.Popen(
-        [*AIGENT, "run", str(scripted_character())],
-        stdin=slave,
-        stdout=slave,
-        stderr=slave,
-        close_fds=True,
-    )
-    os.close(slave)
-    seen = b""
-
-    def read_until(marker: bytes, timeout: float = 30) -> None:
-        nonlocal seen
-        deadline = time.monotonic() + timeout
-        while marker not in seen:
-            assert time.monotonic() < deadline, f"no {marker!r} in {seen!r}"
-            if select.select([master], [], [], 0.2)[0]:
-                seen += os.read(master, 4096)
-
+    terminal = Terminal([*AIGENT, "run", str(scripted_character())])
     try:
-        read_until(b"user> ")
-        os.write(master, b"hello agent\n")
-        read_until(b"Tester> echo: hello agent")
-        os.write(master, b"/quit\n")
-        assert proc.wait(timeout=20) == 0
+        terminal.read_until(b"user> ")
+        terminal.type("hello agent")
+        terminal.read_until(b"Tester> echo: hello agent")
+        terminal.type("/quit")
+        assert terminal.proc.wait(timeout=20) == 0
     finally:
-        proc.kill()
-        os.close(master)
+        terminal.close()
 
 
 @pytest.mark.parametrize(

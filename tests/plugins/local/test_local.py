@@ -3,8 +3,6 @@
 from __future__ import annotations
 
 import json
-import os
-import select
 import socket
 import subprocess
 import sys
@@ -15,6 +13,7 @@ from pathlib import Path
 import pytest
 
 from aigent import Agent, AigentError
+from tests.fixtures.terminal import Terminal
 
 ROOT = Path(__file__).resolve().parents[3]
 pytestmark = pytest.mark.slow
@@ -68,40 +67,21 @@ def test_a_missing_gguf_file_is_named(local_character) -> None:
 
 def test_readme_first_command_answers_in_a_terminal(tmp_path) -> None:
     """`aigent run characters/eliza.json` as a user meets it: a terminal chat, streamed."""
-    master, slave = os.openpty()
-    proc = subprocess.Popen(
+    terminal = Terminal(
         [sys.executable, "-m", "aigent.cli", "run", str(ROOT / "characters" / "eliza.json")],
-        stdin=slave,
-        stdout=slave,
-        stderr=slave,
-        close_fds=True,
         cwd=tmp_path,
     )
-    os.close(slave)
-    seen = b""
-
-    def read_until(marker: bytes, timeout: float = 120) -> None:
-        nonlocal seen
-        start = len(seen)
-        deadline = time.monotonic() + timeout
-        while marker not in seen[start:]:
-            assert time.monotonic() < deadline, f"no {marker!r} in {seen!r}"
-            if select.select([master], [], [], 0.2)[0]:
-                seen += os.read(master, 4096)
-
     try:
-        read_until(b"user> ")
-        assert b"loading local model SmolLM2" in seen
-        assert b"Eliza is running" in seen
-        os.write(master, b"hi, who are you?\n")
-        read_until(b"user> ")  # the reply was printed and the prompt is back
-        answer = seen.split(b"Eliza> ")[-1].split(b"user> ")[0].strip()
-        assert answer
-        os.write(master, b"/quit\n")
-        assert proc.wait(timeout=30) == 0
+        startup = terminal.read_until(b"user> ", timeout=120)
+        assert b"loading local model SmolLM2" in startup
+        assert b"Eliza is running" in startup
+        terminal.type("hi, who are you?")
+        answer = terminal.read_until(b"user> ", timeout=120)  # the reply, then the prompt again
+        assert answer.split(b"Eliza> ")[-1].split(b"user> ")[0].strip()
+        terminal.type("/quit")
+        assert terminal.proc.wait(timeout=30) == 0
     finally:
-        proc.kill()
-        os.close(master)
+        terminal.close()
 
 
 def test_serve_model_speaks_the_openai_wire_format(tmp_path) -> None:
