@@ -13,7 +13,7 @@ if TYPE_CHECKING:
     from aigent._progress import enable as enable_progress
     from aigent._progress import progress
     from aigent.actions import Action
-    from aigent.character import Character, ModelConfig, load_character
+    from aigent.character import Character, Loop, ModelConfig, Price, Task, load_character
     from aigent.errors import (
         ActionBlocked,
         AigentError,
@@ -25,7 +25,7 @@ if TYPE_CHECKING:
         PublishBlocked,
     )
     from aigent.hookspecs import hookimpl
-    from aigent.interfaces import PluginContext, Recalled
+    from aigent.interfaces import Embedder, PluginContext, Recalled, SettlementEngine
     from aigent.messages import (
         ChatMessage,
         Incoming,
@@ -36,6 +36,7 @@ if TYPE_CHECKING:
         ToolSpec,
         Usage,
     )
+    from aigent.node import PaidAnswer, PaymentError
     from aigent.runtime import Agent
     from aigent.secrets import Secrets, redact
     from aigent.spending import SpendDenied, SpendingPolicy
@@ -46,6 +47,13 @@ _EXPORTS = {
     "Agent": "aigent.runtime",
     "Character": "aigent.character",
     "ModelConfig": "aigent.character",
+    "Loop": "aigent.character",
+    "Price": "aigent.character",
+    "Task": "aigent.character",
+    "Embedder": "aigent.interfaces",
+    "SettlementEngine": "aigent.interfaces",
+    "PaidAnswer": "aigent.node",
+    "PaymentError": "aigent.node",
     "load_character": "aigent.character",
     "ActionBlocked": "aigent.errors",
     "AigentError": "aigent.errors",
@@ -86,21 +94,28 @@ __all__ = [
     "Character",
     "CharacterError",
     "ChatMessage",
+    "Embedder",
     "Incoming",
+    "Loop",
     "MissingSecret",
     "ModelConfig",
     "ModelError",
     "ModelNotFound",
     "ModelResponse",
     "Outgoing",
+    "PaidAnswer",
+    "PaymentError",
     "PluginContext",
     "PluginError",
+    "Price",
     "PublishBlocked",
     "Recalled",
     "Reply",
     "Secrets",
+    "SettlementEngine",
     "SpendDenied",
     "SpendingPolicy",
+    "Task",
     "ToolCall",
     "ToolSpec",
     "Usage",

@@ -101,6 +101,32 @@ class Price(_Strict):
         return f"{value:f} {self.asset_code}"
 
 
+class Spsp(_Strict):
+    """Where the agent answers SPSP (RFC 9) queries, so payers learn its STREAM details."""
+
+    host: str = "127.0.0.1"
+    port: int = Field(default=0, ge=0, le=65535)
+    path: str = "/.well-known/pay"
+
+
+class ConnectorSettings(BaseModel):
+    """The agent's payment node. ``enabled``, ``spsp`` and ``free`` are the agent's; every
+    other field is the connector's own configuration (address or parent, BTP port, peers,
+    routes, limits, admin API: see connector/README.md), checked when the agent starts."""
+
+    model_config = ConfigDict(extra="allow")
+
+    enabled: bool = True
+    spsp: Spsp | None = None
+    free: bool = False
+    """Answer messages over ILP without payment (a private network, say)."""
+
+    @property
+    def node(self) -> dict[str, Any]:
+        """The connector's part of the settings."""
+        return dict(self.model_extra or {})
+
+
 class Task(_Strict):
     name: str
     weight: float = Field(default=1.0, ge=0)
@@ -152,7 +178,7 @@ class Character(_Strict):
     price: Price | None = None
     spending: dict[str, Limits] = Field(default_factory=dict)
     """Limits per asset code on what the agent may spend; an asset with no limits is not spent."""
-    connector: dict[str, Any] | None = None
+    connector: ConnectorSettings = Field(default_factory=ConnectorSettings)
     loop: Loop | None = None
     data_dir: str | None = None
 

@@ -205,7 +205,10 @@ def detect_format(raw: dict[str, Any]) -> Format:
         or (camel and ("lore" in raw or "clients" in raw))
     ):
         return "eliza-0.x"
-    npm = any(isinstance(p, str) and p.startswith("@") for p in raw.get("plugins") or [])
+    plugins = raw.get("plugins")
+    npm = isinstance(plugins, list) and any(
+        isinstance(p, str) and p.startswith("@") for p in plugins
+    )
     if camel or npm:
         return "eliza-1.x"
     return "aigent"

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import logging
 import os
 import sys
@@ -14,6 +15,9 @@ from aigent import __version__
 from aigent.errors import AigentError
 
 if TYPE_CHECKING:
+    import asyncio
+
+    from aigent.character import Character
     from aigent.runtime import Agent
     from aigent.spending import Spend
 
@@ -70,11 +74,25 @@ def validate(files: Files) -> None:
             failed += 1
             typer.secho(f"✗ {exc}", fg="red", err=True)
             continue
+        if character.connector.enabled and character.connector.node:
+            try:
+                _check_connector(character)
+            except AigentError as exc:
+                failed += 1
+                typer.secho(f"✗ {exc}", fg="red", err=True)
+                continue
         typer.echo(f"✓ {file}: {character.format}: {character.summary()}")
         for warning in character.warnings:
             typer.secho(f"  warning: {warning}", fg="yellow")
     if failed:
         raise typer.Exit(1)
+
+
+def _check_connector(character: Character) -> None:
+    from aigent.node import connector_config
+    from aigent.runtime import Agent
+
+    connector_config(Agent(character, load_installed=False))
 
 
 @app.command()
@@ -142,16 +160,18 @@ def run(
     async def main() -> None:
         from contextlib import AsyncExitStack
 
+        # Before anything starts: a SIGTERM that comes early still stops the agents cleanly.
+        stopped = None if sys.stdin.isatty() else _stop_on_signal()
         async with AsyncExitStack() as stack:
             for agent in agents:
                 await stack.enter_async_context(agent)
             _banner(agents)
-            if sys.stdin.isatty():
+            if stopped is None:
                 await _terminal_chat(agents, user)
             else:
                 await _piped_chat(agents[0], user)
-                if any(agent.clients for agent in agents):
-                    await _until_signal()
+                if any(agent.clients or _serving(agent) for agent in agents):
+                    await stopped.wait()
 
     _run_async(main())
 
@@ -205,6 +225,23 @@ def _banner(agents: list[Agent]) -> None:
             fg="green",
             err=True,
         )
+        if agent.node is not None:
+            typer.secho(f"  {agent.node.status()}", fg="green", err=True)
+            agent.node.on_sale.append(functools.partial(_show_sale, agent))
+
+
+def _show_sale(agent: Agent, amount: int, sender: str) -> None:
+    from aigent.node import fmt_amount
+
+    assert agent.node is not None
+    code, scale = agent.node.asset
+    earned, sold = agent.node.earnings.total()
+    typer.secho(
+        f"  {agent.name} earned {fmt_amount(amount, scale, code)} from {sender} "
+        f"(total {fmt_amount(earned, scale, code)} from {sold} paid messages)",
+        fg="green",
+        err=True,
+    )
 
 
 async def _terminal_chat(agents: list[Agent], user: str) -> None:
@@ -260,7 +297,7 @@ async def _piped_chat(agent: Agent, user: str) -> None:
             typer.echo(reply.text)
 
 
-async def _until_signal() -> None:
+def _stop_on_signal() -> asyncio.Event:
     import asyncio
     import signal
 
@@ -268,7 +305,12 @@ async def _until_signal() -> None:
     loop = asyncio.get_running_loop()
     for sig in (signal.SIGINT, signal.SIGTERM):
         loop.add_signal_handler(sig, stop.set)
-    await stop.wait()
+    return stop
+
+
+def _serving(agent: Agent) -> bool:
+    """Whether the agent's node takes connections (peers over BTP, payers over SPSP)."""
+    return agent.node is not None and agent.node.serving
 
 
 def _run_async(coro: object) -> None:

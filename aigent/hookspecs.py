@@ -81,6 +81,13 @@ def register_clients(register: Callable[..., None]) -> None:
 
 
 @hookspec
+def register_services(register: Callable[..., None], ctx: PluginContext) -> None:
+    """Contribute background services that run while the agent runs (an anchoring loop, say):
+    ``register(service)``, an object with async ``start()`` and ``stop()``. Only plugins the
+    agent uses are asked; services start after the connector and stop before it."""
+
+
+@hookspec
 def register_settlement_engines(register: Callable[..., None]) -> None:
     """Contribute settlement engines for the connector: ``register(name, factory)``;
     ``factory(ctx) -> SettlementEngine``."""

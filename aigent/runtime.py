@@ -17,7 +17,7 @@ import time
 from collections import defaultdict, deque
 from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import TYPE_CHECKING, Any, TypeVar
 
 from aigent.actions import Action
 from aigent.character import Character, ModelConfig, load_character
@@ -54,6 +54,9 @@ from aigent.plugins import Plugins
 from aigent.prompt import system_prompt
 from aigent.secrets import Secrets, redact
 from aigent.spending import SpendingPolicy
+
+if TYPE_CHECKING:
+    from aigent.node import AgentNode, PaidAnswer
 
 log = logging.getLogger("aigent.runtime")
 T = TypeVar("T")
@@ -158,6 +161,7 @@ class Agent:
         self.providers: list[ContextProvider] = []
         self.evaluators: list[Evaluator] = []
         self.clients: list[Client] = []
+        self.services: list[Client] = []
         self._history: dict[tuple[str, str], deque[ChatMessage]] = defaultdict(
             lambda: deque(maxlen=HISTORY_TURNS * 2)
         )
@@ -165,6 +169,8 @@ class Agent:
         self._assembled = False
         self._started = False
         self._sync: _SyncRunner | None = None
+        self.node: AgentNode | None = None
+        """The agent's payment node (its ILP connector), once started."""
 
     @classmethod
     def from_file(cls, path: str | Path, **kwargs: Any) -> Agent:
@@ -196,10 +202,18 @@ class Agent:
             action = _as_action(reg.args[0])
             action.plugin = reg.plugin
             self.actions[action.name] = action
+        if c.connector.enabled and c.spending:
+            # Paying other agents is a built-in action, offered only to an agent allowed to
+            # spend; the spending policy still decides every payment, whatever the model says.
+            self.actions["ask_agent"] = Action.from_function(
+                self._ask_agent_action, name="ask_agent", timeout=90
+            )
         for reg in self.plugins.collect(
             "register_context_providers", only_enabled=True, ctx=self.ctx
         ):
             self.providers.append(_named(reg.args[0], "get"))
+        for reg in self.plugins.collect("register_services", only_enabled=True, ctx=self.ctx):
+            self.services.append(reg.args[0])
         for reg in self.plugins.collect("register_evaluators", only_enabled=True, ctx=self.ctx):
             self.evaluators.append(_named(reg.args[0], "evaluate"))
         self._assembled = True
@@ -311,20 +325,32 @@ class Agent:
             self.clients = self._resolve_clients()
         started: list[Client] = []
         try:
-            for client in self.clients:
+            if self.character.connector.enabled:
+                from aigent.node import AgentNode
+
+                node = AgentNode(self)
+                await node.start()
+                self.node = node
+            for client in [*self.services, *self.clients]:
                 await client.start()
                 started.append(client)
         except BaseException:
             for client in reversed(started):
                 await _quietly(client.stop())
+            if self.node is not None:
+                await _quietly(self.node.stop())
+                self.node = None
             raise
         self._started = True
 
     async def stop(self) -> None:
         if not self._started:
             return
-        for client in reversed(self.clients):
+        for client in reversed([*self.services, *self.clients]):
             await _quietly(client.stop())
+        if self.node is not None:
+            await _quietly(self.node.stop())
+            self.node = None
         if self.memory is not None:
             await _quietly(self.memory.close())
         self.spending.close()
@@ -566,6 +592,39 @@ class Agent:
             except Exception:
                 log.exception("%s: after_publish hook of %s failed", self.name, plugin)
         return message
+
+    async def ask(self, receiver: str, text: str, *, max_price: int | None = None) -> PaidAnswer:
+        """Pay another agent (a payment pointer or SPSP URL) to answer ``text``; returns its
+        answer. Pays the receiver's stated price, never more than ``max_price`` (in the units of
+        this agent's connector asset), and only within the character's spending limits."""
+        if not self._started:
+            await self.start()
+        return await self._node().ask(receiver, text, max_price)
+
+    async def pay(self, receiver: str, amount: int) -> int:
+        """Pay ``amount`` (in the connector asset's smallest unit) to any Interledger STREAM
+        receiver, a payment pointer or SPSP URL, within the spending limits; returns what
+        arrived."""
+        if not self._started:
+            await self.start()
+        return await self._node().pay(receiver, amount)
+
+    def _node(self) -> AgentNode:
+        if self.node is None:
+            from aigent.node import PaymentError
+
+            raise PaymentError(
+                f"{self.name} has its connector turned off (connector.enabled is false), "
+                "so it cannot pay"
+            )
+        return self.node
+
+    async def _ask_agent_action(self, receiver: str, question: str, max_price: int) -> str:
+        """Pay another agent to answer a question. ``receiver`` is its payment pointer or SPSP
+        URL; ``max_price`` is the most to pay, in the smallest unit of your payment asset.
+        Returns the other agent's answer."""
+        answer = await self.ask(receiver, question, max_price=max_price)
+        return answer.model_dump_json(include={"text", "agent", "paid", "message_id"})
 
     # --- for scripts and notebooks ---------------------------------------------------------------
 

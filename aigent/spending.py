@@ -27,6 +27,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from aigent.errors import AigentError
 
 HOUR = 3600.0
+MAX_AMOUNT = 2**63 - 1  # SQLite's INTEGER
 DAY = 86400.0
 
 
@@ -121,6 +122,11 @@ class SpendingPolicy:
             )
         if amount <= 0:
             raise SpendDenied(f"refused a spend of {amount} {asset}: amounts must be positive")
+        if amount > MAX_AMOUNT:
+            raise SpendDenied(
+                f"refused a spend of {amount} {asset}: more than the policy can record "
+                f"({MAX_AMOUNT}); count the asset at a smaller asset_scale"
+            )
         what = spend.describe(limits.asset_scale)
         if limits.allowlist is not None and not _allowed(destination, limits.allowlist):
             raise SpendDenied(f"refused {what}: the destination is not on the allowlist")

@@ -23,6 +23,8 @@ from aigent_connector.packets import Fulfill, InvalidPacket, Packet, Prepare, Re
 log = logging.getLogger("aigent.connector.btp")
 
 PacketHandler = Callable[[str, Prepare], Awaitable[Fulfill | Reject]]
+SideHandler = Callable[[str, btp.ProtocolData], Awaitable[bytes]]
+"""Answers a Message whose primary protocol is not ``ilp``: (account, primary entry) -> data."""
 AUTH_TIMEOUT = 10.0
 RESPONSE_TIMEOUT = 35.0
 
@@ -30,6 +32,25 @@ RESPONSE_TIMEOUT = 35.0
 def _now_generalized() -> str:
     now = datetime.now(UTC)
     return now.strftime("%Y%m%d%H%M%S") + f".{now.microsecond // 1000:03d}Z"
+
+
+def _time_out(future: asyncio.Future[btp.Frame]) -> None:
+    if not future.done():
+        future.set_exception(TimeoutError())
+
+
+class BtpError(Exception):
+    """The peer answered a side-protocol Message with a BTP Error (RFC 23)."""
+
+    def __init__(self, code: str, name: str, data: bytes = b"") -> None:
+        super().__init__(f"{code} {name}: {data.decode(errors='replace')}")
+        self.code = code
+        self.name = name
+        self.data = data
+
+
+class SideProtocolRefused(Exception):
+    """Raised by a side-protocol handler to answer F00 NotAcceptedError with its message."""
 
 
 class Link:
@@ -42,19 +63,83 @@ class Link:
         self._pending: dict[int, asyncio.Future[btp.Frame]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self.closed = asyncio.Event()
+        self._next_id = int.from_bytes(os.urandom(4), "big")
+        self.side_handler: SideHandler | None = None
+        """Set by the connector; Messages whose primary protocol is not ``ilp`` go here."""
 
-    async def send_prepare(self, prepare: Prepare, wait: float) -> Packet:
-        """Send a Prepare and wait (at most ``wait`` seconds) for the peer's answer."""
-        request_id = int.from_bytes(os.urandom(4), "big")
+    async def send_side(
+        self,
+        protocol: str,
+        data: bytes,
+        content_type: int = btp.OCTET_STREAM,
+        wait: float = RESPONSE_TIMEOUT,
+    ) -> bytes:
+        """Send a Message whose primary protocol data is ``protocol`` (a settlement claim,
+        say) and return the data the peer answered under that name (``b""`` if none).
+        :class:`BtpError` when the peer answers with an Error; :class:`TimeoutError` or
+        :class:`ConnectionError` when it does not answer."""
+        if protocol == "ilp":
+            raise ValueError("ILP packets go through send_prepare, not send_side")
+        if self.closed.is_set():
+            raise ConnectionError(f"link to {self.account} is closed")
+        request_id = self._next_id = (self._next_id + 1) & 0xFFFFFFFF  # as send_prepare's
         future: asyncio.Future[btp.Frame] = asyncio.get_running_loop().create_future()
         self._pending[request_id] = future
-        frame = btp.Message(
-            request_id, [btp.ProtocolData("ilp", btp.OCTET_STREAM, encode(prepare))]
-        )
+        frame = btp.Message(request_id, [btp.ProtocolData(protocol, content_type, data)])
         try:
             await self.ws.send(btp.encode(frame))  # type: ignore[attr-defined]
             answer = await asyncio.wait_for(future, wait)
         finally:
+            self._pending.pop(request_id, None)
+        if isinstance(answer, btp.Error):
+            raise BtpError(answer.code, answer.name, answer.data)
+        entry = btp.find(answer.protocol_data, protocol)
+        return entry.data if entry is not None else b""
+
+    async def _answer_side(self, frame: btp.Message) -> btp.Response | btp.Error:
+        # RFC 23: the first entry is the primary protocol, the one that says what to do.
+        if not frame.protocol_data:
+            return btp.Response(frame.request_id, [])
+        primary = frame.protocol_data[0]
+        if self.side_handler is None:
+            return self._side_error(frame, "F00", "NotAcceptedError",
+                                    f"unsupported protocol {primary.name}")  # fmt: skip
+        try:
+            data = await self.side_handler(self.account, primary)
+        except LookupError:
+            return self._side_error(frame, "F00", "NotAcceptedError",
+                                    f"unsupported protocol {primary.name}")  # fmt: skip
+        except SideProtocolRefused as exc:
+            return self._side_error(frame, "F00", "NotAcceptedError", str(exc))
+        except Exception:
+            log.exception("side protocol %s from %s failed", primary.name, self.account)
+            return self._side_error(frame, "T00", "UnreachableError", "internal error")
+        return btp.Response(
+            frame.request_id, [btp.ProtocolData(primary.name, primary.content_type, data)]
+        )
+
+    @staticmethod
+    def _side_error(frame: btp.Message, code: str, name: str, message: str) -> btp.Error:
+        return btp.Error(frame.request_id, code, name, _now_generalized(), message.encode())
+
+    async def send_prepare(self, prepare: Prepare, wait: float) -> Packet:
+        """Send a Prepare and wait (at most ``wait`` seconds) for the peer's answer."""
+        # A counter from a random start: unique among the link's pending requests, and
+        # cheaper than os.urandom per packet.
+        request_id = self._next_id = (self._next_id + 1) & 0xFFFFFFFF
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future[btp.Frame] = loop.create_future()
+        self._pending[request_id] = future
+        frame = btp.Message(
+            request_id, [btp.ProtocolData("ilp", btp.OCTET_STREAM, encode(prepare))]
+        )
+        # A timer on the future costs less than wait_for's wrapping, on every packet.
+        timer = loop.call_later(wait, _time_out, future)
+        try:
+            await self.ws.send(btp.encode(frame))  # type: ignore[attr-defined]
+            answer = await future
+        finally:
+            timer.cancel()
             self._pending.pop(request_id, None)
         if isinstance(answer, btp.Error):
             return Reject("T01", "", f"peer {self.account} answered BTP error {answer.code} "
@@ -98,8 +183,9 @@ class Link:
 
     async def _answer(self, frame: btp.Message) -> None:
         ilp = btp.find(frame.protocol_data, "ilp")
+        reply: btp.Frame
         if ilp is None:
-            reply = btp.Response(frame.request_id, [])
+            reply = await self._answer_side(frame)
         else:
             try:
                 prepare = decode(ilp.data)
@@ -149,7 +235,11 @@ class Server:
     async def start(self) -> int:
         from websockets.asyncio.server import serve
 
-        self._server = await serve(self._connection, self.host, self.port, ping_interval=20)
+        # No permessage-deflate: BTP frames are small and binary, and compressing each one
+        # costs more CPU than the bytes it saves on the links a connector has.
+        self._server = await serve(
+            self._connection, self.host, self.port, ping_interval=20, compression=None
+        )
         sockets = self._server.sockets  # type: ignore[attr-defined]
         self.port = sockets[0].getsockname()[1]
         return self.port
@@ -240,7 +330,7 @@ class Client:
         while True:
             self.attempts += 1
             try:
-                async with connect(self.url, ping_interval=20) as ws:
+                async with connect(self.url, ping_interval=20, compression=None) as ws:
                     await ws.send(btp.encode(auth_frame(self.username, self.token)))
                     answer = btp.decode(await asyncio.wait_for(ws.recv(), AUTH_TIMEOUT))  # type: ignore[arg-type]
                     if isinstance(answer, btp.Error):

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 
-from aigent_connector.oer import OerError, Reader, var_octets, var_uint
+from aigent_connector.oer import OerError, Reader, length_at, length_prefix, var_octets, var_uint
 from aigent_connector.packets import InvalidPacket
 
 RESPONSE, ERROR, MESSAGE, TRANSFER = 1, 2, 6, 7
@@ -75,7 +75,30 @@ def _decode_protocol_data(r: Reader) -> list[ProtocolData]:
     return entries
 
 
+def _encode_fast(kind: int, frame: Message | Response) -> bytes:
+    """Message and Response with fewer than 128 entries, the frames that carry packets."""
+    parts = [b"\x01", _COUNTS[len(frame.protocol_data)]]
+    for p in frame.protocol_data:
+        name = p.name.encode("ascii")
+        parts += (length_prefix(len(name)), name, _COUNTS[p.content_type],
+                  length_prefix(len(p.data)), p.data)  # fmt: skip
+    body = b"".join(parts)
+    return b"".join((_COUNTS[kind], frame.request_id.to_bytes(4, "big"),
+                     length_prefix(len(body)), body))  # fmt: skip
+
+
+_COUNTS = [bytes([n]) for n in range(256)]
+
+
 def encode(frame: Frame) -> bytes:
+    kind_of = type(frame)
+    if (kind_of is Message or kind_of is Response) and len(frame.protocol_data) < 128:
+        return _encode_fast(MESSAGE if kind_of is Message else RESPONSE, frame)  # type: ignore[arg-type]
+    return encode_careful(frame)
+
+
+def encode_careful(frame: Frame) -> bytes:
+    """:func:`encode` for every frame; the reference the fast path meets."""
     if isinstance(frame, Message | Response):
         kind = MESSAGE if isinstance(frame, Message) else RESPONSE
         body = _encode_protocol_data(frame.protocol_data)
@@ -94,8 +117,41 @@ def encode(frame: Frame) -> bytes:
     return bytes([kind]) + frame.request_id.to_bytes(4, "big") + var_octets(body)
 
 
+def _decode_fast(data: bytes) -> Frame:
+    """Message and Response straight from the bytes. Raises (anything) on input that is not
+    plainly valid; the careful decoder then says exactly what is wrong."""
+    kind = data[0]
+    if kind != MESSAGE and kind != RESPONSE:
+        raise ValueError("left to the careful decoder")
+    size, pos = length_at(data, 5)
+    end = pos + size
+    if end > len(data) or data[pos] != 1:  # the entry count: a 1-byte var_uint here
+        raise ValueError("left to the careful decoder")
+    count, pos = data[pos + 1], pos + 2
+    entries = []
+    for _ in range(count):
+        n, pos = length_at(data, pos)
+        name = data[pos : pos + n].decode("ascii")
+        content_type = data[pos + n]
+        n, pos = length_at(data, pos + n + 1)
+        entries.append(ProtocolData(name, content_type, data[pos : pos + n]))
+        pos += n
+    if pos > end:
+        raise ValueError("left to the careful decoder")
+    request_id = int.from_bytes(data[1:5], "big")
+    return Message(request_id, entries) if kind == MESSAGE else Response(request_id, entries)
+
+
 def decode(data: bytes) -> Frame:
     """A BTP frame, or :class:`InvalidPacket` saying what is wrong."""
+    try:
+        return _decode_fast(bytes(data))
+    except Exception:
+        return decode_careful(data)  # another type, or something wrong: the careful way says
+
+
+def decode_careful(data: bytes) -> Frame:
+    """:func:`decode` field by field, every read checked; the reference the fast path meets."""
     try:
         r = Reader(data)
         kind = r.uint(1, "type")

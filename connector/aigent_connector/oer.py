@@ -54,9 +54,26 @@ class Reader:
         return int.from_bytes(raw, "big")
 
 
+def length_at(data: bytes, pos: int) -> tuple[int, int]:
+    """For fast paths: the canonical length at ``pos`` (up to 65535) and where its content
+    starts. Raises ``ValueError`` or ``IndexError`` on anything else; the caller then reads the
+    bytes again with a :class:`Reader`, whose errors say what is wrong."""
+    first = data[pos]
+    if first < 0x80:
+        return first, pos + 1
+    if first == 0x81 and data[pos + 1] >= 0x80:
+        return data[pos + 1], pos + 2
+    if first == 0x82 and data[pos + 1]:
+        return (data[pos + 1] << 8) | data[pos + 2], pos + 3
+    raise ValueError("not a short canonical length")
+
+
+_SHORT = [bytes([n]) for n in range(0x80)]
+
+
 def length_prefix(n: int) -> bytes:
     if n < 0x80:
-        return bytes([n])
+        return _SHORT[n]
     body = n.to_bytes((n.bit_length() + 7) // 8, "big")
     return bytes([0x80 | len(body)]) + body
 

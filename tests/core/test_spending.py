@@ -42,6 +42,13 @@ async def test_an_asset_without_limits_is_never_spent(tmp_path: Path) -> None:
         await policy(tmp_path, per_day=100).reserve("ETH", 1, "0xabc")
 
 
+async def test_an_amount_too_large_to_record_is_refused_not_a_crash(tmp_path: Path) -> None:
+    p = policy(tmp_path, per_day=None)
+    with pytest.raises(SpendDenied, match="more than the policy can record"):
+        await p.reserve("XRP", 10**19, "g.friends.bob")  # 10 tokens at 18 decimals
+    assert p.spent("XRP", 86400) == 0
+
+
 async def test_per_payment_maximum_and_allowlist(tmp_path: Path) -> None:
     p = policy(tmp_path, max_per_payment=1_000_000, allowlist=["g.friends.", "rExact"])
     await p.reserve("XRP", 1_000_000, "g.friends.bob")

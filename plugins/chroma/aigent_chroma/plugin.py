@@ -10,8 +10,7 @@ from aigent import hookimpl
 if TYPE_CHECKING:
     import typer
 
-    from aigent import PluginContext
-    from aigent.interfaces import Embedder
+    from aigent import Embedder, PluginContext
     from aigent_chroma.store import ChromaStore
 
 

@@ -19,8 +19,7 @@ from pathlib import Path
 from typing import Any, TypeVar
 from urllib.parse import urlparse
 
-from aigent import AigentError, Incoming, PluginContext, Recalled, Reply
-from aigent.interfaces import Embedder
+from aigent import AigentError, Embedder, Incoming, PluginContext, Recalled, Reply
 from aigent_chroma.knowledge import Ingested, KnowledgeIngester
 
 T = TypeVar("T")

@@ -14,8 +14,7 @@ from collections.abc import Awaitable, Callable
 from datetime import datetime
 from typing import Any
 
-from aigent import Incoming, Outgoing, PluginContext
-from aigent.character import Loop, Task
+from aigent import Incoming, Loop, Outgoing, PluginContext, Task
 from aigent_twitter.api import Credentials, Post, XApi, XApiError
 from aigent_twitter.schedule import ENGAGE, POST, REPLY, Scheduler
 from aigent_twitter.state import State

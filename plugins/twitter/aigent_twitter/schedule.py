@@ -8,7 +8,7 @@ import random
 from dataclasses import dataclass
 from datetime import datetime
 
-from aigent.character import Loop
+from aigent import Loop
 
 POST = {"post-tweet", "post"}
 REPLY = {"reply-to-tweet", "respond-to-mentions", "reply"}

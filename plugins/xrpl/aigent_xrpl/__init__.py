@@ -3,7 +3,9 @@ settlement over payment channels (``xrpl-paychan``).
 
 Settings (``settings.xrpl`` in the character): ``url`` (JSON-RPC, testnet by default),
 ``seed_env`` (the environment variable holding the seed, ``XRPL_SEED``), ``cache_ttl`` (seconds),
-``settle_delay`` and ``redeem_interval`` for channels. Heavy imports happen inside functions.
+``context`` (which reads go into the agent's context: ``balances`` by default, and
+``recent_transactions``), ``settle_delay`` and ``redeem_interval`` for channels. Heavy imports
+happen inside functions.
 """
 
 from __future__ import annotations
@@ -56,10 +58,46 @@ class BalancesContext:
         return f"Your XRPL account {service_for(self.ctx).wallet.address} holds {listed}."
 
 
+class RecentTransactionsContext:
+    """Puts the agent's last few XRPL transactions into its context (cached like the action)."""
+
+    name = "xrpl-recent-transactions"
+
+    def __init__(self, ctx: PluginContext, limit: int = 5) -> None:
+        self.ctx = ctx
+        self.limit = limit
+
+    async def get(self, message: Any, agent: Any) -> str | None:
+        try:
+            txs = await service_for(self.ctx).recent_transactions(None, self.limit)
+        except Exception as exc:  # best effort, as for balances
+            self.ctx.log.warning("xrpl: recent transactions unavailable: %s", exc)
+            return None
+        if not txs:
+            return "Your XRPL account has no transactions yet."
+        lines = [
+            f"- {t['type']} {t['amount'] or ''} from {t['from']} to {t['to'] or '-'}: {t['result']}"
+            for t in txs
+        ]
+        return "Your latest XRPL transactions:\n" + "\n".join(lines)
+
+
+CONTEXT_PROVIDERS = {"balances": BalancesContext, "recent_transactions": RecentTransactionsContext}
+
+
 @hookimpl
 def register_context_providers(register: Callable[..., None], ctx: PluginContext) -> None:
-    if ctx.secrets.get(str(ctx.settings.get("seed_env", "XRPL_SEED"))):
-        register(BalancesContext(ctx))
+    if not ctx.secrets.get(str(ctx.settings.get("seed_env", "XRPL_SEED"))):
+        return  # no wallet: nothing of ours to describe
+    wanted = ctx.settings.get("context", ["balances"])
+    for name in wanted if isinstance(wanted, list) else []:
+        provider = CONTEXT_PROVIDERS.get(str(name))
+        if provider is None:
+            ctx.log.warning(
+                "xrpl: unknown context %r (known: %s)", name, ", ".join(CONTEXT_PROVIDERS)
+            )
+            continue
+        register(provider(ctx))
 
 
 @hookimpl

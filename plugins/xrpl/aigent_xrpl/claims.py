@@ -2,10 +2,14 @@
 
 from __future__ import annotations
 
+import re
 import sqlite3
-from dataclasses import asdict, dataclass
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
+
+_HEX64 = re.compile(r"[0-9A-Fa-f]{64}")
+_HEX = re.compile(r"(?:[0-9A-Fa-f]{2})+")
 
 
 @dataclass(frozen=True)
@@ -18,17 +22,35 @@ class Claim:
     signature: str
     public_key: str
 
-    def to_json(self) -> dict[str, Any]:
-        return {**asdict(self), "amount": str(self.amount)}
+    def to_json(self) -> dict[str, str]:
+        """The wire shape, as @kava-labs/ilp-plugin-xrp-paychan sends it (``channelId``,
+        ``value``, ``signature``) plus the signing key, which XRPL claims need."""
+        return {
+            "channelId": self.channel,
+            "value": str(self.amount),
+            "signature": self.signature,
+            "publicKey": self.public_key,
+        }
 
     @classmethod
-    def from_json(cls, data: dict[str, Any]) -> Claim:
-        return cls(
-            str(data["channel"]).upper(),
-            int(data["amount"]),
-            str(data["signature"]),
-            str(data["public_key"]),
-        )
+    def from_json(cls, data: Any) -> Claim:
+        """Parse either wire shape (``channelId``/``value`` or ``channel``/``amount``);
+        :class:`ValueError` naming the bad field. A missing key means "the channel's key"."""
+        if not isinstance(data, dict):
+            raise ValueError("a claim is a JSON object")
+        channel = str(data.get("channelId", data.get("channel", "")))
+        if not _HEX64.fullmatch(channel):
+            raise ValueError(f"channelId must be 64 hex digits, not {channel[:80]!r}")
+        value = data.get("value", data.get("amount"))
+        if not isinstance(value, str | int) or not str(value).isdigit():
+            raise ValueError(f"value must be a whole number of drops, not {value!r}")
+        signature = str(data.get("signature", ""))
+        if not signature or not _HEX.fullmatch(signature):
+            raise ValueError("signature must be hex")
+        public_key = str(data.get("publicKey", data.get("public_key", "")))
+        if public_key and not _HEX.fullmatch(public_key):
+            raise ValueError("publicKey must be hex")
+        return cls(channel.upper(), int(value), signature.upper(), public_key.upper())
 
 
 class ClaimRejected(ValueError):
@@ -81,6 +103,8 @@ class ClaimStore:
               public_key TEXT NOT NULL, redeemed INTEGER NOT NULL DEFAULT 0);
             CREATE TABLE IF NOT EXISTS settlements (
               id TEXT PRIMARY KEY, channel TEXT NOT NULL, amount INTEGER NOT NULL);
+            CREATE TABLE IF NOT EXISTS credits (
+              channel TEXT PRIMARY KEY, peer TEXT NOT NULL, credited INTEGER NOT NULL);
             """
         )
 
@@ -130,6 +154,45 @@ class ClaimStore:
         except BaseException:
             self.db.execute("ROLLBACK")
             raise
+
+    def save_incoming(self, claim: Claim, peer: str, channel_amount: int, base: int) -> None:
+        """Keep a better incoming claim, in one transaction with its channel and, the first
+        time, the amount already paid before it (``base``), from which credits count."""
+        self.db.execute("BEGIN IMMEDIATE")
+        try:
+            self.db.execute(
+                "INSERT OR REPLACE INTO channels VALUES (?, ?, 'in', ?)",
+                (claim.channel, peer, channel_amount),
+            )
+            self.db.execute(
+                "INSERT INTO claims (channel, amount, signature, public_key) VALUES (?, ?, ?, ?) "
+                "ON CONFLICT(channel) DO UPDATE SET amount = excluded.amount, "
+                "signature = excluded.signature WHERE excluded.amount > claims.amount",
+                (claim.channel, claim.amount, claim.signature, claim.public_key),
+            )
+            self.db.execute(
+                "INSERT OR IGNORE INTO credits VALUES (?, ?, ?)", (claim.channel, peer, base)
+            )
+            self.db.execute("COMMIT")
+        except BaseException:
+            self.db.execute("ROLLBACK")
+            raise
+
+    def uncredited(self, peer: str | None = None) -> list[tuple[str, str, int, int]]:
+        """(channel, peer, credited so far, best claim) where the best claim is ahead."""
+        rows = self.db.execute(
+            "SELECT c.channel, c.peer, c.credited, b.amount FROM credits c "
+            "JOIN claims b ON b.channel = c.channel "
+            "WHERE b.amount > c.credited AND (? IS NULL OR c.peer = ?)",
+            (peer, peer),
+        ).fetchall()
+        return [(r[0], r[1], int(r[2]), int(r[3])) for r in rows]
+
+    def set_credited(self, channel: str, amount: int) -> None:
+        self.db.execute(
+            "UPDATE credits SET credited = MAX(credited, ?) WHERE channel = ?",
+            (amount, channel.upper()),
+        )
 
     def settlement(self, settlement_id: str) -> int | None:
         row = self.db.execute(

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import copy
 import time
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any
@@ -35,7 +36,9 @@ class XrplService:
         self.ttl = float(ctx.settings.get("cache_ttl", 15))
         self._wallet: Wallet | None = None
         self._client: AsyncJsonRpcClient | None = None
+        self.clock = time.monotonic
         self._cache: dict[str, tuple[float, Any]] = {}
+        self._inflight: dict[str, asyncio.Future[dict[str, Any]]] = {}
 
     @property
     def wallet(self) -> Wallet:
@@ -69,13 +72,37 @@ class XrplService:
         return dict(response.result)
 
     async def cached(self, method: str, **params: Any) -> dict[str, Any]:
+        """A read answered from memory for ``ttl`` seconds. Identical reads made at the same
+        time (context providers and actions run in parallel) share one request; our own
+        submissions clear the cache, so the agent sees its own payments at once."""
         key = method + repr(sorted(params.items()))
+        now = self.clock()
         hit = self._cache.get(key)
-        if hit and time.monotonic() - hit[0] < self.ttl:
-            return dict(hit[1])
-        result = await self.request(method, **params)
-        self._cache[key] = (time.monotonic(), result)
-        return result
+        if hit and now - hit[0] < self.ttl:
+            return copy.deepcopy(hit[1])
+        waiting = self._inflight.get(key)
+        if waiting is not None:
+            return copy.deepcopy(await asyncio.shield(waiting))
+        future: asyncio.Future[dict[str, Any]] = asyncio.get_running_loop().create_future()
+        self._inflight[key] = future
+        try:
+            result = await self.request(method, **params)
+        except asyncio.CancelledError:
+            # Those sharing this request were not cancelled themselves: they get an error.
+            future.set_exception(XrplError(f"{method} was cancelled"))
+            future.exception()  # marked retrieved: nobody else may be waiting
+            raise
+        except Exception as exc:
+            future.set_exception(exc)
+            future.exception()
+            raise
+        finally:
+            self._inflight.pop(key, None)
+        future.set_result(result)
+        # Drop what has expired, so a long-running agent's cache does not grow without end.
+        self._cache = {k: v for k, v in self._cache.items() if now - v[0] < self.ttl}
+        self._cache[key] = (now, result)
+        return copy.deepcopy(result)
 
     async def submit(self, tx: Transaction) -> dict[str, Any]:
         """Sign and submit as our wallet, serialised per account; return the validated result."""

@@ -1,6 +1,7 @@
 """Settlement over XRPL payment channels: cumulative claims signed off-chain, redeemed on-chain.
 
-Paying side: :meth:`PaychanEngine.open_channel` once per peer, then :meth:`settle` signs a claim
+Paying side: :meth:`PaychanEngine.open_channel` once per peer (it and :meth:`fund_channel` lock
+XRP away, so they go through the agent's spending policy), then :meth:`settle` signs a claim
 for the new cumulative total, writes it to SQLite, and only then hands it out (to ``send_claim``
 if the connector set one; :meth:`latest_claim` gives it again after a crash). A ``settlement_id``
 makes settle idempotent: asking again for the same settlement returns the same claim.
@@ -10,6 +11,8 @@ and stays within the channel, stores the best claim, and returns the newly credi
 :meth:`redeem` submits the best claims (periodically from :meth:`start`, and on :meth:`close`).
 Claims are cumulative, so redeeming the same claim twice cannot pay twice: the ledger rejects a
 Balance that does not exceed what the channel has paid, and redeem reads that balance first.
+
+:meth:`attach` joins the engine to a connector's BTP link (:mod:`aigent_xrpl.btp_claims`).
 """
 
 from __future__ import annotations
@@ -21,6 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
     from aigent.interfaces import PluginContext
+    from aigent_xrpl.btp_claims import ClaimExchange
 
 from aigent_xrpl.claims import Claim, ClaimRejected, ClaimStore, claim_is_valid, sign_claim
 from aigent_xrpl.service import XrplError, XrplService
@@ -38,25 +42,29 @@ class PaychanEngine:
         self.settle_delay = int(ctx.settings.get("settle_delay", 3600))
         self.min_settle_delay = int(ctx.settings.get("min_settle_delay", 3600))
         self.redeem_interval = float(ctx.settings.get("redeem_interval", 300))
+        self.channel_drops = int(ctx.settings.get("channel_drops", 10_000_000))
+        """How much a channel this engine opens (or tops up) locks at a time."""
         self.send_claim: SendClaim | None = None
+        self.exchange: ClaimExchange | None = None
+        """Set by :meth:`attach`: the connector link that carries this engine's claims."""
         self._lock = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
 
     # -- paying side -------------------------------------------------------------------------
     async def open_channel(self, peer: str, destination: str, drops: int) -> str:
-        """Create and fund a channel to ``destination`` (the peer's XRPL address)."""
+        """Create and fund a channel to ``destination`` (the peer's XRPL address). The drops
+        locked in it count as spent to ``destination`` under the agent's spending policy."""
         from xrpl.models import PaymentChannelCreate
 
         wallet = self.xrpl.wallet
-        result = await self.xrpl.submit(
-            PaymentChannelCreate(
-                account=wallet.address,
-                destination=destination,
-                amount=str(drops),
-                settle_delay=self.settle_delay,
-                public_key=wallet.public_key,
-            )
+        tx = PaymentChannelCreate(
+            account=wallet.address,
+            destination=destination,
+            amount=str(drops),
+            settle_delay=self.settle_delay,
+            public_key=wallet.public_key,
         )
+        result = await self._spend(drops, destination, f"payment channel to {peer}", tx)
         channel = next(
             node["CreatedNode"]["LedgerIndex"]
             for node in result["meta"]["AffectedNodes"]
@@ -69,10 +77,28 @@ class PaychanEngine:
         from xrpl.models import PaymentChannelFund
 
         channel, amount = self._outgoing(peer)
-        await self.xrpl.submit(
-            PaymentChannelFund(account=self.xrpl.wallet.address, channel=channel, amount=str(drops))
+        destination = (await self._channel_entry(channel))["destination_account"]
+        tx = PaymentChannelFund(
+            account=self.xrpl.wallet.address, channel=channel, amount=str(drops)
         )
+        await self._spend(drops, destination, f"payment channel to {peer}", tx)
         self.store.add_channel(channel, peer, "out", amount + drops)
+
+    async def _spend(self, drops: int, destination: str, purpose: str, tx: Any) -> dict[str, Any]:
+        """Reserve under the spending policy, submit, then commit or release: a refused or
+        failed transaction never counts, and a crash in between can only under-spend."""
+        if isinstance(drops, bool) or not isinstance(drops, int) or drops <= 0:
+            raise XrplError(f"a channel needs a positive whole number of drops, not {drops!r}")
+        if self.ctx.spending is None:
+            raise XrplError("this agent has no spending policy, so it may not fund channels")
+        spend = await self.ctx.spending.reserve("XRP", drops, destination, purpose)
+        try:
+            result = await self.xrpl.submit(tx)
+        except BaseException:
+            self.ctx.spending.release(spend)
+            raise
+        self.ctx.spending.commit(spend)
+        return result
 
     def _outgoing(self, peer: str) -> tuple[str, int]:
         found = self.store.channel_for(peer, "out")
@@ -81,15 +107,44 @@ class PaychanEngine:
         return found
 
     async def settle(self, account: str, amount: int, settlement_id: str | None = None) -> int:
-        """Sign a claim raising the peer's total by ``amount`` drops; durable before handed out."""
+        """Sign a claim raising the peer's total by ``amount`` drops; durable before handed out.
+        Attached to a connector, the engine opens a channel to the peer (its XRPL address asked
+        over BTP) or tops it up when the claim would not fit, under the spending policy."""
+        if settlement_id is None or self.store.settlement(settlement_id) is None:
+            await self._ensure_capacity(account, amount)
         claim = await self.create_claim(account, amount, settlement_id)
         if self.send_claim is not None:
             await self.send_claim(account, claim.to_json())
         return amount
 
+    async def _ensure_capacity(self, account: str, amount: int) -> None:
+        found = self.store.channel_for(account, "out")
+        if found is None:
+            if self.exchange is None:
+                return  # create_claim says to open a channel first
+            destination = await self.exchange.peer_address(account)
+            await self.open_channel(account, destination, max(self.channel_drops, amount))
+            return
+        channel, capacity = found
+        best = self.store.best(channel)
+        needed = (best[0].amount if best else 0) + amount - capacity
+        if needed > 0:
+            await self.fund_channel(account, max(self.channel_drops, needed))
+
+    def attach(self, connector: Any, account: str) -> None:
+        """Settle with peer ``account`` of ``connector`` over its BTP link: claims go out as
+        ``claim`` side-protocol Messages, incoming ones are verified and credited to the
+        connector's ledger, and the latest claim is sent again whenever the link reopens."""
+        from aigent_xrpl.btp_claims import exchange_for
+
+        self.exchange = exchange_for(connector)
+        self.exchange.add(account, self)
+
     async def create_claim(
         self, account: str, amount: int, settlement_id: str | None = None
     ) -> Claim:
+        if isinstance(amount, bool) or not isinstance(amount, int) or amount <= 0:
+            raise XrplError(f"a settlement is a positive whole number of drops, not {amount!r}")
         async with self._lock:
             channel, capacity = self._outgoing(account)
             if settlement_id is not None and self.store.settlement(settlement_id) is not None:
@@ -116,12 +171,20 @@ class PaychanEngine:
 
     # -- receiving side ----------------------------------------------------------------------
     async def receive_claim(self, account: str, data: dict[str, Any]) -> int:
-        """Verify and keep an incoming claim from peer ``account``; return the drops credited."""
+        """Verify and keep an incoming claim from peer ``account``; return the drops credited.
+        The claim already held comes back as 0 (a re-send after a reconnect is harmless)."""
         try:
             claim = Claim.from_json(data)
         except (KeyError, ValueError, TypeError) as exc:
             raise ClaimRejected(f"malformed claim from {account}: {exc}") from exc
-        channel = await self._incoming_channel(claim.channel)
+        try:
+            channel = await self._channel_entry(claim.channel)
+        except XrplError as exc:
+            if "entryNotFound" in str(exc):
+                raise ClaimRejected(f"channel {claim.channel} does not exist") from exc
+            raise
+        if not claim.public_key:
+            claim = Claim(claim.channel, claim.amount, claim.signature, channel["public_key_hex"])
         if channel["destination_account"] != self.xrpl.wallet.address:
             raise ClaimRejected(f"channel {claim.channel} does not pay this agent")
         if channel["expiration"] is not None or channel["settle_delay"] < self.min_settle_delay:
@@ -137,16 +200,17 @@ class PaychanEngine:
             )
         async with self._lock:
             best = self.store.best(claim.channel)
+            if best is not None and claim.amount == best[0].amount:
+                return 0
             previous = best[0].amount if best else int(channel["balance"])
             if claim.amount <= previous:
                 raise ClaimRejected(
                     f"claim for {claim.amount} drops does not exceed the last one ({previous})"
                 )
-            self.store.add_channel(claim.channel, account, "in", int(channel["amount"]))
-            self.store.save(claim)
+            self.store.save_incoming(claim, account, int(channel["amount"]), previous)
         return claim.amount - previous
 
-    async def _incoming_channel(self, channel_id: str) -> dict[str, Any]:
+    async def _channel_entry(self, channel_id: str) -> dict[str, Any]:
         result = await self.xrpl.request(
             "ledger_entry", payment_channel=channel_id, ledger_index="validated"
         )
@@ -172,7 +236,7 @@ class PaychanEngine:
                 continue
             claim, _redeemed = best
             try:
-                on_ledger = int((await self._incoming_channel(channel))["balance"])
+                on_ledger = int((await self._channel_entry(channel))["balance"])
             except XrplError:
                 continue  # the channel is gone (closed): nothing left to redeem
             if on_ledger < claim.amount:

@@ -40,6 +40,7 @@ import hashlib
 import json
 import threading
 import time
+from collections import Counter
 from decimal import Decimal
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
@@ -91,6 +92,8 @@ class TestLedger:
         self.amm_pools: list[dict[str, Any]] = []
         self.offers: list[dict[str, Any]] = []
         self.ledger_index = 1
+        self.requests: Counter[str] = Counter()
+        """JSON-RPC calls served, by method (tests use it to see what a cache saved)."""
         self.clock = time.time
         self._lock = threading.RLock()
         self._server = ThreadingHTTPServer((host, port), self._handler())
@@ -366,6 +369,7 @@ class TestLedger:
     # -- reads -------------------------------------------------------------------------------
     def handle(self, method: str, params: dict[str, Any]) -> dict[str, Any]:
         with self._lock:
+            self.requests[method] += 1
             try:
                 fn = getattr(self, "_rpc_" + method, None)
                 if fn is None:

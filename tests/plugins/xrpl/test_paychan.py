@@ -16,13 +16,17 @@ from aigent_xrpl.settlement import PaychanEngine
 from aigent_xrpl.testledger import TestLedger
 from xrpl.wallet import Wallet
 
+from aigent.spending import Limits
+
 from .conftest import MakeCtx, new_wallet
+
+CHANNEL_LIMITS = {"XRP": Limits(max_per_payment=20_000_000, per_day=50_000_000)}
 
 
 async def _pair(ledger: TestLedger, make_ctx: MakeCtx) -> tuple[PaychanEngine, PaychanEngine, str]:
     alice, bob = new_wallet(ledger), new_wallet(ledger)
-    payer = PaychanEngine(make_ctx(alice, name="alice"))
-    payee = PaychanEngine(make_ctx(bob, name="bob"))
+    payer = PaychanEngine(make_ctx(alice, CHANNEL_LIMITS, name="alice"))
+    payee = PaychanEngine(make_ctx(bob, CHANNEL_LIMITS, name="bob"))
     channel = await payer.open_channel("bob", bob.address, 10_000_000)
     return payer, payee, channel
 
@@ -45,7 +49,7 @@ async def test_claims_credit_the_payee_and_redeem_on_chain(
     payer.send_claim = send
     assert await payer.settle("bob", 1_000_000) == 1_000_000
     assert await payer.settle("bob", 500_000) == 500_000
-    assert [c["amount"] for c in sent] == ["1000000", "1500000"]
+    assert [c["value"] for c in sent] == ["1000000", "1500000"]
     json.dumps(sent)  # what goes over BTP is plain JSON
     assert await payee.receive_claim("alice", sent[0]) == 1_000_000
     assert await payee.receive_claim("alice", sent[1]) == 500_000
@@ -64,10 +68,12 @@ async def test_bad_replayed_and_over_amount_claims_are_refused(
 ) -> None:
     payer, payee, channel = await _pair(ledger, make_ctx)
     good = (await payer.create_claim("bob", 2_000_000)).to_json()
-    assert await payee.receive_claim("alice", good) == 2_000_000
+    newer = (await payer.create_claim("bob", 1)).to_json()
+    assert await payee.receive_claim("alice", newer) == 2_000_001
+    assert await payee.receive_claim("alice", newer) == 0  # re-sent: held already, no credit
     with pytest.raises(ClaimRejected, match="does not exceed"):
-        await payee.receive_claim("alice", good)  # replayed
-    tampered = {**good, "amount": "3000000"}
+        await payee.receive_claim("alice", good)  # replayed older claim
+    tampered = {**good, "value": "3000000"}
     with pytest.raises(ClaimRejected, match="bad signature"):
         await payee.receive_claim("alice", tampered)
     wallet = payer.xrpl.wallet
@@ -79,7 +85,7 @@ async def test_bad_replayed_and_over_amount_claims_are_refused(
     with pytest.raises(ClaimRejected, match="bad signature"):
         await payee.receive_claim("alice", forged.to_json())
     await payee.redeem()
-    assert ledger.channels[channel]["balance"] == 2_000_000
+    assert ledger.channels[channel]["balance"] == 2_000_001
     ledger.channels[channel]["expiration"] = 10**9  # the payer asked to close the channel
     with pytest.raises(ClaimRejected, match="closing"):
         await payee.receive_claim("alice", (await payer.create_claim("bob", 1)).to_json())
@@ -87,7 +93,7 @@ async def test_bad_replayed_and_over_amount_claims_are_refused(
     with pytest.raises(Exception, match="exceed"):
         await payer.create_claim("bob", 9_000_000)  # beyond what the channel holds
     await payer.fund_channel("bob", 5_000_000)
-    assert (await payer.create_claim("bob", 9_000_000)).amount == 11_000_001
+    assert (await payer.create_claim("bob", 9_000_000)).amount == 11_000_002
     await payer.close()
     await payee.close()
 

@@ -1,0 +1,477 @@
+"""The payment node inside every agent: its ILP connector, paid messages in, paid questions out.
+
+A paid message is a STREAM packet (RFC 29) whose money pays the agent's price and whose
+``StreamData`` carries the question; the agent answers inside the encrypted Fulfill. The
+condition comes from the STREAM shared secret, which only the sender and this agent know (the
+sender got it over SPSP), so no connector on the path can fulfil the packet and keep the money
+without the agent having answered. See README.md, "Paid messages".
+
+The connector is imported when the agent starts, never by ``import aigent``.
+"""
+
+from __future__ import annotations
+
+import contextvars
+import json
+import logging
+import os
+import sqlite3
+import time
+import uuid
+from dataclasses import dataclass, field
+from decimal import Decimal
+from pathlib import Path
+from typing import TYPE_CHECKING, Any
+
+from pydantic import BaseModel, ConfigDict, ValidationError
+
+from aigent.errors import AigentError
+
+if TYPE_CHECKING:
+    from aigent.character import Price
+    from aigent.runtime import Agent
+
+log = logging.getLogger("aigent.node")
+
+PAID_CLIENT = "ilp"
+ASK_TIMEOUT = 60.0
+
+
+class PaymentError(AigentError):
+    """A paid question could not be asked, or the other agent refused it; says why."""
+
+
+class PaidRequest(BaseModel):
+    """What a paid message carries (JSON in the STREAM data)."""
+
+    model_config = ConfigDict(extra="ignore")
+    text: str
+    sender: str = ""
+    """Who asks (a name or an ILP address); only shown to the agent, never trusted."""
+
+
+class PaidAnswer(BaseModel):
+    """What comes back inside the Fulfill: the reply, and the receipts to verify it later."""
+
+    model_config = ConfigDict(extra="ignore")
+    text: str
+    agent: str
+    message_id: str = ""
+    paid: int = 0
+    asset_code: str = ""
+    asset_scale: int = 0
+    receipts: dict[str, Any] = {}
+
+
+@dataclass
+class _Sale:
+    """Set while one paid message is answered, so the earning is booked only on Fulfill."""
+
+    amount: int = 0
+    sender: str = ""
+    message_id: str = ""
+    answered: bool = False
+
+
+_sale: contextvars.ContextVar[_Sale | None] = contextvars.ContextVar("aigent_sale", default=None)
+
+
+@dataclass
+class Earnings:
+    """A durable record of what paid messages brought in."""
+
+    path: Path
+    _db: sqlite3.Connection | None = field(default=None, init=False, repr=False)
+
+    def _conn(self) -> sqlite3.Connection:
+        if self._db is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute(
+                "CREATE TABLE IF NOT EXISTS sales (id TEXT PRIMARY KEY, at REAL NOT NULL, "
+                "amount INTEGER NOT NULL, asset TEXT NOT NULL, sender TEXT NOT NULL, "
+                "message_id TEXT NOT NULL)"
+            )
+            self._db = db
+        return self._db
+
+    def book(self, sale: _Sale, asset: str) -> None:
+        self._conn().execute(
+            "INSERT OR IGNORE INTO sales VALUES (?, ?, ?, ?, ?, ?)",
+            (uuid.uuid4().hex, time.time(), sale.amount, asset, sale.sender, sale.message_id),
+        )
+
+    def total(self) -> tuple[int, int]:
+        """(amount earned, messages sold)."""
+        row = self._conn().execute("SELECT COALESCE(SUM(amount), 0), COUNT(*) FROM sales")
+        amount, count = row.fetchone()
+        return int(amount), int(count)
+
+    def close(self) -> None:
+        if self._db is not None:
+            self._db.close()
+            self._db = None
+
+
+def fmt_amount(amount: int, scale: int, code: str) -> str:
+    return f"{Decimal(amount).scaleb(-scale).normalize():f} {code}"
+
+
+class AgentNode:
+    """The agent's connector, its STREAM receiver and SPSP endpoint, and its paid questions."""
+
+    def __init__(self, agent: Agent) -> None:
+        self.agent = agent
+        self.settings = agent.character.connector
+        self.price: Price | None = agent.character.price
+        self.earnings = Earnings(agent.data_dir / "earnings.sqlite")
+        self.connector: Any = None
+        self.node: Any = None
+        self.receiver: Any = None
+        self.spsp: Any = None
+        self.spsp_url: str | None = None
+        self.engines: list[Any] = []
+        self.on_sale: list[Any] = []
+        """Callbacks ``fn(amount, sender)`` after each paid message (the CLI prints a line)."""
+
+    # --- lifecycle -------------------------------------------------------------------------------
+
+    @property
+    def address(self) -> str:
+        return str(self.connector.address) if self.connector is not None else ""
+
+    @property
+    def asset(self) -> tuple[str, int]:
+        if self.connector is None:
+            return ("XRP", 6)
+        return (str(self.connector.asset_code), int(self.connector.asset_scale))
+
+    async def start(self) -> None:
+        try:
+            await self._start()
+        except BaseException:
+            await self.stop()  # nothing half-started: no port left listening
+            raise
+
+    async def _start(self) -> None:
+        from aigent_connector.config import ConfigError
+        from aigent_connector.node import Node
+        from aigent_connector.spsp import SpspServer
+        from aigent_connector.stream import StreamReceiver
+
+        config, engines = node_config(self.agent)
+        try:
+            self.node = await Node(config).start()
+        except ConfigError as exc:
+            raise PaymentError(f"{self.agent.name}: the connector cannot start: {exc}") from None
+        self.connector = self.node.connector
+        for account, engine in engines.items():
+            # An engine that talks to the peer over BTP (xrpl-paychan's claims) attaches
+            # itself; attach also hands it to set_settlement_engine.
+            attach = getattr(engine, "attach", None)
+            if attach is not None:
+                attach(self.connector, account)
+            else:
+                self.connector.set_settlement_engine(account, engine)
+            start = getattr(engine, "start", None)
+            if start is not None:  # periodic work, such as redeeming incoming claims
+                await start()
+            self.engines.append(engine)
+        code, scale = self.asset
+        if self.price is not None and (self.price.asset_code, self.price.asset_scale) != (
+            code,
+            scale,
+        ):
+            raise PaymentError(
+                f"{self.agent.name}: the price is in {self.price.asset_code} at scale "
+                f"{self.price.asset_scale} but the connector's asset is {code} at scale {scale}: "
+                "set price.asset_code and price.asset_scale to match"
+            )
+        self.receiver = StreamReceiver(
+            self.connector.address,
+            _server_secret(self.agent.data_dir),
+            on_request=self._on_request,
+            asset_code=code,
+            asset_scale=scale,
+        )
+        self.connector.set_packet_handler(self._on_packet)
+        spsp = self.settings.spsp
+        if spsp is not None:
+            self.spsp = SpspServer(
+                self.receiver, {spsp.path: None}, host=spsp.host, port=spsp.port,
+                extra=self._spsp_extra,
+            )  # fmt: skip
+            port = await self.spsp.start()
+            self.spsp_url = f"http://{spsp.host}:{port}{spsp.path}"
+
+    async def stop(self) -> None:
+        if self.spsp is not None:
+            await self.spsp.stop()
+            self.spsp = None
+        for engine in self.engines:
+            close = getattr(engine, "close", None)
+            if close is not None:  # xrpl-paychan redeems what it holds on the way out
+                try:
+                    await close()
+                except Exception as exc:
+                    log.warning("%s: settlement engine did not close cleanly: %s",
+                                self.agent.name, exc)  # fmt: skip
+        self.engines.clear()
+        if self.node is not None:
+            await self.node.stop()
+            self.node = None
+        self.earnings.close()
+
+    # --- paid messages in ------------------------------------------------------------------------
+
+    def _spsp_extra(self) -> dict[str, Any]:
+        """Beside SPSP's two fields: the price, so a payer can pay exactly it."""
+        info: dict[str, Any] = {"agent": self.agent.name}
+        if self.price is not None:
+            info["price"] = self.price.model_dump()
+        return {"aigent": info}
+
+    async def _on_packet(self, account: str, prepare: Any) -> Any:
+        from aigent_connector.packets import Fulfill
+
+        sale = _Sale(sender=account)
+        token = _sale.set(sale)
+        try:
+            answer = await self.receiver.handle(prepare)
+        finally:
+            _sale.reset(token)
+        if isinstance(answer, Fulfill) and sale.answered:
+            self.earnings.book(sale, self.asset[0])
+            for callback in self.on_sale:
+                callback(sale.amount, sale.sender)
+        return answer
+
+    async def _on_request(self, incoming: Any) -> Any:
+        """One paid message: check the price, answer, and hand back the reply for the Fulfill."""
+        from aigent_connector.stream import RejectWith
+
+        from aigent.messages import Incoming
+
+        code, scale = self.asset
+        price = self.price.amount if self.price is not None else None
+        free = self.settings.free
+        if price is None and not free:
+            return RejectWith("F99", f"{self.agent.name} does not answer messages over ILP")
+        if price is not None and incoming.amount < price and not free:
+            return RejectWith(
+                "F99",
+                f"insufficient payment: the price is {fmt_amount(price, scale, code)} per "
+                f"message ({price} at scale {scale}); {incoming.amount} arrived",
+            )
+        try:
+            request = PaidRequest.model_validate_json(incoming.data)
+        except ValidationError:
+            return RejectWith("F99", 'the message must be JSON like {"text": "..."}')
+        sale = _sale.get() or _Sale()
+        message = Incoming(
+            text=request.text,
+            user=request.sender or sale.sender,
+            room=f"ilp:{sale.sender}",
+            client=PAID_CLIENT,
+        )
+        reply = await self.agent.handle(message)
+        sale.amount, sale.message_id, sale.answered = incoming.amount, message.id, True
+        answer = PaidAnswer(
+            text=reply.text,
+            agent=self.agent.name,
+            message_id=message.id,
+            paid=incoming.amount,
+            asset_code=code,
+            asset_scale=scale,
+            receipts=reply.receipts,
+        )
+        return answer.model_dump_json().encode()
+
+    # --- paid questions out ----------------------------------------------------------------------
+
+    async def ask(self, receiver: str, text: str, max_price: int | None = None) -> PaidAnswer:
+        """Pay the agent at ``receiver`` (a payment pointer or SPSP URL) to answer ``text``.
+
+        The price is read from the receiver's SPSP answer; more than ``max_price`` (in this
+        node's asset units) is never paid, and every payment passes the spending policy."""
+        from aigent_connector.spsp import SpspError, resolve_details
+        from aigent_connector.stream import StreamPaymentError, stream_pay
+
+        code, scale = self.asset
+        try:
+            details, body = await resolve_details(receiver)
+        except SpspError as exc:
+            raise PaymentError(str(exc)) from None
+        quoted = _quoted_price(body, code, scale)
+        amount = quoted if quoted is not None else max_price
+        if amount is None:
+            raise PaymentError(f"{receiver} states no price: pass max_price to say how much to pay")
+        if max_price is not None and amount > max_price:
+            raise PaymentError(
+                f"{receiver} charges {fmt_amount(amount, scale, code)} per message, more than "
+                f"max_price {fmt_amount(max_price, scale, code)}"
+            )
+        spend = await self.agent.spending.reserve(
+            code, amount, details.destination_account, purpose=f"question to {receiver}"
+        )
+        request = PaidRequest(text=text, sender=self.agent.name)
+        try:
+            result = await stream_pay(
+                self.connector.send,
+                details.destination_account,
+                details.shared_secret,
+                amount,
+                request.model_dump_json().encode(),
+                timeout=ASK_TIMEOUT,
+            )
+        except StreamPaymentError as exc:
+            if exc.result.sent == 0:
+                self.agent.spending.release(spend)
+            else:  # part of it went through: it counts against the caps
+                self.agent.spending.commit(spend)
+            why = exc.reject.message if exc.reject is not None else str(exc)
+            raise PaymentError(f"{receiver} did not answer: {why}") from None
+        except BaseException:
+            self.agent.spending.release(spend)
+            raise
+        self.agent.spending.commit(spend)
+        try:
+            return PaidAnswer.model_validate_json(result.reply_data)
+        except ValidationError:
+            raise PaymentError(
+                f"{receiver} took the payment but its answer is not an aigent answer: "
+                f"{result.reply_data[:200]!r}"
+            ) from None
+
+    async def pay(self, receiver: str, amount: int) -> int:
+        """Pay ``amount`` to any STREAM receiver (a payment pointer or SPSP URL), within the
+        spending limits; returns what arrived, in the receiver's units."""
+        from aigent_connector.spsp import SpspError, resolve
+        from aigent_connector.stream import StreamPaymentError, stream_pay
+
+        try:
+            details = await resolve(receiver)
+        except SpspError as exc:
+            raise PaymentError(str(exc)) from None
+        code = self.asset[0]
+        spend = await self.agent.spending.reserve(
+            code, amount, details.destination_account, purpose=f"payment to {receiver}"
+        )
+        try:
+            result = await stream_pay(
+                self.connector.send, details.destination_account, details.shared_secret, amount
+            )
+        except StreamPaymentError as exc:
+            (self.agent.spending.commit if exc.result.sent else self.agent.spending.release)(spend)
+            why = exc.reject.message if exc.reject is not None else str(exc)
+            raise PaymentError(
+                f"payment to {receiver} stopped after {exc.result.sent} of {amount}: {why}"
+            ) from None
+        except BaseException:
+            self.agent.spending.release(spend)
+            raise
+        self.agent.spending.commit(spend)
+        return result.delivered
+
+    @property
+    def btp_port(self) -> int | None:
+        return self.node.btp_port if self.node is not None else None
+
+    @property
+    def serving(self) -> bool:
+        """Whether others can reach this node: peers over BTP, payers over SPSP."""
+        return self.btp_port is not None or self.spsp_url is not None
+
+    def status(self) -> str:
+        """One line for the terminal: address, price, earnings."""
+        code, scale = self.asset
+        earned, sold = self.earnings.total()
+        price = f"{self.price}/message" if self.price else "no price (paid messages refused)"
+        where = f"; SPSP {self.spsp_url}" if self.spsp_url else ""
+        return (
+            f"ILP address {self.address}{where}; price {price}; "
+            f"earned {fmt_amount(earned, scale, code)} from {sold} paid messages"
+        )
+
+
+def connector_config(agent: Agent) -> tuple[Any, dict[str, str]]:
+    """The connector's configuration from the character's ``connector`` section, with the
+    agent's defaults (node id, address, ledger in the data directory), and the settlement
+    engine each peer names. Raises :class:`CharacterError` naming the file and field."""
+    from aigent_connector.config import ConfigError, parse_config
+
+    from aigent.errors import CharacterError
+
+    character = agent.character
+    raw = json.loads(json.dumps(character.connector.node))  # a deep copy, plain data
+    slug = agent.data_dir.name or "agent"
+    raw.setdefault("node_id", slug)
+    if raw.get("address") is None and raw.get("parent") is None:
+        raw["address"] = f"private.aigent.{slug}"  # RFC 15: not reachable from outside
+    ledger = Path(raw.get("ledger_path") or "connector.sqlite")
+    raw["ledger_path"] = str(ledger if ledger.is_absolute() else agent.data_dir / ledger)
+    wanted: dict[str, str] = {}
+    for name, peer in (raw.get("peers") or {}).items():
+        if not isinstance(peer, dict):
+            continue
+        if peer.get("settlement"):
+            wanted[name] = str(peer.pop("settlement"))
+        env = peer.get("token_env")
+        if env and peer.get("token") is None and agent.secrets.get(env):
+            peer["token"] = agent.secrets.get(env)  # the agent's secrets include .env
+    admin = raw.get("admin")
+    if isinstance(admin, dict) and admin.get("token_env") and agent.secrets.get(admin["token_env"]):
+        admin.setdefault("token", agent.secrets.get(admin["token_env"]))
+    source = f"{character.source or agent.name} (connector)"
+    try:
+        return parse_config(raw, source), wanted
+    except ConfigError as exc:
+        raise CharacterError(source, [("", str(exc).replace(f"{source}: ", ""))]) from None
+
+
+def node_config(agent: Agent) -> tuple[Any, dict[str, Any]]:
+    """:func:`connector_config`, with each named settlement engine built by its plugin."""
+    from aigent.errors import PluginError
+
+    config, wanted = connector_config(agent)
+    factories = {reg.args[0]: reg for reg in agent.plugins.collect("register_settlement_engines")}
+    engines: dict[str, Any] = {}
+    for account, name in wanted.items():
+        if name not in factories:
+            raise PluginError(
+                name,
+                "settlement engine is not installed",
+                f"named by connector.peers.{account}.settlement; installed engines: "
+                f"{', '.join(factories) or 'none'}",
+            )
+        reg = factories[name]
+        agent.plugins.enabled.add(reg.plugin)
+        engines[account] = reg.args[1](agent.ctx.for_plugin(reg.plugin))
+    return config, engines
+
+
+def _quoted_price(extra: dict[str, Any], code: str, scale: int) -> int | None:
+    price = (extra.get("aigent") or {}).get("price")
+    if not isinstance(price, dict):
+        return None
+    if (price.get("asset_code"), price.get("asset_scale")) != (code, scale):
+        raise PaymentError(
+            f"the receiver's price is in {price.get('asset_code')} at scale "
+            f"{price.get('asset_scale')}, but this agent pays in {code} at scale {scale}"
+        )
+    return int(price["amount"])
+
+
+def _server_secret(data_dir: Path) -> bytes:
+    """The receiver's STREAM server secret: made once, kept beside the agent (mode 0600), so
+    connections and SPSP answers survive a restart."""
+    path = data_dir / "stream-secret"
+    if path.exists():
+        return path.read_bytes()
+    data_dir.mkdir(parents=True, exist_ok=True)
+    secret = os.urandom(32)
+    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    with os.fdopen(fd, "wb") as f:
+        f.write(secret)
+    return secret

@@ -1,0 +1,187 @@
+"""A running connector node built from a :class:`NodeConfig`: the ledger opened and recovered,
+peers and their credit limits configured, BTP listening and dialing, the address fetched over
+IL-DCP when a parent is named, static routes, and the admin API.
+
+    node = await Node(config).start()      # or: async with Node(config) as node: ...
+    await node.connector.send(prepare)
+    await node.stop()
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from fractions import Fraction
+from typing import TYPE_CHECKING, Any
+
+from aigent_connector.config import ConfigError, NodeConfig, PeerConfig
+from aigent_connector.connector import Connector, Peer
+from aigent_connector.ledger import SqliteLedger
+from aigent_connector.metrics import Metrics
+from aigent_connector.rates import OneToOne, RateSource, StaticRates
+
+if TYPE_CHECKING:
+    from aigent_connector.admin import AdminServer
+    from aigent_connector.ccp import RouteBroadcaster
+
+log = logging.getLogger("aigent.connector.node")
+
+
+def peer_from_config(account: str, cfg: PeerConfig) -> Peer:
+    return Peer(
+        account,
+        cfg.relation,
+        max_packet_amount=cfg.max_packet_amount,
+        asset_code=cfg.asset_code,
+        asset_scale=cfg.asset_scale,
+        packets_per_second=cfg.packets_per_second,
+        amount_per_second=cfg.amount_per_second,
+    )
+
+
+def rate_source(config: NodeConfig) -> RateSource:
+    if not config.rates:
+        return OneToOne()
+    return StaticRates((r.from_code, r.to_code, r.rate) for r in config.rates)
+
+
+class Node:
+    def __init__(self, config: NodeConfig, rates: RateSource | None = None) -> None:
+        self.config = config
+        self.metrics = Metrics()
+        self.connector = Connector(
+            config.address or "unset",  # replaced over IL-DCP before anything is routed
+            SqliteLedger(config.ledger_path),
+            asset_code=config.asset_code,
+            asset_scale=config.asset_scale,
+            expiry_margin=config.expiry_margin,
+            max_hold=config.max_hold,
+            rates=rates or rate_source(config),
+            spread=Fraction(str(config.spread)),
+            metrics=self.metrics,
+        )
+        self.btp_port: int | None = None
+        self.admin: AdminServer | None = None
+        self.ccp: RouteBroadcaster | None = None
+        self.tokens: dict[str, str] = {}
+
+    @property
+    def admin_url(self) -> str | None:
+        return self.admin.url if self.admin is not None else None
+
+    async def start(self) -> Node:
+        config = self.config
+        # Every secret is resolved first: a missing variable stops us before anything listens.
+        for name, peer in config.peers.items():
+            token = peer.resolve_token(f"peers.{name}.token_env")
+            assert token is not None  # PeerConfig requires one
+            self.tokens[name] = token
+        admin_token = (
+            config.admin.resolve_token("admin.token_env") if config.admin is not None else None
+        )
+        ledger = self.connector.ledger
+        recovered = ledger.recover()
+        if recovered:
+            log.info("reverted %d reservations of packets that expired while we were down",
+                     recovered)  # fmt: skip
+        try:
+            if config.route_broadcast:
+                from aigent_connector.ccp import RouteBroadcaster
+
+                # Before any link opens: it asks each parent and peer for routes as they come up.
+                self.ccp = RouteBroadcaster(
+                    self.connector, config.broadcast_interval, config.route_expiry
+                )
+            for name, peer in config.peers.items():
+                await self.add_peer(name, peer, connect=False)
+            if config.listen is not None:
+                incoming = {n: self.tokens[n] for n, p in config.peers.items() if p.url is None}
+                self.btp_port = await self.connector.listen(
+                    incoming, config.listen.host, config.listen.port
+                )
+            if config.parent is not None:
+                await self._dial(config.parent, config.peers[config.parent])
+                await self.connector.fetch_address(config.parent)
+                self.connector.routes.add("", config.parent)
+                # Children were routed under the placeholder address: route them again.
+                for name, peer in config.peers.items():
+                    if peer.relation == "child":
+                        self.connector.routes.add(f"{self.connector.address}.{name}", name)
+                for prefix, _ in self.connector.routes.items():
+                    if prefix.startswith("unset."):
+                        self.connector.routes.remove(prefix)
+            await asyncio.gather(
+                *(
+                    self._dial(name, peer)
+                    for name, peer in config.peers.items()
+                    if peer.url is not None and name != config.parent
+                )
+            )
+            for route in config.routes:
+                self.connector.routes.add(route.prefix, route.account)
+            if self.ccp is not None:
+                self.ccp.start()
+            if config.admin is not None and admin_token is not None:
+                from aigent_connector.admin import AdminServer
+
+                self.admin = AdminServer(self, admin_token, config.admin.host, config.admin.port)
+                await self.admin.start()
+        except BaseException:
+            await self.stop()
+            raise
+        log.info("connector %s up as %s", config.node_id, self.connector.address)
+        return self
+
+    async def add_peer(self, name: str, peer: PeerConfig, *, connect: bool = True) -> None:
+        """Add (or replace) a peer at run time: ledger limits, and a link if it has a url. A
+        peer that dials us needs its token known to the BTP server, which takes it from
+        ``self.tokens`` on each new connection."""
+        if name not in self.tokens:
+            token = peer.resolve_token(f"peers.{name}.token_env")
+            if token is None:
+                raise ConfigError(f"peers.{name}: no token")
+            self.tokens[name] = token
+        self.connector.add_peer(peer_from_config(name, peer))
+        self.connector.ledger.configure(
+            name,
+            min_balance=peer.min_balance,
+            max_balance=peer.max_balance,
+            settle_threshold=peer.settle_threshold,
+            settle_to=peer.settle_to,
+        )
+        if peer.url is None:
+            for server in self.connector._servers:
+                server.accounts[name] = self.tokens[name]
+        elif connect:
+            await self._dial(name, peer)
+
+    async def _dial(self, name: str, peer: PeerConfig) -> None:
+        assert peer.url is not None
+        try:
+            await self.connector.connect(
+                peer.url, name, peer.username or self.config.node_id, self.tokens[name]
+            )
+        except TimeoutError:
+            # The client keeps retrying in the background; the node runs without it for now.
+            log.warning("peer %s at %s is not reachable yet; still trying", name, peer.url)
+
+    async def stop(self) -> None:
+        if self.ccp is not None:
+            await self.ccp.stop()
+            self.ccp = None
+        if self.admin is not None:
+            await self.admin.stop()
+            self.admin = None
+        await self.connector.stop()
+        self.connector.ledger.close()
+
+    async def __aenter__(self) -> Node:
+        return await self.start()
+
+    async def __aexit__(self, *exc: Any) -> None:
+        await self.stop()
+
+
+async def build(config: NodeConfig, rates: RateSource | None = None) -> Node:
+    """A started :class:`Node` for ``config``."""
+    return await Node(config, rates).start()

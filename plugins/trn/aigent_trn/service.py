@@ -1,0 +1,345 @@
+"""One TRN service per agent: connection, signer, proof store, cached reads, and every
+value-moving call under the agent's spending policy.
+
+web3 is synchronous here; calls run in worker threads so the event loop never blocks.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable
+from decimal import Decimal
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, TypeVar
+
+from .config import TrnSettings
+from .store import ProofStore
+
+if TYPE_CHECKING:
+    from aigent.interfaces import PluginContext
+
+    from .chain import Signer
+
+T = TypeVar("T")
+NATIVE_DECIMALS = 18  # XRP as the EVM's native coin on TRN is scaled to 18 decimals
+
+
+class TrnError(RuntimeError):
+    """A TRN call could not be made; the message says why and what to fix."""
+
+
+_stores: dict[str, ProofStore] = {}
+
+
+def store_for(data_dir: Path | str) -> ProofStore:
+    """One proof store per data directory in this process (the hook and the loop share it)."""
+    path = Path(data_dir) / "trn_proofs.sqlite"
+    key = str(path)
+    if key not in _stores:
+        _stores[key] = ProofStore(path)
+    return _stores[key]
+
+
+def to_units(amount: str | int | Decimal, decimals: int) -> int:
+    """A human amount ("1.5") in the token's smallest units; refuses sub-unit precision."""
+    try:
+        value = Decimal(str(amount))
+    except Exception as exc:
+        raise TrnError(f"not a number: {amount!r}") from exc
+    units = value.scaleb(decimals)
+    if units != units.to_integral_value() or not value.is_finite():
+        raise TrnError(f"{amount} has more than {decimals} decimals")
+    if units <= 0:
+        raise TrnError(f"amount must be positive, got {amount}")
+    return int(units)
+
+
+def from_units(units: int, decimals: int) -> str:
+    return f"{Decimal(units).scaleb(-decimals).normalize():f}"
+
+
+class TrnService:
+    def __init__(self, ctx: PluginContext, settings: TrnSettings | None = None) -> None:
+        self.ctx = ctx
+        self.settings = settings or TrnSettings.parse(ctx.settings)
+        self.store = store_for(ctx.data_dir)
+        self._w3: Any = None
+        self._signer: Signer | None = None
+        self._cache: dict[str, tuple[float, Any]] = {}
+        self._connect_lock = asyncio.Lock()
+
+    # --- connection -------------------------------------------------------------------------
+    async def w3(self) -> Any:
+        """Connected web3, the chain id checked against the settings."""
+        async with self._connect_lock:
+            if self._w3 is None:
+                from . import chain
+
+                s = self.settings
+                try:
+                    self._w3 = await asyncio.to_thread(chain.connect, s.rpc_url, s.chain_id)
+                except RuntimeError as exc:
+                    raise TrnError(str(exc)) from exc
+                except Exception as exc:
+                    raise TrnError(f"cannot reach TRN RPC {s.rpc_url}: {exc}") from exc
+            return self._w3
+
+    async def signer(self) -> Signer:
+        if self._signer is None:
+            from .chain import shared_signer
+
+            key = self.ctx.secrets.get(self.settings.key_env)
+            if not key:
+                raise TrnError(
+                    f"no TRN signing key: set {self.settings.key_env} in the environment or "
+                    ".env (a 0x... private key); it is never logged"
+                )
+            w3 = await self.w3()
+            try:
+                self._signer = shared_signer(w3, self.settings.rpc_url, key)
+            except Exception:
+                # the library's message could quote the key: say only what is wrong
+                raise TrnError(f"{self.settings.key_env} is not a valid private key") from None
+        return self._signer
+
+    async def address(self) -> str:
+        return (await self.signer()).address
+
+    async def run(self, fn: Callable[..., T], *args: Any) -> T:
+        """``fn(w3, *args)`` in a worker thread."""
+        w3 = await self.w3()
+        return await asyncio.to_thread(fn, w3, *args)
+
+    async def cached(self, key: str, make: Callable[[], Awaitable[T]]) -> T:
+        hit = self._cache.get(key)
+        if hit and time.monotonic() - hit[0] < self.settings.cache_ttl:
+            return hit[1]  # type: ignore[no-any-return]
+        value = await make()
+        self._cache[key] = (time.monotonic(), value)
+        return value
+
+    # --- tokens -----------------------------------------------------------------------------
+    def token(self, token: str) -> tuple[str, str]:
+        """(checksum address, spending asset name) for a configured name or an address."""
+        from web3 import Web3
+
+        for name, address in self.settings.tokens.items():
+            if token in (name, address) or token.lower() == address.lower():
+                return Web3.to_checksum_address(address), name
+        if not Web3.is_address(token):
+            known = ", ".join(self.settings.tokens) or "none configured"
+            raise TrnError(f"unknown token {token!r}: give an address or a name ({known})")
+        checksum = Web3.to_checksum_address(token)
+        return checksum, f"erc20:{checksum}"
+
+    async def token_info(self, token: str) -> dict[str, Any]:
+        from . import tokens
+
+        address, asset = self.token(token)
+        found = await self.cached(f"info:{address}", lambda: self.run(tokens.info, address))
+        return {**found, "asset": asset}
+
+    async def deploy_token(self, name: str, symbol: str, decimals: int = 18) -> str:
+        """Deploy a SimpleToken minted by the agent's key. Costs gas only, so it does not pass
+        the spending policy (minting does)."""
+        from . import tokens
+
+        signer = await self.signer()
+        return await self.run(tokens.deploy_token, signer, name, symbol, decimals)
+
+    async def _spend(
+        self,
+        token: str,
+        amount: int,
+        destination: str,
+        purpose: str,
+        send: Callable[[], Any],
+    ) -> Any:
+        """Reserve, run ``send`` in a thread, then commit; release only when nothing moved.
+
+        ``amount`` is in the token's smallest units; the policy counts it at the asset scale
+        of ``spending.<asset>`` (rounded up), since 18-decimal amounts overflow its integers.
+        """
+        from aigent.spending import SpendDenied
+
+        if amount <= 0:
+            raise TrnError(f"amount must be positive, got {amount}")
+        if self.ctx.spending is None:
+            raise SpendDenied("this agent has no spending policy, so it may not move value")
+        info = await self.token_info(token)
+        asset = info["asset"]
+        limits = self.ctx.spending.limits.get(asset)
+        counted = amount
+        if limits is not None and limits.asset_scale != info["decimals"]:
+            shift = info["decimals"] - limits.asset_scale
+            counted = -(-amount // 10**shift) if shift > 0 else amount * 10**-shift
+        if counted >= 2**63:
+            raise SpendDenied(f"refused {purpose}: the amount is beyond any spending limit")
+        spend = await self.ctx.spending.reserve(asset, counted, destination, purpose)
+        try:
+            result = await asyncio.to_thread(send)
+        except BaseException as exc:
+            if type(exc).__name__ == "TimeExhausted":
+                # sent but unconfirmed: the reservation stays, so the caps can only make the
+                # agent spend less, never more
+                raise TrnError(f"{purpose}: sent, no receipt yet; reservation kept") from exc
+            self.ctx.spending.release(spend)
+            raise
+        self.ctx.spending.commit(spend)
+        self._cache.clear()
+        return result
+
+    async def transfer(self, token: str, to: str, amount: int) -> str:
+        from web3 import Web3
+
+        from . import tokens
+
+        address, asset = self.token(token)
+        w3, signer, dest = await self.w3(), await self.signer(), Web3.to_checksum_address(to)
+        rcpt = await self._spend(
+            token, amount, dest, f"transfer {asset}",
+            lambda: tokens.call_tx(w3, signer, address, "transfer", dest, amount),
+        )  # fmt: skip
+        return str(Web3.to_hex(rcpt["transactionHash"]))
+
+    async def approve(self, token: str, spender: str, amount: int) -> str:
+        from web3 import Web3
+
+        from . import tokens
+
+        address, asset = self.token(token)
+        w3, signer = await self.w3(), await self.signer()
+        who = Web3.to_checksum_address(spender)
+        rcpt = await self._spend(
+            token, amount, who, f"approve {asset}",
+            lambda: tokens.call_tx(w3, signer, address, "approve", who, amount),
+        )  # fmt: skip
+        return str(Web3.to_hex(rcpt["transactionHash"]))
+
+    async def transfer_from(self, token: str, owner: str, to: str, amount: int) -> str:
+        from web3 import Web3
+
+        from . import tokens
+
+        address, asset = self.token(token)
+        w3, signer = await self.w3(), await self.signer()
+        src, dest = Web3.to_checksum_address(owner), Web3.to_checksum_address(to)
+        rcpt = await self._spend(
+            token, amount, dest, f"transferFrom {asset}",
+            lambda: tokens.call_tx(w3, signer, address, "transferFrom", src, dest, amount),
+        )  # fmt: skip
+        return str(Web3.to_hex(rcpt["transactionHash"]))
+
+    async def mint(self, token: str, to: str, amount: int) -> str:
+        from web3 import Web3
+
+        from . import tokens
+
+        address, asset = self.token(token)
+        w3, signer = await self.w3(), await self.signer()
+        dest = Web3.to_checksum_address(to)
+        rcpt = await self._spend(
+            token, amount, dest, f"mint {asset}",
+            lambda: tokens.call_tx(w3, signer, address, "mint", dest, amount),
+        )  # fmt: skip
+        return str(Web3.to_hex(rcpt["transactionHash"]))
+
+    async def token_balance(self, token: str, owner: str | None = None) -> int:
+        from . import tokens
+
+        address, _ = self.token(token)
+        who = owner or await self.address()
+        return await self.cached(
+            f"bal:{address}:{who}", lambda: self.run(tokens.balance_of, address, who)
+        )
+
+    async def allowance(self, token: str, owner: str, spender: str) -> int:
+        from . import tokens
+
+        address, _ = self.token(token)
+        return await self.run(tokens.allowance, address, owner, spender)
+
+    async def native_balance(self, owner: str | None = None) -> int:
+        from web3 import Web3
+
+        who = Web3.to_checksum_address(owner or await self.address())
+        return await self.cached(
+            f"native:{who}", lambda: self.run(lambda w3: int(w3.eth.get_balance(who)))
+        )
+
+    async def balances(self, owner: str | None = None) -> dict[str, str]:
+        """Native XRP and every configured token, in human units."""
+        out = {"XRP": from_units(await self.native_balance(owner), NATIVE_DECIMALS)}
+        for name in self.settings.tokens:
+            info = await self.token_info(name)
+            out[name] = from_units(await self.token_balance(name, owner), info["decimals"])
+        return out
+
+    async def recent_transfers(
+        self, token: str, address: str, blocks: int = 1000
+    ) -> list[dict[str, Any]]:
+        from . import tokens
+
+        token_address, _ = self.token(token)
+        w3 = await self.w3()
+        head = await asyncio.to_thread(lambda: int(w3.eth.block_number))
+        start = max(0, head - blocks + 1)
+        return await self.cached(
+            f"transfers:{token_address}:{address}:{blocks}",
+            lambda: self.run(
+                tokens.transfers, token_address, address, start, head, self.settings.log_page
+            ),
+        )
+
+    # --- DEX --------------------------------------------------------------------------------
+    async def quote(self, amount_in: int, path: list[str]) -> list[int]:
+        from . import dex
+
+        addresses = [self.token(t)[0] for t in path]
+        return await self.cached(
+            f"quote:{amount_in}:{addresses}",
+            lambda: self.run(dex.amounts_out, self.settings.dex_router, amount_in, addresses),
+        )
+
+    async def swap_exact_in(
+        self, amount_in: int, min_out: int, path: list[str], to: str | None = None
+    ) -> str:
+        """Swap exactly ``amount_in`` of ``path[0]``; the spend is that input amount. The
+        router is approved for exactly this amount inside the same reservation."""
+        return await self._swap("in", amount_in, min_out, amount_in, path, to)
+
+    async def swap_exact_out(
+        self, amount_out: int, max_in: int, path: list[str], to: str | None = None
+    ) -> str:
+        """Buy exactly ``amount_out`` of ``path[-1]`` paying at most ``max_in``; the spend
+        reserved is ``max_in``."""
+        return await self._swap("out", amount_out, max_in, max_in, path, to)
+
+    async def _swap(
+        self, exact: str, amount: int, limit: int, spend: int, path: list[str], to: str | None
+    ) -> str:
+        from web3 import Web3
+
+        from . import dex, tokens
+
+        addresses = [self.token(t)[0] for t in path]
+        asset = self.token(path[0])[1]
+        w3, signer = await self.w3(), await self.signer()
+        dest = Web3.to_checksum_address(to or signer.address)
+        s = self.settings
+        router = Web3.to_checksum_address(s.dex_router)
+
+        def send() -> Any:
+            if tokens.allowance(w3, addresses[0], signer.address, router) < spend:
+                tokens.call_tx(w3, signer, addresses[0], "approve", router, spend)
+            return dex.swap(
+                w3, signer, router, exact, amount, limit, addresses, dest, s.deadline_blocks
+            )
+
+        rcpt = await self._spend(path[0], spend, router, f"swap {asset} via DEX", send)
+        return str(Web3.to_hex(rcpt["transactionHash"]))
+
+    # --- anchoring ---------------------------------------------------------------------------
+    def anchoring_stats(self) -> dict[str, Any]:
+        return {**self.store.stats(), "registry": self.settings.registry or None}

@@ -1,0 +1,176 @@
+"""Payment-channel claims between two connectors over their BTP link (the ``claim`` protocol).
+
+Wire format, mirroring @kava-labs/ilp-plugin-xrp-paychan: a BTP Message whose primary (only)
+protocol data is ``claim``, content type 2 (application/json), holding
+``{"channelId": <64 hex>, "value": <cumulative drops, decimal string>, "signature": <hex>,
+"publicKey": <hex>}``. The peer answers a Response whose ``claim`` entry is
+``{"value": <cumulative drops it now holds>}``, or a BTP Error: F00 NotAcceptedError with the
+reason when the claim is refused (bad signature, not increasing, over the channel...), T00 when
+it could not check (its XRPL server is unreachable, say).
+
+Crash safety: the paying engine stores a claim before sending it and sends its latest claim
+again whenever the link reopens; the receiving engine stores the claim, then credits the
+connector ledger under an id made of the channel and the cumulative amount, so a repeat or a
+re-send after a crash never credits twice, and a crash before crediting is made good on restart.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import weakref
+from typing import TYPE_CHECKING, Any
+
+from aigent_xrpl.claims import Claim, ClaimRejected
+from aigent_xrpl.service import XrplError
+
+if TYPE_CHECKING:
+    from aigent_connector.connector import Connector
+
+    from aigent_xrpl.settlement import PaychanEngine
+
+PROTOCOL = "claim"
+INFO = "info"
+"""Asks the peer for its XRPL address, to open a channel to it (``{"xrpAddress": ...}``)."""
+JSON_CONTENT = 2  # BTP's application/json
+
+
+_exchanges: dict[int, ClaimExchange] = {}
+
+
+def exchange_for(connector: Connector) -> ClaimExchange:
+    """The one exchange of ``connector``: it owns the connector's ``claim`` protocol, so every
+    engine attached to it (one per peer, as agents make them) shares it."""
+    key = id(connector)
+    found = _exchanges.get(key)
+    if found is None or found.connector is not connector:
+        found = _exchanges[key] = ClaimExchange(connector)
+        weakref.finalize(connector, _exchanges.pop, key, None)
+    return found
+
+
+class ClaimExchange:
+    """Carries claims for the :class:`PaychanEngine` of each peer account of one connector."""
+
+    def __init__(self, connector: Connector) -> None:
+        self.connector = connector
+        self.engines: dict[str, PaychanEngine] = {}
+        self._tasks: set[asyncio.Task[None]] = set()
+        connector.on_side_protocol(PROTOCOL, self.on_claim)
+        connector.on_side_protocol(INFO, self.on_info)
+        connector.on_link_up(self._link_up)
+
+    def add(self, account: str, engine: PaychanEngine) -> None:
+        peer = self.connector.peers.get(account)
+        if peer is not None and (peer.asset_code, peer.asset_scale) != ("XRP", 6):
+            # Claims are in drops and credited as they are: any other unit would be wrong.
+            raise XrplError(
+                f"peer {account} is in {peer.asset_code} at scale {peer.asset_scale}; "
+                "xrpl-paychan settles XRP at scale 6 (drops) only"
+            )
+        self.engines[account] = engine
+        engine.send_claim = self.send
+        hook = getattr(self.connector, "set_settlement_engine", None)
+        if hook is not None:  # the connector then calls engine.settle past the threshold
+            hook(account, engine)
+        self.apply_credits(account)  # claims stored before a crash but not yet credited
+        link = self.connector.links.get(account)
+        if link is not None and not link.closed.is_set():
+            self._link_up(account)
+
+    # -- paying side -------------------------------------------------------------------------
+    async def send(self, account: str, claim: dict[str, Any]) -> None:
+        """Deliver ``claim``; if the link is down it goes when the link reopens. Raises
+        :class:`XrplError` when the peer refuses it."""
+        from aigent_connector.btp import BtpError
+
+        log = self.engines[account].ctx.log
+        link = self.connector.links.get(account)
+        if link is None or link.closed.is_set():
+            log.info("xrpl-paychan: %s is not connected; claim kept", account)
+            return
+        try:
+            await link.send_side(PROTOCOL, json.dumps(claim).encode(), JSON_CONTENT)
+        except BtpError as exc:
+            raise XrplError(
+                f"{account} refused the claim for {claim.get('value')} drops: {exc}"
+            ) from exc
+        except (ConnectionError, TimeoutError) as exc:
+            log.info(
+                "xrpl-paychan: claim to %s not delivered (%s); resent on reconnect",
+                account,
+                type(exc).__name__,
+            )
+
+    async def peer_address(self, account: str) -> str:
+        """The XRPL address the peer's engine receives claims at, asked over BTP."""
+        from aigent_connector.btp import BtpError
+
+        link = self.connector.links.get(account)
+        if link is None or link.closed.is_set():
+            raise XrplError(f"{account} is not connected, so its XRPL address is unknown")
+        try:
+            answer = json.loads(await link.send_side(INFO, b"{}", JSON_CONTENT))
+        except (BtpError, ValueError) as exc:
+            raise XrplError(f"{account} did not tell its XRPL address: {exc}") from exc
+        address = answer.get("xrpAddress") if isinstance(answer, dict) else None
+        if not isinstance(address, str) or not address.startswith("r"):
+            raise XrplError(f"{account} answered {answer!r}, not an XRPL address")
+        return address
+
+    def _link_up(self, account: str) -> None:
+        engine = self.engines.get(account)
+        claim = engine.latest_claim(account) if engine is not None else None
+        if claim is None:
+            return
+        task = asyncio.get_running_loop().create_task(self._resend(account, claim))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def _resend(self, account: str, claim: dict[str, Any]) -> None:
+        try:
+            await self.send(account, claim)
+        except Exception as exc:  # the next reconnect or settlement tries again
+            log = self.engines[account].ctx.log
+            log.warning("xrpl-paychan: re-sending to %s failed: %s", account, exc)
+
+    # -- receiving side ----------------------------------------------------------------------
+    async def on_info(self, account: str, data: bytes) -> bytes:
+        from aigent_connector.btp import SideProtocolRefused
+
+        engine = self.engines.get(account)
+        if engine is None:
+            raise SideProtocolRefused(f"no payment-channel settlement is set up with {account}")
+        return json.dumps({"xrpAddress": engine.xrpl.wallet.address}).encode()
+
+    async def on_claim(self, account: str, data: bytes) -> bytes:
+        from aigent_connector.btp import SideProtocolRefused
+
+        engine = self.engines.get(account)
+        if engine is None:
+            raise SideProtocolRefused(f"no payment-channel settlement is set up with {account}")
+        try:
+            payload = json.loads(data)
+            value = Claim.from_json(payload).amount
+        except ValueError as exc:
+            raise SideProtocolRefused(f"malformed claim: {exc}") from exc
+        try:
+            await engine.receive_claim(account, payload)
+        except ClaimRejected as exc:
+            raise SideProtocolRefused(str(exc)) from exc
+        self.apply_credits(account)
+        return json.dumps({"value": str(value)}).encode()
+
+    def apply_credits(self, account: str) -> int:
+        """Credit the connector ledger with ``account``'s stored claims not yet credited;
+        return the drops credited."""
+        store = self.engines[account].store
+        total = 0
+        for channel, peer, credited, best in store.uncredited(account):
+            # The peer paid us: what it owes (a positive balance here) moves down.
+            moved = self.connector.ledger.settled(
+                peer, -(best - credited), f"xrpl-paychan:{channel}:{best}"
+            )
+            store.set_credited(channel, best)
+            total += (best - credited) if moved else 0
+        return total

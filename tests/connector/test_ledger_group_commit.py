@@ -1,0 +1,168 @@
+"""Group commit on the connector's path: many packets per transaction, a Fulfill's commit on
+disk before it is acknowledged, a failed write refused loudly, and SIGKILL mid-traffic."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import signal
+import sqlite3
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from aigent_connector.ledger import LedgerUnavailable, SqliteLedger
+
+FAR = time.time() + 3600
+
+
+async def packet(ledger: SqliteLedger, i: int, fulfil: bool = True) -> None:
+    """What the connector does for one forwarded packet: two holds, then both commits."""
+    await ledger.areserve(f"in{i}", "alice", "in", 10, FAR)
+    await ledger.areserve(f"out{i}", "bob", "out", 10, FAR)
+    await asyncio.sleep(0)  # the packet is out on the wire
+    if fulfil:
+        ledger.commit_nowait(f"out{i}")
+        await ledger.acommit(f"in{i}")
+    else:
+        await ledger.arevert(f"out{i}")
+        await ledger.arevert(f"in{i}")
+
+
+async def test_concurrent_packets_share_transactions_and_survive_reopening(
+    tmp_path: Path,
+) -> None:
+    ledger = SqliteLedger(tmp_path / "l.sqlite")
+    ledger.configure("alice", max_balance=10**9)
+    ledger.configure("bob", min_balance=-(10**9))
+    before = ledger.writes
+    await asyncio.gather(*(packet(ledger, i, fulfil=i % 4 != 0) for i in range(400)))
+    assert ledger.account("alice").balance == 300 * 10
+    assert ledger.account("bob").balance == -300 * 10
+    assert ledger.writes - before < 300 / 2  # at least two packets per transaction
+    ledger.close()
+    again = SqliteLedger(tmp_path / "l.sqlite")
+    alice = again.account("alice")
+    assert (alice.balance, alice.reserved_in) == (3000, 0)
+    states = dict(again._db.execute("SELECT state, COUNT(*) FROM transfers GROUP BY state"))
+    assert states == {"committed": 600}  # rejected packets leave nothing behind
+
+
+async def test_a_commit_is_on_disk_when_acommit_returns(tmp_path: Path) -> None:
+    ledger = SqliteLedger(tmp_path / "l.sqlite")
+    other = sqlite3.connect(tmp_path / "l.sqlite")  # what a restarted process would read
+    for i in range(20):
+        await packet(ledger, i)
+        row = other.execute("SELECT state FROM transfers WHERE id = ?", (f"in{i}",)).fetchone()
+        assert row == ("committed",)
+        out = other.execute("SELECT state FROM transfers WHERE id = ?", (f"out{i}",)).fetchone()
+        assert out == ("committed",)  # the outgoing leg went in the same transaction
+        balance = other.execute("SELECT balance FROM accounts WHERE id = 'alice'").fetchone()
+        assert balance == ((i + 1) * 10,)
+    ledger.close()
+
+
+async def test_holds_are_memory_only_and_a_restart_frees_them(tmp_path: Path) -> None:
+    ledger = SqliteLedger(tmp_path / "l.sqlite")
+    ledger.configure("alice", max_balance=100)
+    await ledger.areserve("held", "alice", "in", 60, FAR)
+    with pytest.raises(Exception, match="exceeded maximum balance"):
+        await ledger.areserve("more", "alice", "in", 60, FAR)  # the hold counts at once
+    ledger.commit_nowait("unknown")  # a commit of nothing is a no-op
+    await ledger.durable()
+    ledger.close()  # as if the process died with the Prepare in flight
+    again = SqliteLedger(tmp_path / "l.sqlite")
+    assert again.account("alice").reserved_in == 0
+    await again.areserve("more", "alice", "in", 60, FAR)  # the credit is back
+
+
+async def test_a_failed_write_fails_the_waiters_and_every_later_step(tmp_path: Path) -> None:
+    ledger = SqliteLedger(tmp_path / "l.sqlite")
+    await packet(ledger, 1)
+    ledger._db.execute("PRAGMA query_only=1")  # the disk refuses from here on
+    with pytest.raises(LedgerUnavailable, match="could not be written") as info:
+        await packet(ledger, 2)
+    assert info.value.code == "T00"  # the connector rejects the packet: no Fulfill upstream
+    with pytest.raises(LedgerUnavailable):
+        await ledger.areserve("in3", "alice", "in", 10, FAR)
+    with pytest.raises(LedgerUnavailable):
+        ledger.commit("in1")
+    again = SqliteLedger(tmp_path / "l.sqlite")  # reopened: what the disk holds, nothing more
+    assert again.account("alice").balance == 10
+
+
+TRAFFIC = """
+import asyncio, json, sys, time
+from aigent_connector.ledger import SqliteLedger
+
+async def main():
+    ledger = SqliteLedger(sys.argv[1])
+    ledger.configure("alice", max_balance=10**12)
+    ledger.configure("bob", min_balance=-10**12)
+    counter = iter(range(int(sys.argv[2]), 10**9))
+
+    async def worker():
+        for i in counter:
+            amount = i % 97 + 1
+            await ledger.areserve(f"in{i}", "alice", "in", amount, time.time() + 30)
+            await ledger.areserve(f"out{i}", "bob", "out", amount, time.time() + 30)
+            print(json.dumps(["reserved", i, amount]), flush=True)
+            await asyncio.sleep(0)
+            if i % 3 == 0:
+                await ledger.arevert(f"out{i}")
+                await ledger.arevert(f"in{i}")
+                print(json.dumps(["rejected", i, amount]), flush=True)
+            else:
+                ledger.commit_nowait(f"out{i}")
+                await ledger.acommit(f"in{i}")
+                print(json.dumps(["fulfilled", i, amount]), flush=True)
+
+    await asyncio.gather(*(worker() for _ in range(50)))
+
+asyncio.run(main())
+"""
+
+
+@pytest.mark.slow
+def test_group_committed_balances_survive_sigkill_mid_traffic(tmp_path: Path) -> None:
+    """50 packets in flight through the group-commit path, the process killed at random
+    moments three times: every acknowledged Fulfill is on disk, no packet counts twice, and
+    both balances equal exactly what was committed."""
+    db = tmp_path / "ledger.sqlite"
+    acknowledged: dict[int, int] = {}
+    in_flight: set[int] = set()
+    start = 0
+    for round_ in range(3):
+        proc = subprocess.Popen(
+            [sys.executable, "-c", TRAFFIC, str(db), str(start)], stdout=subprocess.PIPE, text=True
+        )
+        time.sleep(0.5 + 0.3 * round_)
+        proc.send_signal(signal.SIGKILL)
+        out, _ = proc.communicate()
+        for line in out.splitlines():
+            try:
+                event, i, amount = json.loads(line)
+            except json.JSONDecodeError:
+                continue  # the kill cut the last line short
+            start = max(start, i)
+            if event == "reserved":
+                in_flight.add(i)
+            else:
+                in_flight.discard(i)
+                if event == "fulfilled":
+                    acknowledged[i] = amount
+        start += 1000  # packet ids of the next run never collide with a half-done one
+    ledger = SqliteLedger(db)
+    ledger.recover(now=time.time() + 60)
+    rows = ledger._db.execute("SELECT id, amount, state FROM transfers").fetchall()
+    committed_in = {int(t[2:]): a for t, a, s in rows if s == "committed" and t.startswith("in")}
+    committed_out = {int(t[3:]): a for t, a, s in rows if s == "committed" and t[:3] == "out"}
+    assert len(acknowledged) > 100
+    assert set(acknowledged) <= set(committed_in)  # nothing acknowledged was lost
+    assert set(committed_in) - set(acknowledged) <= in_flight  # at most the cut-off ones
+    assert set(committed_in) == set(committed_out)  # both legs of a packet, or neither
+    assert ledger.account("alice").balance == sum(committed_in.values())
+    assert ledger.account("bob").balance == -sum(committed_out.values())
+    assert ledger.account("alice").reserved_in == 0
