@@ -266,3 +266,29 @@ async def test_bob_serves_while_running_and_shows_address_price_and_earnings(
         proc.send_signal(signal.SIGTERM)
         await asyncio.wait_for(proc.wait(), 30)
     assert proc.returncode == 0
+
+
+async def test_the_admin_api_shows_what_a_paid_agent_earned(
+    tokens: None,
+    write_character: Callable[..., Path],
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    import aiohttp
+
+    monkeypatch.setenv("BOB_ADMIN_TOKEN", "bob-admin-token")
+    character = bob_character(tmp_path)
+    character["connector"]["admin"] = {"port": 0, "token_env": "BOB_ADMIN_TOKEN"}
+    async with Agent.from_file(write_character(character, "bob.json")) as bob:
+        assert bob.node is not None and bob.node.node.admin_url and bob.node.spsp_url
+        alice_path = write_character(alice_character(tmp_path, bob.node.btp_port), "alice.json")
+        async with Agent.from_file(alice_path) as alice:
+            await alice.ask(bob.node.spsp_url, "hello", max_price=1000)
+        async with aiohttp.ClientSession() as http:
+            url = bob.node.node.admin_url + "/balances"
+            async with http.get(url) as refused:
+                assert refused.status == 401
+            headers = {"Authorization": "Bearer bob-admin-token"}
+            async with http.get(url, headers=headers) as answer:
+                balances = await answer.json()
+    assert balances["alice"]["balance"] == PRICE
