@@ -275,7 +275,12 @@ class AgentNode:
             room=f"ilp:{sale.sender}",
             client=PAID_CLIENT,
         )
-        reply = await self.agent.handle(message)
+        try:
+            reply = await self.agent.handle(message)
+        except Exception as exc:
+            # Final (F99): the payer does not retry in a loop; it keeps its money, may ask again.
+            log.warning("%s: a paid message could not be answered: %s", self.agent.name, exc)
+            return RejectWith("F99", f"{self.agent.name} could not answer now; nothing was charged")
         sale.amount, sale.message_id, sale.answered = incoming.amount, message.id, True
         answer = PaidAnswer(
             text=reply.text,

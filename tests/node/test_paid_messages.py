@@ -292,3 +292,19 @@ async def test_the_admin_api_shows_what_a_paid_agent_earned(
             async with http.get(url, headers=headers) as answer:
                 balances = await answer.json()
     assert balances["alice"]["balance"] == PRICE
+
+
+async def test_when_the_seller_cannot_answer_nothing_is_charged(
+    tokens: None, write_character: Callable[..., Path], tmp_path: Path
+) -> None:
+    character = bob_character(tmp_path, models={"large": "broken"})
+    async with Agent.from_file(write_character(character, "bob.json")) as bob:
+        assert bob.node is not None and bob.node.spsp_url
+        alice_path = write_character(alice_character(tmp_path, bob.node.btp_port), "alice.json")
+        async with Agent.from_file(alice_path) as alice:
+            with pytest.raises(PaymentError, match="Bob could not answer now; nothing was charged"):
+                await alice.ask(bob.node.spsp_url, "are you there?", max_price=1000)
+            assert alice.spending.spent("XRP", 3600) == 0
+            assert alice.node is not None
+            assert alice.node.connector.ledger.account("bob").balance == 0
+        assert bob.node.earnings.total() == (0, 0)
