@@ -16,7 +16,7 @@ import pytest
 from aigent_connector.spsp import resolve
 from aigent_connector.stream import StreamPaymentError, stream_pay
 
-from aigent import Agent, ChatMessage, ModelResponse, ToolCall, ToolSpec, hookimpl
+from aigent import Agent, ChatMessage, ModelResponse, SpendDenied, ToolCall, ToolSpec, hookimpl
 from aigent.node import PaidRequest, PaymentError
 
 PRICE = 1000
@@ -308,3 +308,16 @@ async def test_when_the_seller_cannot_answer_nothing_is_charged(
             assert alice.node is not None
             assert alice.node.connector.ledger.account("bob").balance == 0
         assert bob.node.earnings.total() == (0, 0)
+
+
+async def test_an_agent_pays_any_stream_receiver_within_its_limits(
+    bob: Agent, alice: Agent
+) -> None:
+    """`agent.pay` is a plain STREAM payment (no question), as to any Interledger receiver."""
+    assert bob.node is not None and alice.node is not None and bob.node.spsp_url
+    assert await alice.pay(bob.node.spsp_url, 2500) == 2500
+    assert bob.node.connector.ledger.account("alice").balance == 2500
+    assert alice.spending.spent("XRP", 3600) == 2500
+    with pytest.raises(SpendDenied, match=r"hourly cap of 0\.003 XRP would be exceeded"):
+        await alice.pay(bob.node.spsp_url, 1000)
+    assert bob.node.connector.ledger.account("alice").balance == 2500
