@@ -5,6 +5,10 @@ protocol data) and gets the Fulfill or Reject in the Response with the same requ
 server accepts a client only after its first frame, an ``auth`` Message with ``auth_username``
 and ``auth_token``; the token is compared in constant time, and a client that fails is sent an
 Error and dropped. Clients reconnect with exponential backoff; WebSocket pings keep links alive.
+
+The WebSocket underneath is :mod:`aigent_connector.ws`, a lean RFC 6455 implementation for both
+``ws://`` and ``wss://``: a frame goes from the socket to :meth:`Link._on_message` and from
+:meth:`Link.send_prepare` to the socket without a lock, a queue or a task in between.
 """
 
 from __future__ import annotations
@@ -18,6 +22,7 @@ from collections.abc import Awaitable, Callable
 from datetime import UTC, datetime
 
 from aigent_connector import btp_packets as btp
+from aigent_connector import ws as websocket
 from aigent_connector.packets import Fulfill, InvalidPacket, Packet, Prepare, Reject, decode, encode
 
 log = logging.getLogger("aigent.connector.btp")
@@ -26,7 +31,11 @@ PacketHandler = Callable[[str, Prepare], Awaitable[Fulfill | Reject]]
 SideHandler = Callable[[str, btp.ProtocolData], Awaitable[bytes]]
 """Answers a Message whose primary protocol is not ``ilp``: (account, primary entry) -> data."""
 AUTH_TIMEOUT = 10.0
+PING_INTERVAL = 20.0
 RESPONSE_TIMEOUT = 35.0
+
+
+_ANSWERS = (btp.Response, btp.Error)
 
 
 def _now_generalized() -> str:
@@ -56,7 +65,7 @@ class SideProtocolRefused(Exception):
 class Link:
     """One open, authenticated BTP connection to a peer account."""
 
-    def __init__(self, account: str, ws: object, handler: PacketHandler) -> None:
+    def __init__(self, account: str, ws: websocket.WebSocket, handler: PacketHandler) -> None:
         self.account = account
         self.ws = ws
         self.handler = handler
@@ -87,7 +96,7 @@ class Link:
         self._pending[request_id] = future
         frame = btp.Message(request_id, [btp.ProtocolData(protocol, content_type, data)])
         try:
-            await self.ws.send(btp.encode(frame))  # type: ignore[attr-defined]
+            await self.ws.send(btp.encode(frame))
             answer = await asyncio.wait_for(future, wait)
         finally:
             self._pending.pop(request_id, None)
@@ -136,7 +145,10 @@ class Link:
         # A timer on the future costs less than wait_for's wrapping, on every packet.
         timer = loop.call_later(wait, _time_out, future)
         try:
-            await self.ws.send(btp.encode(frame))  # type: ignore[attr-defined]
+            ws = self.ws
+            ws.send_nowait(btp.encode(frame))
+            if ws.paused:  # the peer reads slower than we write: wait for the buffer to drain
+                await ws.drain()
             answer = await future
         finally:
             timer.cancel()
@@ -150,27 +162,29 @@ class Link:
         return decode(ilp.data)
 
     async def run(self) -> None:
-        """Read frames until the connection closes."""
+        """Handle frames until the connection closes."""
         try:
-            async for raw in self.ws:  # type: ignore[attr-defined]
-                if isinstance(raw, str):
-                    continue  # BTP is binary; text frames are not for us
-                await self._on_frame(raw)
-        except Exception as exc:  # a dropped connection ends the link, not the connector
-            log.info("link to %s closed: %s", self.account, exc)
+            self.ws.set_handler(self._on_message)
+            await self.ws.wait_closed()
+            log.info("link to %s closed: %d %s", self.account, self.ws.close_code,
+                     self.ws.close_reason)  # fmt: skip
         finally:
+            self.ws.set_handler(None)
             for future in self._pending.values():
                 if not future.done():
                     future.set_exception(ConnectionError(f"link to {self.account} closed"))
             self.closed.set()
 
-    async def _on_frame(self, raw: bytes) -> None:
+    def _on_message(self, raw: bytes | str) -> None:
+        # Called from the socket's data_received: no await, no task unless a handler must run.
+        if isinstance(raw, str):
+            return  # BTP is binary; text frames are not for us
         try:
             frame = btp.decode(raw)
         except InvalidPacket as exc:
             log.warning("unreadable BTP frame from %s: %s", self.account, exc)
             return  # never answer what we cannot read: that is how loops start
-        if isinstance(frame, btp.Response | btp.Error):
+        if isinstance(frame, _ANSWERS):
             future = self._pending.get(frame.request_id)
             if future is not None and not future.done():
                 future.set_result(frame)
@@ -198,7 +212,10 @@ class Link:
                 frame.request_id, [btp.ProtocolData("ilp", btp.OCTET_STREAM, encode(answer))]
             )
         try:
-            await self.ws.send(btp.encode(reply))  # type: ignore[attr-defined]
+            ws = self.ws
+            ws.send_nowait(btp.encode(reply))
+            if ws.paused:
+                await ws.drain()
         except Exception as exc:
             log.info("could not answer %s: %s", self.account, exc)
 
@@ -230,26 +247,23 @@ class Server:
         self.on_link = on_link
         self.host = host
         self.port = port
-        self._server: object = None
+        self._server: websocket.Server | None = None
 
     async def start(self) -> int:
-        from websockets.asyncio.server import serve
-
-        # No permessage-deflate: BTP frames are small and binary, and compressing each one
-        # costs more CPU than the bytes it saves on the links a connector has.
-        self._server = await serve(
-            self._connection, self.host, self.port, ping_interval=20, compression=None
+        # No permessage-deflate (ws.py has none): BTP frames are small and binary, and
+        # compressing each one costs more CPU than the bytes it saves.
+        self._server = await websocket.serve(
+            self._connection, self.host, self.port, ping_interval=PING_INTERVAL
         )
-        sockets = self._server.sockets  # type: ignore[attr-defined]
-        self.port = sockets[0].getsockname()[1]
+        self.port = self._server.sockets[0].getsockname()[1]
         return self.port
 
     async def stop(self) -> None:
         if self._server is not None:
-            self._server.close()  # type: ignore[attr-defined]
-            await self._server.wait_closed()  # type: ignore[attr-defined]
+            self._server.close()
+            await self._server.wait_closed()
 
-    async def _connection(self, ws: object) -> None:
+    async def _connection(self, ws: websocket.WebSocket) -> None:
         account = await self._authenticate(ws)
         if account is None:
             return
@@ -257,9 +271,9 @@ class Server:
         self.on_link(link)
         await link.run()
 
-    async def _authenticate(self, ws: object) -> str | None:
+    async def _authenticate(self, ws: websocket.WebSocket) -> str | None:
         try:
-            raw = await asyncio.wait_for(ws.recv(), AUTH_TIMEOUT)  # type: ignore[attr-defined]
+            raw = await asyncio.wait_for(ws.recv(), AUTH_TIMEOUT)
             frame = btp.decode(raw) if isinstance(raw, bytes) else None
         except (TimeoutError, InvalidPacket, Exception):
             frame = None
@@ -277,14 +291,16 @@ class Server:
             # Constant time, and the same work for unknown users as for wrong tokens.
             ok = hmac.compare_digest(given, (expected or "\0" * 32).encode()) and expected
             if ok:
-                await ws.send(btp.encode(btp.Response(request_id, [])))  # type: ignore[attr-defined]
+                await ws.send(btp.encode(btp.Response(request_id, [])))
                 return username
         error = btp.Error(request_id, "F00", "NotAcceptedError", _now_generalized(),
                           b"invalid auth_username or auth_token")  # fmt: skip
         try:
-            await ws.send(btp.encode(error))  # type: ignore[attr-defined]
+            await ws.send(btp.encode(error))
+        except websocket.ConnectionClosed:
+            pass  # it left before hearing why
         finally:
-            await ws.close()  # type: ignore[attr-defined]
+            await ws.close()
         return None
 
 
@@ -324,15 +340,17 @@ class Client:
                 pass
 
     async def _run(self) -> None:
-        from websockets.asyncio.client import connect
-
         delay = 0.2
         while True:
             self.attempts += 1
             try:
-                async with connect(self.url, ping_interval=20, compression=None) as ws:
+                ws = await websocket.connect(self.url, ping_interval=PING_INTERVAL)
+                async with ws:
                     await ws.send(btp.encode(auth_frame(self.username, self.token)))
-                    answer = btp.decode(await asyncio.wait_for(ws.recv(), AUTH_TIMEOUT))  # type: ignore[arg-type]
+                    raw = await asyncio.wait_for(ws.recv(), AUTH_TIMEOUT)
+                    if isinstance(raw, str):
+                        raise InvalidPacket("the server answered our auth with a text frame")
+                    answer = btp.decode(raw)
                     if isinstance(answer, btp.Error):
                         raise PermissionError(f"{self.url} refused our auth: {answer.data!r}")
                     delay = 0.2
