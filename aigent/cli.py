@@ -235,10 +235,9 @@ def _show_sale(agent: Agent, amount: int, sender: str) -> None:
 
     assert agent.node is not None
     code, scale = agent.node.asset
-    earned, sold = agent.node.earnings.total()
     typer.secho(
         f"  {agent.name} earned {fmt_amount(amount, scale, code)} from {sender} "
-        f"(total {fmt_amount(earned, scale, code)} from {sold} paid messages)",
+        f"(in all, {agent.node.earned()})",
         fg="green",
         err=True,
     )

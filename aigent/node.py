@@ -17,7 +17,6 @@ import logging
 import os
 import sqlite3
 import time
-import uuid
 from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
@@ -89,17 +88,16 @@ class Earnings:
             db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
             db.execute("PRAGMA journal_mode=WAL")
             db.execute(
-                "CREATE TABLE IF NOT EXISTS sales (id TEXT PRIMARY KEY, at REAL NOT NULL, "
-                "amount INTEGER NOT NULL, asset TEXT NOT NULL, sender TEXT NOT NULL, "
-                "message_id TEXT NOT NULL)"
+                "CREATE TABLE IF NOT EXISTS sales (message_id TEXT PRIMARY KEY, at REAL NOT NULL, "
+                "amount INTEGER NOT NULL, asset TEXT NOT NULL, sender TEXT NOT NULL)"
             )
             self._db = db
         return self._db
 
     def book(self, sale: _Sale, asset: str) -> None:
         self._conn().execute(
-            "INSERT OR IGNORE INTO sales VALUES (?, ?, ?, ?, ?, ?)",
-            (uuid.uuid4().hex, time.time(), sale.amount, asset, sale.sender, sale.message_id),
+            "INSERT OR IGNORE INTO sales VALUES (?, ?, ?, ?, ?)",
+            (sale.message_id, time.time(), sale.amount, asset, sale.sender),
         )
 
     def total(self) -> tuple[int, int]:
@@ -157,7 +155,6 @@ class AgentNode:
     async def _start(self) -> None:
         from aigent_connector.config import ConfigError
         from aigent_connector.node import Node
-        from aigent_connector.spsp import SpspServer
         from aigent_connector.stream import StreamReceiver
 
         config, engines = node_config(self.agent)
@@ -198,6 +195,8 @@ class AgentNode:
         self.connector.set_packet_handler(self._on_packet)
         spsp = self.settings.spsp
         if spsp is not None:
+            from aigent_connector.spsp import SpspServer  # aiohttp: only for agents that serve
+
             self.spsp = SpspServer(
                 self.receiver, {spsp.path: None}, host=spsp.host, port=spsp.port,
                 extra=self._spsp_extra,
@@ -300,14 +299,8 @@ class AgentNode:
 
         The price is read from the receiver's SPSP answer; more than ``max_price`` (in this
         node's asset units) is never paid, and every payment passes the spending policy."""
-        from aigent_connector.spsp import SpspError, resolve_details
-        from aigent_connector.stream import StreamPaymentError, stream_pay
-
         code, scale = self.asset
-        try:
-            details, body = await resolve_details(receiver)
-        except SpspError as exc:
-            raise PaymentError(str(exc)) from None
+        details, body = await _resolve(receiver)
         quoted = _quoted_price(body, code, scale)
         amount = quoted if quoted is not None else max_price
         if amount is None:
@@ -317,30 +310,8 @@ class AgentNode:
                 f"{receiver} charges {fmt_amount(amount, scale, code)} per message, more than "
                 f"max_price {fmt_amount(max_price, scale, code)}"
             )
-        spend = await self.agent.spending.reserve(
-            code, amount, details.destination_account, purpose=f"question to {receiver}"
-        )
-        request = PaidRequest(text=text, sender=self.agent.name)
-        try:
-            result = await stream_pay(
-                self.connector.send,
-                details.destination_account,
-                details.shared_secret,
-                amount,
-                request.model_dump_json().encode(),
-                timeout=ASK_TIMEOUT,
-            )
-        except StreamPaymentError as exc:
-            if exc.result.sent == 0:
-                self.agent.spending.release(spend)
-            else:  # part of it went through: it counts against the caps
-                self.agent.spending.commit(spend)
-            why = exc.reject.message if exc.reject is not None else str(exc)
-            raise PaymentError(f"{receiver} did not answer: {why}") from None
-        except BaseException:
-            self.agent.spending.release(spend)
-            raise
-        self.agent.spending.commit(spend)
+        request = PaidRequest(text=text, sender=self.agent.name).model_dump_json().encode()
+        result = await self._stream(details, amount, request, f"question to {receiver}")
         try:
             return PaidAnswer.model_validate_json(result.reply_data)
         except ValidationError:
@@ -352,32 +323,33 @@ class AgentNode:
     async def pay(self, receiver: str, amount: int) -> int:
         """Pay ``amount`` to any STREAM receiver (a payment pointer or SPSP URL), within the
         spending limits; returns what arrived, in the receiver's units."""
-        from aigent_connector.spsp import SpspError, resolve
+        details, _ = await _resolve(receiver)
+        result = await self._stream(details, amount, b"", f"payment to {receiver}")
+        return int(result.delivered)
+
+    async def _stream(self, details: Any, amount: int, data: bytes, purpose: str) -> Any:
+        """One STREAM payment under the spending policy: reserved first; released if nothing
+        left this node, spent if any of it did."""
         from aigent_connector.stream import StreamPaymentError, stream_pay
 
-        try:
-            details = await resolve(receiver)
-        except SpspError as exc:
-            raise PaymentError(str(exc)) from None
-        code = self.asset[0]
-        spend = await self.agent.spending.reserve(
-            code, amount, details.destination_account, purpose=f"payment to {receiver}"
-        )
+        spending = self.agent.spending
+        spend = await spending.reserve(self.asset[0], amount, details.destination_account, purpose)
         try:
             result = await stream_pay(
-                self.connector.send, details.destination_account, details.shared_secret, amount
-            )
+                self.connector.send, details.destination_account, details.shared_secret,
+                amount, data, timeout=ASK_TIMEOUT,
+            )  # fmt: skip
         except StreamPaymentError as exc:
-            (self.agent.spending.commit if exc.result.sent else self.agent.spending.release)(spend)
+            (spending.commit if exc.result.sent else spending.release)(spend)
             why = exc.reject.message if exc.reject is not None else str(exc)
             raise PaymentError(
-                f"payment to {receiver} stopped after {exc.result.sent} of {amount}: {why}"
+                f"{purpose} stopped after {exc.result.sent} of {amount}: {why}"
             ) from None
         except BaseException:
-            self.agent.spending.release(spend)
+            spending.release(spend)
             raise
-        self.agent.spending.commit(spend)
-        return result.delivered
+        spending.commit(spend)
+        return result
 
     @property
     def btp_port(self) -> int | None:
@@ -390,14 +362,14 @@ class AgentNode:
 
     def status(self) -> str:
         """One line for the terminal: address, price, earnings."""
-        code, scale = self.asset
-        earned, sold = self.earnings.total()
         price = f"{self.price}/message" if self.price else "no price (paid messages refused)"
         where = f"; SPSP {self.spsp_url}" if self.spsp_url else ""
-        return (
-            f"ILP address {self.address}{where}; price {price}; "
-            f"earned {fmt_amount(earned, scale, code)} from {sold} paid messages"
-        )
+        return f"ILP address {self.address}{where}; price {price}; {self.earned()}"
+
+    def earned(self) -> str:
+        code, scale = self.asset
+        amount, sold = self.earnings.total()
+        return f"earned {fmt_amount(amount, scale, code)} from {sold} paid messages"
 
 
 def connector_config(agent: Agent) -> tuple[Any, dict[str, str]]:
@@ -454,6 +426,15 @@ def node_config(agent: Agent) -> tuple[Any, dict[str, Any]]:
         agent.plugins.enabled.add(reg.plugin)
         engines[account] = reg.args[1](agent.ctx.for_plugin(reg.plugin))
     return config, engines
+
+
+async def _resolve(receiver: str) -> tuple[Any, dict[str, Any]]:
+    from aigent_connector.spsp import SpspError, resolve_details
+
+    try:
+        return await resolve_details(receiver)
+    except SpspError as exc:
+        raise PaymentError(str(exc)) from None
 
 
 def _quoted_price(extra: dict[str, Any], code: str, scale: int) -> int | None:

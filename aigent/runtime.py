@@ -162,6 +162,7 @@ class Agent:
         self.evaluators: list[Evaluator] = []
         self.clients: list[Client] = []
         self.services: list[Client] = []
+        self._owners: dict[int, str] = {}  # id(client or service) -> the plugin it came from
         self._history: dict[tuple[str, str], deque[ChatMessage]] = defaultdict(
             lambda: deque(maxlen=HISTORY_TURNS * 2)
         )
@@ -214,6 +215,7 @@ class Agent:
             self.providers.append(_named(reg.args[0], "get"))
         for reg in self.plugins.collect("register_services", only_enabled=True, ctx=self.ctx):
             self.services.append(reg.args[0])
+            self._owners[id(reg.args[0])] = reg.plugin
         for reg in self.plugins.collect("register_evaluators", only_enabled=True, ctx=self.ctx):
             self.evaluators.append(_named(reg.args[0], "evaluate"))
         self._assembled = True
@@ -307,7 +309,9 @@ class Agent:
             self.plugins.enabled.add(reg.plugin)
             factory: Callable[[PluginContext, Agent], Client] = reg.args[1]
             ctx = self.ctx.for_plugin(reg.plugin)
-            clients.append(_configure(reg.plugin, functools.partial(factory, ctx, self)))
+            client = _configure(reg.plugin, functools.partial(factory, ctx, self))
+            self._owners[id(client)] = reg.plugin
+            clients.append(client)
         return clients
 
     def _where(self) -> str:
@@ -332,7 +336,8 @@ class Agent:
                 await node.start()
                 self.node = node
             for client in [*self.services, *self.clients]:
-                await client.start()
+                owner = self._owners.get(id(client), getattr(client, "name", "client"))
+                await _configure_async(owner, client.start)
                 started.append(client)
         except BaseException:
             for client in reversed(started):
@@ -597,19 +602,18 @@ class Agent:
         """Pay another agent (a payment pointer or SPSP URL) to answer ``text``; returns its
         answer. Pays the receiver's stated price, never more than ``max_price`` (in the units of
         this agent's connector asset), and only within the character's spending limits."""
-        if not self._started:
-            await self.start()
-        return await self._node().ask(receiver, text, max_price)
+        return await (await self._node()).ask(receiver, text, max_price)
 
     async def pay(self, receiver: str, amount: int) -> int:
         """Pay ``amount`` (in the connector asset's smallest unit) to any Interledger STREAM
         receiver, a payment pointer or SPSP URL, within the spending limits; returns what
         arrived."""
+        return await (await self._node()).pay(receiver, amount)
+
+    async def _node(self) -> AgentNode:
+        """The running node (starting the agent first if needed)."""
         if not self._started:
             await self.start()
-        return await self._node().pay(receiver, amount)
-
-    def _node(self) -> AgentNode:
         if self.node is None:
             from aigent.node import PaymentError
 
@@ -691,6 +695,18 @@ def _configure(plugin: str, build: Callable[[], T]) -> T:
     except Exception as exc:
         raise PluginError(
             plugin, f"could not be configured ({type(exc).__name__}: {redact(str(exc))})"
+        ) from exc
+
+
+async def _configure_async(plugin: str, start: Callable[[], Awaitable[Any]]) -> None:
+    """Start a plugin's client or service; a failure names the plugin, without a traceback."""
+    try:
+        await start()
+    except AigentError:
+        raise
+    except Exception as exc:
+        raise PluginError(
+            plugin, f"could not start ({type(exc).__name__}: {redact(str(exc))})"
         ) from exc
 
 

@@ -214,7 +214,7 @@ class Connector:
         return answer
 
     async def _switch(self, source: str, prepare: Prepare) -> Fulfill | Reject:
-        peer = self.peers.get(source, Peer(source))
+        peer = self._peer(source)
         if ildcp.is_request(prepare):
             if peer.relation != "child":
                 return self._reject("F02", "IL-DCP is served to children only")
@@ -274,7 +274,7 @@ class Connector:
     def _exchange(self, source: Peer, next_hop: str, amount: int) -> int | Reject:
         """The amount to forward to ``next_hop``: converted between the two peers' assets,
         less the spread, rounded down (R01 when that leaves nothing of a positive amount)."""
-        target = self.peers.get(next_hop, Peer(next_hop))
+        target = self._peer(next_hop)
         same = (source.asset_code, source.asset_scale) == (target.asset_code, target.asset_scale)
         if same and not self.spread:
             return amount
@@ -289,15 +289,19 @@ class Connector:
             return self._reject("R01", f"amount {amount} is worth nothing after exchange")
         return converted
 
+    def _peer(self, account: str) -> Peer:
+        """The configured peer, or a default one for an account we know nothing about (built
+        only then: this is on every packet's path)."""
+        peer = self.peers.get(account)
+        return peer if peer is not None else Peer(account)
+
     def _is_local(self, destination: str, next_hop: str | None) -> bool:
         """Ours: our address, or below it and not routed to a child (an agent's sub-addresses,
         STREAM connections and the like)."""
         if destination == self.address:
             return True
         below = destination.startswith(self.address + ".")
-        to_child = (
-            next_hop is not None and self.peers.get(next_hop, Peer(next_hop)).relation == "child"
-        )
+        to_child = next_hop is not None and self._peer(next_hop).relation == "child"
         return below and not to_child
 
     async def _deliver(self, source: str, prepare: Prepare, left: float) -> Fulfill | Reject:

@@ -3,14 +3,12 @@ byte and error for error, on valid packets and on damaged ones."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 
 from aigent_connector import btp_packets as btp
 from aigent_connector.packets import (
-    Fulfill,
     InvalidPacket,
     Prepare,
-    Reject,
     decode,
     decode_careful,
     encode,
@@ -18,17 +16,8 @@ from aigent_connector.packets import (
 from hypothesis import given
 from hypothesis import strategies as st
 
-addresses = st.from_regex(r"^(g|example|test[1-3]?)(\.[a-zA-Z0-9_~-]{1,12}){1,4}$", fullmatch=True)
-times = st.datetimes(
-    min_value=datetime(2000, 1, 1), max_value=datetime(2200, 1, 1), timezones=st.just(UTC)
-).map(lambda t: t - timedelta(microseconds=t.microsecond % 1000))
-packets = st.one_of(
-    st.builds(Prepare, st.integers(0, 2**64 - 1), times, st.binary(min_size=32, max_size=32),
-              addresses, st.binary(max_size=400)),
-    st.builds(Fulfill, st.binary(min_size=32, max_size=32), st.binary(max_size=400)),
-    st.builds(Reject, st.sampled_from(["F02", "T04", "R00"]), addresses | st.just(""),
-              st.text(max_size=50), st.binary(max_size=50)),
-)  # fmt: skip
+from tests.connector.test_packets import packets
+
 entries = st.lists(
     st.builds(btp.ProtocolData, st.from_regex(r"^[a-z_]{0,12}$", fullmatch=True),
               st.integers(0, 2), st.binary(max_size=300)),

@@ -2,15 +2,13 @@
 
 from __future__ import annotations
 
-import json
-import signal
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 from aigent_connector.ledger import LedgerError, Settlement, SqliteLedger
+
+from tests.connector.killing import kill_mid_traffic
 
 FAR = time.time() + 3600
 
@@ -79,29 +77,7 @@ def test_balances_survive_sigkill_mid_traffic(tmp_path: Path) -> None:
     """A process moving packets through the ledger is killed at random moments, three times;
     after each restart the balance equals exactly what was fulfilled."""
     db = tmp_path / "ledger.sqlite"
-    acknowledged: dict[int, int] = {}
-    in_flight: set[int] = set()
-    start = 0
-    for round_ in range(3):
-        proc = subprocess.Popen(
-            [sys.executable, "-c", TRAFFIC, str(db), str(start)], stdout=subprocess.PIPE, text=True
-        )
-        time.sleep(0.4 + 0.3 * round_)
-        proc.send_signal(signal.SIGKILL)
-        out, _ = proc.communicate()
-        for line in out.splitlines():
-            try:
-                event, i, amount = json.loads(line)
-            except json.JSONDecodeError:
-                continue  # the kill cut the last line short
-            start = max(start, i)
-            if event == "reserved":
-                in_flight.add(i)
-            else:
-                in_flight.discard(i)
-                if event == "fulfilled":
-                    acknowledged[i] = amount
-        start += 1000  # packet ids of the next run never collide with a half-done one
+    acknowledged, in_flight = kill_mid_traffic(TRAFFIC, db, pause=0.4)
     ledger = SqliteLedger(db)
     ledger.recover(now=time.time() + 60)  # every unfinished Prepare has expired by now
     rows = ledger._db.execute("SELECT id, amount, state FROM transfers").fetchall()

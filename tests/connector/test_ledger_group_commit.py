@@ -4,16 +4,14 @@ disk before it is acknowledged, a failed write refused loudly, and SIGKILL mid-t
 from __future__ import annotations
 
 import asyncio
-import json
-import signal
 import sqlite3
-import subprocess
-import sys
 import time
 from pathlib import Path
 
 import pytest
 from aigent_connector.ledger import LedgerUnavailable, SqliteLedger
+
+from tests.connector.killing import kill_mid_traffic
 
 FAR = time.time() + 3600
 
@@ -131,29 +129,7 @@ def test_group_committed_balances_survive_sigkill_mid_traffic(tmp_path: Path) ->
     moments three times: every acknowledged Fulfill is on disk, no packet counts twice, and
     both balances equal exactly what was committed."""
     db = tmp_path / "ledger.sqlite"
-    acknowledged: dict[int, int] = {}
-    in_flight: set[int] = set()
-    start = 0
-    for round_ in range(3):
-        proc = subprocess.Popen(
-            [sys.executable, "-c", TRAFFIC, str(db), str(start)], stdout=subprocess.PIPE, text=True
-        )
-        time.sleep(0.5 + 0.3 * round_)
-        proc.send_signal(signal.SIGKILL)
-        out, _ = proc.communicate()
-        for line in out.splitlines():
-            try:
-                event, i, amount = json.loads(line)
-            except json.JSONDecodeError:
-                continue  # the kill cut the last line short
-            start = max(start, i)
-            if event == "reserved":
-                in_flight.add(i)
-            else:
-                in_flight.discard(i)
-                if event == "fulfilled":
-                    acknowledged[i] = amount
-        start += 1000  # packet ids of the next run never collide with a half-done one
+    acknowledged, in_flight = kill_mid_traffic(TRAFFIC, db, pause=0.5)
     ledger = SqliteLedger(db)
     ledger.recover(now=time.time() + 60)
     rows = ledger._db.execute("SELECT id, amount, state FROM transfers").fetchall()

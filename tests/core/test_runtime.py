@@ -224,7 +224,7 @@ async def test_an_agent_does_not_start_half_configured(scripted_character) -> No
             register("bad", lambda ctx, agent: Bad())
 
     agent = Agent.from_file(scripted_character(clients=["good", "bad"]), plugins=[Clients()])
-    with pytest.raises(ConnectionError):
+    with pytest.raises(PluginError, match=r"could not start \(ConnectionError: cannot log in\)"):
         await agent.start()
     assert started == []  # the good client was stopped again
 

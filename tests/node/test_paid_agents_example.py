@@ -54,6 +54,6 @@ def test_alice_pays_bob_per_question_and_settles_on_xrpl(tmp_path: Path) -> None
     # Bob redeemed the claim on the test ledger when he stopped (less the 10-drop fee).
     assert summary["bob_onchain_gain"] == 3000 - 10
     assert (
-        "Bob earned 0.001 XRP from alice (total 0.004 XRP from 4 paid messages)"
+        "Bob earned 0.001 XRP from alice (in all, earned 0.004 XRP from 4 paid messages)"
         in (summary["bob_log"])
     )

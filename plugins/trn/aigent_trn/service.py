@@ -191,57 +191,32 @@ class TrnService:
         return result
 
     async def transfer(self, token: str, to: str, amount: int) -> str:
-        from web3 import Web3
-
-        from . import tokens
-
-        address, asset = self.token(token)
-        w3, signer, dest = await self.w3(), await self.signer(), Web3.to_checksum_address(to)
-        rcpt = await self._spend(
-            token, amount, dest, f"transfer {asset}",
-            lambda: tokens.call_tx(w3, signer, address, "transfer", dest, amount),
-        )  # fmt: skip
-        return str(Web3.to_hex(rcpt["transactionHash"]))
+        return await self._token_call(token, "transfer", to, amount, to)
 
     async def approve(self, token: str, spender: str, amount: int) -> str:
-        from web3 import Web3
-
-        from . import tokens
-
-        address, asset = self.token(token)
-        w3, signer = await self.w3(), await self.signer()
-        who = Web3.to_checksum_address(spender)
-        rcpt = await self._spend(
-            token, amount, who, f"approve {asset}",
-            lambda: tokens.call_tx(w3, signer, address, "approve", who, amount),
-        )  # fmt: skip
-        return str(Web3.to_hex(rcpt["transactionHash"]))
+        return await self._token_call(token, "approve", spender, amount, spender)
 
     async def transfer_from(self, token: str, owner: str, to: str, amount: int) -> str:
-        from web3 import Web3
-
-        from . import tokens
-
-        address, asset = self.token(token)
-        w3, signer = await self.w3(), await self.signer()
-        src, dest = Web3.to_checksum_address(owner), Web3.to_checksum_address(to)
-        rcpt = await self._spend(
-            token, amount, dest, f"transferFrom {asset}",
-            lambda: tokens.call_tx(w3, signer, address, "transferFrom", src, dest, amount),
-        )  # fmt: skip
-        return str(Web3.to_hex(rcpt["transactionHash"]))
+        return await self._token_call(token, "transferFrom", to, amount, owner, to)
 
     async def mint(self, token: str, to: str, amount: int) -> str:
+        return await self._token_call(token, "mint", to, amount, to)
+
+    async def _token_call(
+        self, token: str, method: str, counterparty: str, amount: int, *addresses: str
+    ) -> str:
+        """``method(*addresses, amount)`` on an ERC-20, under the spending policy (the amount
+        to ``counterparty``); returns the transaction hash."""
         from web3 import Web3
 
         from . import tokens
 
         address, asset = self.token(token)
         w3, signer = await self.w3(), await self.signer()
-        dest = Web3.to_checksum_address(to)
+        args = [Web3.to_checksum_address(a) for a in addresses]
         rcpt = await self._spend(
-            token, amount, dest, f"mint {asset}",
-            lambda: tokens.call_tx(w3, signer, address, "mint", dest, amount),
+            token, amount, Web3.to_checksum_address(counterparty), f"{method} {asset}",
+            lambda: tokens.call_tx(w3, signer, address, method, *args, amount),
         )  # fmt: skip
         return str(Web3.to_hex(rcpt["transactionHash"]))
 

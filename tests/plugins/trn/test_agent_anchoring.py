@@ -138,10 +138,10 @@ async def test_wrong_chain_or_missing_registry_stop_the_agent_at_start(
         plugins=[model, "trn"],
         settings={"trn": _settings(anvil, "0x" + "11" * 20, chain_id=7668)},
     )
-    with pytest.raises(Exception, match="expected 7668"):
+    with pytest.raises(PluginError, match=r"plugin 'trn': could not start.*expected 7668"):
         await Agent.from_file(wrong_chain).start()
     no_registry = scripted_character(plugins=[model, "trn"], settings={"trn": _settings(anvil, "")})
-    with pytest.raises(Exception, match="registry is not set"):
+    with pytest.raises(PluginError, match="registry is not set"):
         await Agent.from_file(no_registry).start()
     bad_setting = scripted_character(plugins=[model, "trn"], settings={"trn": {"network": "moon"}})
     with pytest.raises(PluginError, match="porcini"):
