@@ -8,7 +8,7 @@ Error and dropped. Clients reconnect with exponential backoff; WebSocket pings k
 
 The WebSocket underneath is :mod:`aigent_connector.ws`, a lean RFC 6455 implementation for both
 ``ws://`` and ``wss://``: a frame goes from the socket to :meth:`Link._on_message` and from
-:meth:`Link.send_prepare` to the socket without a lock, a queue or a task in between.
+:meth:`Link.request` to the socket without a lock, a queue or a task in between.
 """
 
 from __future__ import annotations
@@ -23,16 +23,20 @@ from datetime import UTC, datetime
 
 from aigent_connector import btp_packets as btp
 from aigent_connector import ws as websocket
-from aigent_connector.packets import Fulfill, InvalidPacket, Packet, Prepare, Reject, decode, encode
+from aigent_connector.packets import InvalidPacket, Packet, Prepare, Reject, decode, encode
 
 log = logging.getLogger("aigent.connector.btp")
 
-PacketHandler = Callable[[str, Prepare], Awaitable[Fulfill | Reject]]
+PrepareHandler = Callable[["Link", int, bytes], None]
+"""A Prepare arrived: (link, request id, packet bytes); answer with ``link.answer``."""
+Answer = Callable[[bytes | Reject], None]
+"""The answer to a Prepare sent: the peer's packet bytes, or a Reject made here."""
 SideHandler = Callable[[str, btp.ProtocolData], Awaitable[bytes]]
 """Answers a Message whose primary protocol is not ``ilp``: (account, primary entry) -> data."""
 AUTH_TIMEOUT = 10.0
 PING_INTERVAL = 20.0
 RESPONSE_TIMEOUT = 35.0
+SWEEP_INTERVAL = 0.05  # seconds between looks for requests past their deadline
 
 
 _ANSWERS = (btp.Response, btp.Error)
@@ -41,11 +45,6 @@ _ANSWERS = (btp.Response, btp.Error)
 def _now_generalized() -> str:
     now = datetime.now(UTC)
     return now.strftime("%Y%m%d%H%M%S") + f".{now.microsecond // 1000:03d}Z"
-
-
-def _time_out(future: asyncio.Future[btp.Frame]) -> None:
-    if not future.done():
-        future.set_exception(TimeoutError())
 
 
 class BtpError(Exception):
@@ -62,19 +61,100 @@ class SideProtocolRefused(Exception):
     """Raised by a side-protocol handler to answer F00 NotAcceptedError with its message."""
 
 
-class Link:
-    """One open, authenticated BTP connection to a peer account."""
+class _Request:
+    """A Prepare sent on a link: who hears the answer, and when to stop waiting (loop time)."""
 
-    def __init__(self, account: str, ws: websocket.WebSocket, handler: PacketHandler) -> None:
+    __slots__ = ("answer", "deadline")
+
+    def __init__(self, answer: Answer, deadline: float) -> None:
+        self.answer = answer
+        self.deadline = deadline
+
+
+class Link:
+    """One open, authenticated BTP connection to a peer account.
+
+    Packets cross it as bytes and callbacks, with no task, future or lock per packet: a Prepare
+    that arrives goes to ``on_prepare(link, request_id, packet)``, which answers (now or later)
+    with :meth:`answer`; a Prepare sent with :meth:`request` has its answer passed to a
+    callback. :meth:`send_prepare` and :meth:`send_side` are the awaitable forms."""
+
+    def __init__(self, account: str, ws: websocket.WebSocket, on_prepare: PrepareHandler) -> None:
         self.account = account
         self.ws = ws
-        self.handler = handler
-        self._pending: dict[int, asyncio.Future[btp.Frame]] = {}
+        self.on_prepare = on_prepare
+        self._requests: dict[int, _Request] = {}
+        self._sweeper: asyncio.TimerHandle | None = None
+        self.is_open = True
+        """False once the connection is gone (``closed`` is the same, to wait for)."""
+        self._side: dict[int, asyncio.Future[btp.Frame]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self.closed = asyncio.Event()
+        self._loop = asyncio.get_running_loop()
+        # A counter from a random start: unique among the link's pending requests, and
+        # cheaper than os.urandom per packet.
         self._next_id = int.from_bytes(os.urandom(4), "big")
         self.side_handler: SideHandler | None = None
         """Set by the connector; Messages whose primary protocol is not ``ilp`` go here."""
+
+    @property
+    def busy(self) -> bool:
+        """The peer reads slower than we write: its socket buffer is over the high-water mark."""
+        return self.ws.paused
+
+    # --- ILP packets -----------------------------------------------------------------------------
+
+    def request(self, packet: bytes, wait: float, answer: Answer) -> None:
+        """Send a Prepare (its bytes); ``answer`` gets the peer's answer as bytes, or a Reject
+        made here: R00 when ``wait`` seconds pass first, T01 when the link closes first."""
+        if not self.is_open:
+            answer(Reject("T01", "", f"link to {self.account} is closed"))
+            return
+        request_id = self._next_id = (self._next_id + 1) & 0xFFFFFFFF
+        try:
+            self.ws.send_nowait(btp.ilp_frame(btp.MESSAGE, request_id, packet))
+        except websocket.ConnectionClosed as exc:
+            answer(Reject("T01", "", f"link to {self.account} is closed: {exc}"))
+            return
+        self._requests[request_id] = _Request(answer, self._loop.time() + wait)
+        if self._sweeper is None:
+            self._sweeper = self._loop.call_later(SWEEP_INTERVAL, self._sweep)
+
+    def _sweep(self) -> None:
+        """Answer R00 for every request past its deadline. One timer for the link, not one
+        per packet (which would cost more than the rest of a packet's bookkeeping): a request
+        expires up to SWEEP_INTERVAL late, well inside the expiry margin of every hop."""
+        self._sweeper = None
+        now = self._loop.time()
+        expired = [key for key, request in self._requests.items() if request.deadline <= now]
+        for key in expired:
+            self._requests.pop(key).answer(
+                Reject("R00", "", f"{self.account} did not answer in time")
+            )
+        if self._requests and self.is_open:
+            self._sweeper = self._loop.call_later(SWEEP_INTERVAL, self._sweep)
+
+    def answer(self, request_id: int, packet: bytes) -> None:
+        """Answer the Prepare that came with ``request_id`` with ``packet`` (its bytes)."""
+        try:
+            self.ws.send_nowait(btp.ilp_frame(btp.RESPONSE, request_id, packet))
+        except websocket.ConnectionClosed as exc:
+            log.info("could not answer %s: %s", self.account, exc)
+
+    async def send_prepare(self, prepare: Prepare, wait: float) -> Packet:
+        """Send a Prepare and wait (at most ``wait`` seconds) for the peer's answer; a Reject
+        made here (R00, T01) when it does not come."""
+        future: asyncio.Future[bytes | Reject] = self._loop.create_future()
+
+        def answered(answer: bytes | Reject) -> None:
+            if not future.done():
+                future.set_result(answer)
+
+        self.request(encode(prepare), wait, answered)
+        answer = await future
+        return answer if isinstance(answer, Reject) else decode(answer)
+
+    # --- side protocols --------------------------------------------------------------------------
 
     async def send_side(
         self,
@@ -91,75 +171,52 @@ class Link:
             raise ValueError("ILP packets go through send_prepare, not send_side")
         if self.closed.is_set():
             raise ConnectionError(f"link to {self.account} is closed")
-        request_id = self._next_id = (self._next_id + 1) & 0xFFFFFFFF  # as send_prepare's
-        future: asyncio.Future[btp.Frame] = asyncio.get_running_loop().create_future()
-        self._pending[request_id] = future
+        request_id = self._next_id = (self._next_id + 1) & 0xFFFFFFFF  # as request's
+        future: asyncio.Future[btp.Frame] = self._loop.create_future()
+        self._side[request_id] = future
         frame = btp.Message(request_id, [btp.ProtocolData(protocol, content_type, data)])
         try:
             await self.ws.send(btp.encode(frame))
             answer = await asyncio.wait_for(future, wait)
         finally:
-            self._pending.pop(request_id, None)
+            self._side.pop(request_id, None)
         if isinstance(answer, btp.Error):
             raise BtpError(answer.code, answer.name, answer.data)
         entry = btp.find(answer.protocol_data, protocol)
         return entry.data if entry is not None else b""
 
-    async def _answer_side(self, frame: btp.Message) -> btp.Response | btp.Error:
+    async def _answer_side(self, frame: btp.Message) -> None:
         # RFC 23: the first entry is the primary protocol, the one that says what to do.
+        reply: btp.Frame
         if not frame.protocol_data:
-            return btp.Response(frame.request_id, [])
-        primary = frame.protocol_data[0]
-        if self.side_handler is None:
-            return self._side_error(frame, "F00", "NotAcceptedError",
-                                    f"unsupported protocol {primary.name}")  # fmt: skip
+            reply = btp.Response(frame.request_id, [])
+        else:
+            primary = frame.protocol_data[0]
+            try:
+                if self.side_handler is None:
+                    raise LookupError(primary.name)
+                data = await self.side_handler(self.account, primary)
+                reply = btp.Response(
+                    frame.request_id, [btp.ProtocolData(primary.name, primary.content_type, data)]
+                )
+            except LookupError:
+                reply = self._side_error(frame, "F00", "NotAcceptedError",
+                                         f"unsupported protocol {primary.name}")  # fmt: skip
+            except SideProtocolRefused as exc:
+                reply = self._side_error(frame, "F00", "NotAcceptedError", str(exc))
+            except Exception:
+                log.exception("side protocol %s from %s failed", primary.name, self.account)
+                reply = self._side_error(frame, "T00", "UnreachableError", "internal error")
         try:
-            data = await self.side_handler(self.account, primary)
-        except LookupError:
-            return self._side_error(frame, "F00", "NotAcceptedError",
-                                    f"unsupported protocol {primary.name}")  # fmt: skip
-        except SideProtocolRefused as exc:
-            return self._side_error(frame, "F00", "NotAcceptedError", str(exc))
-        except Exception:
-            log.exception("side protocol %s from %s failed", primary.name, self.account)
-            return self._side_error(frame, "T00", "UnreachableError", "internal error")
-        return btp.Response(
-            frame.request_id, [btp.ProtocolData(primary.name, primary.content_type, data)]
-        )
+            await self.ws.send(btp.encode(reply))
+        except Exception as exc:
+            log.info("could not answer %s: %s", self.account, exc)
 
     @staticmethod
     def _side_error(frame: btp.Message, code: str, name: str, message: str) -> btp.Error:
         return btp.Error(frame.request_id, code, name, _now_generalized(), message.encode())
 
-    async def send_prepare(self, prepare: Prepare, wait: float) -> Packet:
-        """Send a Prepare and wait (at most ``wait`` seconds) for the peer's answer."""
-        # A counter from a random start: unique among the link's pending requests, and
-        # cheaper than os.urandom per packet.
-        request_id = self._next_id = (self._next_id + 1) & 0xFFFFFFFF
-        loop = asyncio.get_running_loop()
-        future: asyncio.Future[btp.Frame] = loop.create_future()
-        self._pending[request_id] = future
-        frame = btp.Message(
-            request_id, [btp.ProtocolData("ilp", btp.OCTET_STREAM, encode(prepare))]
-        )
-        # A timer on the future costs less than wait_for's wrapping, on every packet.
-        timer = loop.call_later(wait, _time_out, future)
-        try:
-            ws = self.ws
-            ws.send_nowait(btp.encode(frame))
-            if ws.paused:  # the peer reads slower than we write: wait for the buffer to drain
-                await ws.drain()
-            answer = await future
-        finally:
-            timer.cancel()
-            self._pending.pop(request_id, None)
-        if isinstance(answer, btp.Error):
-            return Reject("T01", "", f"peer {self.account} answered BTP error {answer.code} "
-                          f"{answer.name}")  # fmt: skip
-        ilp = btp.find(answer.protocol_data, "ilp")
-        if ilp is None:
-            return Reject("T01", "", f"peer {self.account} answered without an ILP packet")
-        return decode(ilp.data)
+    # --- reading ---------------------------------------------------------------------------------
 
     async def run(self) -> None:
         """Handle frames until the connection closes."""
@@ -170,54 +227,73 @@ class Link:
                      self.ws.close_reason)  # fmt: skip
         finally:
             self.ws.set_handler(None)
-            for future in self._pending.values():
+            self.is_open = False
+            self.closed.set()
+            if self._sweeper is not None:
+                self._sweeper.cancel()
+            requests, self._requests = self._requests, {}
+            for request in requests.values():
+                request.answer(Reject("T01", "", f"link to {self.account} closed"))
+            for future in self._side.values():
                 if not future.done():
                     future.set_exception(ConnectionError(f"link to {self.account} closed"))
-            self.closed.set()
 
     def _on_message(self, raw: bytes | str) -> None:
-        # Called from the socket's data_received: no await, no task unless a handler must run.
-        if isinstance(raw, str):
+        # Called from the socket's data_received: no await, and a task only for side protocols.
+        if isinstance(raw, str) or len(raw) < 5:
             return  # BTP is binary; text frames are not for us
+        kind = raw[0]
+        request_id = int.from_bytes(raw[1:5], "big")
+        if kind == btp.RESPONSE or kind == btp.ERROR:
+            request = self._requests.pop(request_id, None)
+            if request is not None:
+                request.answer(self._ilp_answer(kind, raw))
+            elif request_id in self._side:
+                self._side_answer(request_id, raw)
+            return  # an unexpected response is ignored
+        if kind != btp.MESSAGE:
+            return
         try:
-            frame = btp.decode(raw)
+            packet = btp.ilp_entry(raw)
         except InvalidPacket as exc:
             log.warning("unreadable BTP frame from %s: %s", self.account, exc)
             return  # never answer what we cannot read: that is how loops start
-        if isinstance(frame, _ANSWERS):
-            future = self._pending.get(frame.request_id)
-            if future is not None and not future.done():
-                future.set_result(frame)
-            return  # an unexpected response is ignored
-        if isinstance(frame, btp.Message):
-            # Answered concurrently: one slow receiver must not hold up the link.
-            task = asyncio.create_task(self._answer(frame))
+        if packet is None:
+            task = asyncio.create_task(self._answer_side(btp.decode(raw)))  # type: ignore[arg-type]
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
-
-    async def _answer(self, frame: btp.Message) -> None:
-        ilp = btp.find(frame.protocol_data, "ilp")
-        reply: btp.Frame
-        if ilp is None:
-            reply = await self._answer_side(frame)
-        else:
-            try:
-                prepare = decode(ilp.data)
-                if not isinstance(prepare, Prepare):
-                    raise InvalidPacket("expected a Prepare in a BTP Message")
-                answer: Packet = await self.handler(self.account, prepare)
-            except InvalidPacket as exc:
-                answer = Reject("F01", "", f"invalid packet: {exc}")
-            reply = btp.Response(
-                frame.request_id, [btp.ProtocolData("ilp", btp.OCTET_STREAM, encode(answer))]
-            )
+            return
         try:
-            ws = self.ws
-            ws.send_nowait(btp.encode(reply))
-            if ws.paused:
-                await ws.drain()
-        except Exception as exc:
-            log.info("could not answer %s: %s", self.account, exc)
+            self.on_prepare(self, request_id, packet)
+        except Exception:  # a bug there must not leave the peer waiting for the expiry
+            log.exception("switching a packet from %s failed", self.account)
+            self.answer(request_id, encode(Reject("T00", "", "internal error")))
+
+    def _ilp_answer(self, kind: int, raw: bytes) -> bytes | Reject:
+        if kind == btp.ERROR:
+            try:
+                error = btp.decode(raw)
+                why = f"{error.code} {error.name}" if isinstance(error, btp.Error) else ""
+            except InvalidPacket:
+                why = "(unreadable)"
+            return Reject("T01", "", f"peer {self.account} answered BTP error {why}")
+        try:
+            packet = btp.ilp_entry(raw)
+        except InvalidPacket as exc:
+            return Reject("T01", "", f"peer {self.account} answered an unreadable frame: {exc}")
+        if packet is None:
+            return Reject("T01", "", f"peer {self.account} answered without an ILP packet")
+        return packet
+
+    def _side_answer(self, request_id: int, raw: bytes) -> None:
+        future = self._side[request_id]
+        try:
+            frame = btp.decode(raw)
+        except InvalidPacket as exc:
+            log.warning("unreadable BTP answer from %s: %s", self.account, exc)
+            return
+        if not future.done():
+            future.set_result(frame)
 
 
 def auth_frame(username: str, token: str) -> btp.Message:
@@ -237,13 +313,13 @@ class Server:
     def __init__(
         self,
         accounts: dict[str, str],
-        handler: PacketHandler,
+        on_prepare: PrepareHandler,
         on_link: Callable[[Link], None],
         host: str = "127.0.0.1",
         port: int = 0,
     ) -> None:
         self.accounts = accounts
-        self.handler = handler
+        self.on_prepare = on_prepare
         self.on_link = on_link
         self.host = host
         self.port = port
@@ -267,7 +343,7 @@ class Server:
         account = await self._authenticate(ws)
         if account is None:
             return
-        link = Link(account, ws, self.handler)
+        link = Link(account, ws, self.on_prepare)
         self.on_link(link)
         await link.run()
 
@@ -313,7 +389,7 @@ class Client:
         account: str,
         username: str,
         token: str,
-        handler: PacketHandler,
+        on_prepare: PrepareHandler,
         on_link: Callable[[Link], None],
         max_backoff: float = 30.0,
     ) -> None:
@@ -321,7 +397,7 @@ class Client:
         self.account = account
         self.username = username
         self.token = token
-        self.handler = handler
+        self.on_prepare = on_prepare
         self.on_link = on_link
         self.max_backoff = max_backoff
         self.connected = asyncio.Event()
@@ -354,7 +430,7 @@ class Client:
                     if isinstance(answer, btp.Error):
                         raise PermissionError(f"{self.url} refused our auth: {answer.data!r}")
                     delay = 0.2
-                    link = Link(self.account, ws, self.handler)
+                    link = Link(self.account, ws, self.on_prepare)
                     self.on_link(link)
                     self.connected.set()
                     await link.run()

@@ -142,6 +142,41 @@ def _decode_fast(data: bytes) -> Frame:
     return Message(request_id, entries) if kind == MESSAGE else Response(request_id, entries)
 
 
+_ILP_ENTRY = b"\x01\x01\x03ilp\x00"  # one entry, named ilp, octet stream
+
+
+def ilp_frame(kind: int, request_id: int, packet: bytes) -> bytes:
+    """A Message or Response carrying just ``packet`` under ``ilp``: what a connector sends."""
+    n = len(packet)
+    if 128 <= n < 245:  # most packets: two-byte length prefixes, written here without calls
+        return b"".join((_COUNTS[kind], request_id.to_bytes(4, "big"), _PREFIX_81[n + 9],
+                         _ILP_ENTRY, _PREFIX_81[n], packet))  # fmt: skip
+    size = length_prefix(n)
+    return b"".join((_COUNTS[kind], request_id.to_bytes(4, "big"),
+                     length_prefix(7 + len(size) + n), _ILP_ENTRY, size, packet))  # fmt: skip
+
+
+_PREFIX_81 = [b"\x81" + bytes([n]) for n in range(256)]  # the length prefixes of 128..255
+
+
+def ilp_entry(frame: bytes) -> bytes | None:
+    """The ``ilp`` data of a Message or Response (``None`` without one), read in place when it
+    is the only entry; :class:`InvalidPacket` for a frame that cannot be read."""
+    try:
+        size, pos = length_at(frame, 5)
+        if frame[pos : pos + 7] == _ILP_ENTRY:
+            n, at = length_at(frame, pos + 7)
+            if at + n == pos + size <= len(frame):
+                return frame[at : at + n]
+    except (ValueError, IndexError):
+        pass
+    decoded = decode(frame)
+    if not isinstance(decoded, Message | Response):
+        return None
+    entry = find(decoded.protocol_data, "ilp")
+    return entry.data if entry is not None else None
+
+
 def decode(data: bytes) -> Frame:
     """A BTP frame, or :class:`InvalidPacket` saying what is wrong."""
     try:

@@ -354,7 +354,7 @@ class RouteBroadcaster:
             return False
         try:
             answer = await link.send_prepare(peer_prepare(destination, data), 10.0)
-        except (TimeoutError, ConnectionError) as exc:
+        except InvalidPacket as exc:
             log.info("%s to %s failed: %s", destination, to, exc)
             return False
         if not isinstance(answer, Fulfill):

@@ -66,8 +66,8 @@ def start(config: ConfigFile) -> None:
         raise _fail(str(exc)) from None
 
     async def run() -> None:
-        node = Node(cfg)
         try:
+            node = Node(cfg)  # opens the ledger: a database that cannot be reached fails here
             await node.start()
         except ConfigError as exc:
             raise _fail(f"{config}: {exc}") from None

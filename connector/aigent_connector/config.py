@@ -10,15 +10,25 @@ Errors name the file, the field and (for YAML) the line, e.g.
 from __future__ import annotations
 
 import os
+import re
 from decimal import Decimal
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, SecretStr, ValidationError, model_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    SecretStr,
+    ValidationError,
+    field_validator,
+    model_validator,
+)
 
 from aigent_connector.packets import valid_address
 
 Relation = Literal["parent", "peer", "child"]
+POSTGRES_SCHEMES = ("postgresql://", "postgres://")
 
 
 class ConfigError(ValueError):
@@ -117,6 +127,9 @@ class RateConfig(_Model):
 
 
 class NodeConfig(_Model):
+    # pydantic's own message would quote the input, and ledger_url may hold a password.
+    model_config = ConfigDict(extra="forbid", hide_input_in_errors=True)
+
     node_id: str = Field(min_length=1)
     address: str | None = None
     """Our ILP address; or leave it out and name a ``parent`` to ask over IL-DCP."""
@@ -128,6 +141,13 @@ class NodeConfig(_Model):
     peers: dict[str, PeerConfig] = Field(default_factory=dict)
     routes: list[RouteConfig] = Field(default_factory=list)
     ledger_path: Path = Path("connector.sqlite")
+    """The SQLite ledger (the default); unused when ``ledger_url`` is set."""
+    ledger_url: SecretStr | None = None
+    """The ledger in PostgreSQL instead: ``postgresql://user@host:port/dbname``. A secret, as
+    it may hold a password; better leave that out and set ``PGPASSWORD`` (or ``~/.pgpass``),
+    which libpq reads. Needs ``pip install 'aigent-connector[postgres]'``."""
+    ledger_schema: str = "public"
+    """The PostgreSQL schema of this node's ledger tables: one per node sharing a database."""
     admin: AdminConfig | None = None
     expiry_margin: float = Field(1.0, ge=0)
     max_hold: float = Field(30.0, gt=0)
@@ -138,6 +158,27 @@ class NodeConfig(_Model):
     broadcast_interval: float = Field(30.0, gt=0)
     route_expiry: float = Field(45.0, gt=0)
     """Hold-down time we announce: how long others keep our routes without hearing from us."""
+
+    @field_validator("ledger_url")
+    @classmethod
+    def _postgres_url(cls, url: SecretStr | None) -> SecretStr | None:
+        # The value is never echoed back: it may hold a password.
+        if url is not None and not url.get_secret_value().startswith(POSTGRES_SCHEMES):
+            raise ValueError(
+                "must be a PostgreSQL URL, postgresql://user@host:port/dbname (for SQLite "
+                "set ledger_path instead)"
+            )
+        return url
+
+    @field_validator("ledger_schema")
+    @classmethod
+    def _schema_name(cls, schema: str) -> str:
+        if not re.fullmatch(r"[a-z_][a-z0-9_]{0,62}", schema):
+            raise ValueError(
+                f"{schema!r} is not a plain PostgreSQL name: use lower-case letters, digits "
+                "and _, starting with a letter or _, at most 63 characters"
+            )
+        return schema
 
     @model_validator(mode="after")
     def _check(self) -> NodeConfig:

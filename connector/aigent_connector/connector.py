@@ -10,22 +10,37 @@ over the maximum amount F08 with its data; credit limits T04; no route F02.
 from __future__ import annotations
 
 import asyncio
-import hashlib
 import logging
 import time
-import uuid
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, datetime
 from decimal import Decimal
 from fractions import Fraction
-from typing import TYPE_CHECKING, Literal
+from functools import partial
+from hashlib import sha256
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Literal
 
 from aigent_connector import btp_packets, ildcp
 from aigent_connector.btp import Client, Link, Server
-from aigent_connector.ledger import LedgerError, SqliteLedger
+from aigent_connector.ledger import Ledger, LedgerError, Settlement
 from aigent_connector.limits import TokenBucket
-from aigent_connector.packets import AmountTooLarge, Fulfill, Packet, Prepare, Reject
+from aigent_connector.packets import (
+    AmountTooLarge,
+    Fulfill,
+    InvalidPacket,
+    Packet,
+    Prepare,
+    Reject,
+    decode,
+    encode,
+    forwarded,
+    fulfillment_of,
+    peek_prepare,
+    reject_code,
+    reject_invalid,
+)
 from aigent_connector.rates import NoRate, OneToOne, RateSource, convert
 from aigent_connector.routing import RoutingTable
 
@@ -40,6 +55,10 @@ LocalHandler = Callable[[str, Prepare], Awaitable[Fulfill | Reject]]
 SideProtocolHandler = Callable[[str, bytes], Awaitable[bytes]]
 """(peer account, data) -> answer data; raise btp.SideProtocolRefused to answer F00."""
 LinkListener = Callable[[str], None]
+Reply = Callable[[bytes], None]
+"""Takes the answer (a Fulfill's or Reject's bytes) to a Prepare that arrived."""
+Answered = Callable[[bytes, bool], None]
+"""Takes the checked answer to a Prepare sent on, and whether it was fulfilled."""
 
 
 @dataclass
@@ -66,7 +85,7 @@ class Peer:
 @dataclass
 class Connector:
     address: str
-    ledger: SqliteLedger
+    ledger: Ledger
     asset_code: str = "XRP"
     asset_scale: int = 6
     expiry_margin: float = 1.0
@@ -87,6 +106,10 @@ class Connector:
     """Handlers for ``peer.*`` destinations (CCP's ``peer.route.*``), by exact destination."""
     _side_handlers: dict[str, SideProtocolHandler] = field(default_factory=dict)
     _link_listeners: list[LinkListener] = field(default_factory=list)
+    settlements_path: Path | None = None
+    """Where pending settlements are kept; beside a SQLite ledger when not given."""
+    _tasks: set[asyncio.Task[None]] = field(default_factory=set)
+    _transfers: int = 0
 
     # --- wiring ----------------------------------------------------------------------------------
 
@@ -125,7 +148,7 @@ class Connector:
             await client.stop()
         link = self.links.pop(account, None)
         if link is not None:
-            await link.ws.close()  # type: ignore[attr-defined]
+            await link.ws.close()
         return known or link is not None
 
     def set_settlement_engine(self, account: str, engine: SettlementEngine) -> None:
@@ -134,7 +157,7 @@ class Connector:
         if self._settler is None:
             from aigent_connector.settlement import Settler
 
-            self._settler = Settler(self.ledger, metrics=self.metrics)
+            self._settler = Settler(self.ledger, metrics=self.metrics, path=self.settlements_path)
         self._settler.set_engine(account, engine)
 
     @property
@@ -143,12 +166,12 @@ class Connector:
 
     async def listen(self, tokens: dict[str, str], host: str = "127.0.0.1", port: int = 0) -> int:
         """Accept BTP peers; ``tokens`` maps each account (its auth_username) to its token."""
-        server = Server(tokens, self.handle_prepare, self._on_link, host, port)
+        server = Server(tokens, self._on_prepare, self._on_link, host, port)
         self._servers.append(server)
         return await server.start()
 
     async def connect(self, url: str, account: str, username: str, token: str) -> Client:
-        client = Client(url, account, username, token, self.handle_prepare, self._on_link)
+        client = Client(url, account, username, token, self._on_prepare, self._on_link)
         self._clients.append(client)
         client.start()
         await asyncio.wait_for(client.connected.wait(), 10)
@@ -183,6 +206,13 @@ class Connector:
                 log.exception("link listener failed for %s", link.account)
 
     # --- switching -------------------------------------------------------------------------------
+    #
+    # A packet is switched in the callback that read it: checked, held in the ledger and written
+    # to the next link as bytes (its amount and expiry patched), with no task, future or timer
+    # per packet but the link's own. Its answer is handled in the callback that reads it; a
+    # Fulfill goes back only once the group commit holding both its legs is written. Packets
+    # for this node (local delivery, IL-DCP, peer protocols) go to tasks, as their handlers
+    # may wait.
 
     async def send(self, prepare: Prepare) -> Packet:
         """Send a packet that starts here (an agent paying another, say)."""
@@ -194,82 +224,242 @@ class Connector:
         return answer
 
     async def handle_prepare(self, source: str, prepare: Prepare) -> Fulfill | Reject:
-        """A Prepare from peer ``source``: answer with a Fulfill or a Reject, never raise."""
-        started = time.monotonic()
-        if self.metrics is not None:
-            self.metrics.in_flight += 1
-        try:
-            answer = await self._switch(source, prepare)
-        except Exception:
-            log.exception("internal error switching a packet from %s", source)
-            answer = self._reject("T00", "internal error")
-        finally:
-            if self.metrics is not None:
-                self.metrics.in_flight -= 1
-        if self.metrics is not None:
-            code = answer.code if isinstance(answer, Reject) else None
-            self.metrics.packet(
-                source, "incoming", code, prepare.amount, time.monotonic() - started
-            )
+        """A Prepare from peer ``source``, as if its link had carried it: the answer."""
+        future: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+        self._on_packet(source, encode(prepare), future.set_result)
+        answer = decode(await future)
+        assert not isinstance(answer, Prepare)  # the switch answers Fulfills and Rejects
         return answer
 
-    async def _switch(self, source: str, prepare: Prepare) -> Fulfill | Reject:
+    def _on_prepare(self, link: Link, request_id: int, packet: bytes) -> None:
+        self._on_packet(link.account, packet, partial(link.answer, request_id))
+
+    def _on_packet(self, source: str, packet: bytes, reply: Reply) -> None:
+        metrics = self.metrics
+        if metrics is not None:
+            reply = self._metered(source, packet, reply, metrics)
+        try:
+            self._switch(source, packet, reply)
+        except Exception:
+            log.exception("internal error switching a packet from %s", source)
+            reply(encode(self._reject("T00", "internal error")))
+
+    def _metered(self, source: str, packet: bytes, reply: Reply, metrics: Metrics) -> Reply:
+        started = time.monotonic()
+        metrics.in_flight += 1
+        try:
+            amount = peek_prepare(packet).amount
+        except InvalidPacket:
+            amount = 0
+
+        def metered(answer: bytes) -> None:
+            metrics.in_flight -= 1
+            metrics.packet(source, "incoming", reject_code(answer), amount,
+                           time.monotonic() - started)  # fmt: skip
+            reply(answer)
+
+        return metered
+
+    def _switch(self, source: str, packet: bytes, reply: Reply) -> None:
+        try:
+            fields = peek_prepare(packet)
+        except InvalidPacket as exc:
+            reply(encode(reject_invalid(exc, self.address)))
+            return
+        destination = fields.destination
+        if destination.startswith("peer."):  # IL-DCP and peer protocols: answered here
+            self._spawn(self._answer_peer(source, packet, reply))
+            return
         peer = self._peer(source)
-        if ildcp.is_request(prepare):
-            if peer.relation != "child":
-                return self._reject("F02", "IL-DCP is served to children only")
-            return ildcp.response(
-                ildcp.Config(f"{self.address}.{source}", self.asset_scale, self.asset_code)
+        refused = self._admit(peer, fields.amount)
+        if refused is not None:
+            reply(encode(refused))
+            return
+        left = fields.expires_ms - time.time() * 1000
+        if left <= 0:
+            reply(encode(self._reject("R02", "the packet expired before it arrived")))
+            return
+        incoming = self._transfer()
+        try:
+            self.ledger.hold(incoming, source, "in", fields.amount, fields.expires_ms / 1000)
+        except LedgerError as exc:
+            reply(encode(self._reject(exc.code, str(exc))))
+            return
+        next_hop = self.routes.lookup(destination)
+        if self._is_local(destination, next_hop):
+            self._spawn(self._deliver_local(source, packet, incoming, left / 1000, reply))
+            return
+        refusal: Reject | int
+        if next_hop is None:
+            refusal = self._reject("F02", f"no route to {destination}")
+        elif left <= self._margin_ms:
+            refusal = self._reject("R02", f"expiry too soon: {left / 1000:.3f}s left, "
+                                   f"{self.expiry_margin}s needed")  # fmt: skip
+        else:
+            refusal = self._exchange(peer, next_hop, fields.amount)
+        if isinstance(refusal, Reject) or next_hop is None:
+            self.ledger.release(incoming)
+            reply(encode(refusal))  # type: ignore[arg-type]
+            return
+        amount, expires_ms = refusal, fields.expires_ms - self._margin_ms
+
+        def answered(answer: bytes, fulfilled: bool) -> None:
+            if not fulfilled:
+                self.ledger.release(incoming)
+                reply(answer)
+                return
+            self.ledger.commit_nowait(incoming, record=False)
+            # Both legs are written (one group commit) before anyone upstream hears of it.
+            self.ledger.when_durable(
+                lambda error: reply(answer if error is None else self._unwritten(error))
             )
-        peer_protocol = self.peer_protocols.get(prepare.destination)
-        if peer_protocol is not None:
-            return await peer_protocol(source, prepare)
-        if prepare.destination.startswith("peer."):
-            # Peer protocols we do not speak (CCP's peer.route.*): refuse, never forward.
-            return self._reject("F02", f"{prepare.destination} is not served here")
+
+        self._send_packet(next_hop, forwarded(packet, fields, amount, expires_ms), amount,
+                          fields.condition, expires_ms, answered)  # fmt: skip
+
+    def _admit(self, peer: Peer, amount: int) -> Reject | None:
+        """The incoming peer's limits, in the reference connector's order: rate, maximum
+        packet amount, then throughput (so a packet refused F08 does not use throughput)."""
         if peer._rate is not None and not peer._rate.take():
             return self._reject(
                 "T05", f"rate limit of {peer.packets_per_second} packets/s exceeded"
             )
-        # The reference connector's order: rate limit, max packet amount, then throughput (so
-        # a packet refused F08 does not use up the peer's throughput).
-        if peer.max_packet_amount is not None and prepare.amount > peer.max_packet_amount:
-            data = AmountTooLarge(prepare.amount, peer.max_packet_amount).encode()
+        if peer.max_packet_amount is not None and amount > peer.max_packet_amount:
+            data = AmountTooLarge(amount, peer.max_packet_amount).encode()
             return Reject("F08", self.address, "packet amount too large", data)
-        if peer._throughput is not None and not peer._throughput.take(prepare.amount):
+        if peer._throughput is not None and not peer._throughput.take(amount):
             return self._reject("T04", f"throughput limit of {peer.amount_per_second}/s exceeded")
-        left = (prepare.expires_at - datetime.now(UTC)).total_seconds()
-        if left <= 0:
-            return self._reject("R02", "the packet expired before it arrived")
-        transfer = f"in:{source}:{uuid.uuid4().hex}"
+        return None
+
+    def _send_packet(
+        self, account: str, packet: bytes, amount: int, condition: bytes, expires_ms: int,
+        answered: Answered,
+    ) -> None:  # fmt: skip
+        """Send a Prepare (its bytes) to ``account`` on its link, holding ``amount`` against
+        what the peer lets us owe; ``answered(answer, fulfilled)`` gets the checked answer."""
+        link = self.links.get(account)
+        if link is None or link.closed.is_set():
+            answered(encode(self._reject("T01", f"peer {account} is not connected")), False)
+            return
+        if link.busy:  # it reads slower than we write: queueing more would only grow memory
+            answered(encode(self._reject("T03", f"peer {account} is not keeping up")), False)
+            return
+        outgoing = self._transfer()
         try:
-            await self.ledger.areserve(
-                transfer, source, "in", prepare.amount, prepare.expires_at.timestamp()
-            )
+            self.ledger.hold(outgoing, account, "out", amount, expires_ms / 1000)
         except LedgerError as exc:
-            return self._reject(exc.code, str(exc))
-        next_hop = self.routes.lookup(prepare.destination)
-        if self._is_local(prepare.destination, next_hop):
-            answer = await self._deliver(source, prepare, left)
-        elif next_hop is None:
-            answer = self._reject("F02", f"no route to {prepare.destination}")
-        elif left <= self.expiry_margin:
-            answer = self._reject("R02", f"expiry too soon: {left:.3f}s left, "
-                                  f"{self.expiry_margin}s needed")  # fmt: skip
-        else:
-            amount = self._exchange(peer, next_hop, prepare.amount)
-            if isinstance(amount, Reject):
-                answer = amount
+            answered(encode(self._reject(exc.code, str(exc))), False)
+            return
+
+        def checked(answer: bytes | Reject) -> None:
+            fulfilled = False
+            if isinstance(answer, Reject):  # made by the link: R00 or T01
+                answer = encode(self._reject(answer.code, answer.message))
             else:
-                shorter = prepare.expires_at - timedelta(seconds=self.expiry_margin)
-                forwarded = Prepare(amount, shorter, prepare.execution_condition,
-                                    prepare.destination, prepare.data)  # fmt: skip
-                answer = await self._forward(next_hop, forwarded)
-        if isinstance(answer, Fulfill):
-            await self.ledger.acommit(transfer)
-        else:
-            await self.ledger.arevert(transfer)
+                try:
+                    fulfillment = fulfillment_of(answer)
+                except InvalidPacket as exc:
+                    answer = encode(self._reject("F01", f"{account} answered badly: {exc}"))
+                else:
+                    if fulfillment is None:
+                        pass  # a Reject goes back as it came
+                    elif sha256(fulfillment).digest() != condition:
+                        answer = encode(self._reject("F05", "fulfillment does not match the "
+                                                     "condition"))  # fmt: skip
+                    elif time.time() * 1000 > expires_ms:
+                        answer = encode(self._reject("R00", "fulfilled after the packet expired"))
+                    else:
+                        fulfilled = True
+            if fulfilled:
+                settlement = self.ledger.commit_nowait(outgoing, record=False)
+                if settlement is not None:
+                    self._settlement_due(settlement)
+            else:
+                self.ledger.release(outgoing)
+            if self.metrics is not None:
+                self.metrics.packet(account, "outgoing", reject_code(answer), amount, None)
+            answered(answer, fulfilled)
+
+        left = (expires_ms - time.time() * 1000) / 1000
+        link.request(packet, max(0.0, min(left, self.max_hold)), checked)
+
+    async def _forward(self, account: str, prepare: Prepare) -> Fulfill | Reject:
+        """:meth:`_send_packet`, awaitable, for packets that start here."""
+        future: asyncio.Future[bytes] = asyncio.get_running_loop().create_future()
+        expires_ms = round(prepare.expires_at.timestamp() * 1000)
+        self._send_packet(account, encode(prepare), prepare.amount,
+                          prepare.execution_condition, expires_ms,
+                          lambda answer, _: future.set_result(answer))  # fmt: skip
+        answer = decode(await future)
+        assert not isinstance(answer, Prepare)  # _send_packet answers Fulfills and Rejects
         return answer
+
+    def _settlement_due(self, settlement: Settlement) -> None:
+        log.info("account %s is due a settlement of %d", settlement.account, settlement.amount)
+        if self._settler is not None:
+            self._settler.due(settlement.account)
+
+    def _unwritten(self, error: LedgerError) -> bytes:
+        log.error("a Fulfill was not passed on: %s", error)
+        return encode(self._reject("T00", "the ledger could not record the payment"))
+
+    async def _answer_peer(self, source: str, packet: bytes, reply: Reply) -> None:
+        """IL-DCP for children, and the peer protocols this node speaks (CCP)."""
+        prepare = decode(packet)
+        assert isinstance(prepare, Prepare)  # peek_prepare said so
+        if ildcp.is_request(prepare):
+            if self._peer(source).relation != "child":
+                answer: Fulfill | Reject = self._reject("F02", "IL-DCP is served to children only")
+            else:
+                config = ildcp.Config(f"{self.address}.{source}", self.asset_scale,
+                                      self.asset_code)  # fmt: skip
+                answer = ildcp.response(config)
+        else:
+            handler = self.peer_protocols.get(prepare.destination)
+            if handler is None:  # peer protocols we do not speak: refuse, never forward
+                answer = self._reject("F02", f"{prepare.destination} is not served here")
+            else:
+                answer = await handler(source, prepare)
+        reply(encode(answer))
+
+    async def _deliver_local(
+        self, source: str, packet: bytes, incoming: int, left: float, reply: Reply
+    ) -> None:
+        """A packet for this node (or below it): the packet handler's answer, checked."""
+        prepare = decode(packet)
+        assert isinstance(prepare, Prepare)  # peek_prepare said so
+        answer = await self._deliver(source, prepare, left)
+        if isinstance(answer, Fulfill):
+            self.ledger.commit_nowait(incoming, record=False)
+            try:
+                await self.ledger.durable()
+            except LedgerError as exc:
+                answer = self._reject("T00", "the ledger could not record the payment")
+                log.error("a Fulfill was not passed on: %s", exc)
+        else:
+            self.ledger.release(incoming)
+        reply(encode(answer))
+
+    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+        task = asyncio.get_running_loop().create_task(self._guarded(work))
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    @staticmethod
+    async def _guarded(work: Coroutine[Any, Any, None]) -> None:
+        try:
+            await work
+        except Exception:
+            log.exception("internal error answering a packet")
+
+    def _transfer(self) -> int:
+        """A fresh id for one leg of one packet in the ledger."""
+        self._transfers += 1
+        return self._transfers
+
+    @property
+    def _margin_ms(self) -> int:
+        return round(self.expiry_margin * 1000)
 
     def _exchange(self, source: Peer, next_hop: str, amount: int) -> int | Reject:
         """The amount to forward to ``next_hop``: converted between the two peers' assets,
@@ -313,48 +503,8 @@ class Connector:
             )
         except TimeoutError:
             return self._reject("R00", "the receiver did not answer before the packet expired")
-        return self._checked(prepare, answer)
-
-    async def _forward(self, account: str, prepare: Prepare) -> Fulfill | Reject:
-        link = self.links.get(account)
-        if link is None or link.closed.is_set():
-            return self._reject("T01", f"peer {account} is not connected")
-        left = (prepare.expires_at - datetime.now(UTC)).total_seconds()
-        transfer = f"out:{account}:{uuid.uuid4().hex}"
-        try:
-            await self.ledger.areserve(
-                transfer, account, "out", prepare.amount, prepare.expires_at.timestamp()
-            )
-        except LedgerError as exc:
-            return self._reject(exc.code, str(exc))
-        try:
-            answer = await link.send_prepare(prepare, max(0.0, min(left, self.max_hold)))
-        except TimeoutError:
-            answer = self._reject("R00", f"{account} did not answer before the packet expired")
-        except ConnectionError as exc:
-            answer = self._reject("T01", str(exc))
-        if isinstance(answer, Prepare):
-            answer = self._reject("F01", f"{account} answered a Prepare with a Prepare")
-        answer = self._checked(prepare, answer)
         if isinstance(answer, Fulfill):
-            # Written with the caller's durable commit (_switch's, or send()'s): one write.
-            settlement = self.ledger.commit_nowait(transfer)
-            if settlement is not None:
-                log.info(
-                    "account %s is due a settlement of %d", settlement.account, settlement.amount
-                )
-                if self._settler is not None:
-                    self._settler.due(settlement.account)
-        else:
-            await self.ledger.arevert(transfer)
-        if self.metrics is not None:
-            code = answer.code if isinstance(answer, Reject) else None
-            self.metrics.packet(account, "outgoing", code, prepare.amount, None)
-        return answer
-
-    def _checked(self, prepare: Prepare, answer: Fulfill | Reject) -> Fulfill | Reject:
-        if isinstance(answer, Fulfill):
-            if hashlib.sha256(answer.fulfillment).digest() != prepare.execution_condition:
+            if sha256(answer.fulfillment).digest() != prepare.execution_condition:
                 return self._reject("F05", "fulfillment does not match the condition")
             if datetime.now(UTC) > prepare.expires_at:
                 return self._reject("R00", "fulfilled after the packet expired")

@@ -1,23 +1,26 @@
-"""Balances per peer account, durable in SQLite (WAL), with the reference connector's semantics.
+"""Balances per peer account, durable in a store (SQLite WAL by default), with the reference
+connector's semantics.
 
 An incoming Prepare from a peer *reserves* its amount against the account's maximum balance (the
 credit we extend); a Reject *reverts* the reservation; a Fulfill *commits* it. An outgoing
 Prepare reserves against the minimum balance (the credit the peer extends to us) and a Fulfill
-commits it. Every step is keyed by the packet's id, so a repeated step is a no-op, and a crash at
+commits it. Every step is keyed by a transfer id, so a repeated step is a no-op, and a crash at
 any moment leaves each transfer either done or not: nothing is lost and nothing is counted
-twice. :meth:`SqliteLedger.recover` releases reservations whose packets have expired (their
-Prepare can no longer be fulfilled), including rows that earlier versions wrote for them.
+twice. :meth:`Ledger.recover` releases reservations whose packets have expired (their Prepare
+can no longer be fulfilled), including rows that earlier versions wrote for them.
 
 Speed without giving up crash safety: the owning process keeps the accounts and the open
 reservations in memory (loaded at start) and decides every step there. What must survive a
-crash is written to SQLite: balances and committed transfers. A reservation is a hold in memory
-only: one lost in a crash frees credit that was never spent, since its Prepare can no longer be
-fulfilled through us once the process and its links are gone. The plain methods (``reserve``,
-``commit``...) write before they return. The ``a``-prefixed ones on the connector's hot path
-group the writes of everything that happened in one event-loop turn into one transaction:
-``acommit`` returns only once that transaction is committed (durable to the OS in WAL mode), so
-a Fulfill is never passed upstream before its commit is on disk. One process owns a ledger file
-at a time; others may read it.
+crash is written to the :class:`Store`: balances, and a row per committed transfer whose id may
+be repeated (the plain methods, settlements). A reservation is a hold in memory only: one lost
+in a crash frees credit that was never spent, since its Prepare can no longer be fulfilled
+through us once the process and its links are gone. The plain methods (``reserve``,
+``commit``...) write before they return. The event-loop ones (``hold``, ``commit_nowait``,
+``release``) group the writes of everything decided in one turn of the event loop into one
+transaction, and :meth:`Ledger.when_durable` says when it is written: a connector passes a
+Fulfill upstream only then, so what it reports paid is on disk (durable to the OS in WAL mode).
+A connector's packets commit with ``record=False``: their ids are fresh, so a row per packet
+would only grow the file. One process owns a ledger at a time.
 
 When an account's balance crosses its settle threshold, the ledger reports how much should be
 settled (:class:`Settlement`); the connector hands that to a settlement engine.
@@ -27,9 +30,9 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import sqlite3
 import threading
 import time
+from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -38,40 +41,12 @@ from typing import Literal, Protocol
 log = logging.getLogger("aigent.connector.ledger")
 
 Direction = Literal["in", "out"]
+Transfer = str | int
+"""A transfer's id: a string for steps that may be repeated, a number for fresh ones."""
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS accounts (
-    id TEXT PRIMARY KEY,
-    balance INTEGER NOT NULL DEFAULT 0,
-    reserved_in INTEGER NOT NULL DEFAULT 0,
-    reserved_out INTEGER NOT NULL DEFAULT 0,
-    min_balance INTEGER,
-    max_balance INTEGER,
-    settle_threshold INTEGER,
-    settle_to INTEGER NOT NULL DEFAULT 0
-);
-CREATE TABLE IF NOT EXISTS transfers (
-    id TEXT PRIMARY KEY,
-    account TEXT NOT NULL,
-    direction TEXT NOT NULL,
-    amount INTEGER NOT NULL,
-    expires_at REAL NOT NULL,
-    state TEXT NOT NULL
-);
--- Only rows still 'reserved' (written by earlier versions) are indexed: recovery reads them.
-DROP INDEX IF EXISTS transfers_reserved;
-CREATE INDEX IF NOT EXISTS transfers_open ON transfers (expires_at) WHERE state = 'reserved';
-"""
-
-_UPSERT_ACCOUNT = (
-    "INSERT INTO accounts VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET "
-    "balance = excluded.balance, reserved_in = excluded.reserved_in, "
-    "reserved_out = excluded.reserved_out, min_balance = excluded.min_balance, "
-    "max_balance = excluded.max_balance, settle_threshold = excluded.settle_threshold, "
-    "settle_to = excluded.settle_to"
-)
-CHECKPOINT_EVERY = 200  # transactions; a few hundred pages of WAL
-_UPSERT_TRANSFER = "INSERT OR REPLACE INTO transfers VALUES (?, ?, ?, ?, ?, ?)"
+# Transactions between checkpoints: a checkpoint copies each page once however often it was
+# written, so rarer ones cost less; the WAL grows to about this many pages meanwhile.
+CHECKPOINT_EVERY = 1000
 
 
 class LedgerError(Exception):
@@ -110,37 +85,41 @@ class Settlement:
     amount: int
 
 
+AccountRow = tuple[str, int, int, int, int | None, int | None, int | None, int]
+"""(id, balance, reserved_in, reserved_out, min_balance, max_balance, settle_threshold,
+settle_to)"""
+TransferRow = tuple[Transfer, str, str, int, float, str]
+"""(id, account, direction, amount, expires_at, state)"""
+
+
 class Store(Protocol):
-    """What a ledger needs from storage; another one (PostgreSQL, say) implements this."""
+    """Where a :class:`Ledger` keeps what must survive a crash: account rows and transfer rows.
+    :class:`~aigent_connector.sqlite_store.SqliteStore` is the default; another (PostgreSQL for
+    operators who run many nodes, say) implements these five methods."""
 
-    def configure(
-        self, account: str, *, min_balance: int | None, max_balance: int | None,
-        settle_threshold: int | None, settle_to: int,
-    ) -> None: ...  # fmt: skip
+    name: str
+    """Says which store this is in messages (a path; never a password)."""
+    writes_block: bool
+    """True when a write waits on the network: the ledger then writes from a thread, so the
+    event loop never waits. False for a local file, whose append is cheaper than a thread."""
 
-    def reserve(
-        self, transfer: str, account: str, direction: Direction, amount: int, expires_at: float
-    ) -> None: ...
+    def load(self) -> tuple[list[AccountRow], list[TransferRow]]:
+        """Every account row, and the transfer rows still in state ``reserved``."""
+        ...
 
-    def commit(self, transfer: str) -> Settlement | None: ...
+    def has_transfer(self, transfer: str) -> bool:
+        """Whether a transfer row with this id exists (a repeated step is then a no-op)."""
+        ...
 
-    def revert(self, transfer: str) -> None: ...
+    def write(self, accounts: list[AccountRow], transfers: list[TransferRow]) -> None:
+        """Upsert these rows in one transaction, durable when this returns; raise if not."""
+        ...
 
-    async def areserve(
-        self, transfer: str, account: str, direction: Direction, amount: int, expires_at: float
-    ) -> None: ...
+    def maintain(self) -> None:
+        """Housekeeping every few hundred writes (a WAL checkpoint); runs in a thread."""
+        ...
 
-    async def acommit(self, transfer: str) -> Settlement | None: ...
-
-    def commit_nowait(self, transfer: str) -> Settlement | None: ...
-
-    async def durable(self) -> None: ...
-
-    async def arevert(self, transfer: str) -> None: ...
-
-    def recover(self, now: float) -> int: ...
-
-    def account(self, account: str) -> Account: ...
+    def close(self) -> None: ...
 
 
 class _State:
@@ -148,58 +127,78 @@ class _State:
 
     __slots__ = ("balance", "high", "low", "reserved_in", "reserved_out", "settle_to", "threshold")
 
-    def __init__(self, row: tuple) -> None:
+    def __init__(self, row: tuple[int, int, int, int | None, int | None, int | None, int]) -> None:
         (self.balance, self.reserved_in, self.reserved_out, self.low, self.high,
          self.threshold, self.settle_to) = row  # fmt: skip
 
-    def row(self, account: str) -> tuple:
+    def row(self, account: str) -> AccountRow:
         return (account, self.balance, self.reserved_in, self.reserved_out, self.low, self.high,
                 self.threshold, self.settle_to)  # fmt: skip
+
+
+Done = Callable[["LedgerUnavailable | None"], None]
+"""Told once a write is durable (``None``) or failed (the error); called on the event loop
+that asked."""
 
 
 class _Batch:
     """One transaction's worth: account rows, transfer rows, and who waits for it."""
 
-    __slots__ = ("accounts", "done", "transfers")
+    __slots__ = ("accounts", "done", "loop", "transfers")
 
-    def __init__(
-        self, accounts: list[tuple], transfers: list[tuple], done: asyncio.Future[None] | None
-    ) -> None:
+    def __init__(self, accounts: list[AccountRow], transfers: list[TransferRow]) -> None:
         self.accounts = accounts
         self.transfers = transfers
-        self.done = done
+        self.done: list[Done] = []
+        self.loop: asyncio.AbstractEventLoop | None = None
+
+    def wait(self, done: Done) -> None:
+        if self.loop is None:
+            self.loop = asyncio.get_running_loop()
+        self.done.append(done)
+
+    def tell(self, error: LedgerUnavailable | None) -> None:
+        """Call the waiters on their loop, from whichever thread wrote."""
+        done, loop = self.done, self.loop
+        if not done or loop is None:
+            return
+        self.done = []
+
+        def call() -> None:
+            for each in done:
+                try:
+                    each(error)
+                except Exception:  # one waiter's bug must not keep the others waiting
+                    log.exception("a ledger waiter failed")
+
+        try:
+            running = asyncio.get_running_loop()
+        except RuntimeError:
+            running = None
+        if running is loop:
+            call()  # on the loop already: no wake-up through its self-pipe needed
+            return
+        try:
+            loop.call_soon_threadsafe(call)
+        except RuntimeError:
+            pass  # its loop is closed: nobody is waiting any more
 
 
-class SqliteLedger:
-    """The default store: one SQLite file in WAL mode; safe across crashes."""
+class Ledger:
+    """Balances per account, decided in memory and written through a :class:`Store`."""
 
-    def __init__(self, path: Path | str, *, synchronous: str = "NORMAL") -> None:
-        # WAL with synchronous=NORMAL survives a killed process (the OS keeps the writes);
-        # FULL also survives a power cut, at the cost of an fsync per transaction.
-        self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute(f"PRAGMA synchronous={synchronous}")
-        self._db.execute("PRAGMA busy_timeout=5000")
-        self._db.execute("PRAGMA wal_autocheckpoint=0")  # done in a thread: _checkpoint_soon
-        self._db.executescript(SCHEMA)
-        self._checkpointer = sqlite3.connect(
-            self.path, isolation_level=None, check_same_thread=False
-        )
-        self._checkpointer.execute("PRAGMA busy_timeout=5000")
-        self._lock = threading.Lock()
-        self._accounts: dict[str, _State] = {
-            row[0]: _State(row[1:]) for row in self._db.execute("SELECT * FROM accounts")
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.path: Path | str = store.name
+        """What :attr:`Store.name` says; a :class:`~pathlib.Path` for SQLite."""
+        accounts, reserved = store.load()
+        self._accounts: dict[str, _State] = {row[0]: _State(row[1:]) for row in accounts}
+        # Rows hold 'in' or 'out' as direction: the store wrote them from these.
+        self._reserved: dict[Transfer, tuple[str, Direction, int, float]] = {
+            row[0]: (row[1], row[2], row[3], row[4])  # type: ignore[misc]
+            for row in reserved
         }
-        self._reserved: dict[str, tuple[str, Direction, int, float]] = {
-            row[0]: row[1:]
-            for row in self._db.execute(
-                "SELECT id, account, direction, amount, expires_at FROM transfers "
-                "WHERE state = 'reserved'"
-            )
-        }
-        self._stored = set(self._reserved)  # holds that have a row in the database
+        self._stored: set[Transfer] = set(self._reserved)  # holds that have a row in the database
         # Holds without a row died with the process that made them: only rows count.
         for state in self._accounts.values():
             state.reserved_in = state.reserved_out = 0
@@ -209,19 +208,17 @@ class SqliteLedger:
                 state.reserved_in += amount
             else:
                 state.reserved_out += amount
-        # The plain methods look repeated ids up here, beside the writes of the event loop.
-        self._reader = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-        self._reader.execute("PRAGMA busy_timeout=5000")
+        self._lock = threading.Lock()
         self._dirty: set[str] = set()
-        self._unwritten: dict[str, tuple] = {}  # transfer id -> its row, as it is now
-        self._in_flight: dict[str, tuple] = {}  # rows being written now
+        self._unwritten: dict[Transfer, TransferRow] = {}  # transfer id -> its row, as it is now
+        self._in_flight: dict[Transfer, TransferRow] = {}  # rows being written now
         # Group commit: what the tasks decide during one turn of the event loop is written in
         # one transaction, cut in a callback between two task steps (see _kick).
         self._write_lock = threading.Lock()  # taken before self._lock, never after
-        self._next: asyncio.Future[None] | None = None  # waiters for the next transaction
-        self._current: asyncio.Future[None] | None = None  # waiters for rows in flight
-        self._queued: _Batch | None = None  # cut, not yet written
-        self._checkpoints: ThreadPoolExecutor | None = None
+        self._next = _Batch([], [])  # what is decided and not cut yet, and who waits for it
+        self._flying: list[_Batch] = []  # cut and not yet written, oldest first
+        self._queued: _Batch | None = None  # cut on the loop, not yet written
+        self._threads: ThreadPoolExecutor | None = None  # maintenance, and blocking writes
         self._writing = False  # a batch is being written
         self._scheduled = False  # a batch is about to be cut
         self._broken: str | None = None
@@ -229,19 +226,22 @@ class SqliteLedger:
         self.writes = 0
         """Transactions written so far: far fewer than commits when group commit works."""
 
+    def _thread(self) -> ThreadPoolExecutor:
+        if self._threads is None:
+            self._threads = ThreadPoolExecutor(1, thread_name_prefix="aigent-ledger")
+        return self._threads
+
     def close(self) -> None:
         """Write what is left and close; the ledger refuses every step afterwards."""
-        if self._checkpoints is not None:
-            self._checkpoints.shutdown(wait=True)
+        if self._threads is not None:
+            self._threads.shutdown(wait=True)
         if self._broken is None and not self._closed:
             self._write_now()
         with self._write_lock, self._lock:
             if self._closed:
                 return
             self._closed = True
-            self._db.close()
-            self._reader.close()
-            self._checkpointer.close()
+            self.store.close()
 
     # --- steps, decided in memory ----------------------------------------------------------------
 
@@ -259,16 +259,13 @@ class SqliteLedger:
             raise LedgerUnavailable(f"ledger {self.path} is closed")
 
     def _reserve(
-        self, transfer: str, account: str, direction: Direction, amount: int, expires_at: float,
-        look_up: bool = True,
+        self, transfer: Transfer, account: str, direction: Direction, amount: int,
+        expires_at: float, look_up: bool = True,
     ) -> None:  # fmt: skip
         self._check()
         if transfer in self._reserved or transfer in self._unwritten or transfer in self._in_flight:
             return
-        if (
-            look_up
-            and self._reader.execute("SELECT 1 FROM transfers WHERE id = ?", (transfer,)).fetchone()
-        ):
+        if look_up and isinstance(transfer, str) and self.store.has_transfer(transfer):
             return
         state = self._state(account)
         if direction == "in":
@@ -289,12 +286,11 @@ class SqliteLedger:
                     f"reserved {state.reserved_out}, prepare {amount}, minimum {low}",
                 )
             state.reserved_out += amount
-        self._dirty.add(account)
         # The hold itself is not written: one lost in a crash only frees credit that was never
-        # spent, as its Prepare dies with the links. The transfer's row is written at commit.
+        # spent, as its Prepare dies with the links. What a commit changes is written.
         self._reserved[transfer] = (account, direction, amount, expires_at)
 
-    def _commit(self, transfer: str) -> Settlement | None:
+    def _commit(self, transfer: Transfer, record: bool = True) -> Settlement | None:
         self._check()
         held = self._reserved.pop(transfer, None)
         if held is None:
@@ -308,13 +304,15 @@ class SqliteLedger:
             state.balance -= amount
             state.reserved_out -= amount
         self._dirty.add(account)
-        self._stored.discard(transfer)
-        self._unwritten[transfer] = (transfer, account, direction, amount, expires_at, "committed")
+        if record or transfer in self._stored:
+            self._stored.discard(transfer)
+            self._unwritten[transfer] = (transfer, account, direction, amount, expires_at,
+                                         "committed")  # fmt: skip
         if state.threshold is not None and state.balance < state.threshold:
             return Settlement(account, state.settle_to - state.balance)
         return None
 
-    def _revert(self, transfer: str) -> None:
+    def _revert(self, transfer: Transfer) -> None:
         self._check()
         held = self._reserved.pop(transfer, None)
         if held is None:
@@ -325,7 +323,6 @@ class SqliteLedger:
             state.reserved_in -= amount
         else:
             state.reserved_out -= amount
-        self._dirty.add(account)
         if transfer in self._stored:  # reserved by an earlier version: close its row
             self._stored.discard(transfer)
             self._unwritten[transfer] = (transfer, account, direction, amount, expires_at,
@@ -335,25 +332,20 @@ class SqliteLedger:
 
     def _take(self) -> _Batch:
         """What to write next (self._lock is held): its rows are in flight from now on."""
-        batch = _Batch([self._accounts[a].row(a) for a in self._dirty],
-                       list(self._unwritten.values()), self._next)  # fmt: skip
+        batch = self._next
+        batch.accounts = [self._accounts[a].row(a) for a in self._dirty]
+        batch.transfers = list(self._unwritten.values())
         self._in_flight.update(self._unwritten)
         self._dirty.clear()
         self._unwritten.clear()
-        self._next = None
+        self._next = _Batch([], [])
+        self._flying.append(batch)
         return batch
 
     def _write(self, batch: _Batch) -> LedgerUnavailable | None:
-        """One transaction (the write lock is held); the error, if the disk refused it."""
+        """One transaction (the write lock is held); the error, if the store refused it."""
         try:
-            self._db.execute("BEGIN IMMEDIATE")
-            try:
-                self._db.executemany(_UPSERT_ACCOUNT, batch.accounts)
-                self._db.executemany(_UPSERT_TRANSFER, batch.transfers)
-                self._db.execute("COMMIT")
-            except BaseException:
-                self._db.execute("ROLLBACK")
-                raise
+            self.store.write(batch.accounts, batch.transfers)
         except Exception as exc:
             # Memory is now ahead of the database: refuse everything rather than guess.
             with self._lock:
@@ -361,41 +353,38 @@ class SqliteLedger:
             return LedgerUnavailable(self._broken)
         self.writes += 1
         if self.writes % CHECKPOINT_EVERY == 0:
-            self._checkpoint_soon()
+            self._maintain_soon()
         return None
 
-    def _checkpoint_soon(self) -> None:
-        """Copy the WAL into the database in a thread: the fsync of a checkpoint (milliseconds
-        on a busy disk) never stalls the event loop. One call, so one GIL hand-back."""
+    def _maintain_soon(self) -> None:
+        """The store's housekeeping (a checkpoint's fsync: milliseconds on a busy disk) in a
+        thread, so it never stalls the event loop."""
         with self._lock:
             if self._closed:
                 return
-            if self._checkpoints is None:
-                self._checkpoints = ThreadPoolExecutor(1, thread_name_prefix="aigent-ledger")
             try:
-                self._checkpoints.submit(self._checkpoint)
+                self._thread().submit(self._maintain)
             except RuntimeError:
                 pass  # closing: SQLite checkpoints when the last connection closes
 
-    def _checkpoint(self) -> None:
+    def _maintain(self) -> None:
         try:
-            self._checkpointer.execute("PRAGMA wal_checkpoint(PASSIVE)")
-        except sqlite3.Error as exc:  # the next one tries again; the WAL just grows meanwhile
-            log.warning("checkpoint of %s failed: %s", self.path, exc)
+            self.store.maintain()
+        except Exception as exc:  # the next one tries again; the WAL just grows meanwhile
+            log.warning("maintenance of %s failed: %s", self.path, exc)
 
     def _written(self, batch: _Batch, error: LedgerUnavailable | None) -> None:
         """After a write: tell whoever waits for it (any thread; the write lock is held)."""
         with self._lock:
             for row in batch.transfers:
                 self._in_flight.pop(row[0], None)
-            drained = None
-            if not self._in_flight:
-                drained, self._current = self._current, None
-            if error is not None:
-                _resolve(self._next, error)
-                self._next = None
-        _resolve(batch.done, error)
-        _resolve(drained, error)
+            self._flying.remove(batch)
+            failed = None
+            if error is not None:  # nothing more will be written: the next waiters hear why
+                failed, self._next = self._next, _Batch([], [])
+        batch.tell(error)
+        if failed is not None:
+            failed.tell(error)
 
     def _write_now(self) -> None:
         """Write everything decided so far before returning (the plain methods)."""
@@ -413,10 +402,13 @@ class SqliteLedger:
                 if error is not None:
                     raise error
 
+    def _pending(self) -> bool:
+        return bool(self._dirty or self._unwritten)
+
     def _kick(self) -> None:
         """Write soon (self._lock is held; on the event loop). The batch is cut in a callback
-        of the loop, between two steps of any task: a connector's two commits for a packet,
-        made in one step, always go in the same transaction."""
+        of the loop, after everything that is ready to run now: what a turn of the loop decides
+        (the two commits of every packet answered in it) goes in one transaction."""
         if not self._writing and not self._scheduled:
             self._scheduled = True
             asyncio.get_running_loop().call_soon(self._submit)
@@ -425,15 +417,22 @@ class SqliteLedger:
         """Cut a batch and write it (a callback of the event loop)."""
         with self._lock:
             self._scheduled = False
-            if self._writing or not self._unwritten or self._broken or self._closed:
+            if self._writing or not self._pending() or self._broken or self._closed:
                 return
             self._queued, self._writing = self._take(), True
-        self._write_queued()
+            threaded = self.store.writes_block
+        if threaded:
+            loop = asyncio.get_running_loop()
+            self._thread().submit(self._write_queued, loop)
+        else:
+            self._write_queued(None)
 
-    def _write_queued(self) -> None:
-        """One transaction, on the event loop: a WAL append (no fsync), tens of microseconds.
-        A thread would cost more: it needs the GIL back after every SQLite call, and a busy
-        loop hands it over only every switch interval (5 ms)."""
+    def _write_queued(self, loop: asyncio.AbstractEventLoop | None) -> None:
+        """One transaction. SQLite's is a WAL append (no fsync), tens of microseconds, so it
+        is written on the event loop: a thread would cost more, as it needs the GIL back after
+        every SQLite call and a busy loop hands it over only every switch interval (5 ms). A
+        store whose writes wait on the network is written here from a thread (``loop`` is then
+        the event loop to cut the next batch on)."""
         with self._write_lock:
             with self._lock:
                 batch, self._queued = self._queued, None
@@ -441,6 +440,16 @@ class SqliteLedger:
                 self._written(batch, self._write(batch))
         with self._lock:
             self._writing = False
+            more = loop is not None and self._pending() and self._next.done
+        if more:  # decided while we wrote, and somebody waits: the next batch
+            try:
+                loop.call_soon_threadsafe(self._resubmit)  # type: ignore[union-attr]
+            except RuntimeError:
+                pass  # the loop is closed
+
+    def _resubmit(self) -> None:
+        with self._lock:
+            self._kick()
 
     # --- the public steps ------------------------------------------------------------------------
 
@@ -484,16 +493,22 @@ class SqliteLedger:
             self._revert(transfer)
         self._write_now()
 
+    def hold(
+        self, transfer: Transfer, account: str, direction: Direction, amount: int,
+        expires_at: float,
+    ) -> None:  # fmt: skip
+        """:meth:`reserve` for the event loop: in memory, nothing to write. ``transfer`` must
+        be fresh (the connector numbers its packets): unlike :meth:`reserve`, this does not
+        look it up among the transfers written before, a read that would cost as much as the
+        rest of a packet's ledger work."""
+        with self._lock:
+            self._reserve(transfer, account, direction, amount, expires_at, look_up=False)
+
     async def areserve(
         self, transfer: str, account: str, direction: Direction, amount: int, expires_at: float
     ) -> None:
-        """:meth:`reserve`, for the event loop (a hold is in memory: nothing to wait for).
-        ``transfer`` must be a fresh id (the connector makes one per packet): unlike
-        :meth:`reserve`, this does not look for it among transfers committed before, a read
-        that would cost as much as the rest of the packet's ledger work."""
-        with self._lock:
-            self._reserve(transfer, account, direction, amount, expires_at, look_up=False)
-            # Nothing to write now: the account's new hold goes with the next commit.
+        """:meth:`hold`, awaitable."""
+        self.hold(transfer, account, direction, amount, expires_at)
 
     async def acommit(self, transfer: str) -> Settlement | None:
         """:meth:`commit`, returning once the group commit that holds it is durable."""
@@ -501,40 +516,61 @@ class SqliteLedger:
         await self.durable()
         return settlement
 
-    def commit_nowait(self, transfer: str) -> Settlement | None:
+    def commit_nowait(self, transfer: Transfer, record: bool = True) -> Settlement | None:
         """:meth:`commit` decided at once and written with the next group commit, for the event
-        loop. ``await durable()`` before anyone learns of the Fulfill (a connector commits the
-        outgoing leg this way and then the incoming one with :meth:`acommit`, one write)."""
+        loop: nobody may learn of the Fulfill before :meth:`when_durable` says it is written.
+        ``record=False`` writes the balance only, not a row for the transfer: for a fresh id
+        that no one will repeat (a connector's packets), that row would only grow the file."""
         with self._lock:
-            settlement = self._commit(transfer)
-            if self._unwritten:
-                self._kick()
+            settlement = self._commit(transfer, record)
+            self._kick()
         return settlement
+
+    def when_durable(self, done: Done) -> None:
+        """``done(None)`` once every step decided so far is written (at once if there is
+        none), or ``done(error)`` if the write failed. Called on this event loop."""
+        with self._lock:
+            if self._broken is not None or self._closed:
+                error: LedgerUnavailable | None = LedgerUnavailable(
+                    self._broken or f"ledger {self.path} is closed"
+                )
+            elif self._pending():
+                self._next.wait(done)
+                self._kick()
+                return
+            elif self._flying:  # written by now, or being written (by another thread)
+                self._flying[-1].wait(done)
+                return
+            else:
+                error = None
+        done(error)
 
     async def durable(self) -> None:
         """Return once every step decided so far is written (at once if there is none)."""
-        with self._lock:
-            self._check()
-            if self._unwritten:
-                if self._next is None:
-                    self._next = asyncio.get_running_loop().create_future()
-                batch = self._next
-                self._kick()
-            elif self._in_flight:
-                if self._current is None:  # a plain method is writing from another thread
-                    self._current = asyncio.get_running_loop().create_future()
-                batch = self._current
-            else:
-                return
-        await asyncio.shield(batch)  # one waiter cancelled must not fail the others
+        future: asyncio.Future[None] = asyncio.get_running_loop().create_future()
 
-    async def arevert(self, transfer: str) -> None:
-        """:meth:`revert`, for the event loop; written with the next commit (if at all: a hold
-        that was never written needs no undoing on disk)."""
+        def done(error: LedgerUnavailable | None) -> None:
+            if future.done():
+                return  # the waiter was cancelled
+            if error is None:
+                future.set_result(None)
+            else:
+                future.set_exception(error)
+
+        self.when_durable(done)
+        await future
+
+    def release(self, transfer: Transfer) -> None:
+        """:meth:`revert` for the event loop; nothing to write unless the hold had a row (left
+        by an earlier version), which then goes with the next group commit."""
         with self._lock:
             self._revert(transfer)
-            if self._unwritten:  # an old row to close: worth a write of its own
+            if self._unwritten:
                 self._kick()
+
+    async def arevert(self, transfer: str) -> None:
+        """:meth:`release`, awaitable."""
+        self.release(transfer)
 
     def settled(self, account: str, amount: int, settlement_id: str | None = None) -> bool:
         """A settlement of ``amount`` to the peer went through: the balance moves back up.
@@ -548,10 +584,7 @@ class SqliteLedger:
                 # Kept in transfers under state 'settled', which recover() never touches.
                 if settlement_id in self._unwritten or settlement_id in self._in_flight:
                     return False
-                known = self._reader.execute(
-                    "SELECT 1 FROM transfers WHERE id = ?", (settlement_id,)
-                ).fetchone()
-                if known:
+                if self.store.has_transfer(settlement_id):
                     return False
                 self._unwritten[settlement_id] = (settlement_id, account, "settle", amount, 0,
                                                   "settled")  # fmt: skip
@@ -579,28 +612,11 @@ class SqliteLedger:
             return Account(*state.row(account))
 
 
-def _resolve(future: asyncio.Future[None] | None, error: Exception | None) -> None:
-    """Settle ``future`` on its own loop, from whichever thread wrote."""
-    if future is None:
-        return
+class SqliteLedger(Ledger):
+    """The default ledger: one SQLite file in WAL mode; safe across crashes."""
 
-    def settle() -> None:
-        if future.done():
-            return
-        if error is None:
-            future.set_result(None)
-        else:
-            future.set_exception(error)
+    def __init__(self, path: Path | str, *, synchronous: str = "NORMAL") -> None:
+        from aigent_connector.sqlite_store import SqliteStore
 
-    loop = future.get_loop()
-    try:
-        running = asyncio.get_running_loop()
-    except RuntimeError:
-        running = None
-    if running is loop:
-        settle()  # on the loop already: no wake-up through its self-pipe needed
-        return
-    try:
-        loop.call_soon_threadsafe(settle)
-    except RuntimeError:
-        pass  # its loop is closed: nobody is waiting any more
+        super().__init__(SqliteStore(path, synchronous=synchronous))
+        self.path = Path(path)

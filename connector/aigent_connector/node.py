@@ -12,11 +12,12 @@ from __future__ import annotations
 import asyncio
 import logging
 from fractions import Fraction
+from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from aigent_connector.config import ConfigError, NodeConfig, PeerConfig
 from aigent_connector.connector import Connector, Peer
-from aigent_connector.ledger import SqliteLedger
+from aigent_connector.ledger import Ledger, LedgerUnavailable, SqliteLedger
 from aigent_connector.metrics import Metrics
 from aigent_connector.rates import OneToOne, RateSource, StaticRates
 
@@ -39,6 +40,37 @@ def peer_from_config(account: str, cfg: PeerConfig) -> Peer:
     )
 
 
+def open_ledger(config: NodeConfig) -> Ledger:
+    """The node's ledger: in PostgreSQL when ``ledger_url`` is set, else the SQLite file."""
+    if config.ledger_url is None:
+        try:
+            return SqliteLedger(config.ledger_path)
+        except LedgerUnavailable as exc:  # in use by another process, or not a database
+            raise ConfigError(f"ledger_path: {exc}") from None
+    from aigent_connector.postgres_store import PostgresStore
+
+    try:
+        store = PostgresStore(config.ledger_url.get_secret_value(), schema=config.ledger_schema)
+    except ImportError as exc:  # psycopg is an optional extra
+        raise ConfigError(f"ledger_url: {exc}") from None
+    try:
+        ledger = Ledger(store)
+    except BaseException:
+        store.close()  # its connection holds the schema's lock
+        raise
+    log.info("ledger in %s", store.name)  # the name never holds the password
+    return ledger
+
+
+def settlements_path(config: NodeConfig) -> Path | None:
+    """Pending settlements live in a SQLite file beside the ledger; a ledger in PostgreSQL has
+    no file to sit beside, so they go where ``ledger_path`` would put the ledger's."""
+    if config.ledger_url is None:
+        return None  # the settler puts them beside the SQLite ledger
+    path = config.ledger_path
+    return path.with_name(path.stem + "-settlements.sqlite")
+
+
 def rate_source(config: NodeConfig) -> RateSource:
     if not config.rates:
         return OneToOne()
@@ -51,7 +83,7 @@ class Node:
         self.metrics = Metrics()
         self.connector = Connector(
             config.address or "unset",  # replaced over IL-DCP before anything is routed
-            SqliteLedger(config.ledger_path),
+            open_ledger(config),
             asset_code=config.asset_code,
             asset_scale=config.asset_scale,
             expiry_margin=config.expiry_margin,
@@ -59,6 +91,7 @@ class Node:
             rates=rates or rate_source(config),
             spread=Fraction(str(config.spread)),
             metrics=self.metrics,
+            settlements_path=settlements_path(config),
         )
         self.btp_port: int | None = None
         self.admin: AdminServer | None = None

@@ -10,6 +10,7 @@ from __future__ import annotations
 import re
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import NamedTuple
 
 from aigent_connector.oer import OerError, Reader, length_at, var_octets
 
@@ -185,6 +186,115 @@ def _decode_fast(data: bytes) -> Packet:
             raise ValueError("over")
         return Fulfill(data[start : start + 32], data[at : at + m])
     raise ValueError("not a Prepare or Fulfill")
+
+
+# --- the switching path: fields read in place, packets forwarded as bytes ----------------------
+
+_MINUTES: dict[bytes, int] = {}  # "YYYYMMDDHHmm" -> its first millisecond since the epoch
+
+
+def expiry_ms(raw: bytes) -> int:
+    """A 17-digit ``expiresAt`` as milliseconds since the epoch; :class:`InvalidPacket` as
+    :func:`parse_timestamp`. A minute's digits are checked (and converted) once."""
+    minute = _MINUTES.get(raw[:12])
+    tail = raw[12:]
+    if minute is None or len(tail) != 5 or not tail.isdigit() or tail[0] > 0x35:  # > "5"
+        when = parse_timestamp(raw)  # says what is wrong, or is right after all
+        minute = int(when.replace(second=0, microsecond=0).timestamp()) * 1000
+        if len(_MINUTES) >= 1024:
+            _MINUTES.clear()
+        _MINUTES[raw[:12]] = minute
+        return minute + when.second * 1000 + when.microsecond // 1000
+    return minute + int(tail)  # SSfff: seconds and milliseconds, in milliseconds
+
+
+_PREFIXES: dict[int, bytes] = {}  # first millisecond of a minute -> "YYYYMMDDHHmm"
+
+
+def format_expiry_ms(ms: int) -> bytes:
+    """:func:`format_timestamp` of a time in milliseconds since the epoch."""
+    into = ms % 60_000
+    minute = ms - into
+    prefix = _PREFIXES.get(minute)
+    if prefix is None:
+        if len(_PREFIXES) >= 1024:
+            _PREFIXES.clear()
+        prefix = _PREFIXES[minute] = format_timestamp(datetime.fromtimestamp(minute / 1000, UTC))[
+            :12
+        ]
+    return prefix + b"%05d" % into
+
+
+class PrepareFields(NamedTuple):
+    """What a connector reads of a Prepare to switch it; the packet itself is forwarded."""
+
+    amount: int
+    expires_ms: int
+    condition: bytes
+    destination: str
+    start: int
+    """Where the fields begin in the packet (after the type and the length prefix)."""
+
+
+def peek_prepare(packet: bytes) -> PrepareFields:
+    """The fields of a valid Prepare, checked as :func:`decode` checks them, without building
+    it; :class:`InvalidPacket` (to answer F01) for anything else, a Fulfill or Reject too."""
+    try:
+        if packet[0] != PREPARE:
+            raise ValueError("not a Prepare")
+        size, start = length_at(packet, 1)
+        end = start + size
+        n, pos = length_at(packet, start + 57)
+        destination = packet[pos : pos + n].decode("ascii")
+        m, at = length_at(packet, pos + n)
+        if end > len(packet) or n > MAX_ADDRESS or m > MAX_DATA or at + m > end:
+            raise ValueError("over")
+        if ADDRESS.match(destination) is None:
+            raise ValueError("address")
+        return PrepareFields(int.from_bytes(packet[start : start + 8], "big"),
+                             expiry_ms(packet[start + 8 : start + 25]),
+                             packet[start + 25 : start + 57], destination, start)  # fmt: skip
+    except InvalidPacket:
+        raise
+    except Exception:
+        found = decode_careful(packet)  # says what is wrong
+        raise InvalidPacket(f"expected a Prepare, got a {type(found).__name__}") from None
+
+
+def forwarded(packet: bytes, fields: PrepareFields, amount: int, expires_ms: int) -> bytes:
+    """``packet`` with a new amount and expiry, the rest as it came."""
+    start = fields.start
+    if amount == fields.amount:
+        return packet[: start + 8] + format_expiry_ms(expires_ms) + packet[start + 25 :]
+    return (packet[:start] + amount.to_bytes(8, "big") + format_expiry_ms(expires_ms)
+            + packet[start + 25 :])  # fmt: skip
+
+
+def fulfillment_of(packet: bytes) -> bytes | None:
+    """The fulfillment of a valid Fulfill, ``None`` for a valid Reject; :class:`InvalidPacket`
+    for anything else (a Prepare among them)."""
+    if packet and packet[0] == FULFILL:
+        try:
+            size, start = length_at(packet, 1)
+            m, at = length_at(packet, start + 32)
+            if m <= MAX_DATA and at + m <= start + size <= len(packet):
+                return packet[start : start + 32]
+        except Exception:
+            pass
+    answer = decode_careful(packet)  # a Reject, or says what is wrong
+    if isinstance(answer, Reject):
+        return None
+    if isinstance(answer, Fulfill):
+        return answer.fulfillment
+    raise InvalidPacket("expected a Fulfill or a Reject, got a Prepare")
+
+
+def reject_code(packet: bytes) -> str | None:
+    """The code of a Reject's bytes (``None`` for anything else), for metrics."""
+    if not packet or packet[0] != REJECT:
+        return None
+    _, start = length_at(packet, 1)
+    return packet[start : start + 3].decode("ascii", errors="replace")
 
 
 def decode(data: bytes | memoryview) -> Packet:

@@ -18,9 +18,10 @@ import sqlite3
 import threading
 import time
 import uuid
+from pathlib import Path
 from typing import TYPE_CHECKING, Protocol, runtime_checkable
 
-from aigent_connector.ledger import SqliteLedger
+from aigent_connector.ledger import Ledger
 
 if TYPE_CHECKING:
     from aigent_connector.metrics import Metrics
@@ -54,11 +55,12 @@ class Settler:
 
     def __init__(
         self,
-        ledger: SqliteLedger,
+        ledger: Ledger,
         *,
         retry_delay: float = 5.0,
         max_retry_delay: float = 300.0,
         metrics: Metrics | None = None,
+        path: Path | None = None,
     ) -> None:
         self.ledger = ledger
         self.retry_delay = retry_delay
@@ -68,7 +70,11 @@ class Settler:
         self._tasks: dict[str, asyncio.Task[None]] = {}
         # Its own file beside the ledger: never contends for the ledger's write lock, and the
         # ledger counts each settlement id once, so the two need no shared transaction.
-        self.path = ledger.path.with_name(ledger.path.stem + "-settlements.sqlite")
+        if path is None:
+            if not isinstance(ledger.path, Path):
+                raise ValueError(f"settlements of ledger {ledger.path} need a file: pass path=")
+            path = ledger.path.with_name(ledger.path.stem + "-settlements.sqlite")
+        self.path = path
         self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
         self._db.execute("PRAGMA journal_mode=WAL")
         self._db.execute("PRAGMA busy_timeout=5000")

@@ -368,6 +368,14 @@ class WebSocket(asyncio.Protocol):
             if masked:
                 payload = _mask(payload, data[start - 4 : start])
             pos = end
+            callback = self._on_message
+            if b0 == 0x82 and callback is not None and not self._frag_opcode:
+                # A whole binary message for a handler: the common case, straight through.
+                try:
+                    callback(payload)
+                except Exception:  # the handler's bug must not take the socket's reader down
+                    log.exception("WebSocket message handler failed")
+                continue
             self._frame(b0, payload)
             if self._input_done:
                 return
@@ -639,7 +647,7 @@ class Server:
         self.ping_interval = ping_interval
         self.max_size = max_size
         self.connections: set[WebSocket] = set()
-        self._server: asyncio.AbstractServer | None = None
+        self._server: asyncio.Server | None = None
 
     @property
     def sockets(self) -> tuple[Any, ...]:

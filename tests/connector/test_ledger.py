@@ -80,7 +80,7 @@ def test_balances_survive_sigkill_mid_traffic(tmp_path: Path) -> None:
     acknowledged, in_flight = kill_mid_traffic(TRAFFIC, db, pause=0.4)
     ledger = SqliteLedger(db)
     ledger.recover(now=time.time() + 60)  # every unfinished Prepare has expired by now
-    rows = ledger._db.execute("SELECT id, amount, state FROM transfers").fetchall()
+    rows = ledger.store._db.execute("SELECT id, amount, state FROM transfers").fetchall()
     committed = {int(t[1:]): amount for t, amount, state in rows if state == "committed"}
     assert set(acknowledged) <= set(committed)  # nothing acknowledged was lost
     assert set(committed) - set(acknowledged) <= in_flight  # at most the cut-off ones
@@ -89,3 +89,34 @@ def test_balances_survive_sigkill_mid_traffic(tmp_path: Path) -> None:
     assert account.balance == sum(committed.values())
     assert account.reserved_in == 0
     assert len(acknowledged) > 100
+
+
+def test_a_ledger_file_has_one_owner_at_a_time(tmp_path: Path) -> None:
+    import subprocess
+    import sys
+
+    from aigent_connector.config import ConfigError, parse_config
+    from aigent_connector.ledger import LedgerUnavailable
+    from aigent_connector.node import open_ledger
+
+    path = tmp_path / "l.sqlite"
+    ledger = SqliteLedger(path)
+    ledger.configure("alice", max_balance=100)
+    # Another process (a second connector started on the same file, say) is refused at once,
+    # rather than both keeping balances in memory and overwriting each other's.
+    other = subprocess.run(
+        [sys.executable, "-c", "import sys; from aigent_connector.ledger import SqliteLedger; "
+         "SqliteLedger(sys.argv[1])", str(path)],
+        capture_output=True, text=True, timeout=60,
+    )  # fmt: skip
+    assert other.returncode != 0
+    assert f"ledger {path} is in use by another process" in other.stderr
+    with pytest.raises(LedgerUnavailable, match="in use by another process"):
+        SqliteLedger(path)  # in this process too
+    config = parse_config({"node_id": "n", "address": "g.n", "ledger_path": str(path)})
+    with pytest.raises(ConfigError, match=r"ledger_path: ledger .* is in use"):
+        open_ledger(config)
+    ledger.close()
+    again = SqliteLedger(path)  # free once its owner closes it
+    assert again.account("alice").max_balance == 100
+    again.close()

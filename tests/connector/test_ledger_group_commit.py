@@ -44,21 +44,31 @@ async def test_concurrent_packets_share_transactions_and_survive_reopening(
     again = SqliteLedger(tmp_path / "l.sqlite")
     alice = again.account("alice")
     assert (alice.balance, alice.reserved_in) == (3000, 0)
-    states = dict(again._db.execute("SELECT state, COUNT(*) FROM transfers GROUP BY state"))
+    states = dict(again.store._db.execute("SELECT state, COUNT(*) FROM transfers GROUP BY state"))
     assert states == {"committed": 600}  # rejected packets leave nothing behind
+
+
+def on_disk(path: Path, copy: Path) -> sqlite3.Connection:
+    """What a process started now would read: the ledger's files as the OS has them (the
+    ledger holds its file, so the copy is read)."""
+    for suffix in ("", "-wal"):
+        source = Path(f"{path}{suffix}")
+        Path(f"{copy}{suffix}").write_bytes(source.read_bytes() if source.exists() else b"")
+    return sqlite3.connect(copy)
 
 
 async def test_a_commit_is_on_disk_when_acommit_returns(tmp_path: Path) -> None:
     ledger = SqliteLedger(tmp_path / "l.sqlite")
-    other = sqlite3.connect(tmp_path / "l.sqlite")  # what a restarted process would read
     for i in range(20):
         await packet(ledger, i)
+        other = on_disk(tmp_path / "l.sqlite", tmp_path / f"copy{i}.sqlite")
         row = other.execute("SELECT state FROM transfers WHERE id = ?", (f"in{i}",)).fetchone()
         assert row == ("committed",)
         out = other.execute("SELECT state FROM transfers WHERE id = ?", (f"out{i}",)).fetchone()
         assert out == ("committed",)  # the outgoing leg went in the same transaction
         balance = other.execute("SELECT balance FROM accounts WHERE id = 'alice'").fetchone()
         assert balance == ((i + 1) * 10,)
+        other.close()
     ledger.close()
 
 
@@ -79,7 +89,7 @@ async def test_holds_are_memory_only_and_a_restart_frees_them(tmp_path: Path) ->
 async def test_a_failed_write_fails_the_waiters_and_every_later_step(tmp_path: Path) -> None:
     ledger = SqliteLedger(tmp_path / "l.sqlite")
     await packet(ledger, 1)
-    ledger._db.execute("PRAGMA query_only=1")  # the disk refuses from here on
+    ledger.store._db.execute("PRAGMA query_only=1")  # the disk refuses from here on
     with pytest.raises(LedgerUnavailable, match="could not be written") as info:
         await packet(ledger, 2)
     assert info.value.code == "T00"  # the connector rejects the packet: no Fulfill upstream
@@ -87,6 +97,7 @@ async def test_a_failed_write_fails_the_waiters_and_every_later_step(tmp_path: P
         await ledger.areserve("in3", "alice", "in", 10, FAR)
     with pytest.raises(LedgerUnavailable):
         ledger.commit("in1")
+    ledger.close()  # the process gives up its file (a restart, say)
     again = SqliteLedger(tmp_path / "l.sqlite")  # reopened: what the disk holds, nothing more
     assert again.account("alice").balance == 10
 
@@ -132,7 +143,7 @@ def test_group_committed_balances_survive_sigkill_mid_traffic(tmp_path: Path) ->
     acknowledged, in_flight = kill_mid_traffic(TRAFFIC, db, pause=0.5)
     ledger = SqliteLedger(db)
     ledger.recover(now=time.time() + 60)
-    rows = ledger._db.execute("SELECT id, amount, state FROM transfers").fetchall()
+    rows = ledger.store._db.execute("SELECT id, amount, state FROM transfers").fetchall()
     committed_in = {int(t[2:]): a for t, a, s in rows if s == "committed" and t.startswith("in")}
     committed_out = {int(t[3:]): a for t, a, s in rows if s == "committed" and t[:3] == "out"}
     assert len(acknowledged) > 100

@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 from aigent_connector import btp_packets as btp
-from aigent_connector.btp import auth_frame
+from aigent_connector.btp import _Request, auth_frame
 from aigent_connector.connector import Connector, Peer
 from aigent_connector.ledger import SqliteLedger
 from aigent_connector.packets import AmountTooLarge, Fulfill, Prepare, Reject
@@ -127,14 +127,15 @@ async def test_a_wrong_token_gets_an_error_and_is_dropped(nodes: Nodes) -> None:
 async def test_malformed_ilp_in_btp_is_answered_f01(nodes: Nodes) -> None:
     link = nodes.hub.links["alice"]
     request = btp.Message(42, [btp.ProtocolData("ilp", 0, b"\x0c\x03abc")])
-    future = asyncio.get_running_loop().create_future()
-    link._pending[42] = future  # alice's answer comes back on the hub's side of the link
+    loop = asyncio.get_running_loop()
+    future = loop.create_future()
+    # alice's answer comes back on the hub's side of the link
+    link._requests[42] = _Request(future.set_result, loop.time() + 5)
     await link.ws.send(btp.encode(request))  # the hub sends garbage to alice
-    reply = await asyncio.wait_for(future, 5)
-    packet = btp.find(reply.protocol_data, "ilp")
+    packet = await asyncio.wait_for(future, 5)
     from aigent_connector import decode
 
-    reject = decode(packet.data)
+    reject = decode(packet)
     assert isinstance(reject, Reject) and reject.code == "F01"
 
 
