@@ -289,19 +289,19 @@ class Connector:
         if self._is_local(destination, next_hop):
             self._spawn(self._deliver_local(source, packet, incoming, left / 1000, reply))
             return
-        refusal: Reject | int
         if next_hop is None:
-            refusal = self._reject("F02", f"no route to {destination}")
-        elif left <= self._margin_ms:
-            refusal = self._reject("R02", f"expiry too soon: {left / 1000:.3f}s left, "
-                                   f"{self.expiry_margin}s needed")  # fmt: skip
-        else:
-            refusal = self._exchange(peer, next_hop, fields.amount)
-        if isinstance(refusal, Reject) or next_hop is None:
-            self.ledger.release(incoming)
-            reply(encode(refusal))  # type: ignore[arg-type]
+            self._refuse(incoming, reply, self._reject("F02", f"no route to {destination}"))
             return
-        amount, expires_ms = refusal, fields.expires_ms - self._margin_ms
+        if left <= self._margin_ms:
+            self._refuse(incoming, reply, self._reject(
+                "R02", f"expiry too soon: {left / 1000:.3f}s left, {self.expiry_margin}s needed"
+            ))  # fmt: skip
+            return
+        amount = self._exchange(peer, next_hop, fields.amount)
+        if isinstance(amount, Reject):
+            self._refuse(incoming, reply, amount)
+            return
+        expires_ms = fields.expires_ms - self._margin_ms
 
         def answered(answer: bytes, fulfilled: bool) -> None:
             if not fulfilled:
@@ -316,6 +316,10 @@ class Connector:
 
         self._send_packet(next_hop, forwarded(packet, fields, amount, expires_ms), amount,
                           fields.condition, expires_ms, answered)  # fmt: skip
+
+    def _refuse(self, incoming: int, reply: Reply, reject: Reject) -> None:
+        self.ledger.release(incoming)
+        reply(encode(reject))
 
     def _admit(self, peer: Peer, amount: int) -> Reject | None:
         """The incoming peer's limits, in the reference connector's order: rate, maximum

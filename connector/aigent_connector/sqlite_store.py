@@ -78,8 +78,9 @@ class SqliteStore:
             db.close()
             if "locked" in str(exc):
                 raise LedgerUnavailable(
-                    f"ledger {self.path} is in use by another process (a connector or agent "
-                    "running on it): stop that one, or give each node its own ledger file"
+                    f"ledger {self.path} is in use: another connector or agent has it open, "
+                    "here or in another process; stop that one, or give each its own ledger "
+                    "file (an agent's is in its data_dir)"
                 ) from None
             raise LedgerUnavailable(f"ledger {self.path} cannot be opened: {exc}") from None
         db.execute(f"PRAGMA synchronous={synchronous}")

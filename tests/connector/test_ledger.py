@@ -110,8 +110,8 @@ def test_a_ledger_file_has_one_owner_at_a_time(tmp_path: Path) -> None:
         capture_output=True, text=True, timeout=60,
     )  # fmt: skip
     assert other.returncode != 0
-    assert f"ledger {path} is in use by another process" in other.stderr
-    with pytest.raises(LedgerUnavailable, match="in use by another process"):
+    assert f"ledger {path} is in use: another connector or agent has it open" in other.stderr
+    with pytest.raises(LedgerUnavailable, match="in use: another connector or agent"):
         SqliteLedger(path)  # in this process too
     config = parse_config({"node_id": "n", "address": "g.n", "ledger_path": str(path)})
     with pytest.raises(ConfigError, match=r"ledger_path: ledger .* is in use"):

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import sys
+from pathlib import Path
 from typing import Any
 
 import pytest
@@ -175,9 +176,13 @@ async def test_fallback_chain_records_which_model_answered(scripted_character) -
     assert reply.model == "scripted"
 
 
-async def test_many_agents_in_one_process_keep_their_own_state(scripted_character) -> None:
-    a = Agent.from_file(scripted_character(name="A"))
-    b = Agent.from_file(scripted_character(name="B", system="You are B."))
+async def test_many_agents_in_one_process_keep_their_own_state(
+    scripted_character, tmp_path: Path
+) -> None:
+    a = Agent.from_file(scripted_character(name="A", data_dir=str(tmp_path / "a")))
+    b = Agent.from_file(
+        scripted_character(name="B", system="You are B.", data_dir=str(tmp_path / "b"))
+    )
     async with a, b:
         await asyncio.gather(*(agent.chat(f"n{i}") for i in range(5) for agent in (a, b)))
         await a.chat("last", room="default")
@@ -243,3 +248,12 @@ async def test_streaming_shows_text_as_it_comes(scripted_character) -> None:
     assert "".join(chunks[:5]) + " [signed]" == reply.text
     assert reply.model == "scripted-stream"
     assert tool_reply.text == "tool said: Lisbon: 21°C [signed]"
+
+
+async def test_two_agents_on_one_data_dir_are_told_so(scripted_character) -> None:
+    # Their connectors would keep balances in one ledger file and overwrite each other's.
+    a = Agent.from_file(scripted_character(name="A"))
+    b = Agent.from_file(scripted_character(name="B"))
+    async with a:
+        with pytest.raises(Exception, match=r"B: the connector cannot start: .* is in use"):
+            await b.start()

@@ -46,11 +46,11 @@ async def test_the_default_model_answers_with_no_key_and_no_network(
     assert reply.usage.completion_tokens > 0 and reply.usage.prompt_tokens > 0
 
 
-async def test_two_agents_share_one_loaded_model_and_stream(local_character) -> None:
+async def test_two_agents_share_one_loaded_model_and_stream(local_character, tmp_path) -> None:
     from aigent_local import model as local_model
 
-    a = Agent.from_file(local_character(name="A"))
-    b = Agent.from_file(local_character(name="B"))
+    a = Agent.from_file(local_character(name="A", data_dir=str(tmp_path / "a")))
+    b = Agent.from_file(local_character(name="B", data_dir=str(tmp_path / "b")))
     chunks: list[str] = []
     async with a, b:
         reply = await a.chat("Name a colour.", on_text=chunks.append)

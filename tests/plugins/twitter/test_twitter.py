@@ -120,7 +120,8 @@ async def test_mentions_are_answered_once_even_after_a_restart(make_client, x_ap
     assert await client.reply_to_mentions() == 1
     reply = next(p for p in x_api.posts.values() if p.get("in_reply_to") == first)
     assert reply["text"] == "echo: @agent what is interledger?"
-    again, _, _ = make_client()  # a restart: state comes from disk
+    await client.agent.stop()  # a restart: state comes from disk
+    again, _, _ = make_client()
     assert again.state.last_mention_id == first
     assert await again.reply_to_mentions() == 0
     second = x_api.mention("@agent and STREAM?")
