@@ -130,6 +130,17 @@ def start_ours(tmp: Path, args: argparse.Namespace) -> tuple[subprocess.Popen, d
     return proc, {name: f"ws://127.0.0.1:{port}" for name in SECRETS}
 
 
+def start_relay(tmp: Path, args: argparse.Namespace) -> tuple[subprocess.Popen, dict[str, str]]:
+    config = {"port": 0, "children": SECRETS}
+    log = tmp / "relay.log"
+    proc = subprocess.Popen([sys.executable, str(HERE / "relay.py"), json.dumps(config)],
+                            stdout=log.open("w"), stderr=subprocess.STDOUT,
+                            preexec_fn=lambda: pin(1))  # fmt: skip
+    text = wait_for(log, proc, "READY")
+    port = int(text.split("READY", 1)[1].split()[0])
+    return proc, {name: f"ws://127.0.0.1:{port}" for name in SECRETS}
+
+
 def drive(urls: dict[str, str], pid: int, seconds: float, warmup: float) -> list[dict]:
     config = {"url": urls, "secrets": SECRETS, "destination": f"{ADDRESS}.receiver.bench",
               "in_flight": IN_FLIGHT, "seconds": seconds, "warmup": warmup,
@@ -143,7 +154,7 @@ def drive(urls: dict[str, str], pid: int, seconds: float, warmup: float) -> list
 
 
 def measure(name: str, tmp: Path, args: argparse.Namespace) -> list[dict]:
-    starter = start_reference if name == "reference" else start_ours
+    starter = {"reference": start_reference, "ours": start_ours, "relay": start_relay}[name]
     proc, urls = starter(tmp, args)
     try:
         rows = drive(urls, proc.pid, args.seconds, args.warmup)
@@ -188,7 +199,12 @@ def show(results: dict[str, list[dict]], rounds: int) -> None:
         for row in rows:
             print(f"{name:<10} {row['in_flight']:>9} {row['pps']:>10.0f} {row['p50_ms']:>8.2f} "
                   f"{row['p99_ms']:>8.2f} {row['cpu_us']:>7.0f} {row['rejects']:>8}")  # fmt: skip
-    if len(results) < 2:
+    if "relay" in results and "reference" in results:
+        print("\nthe relay (no ILP: the machine's floor) / reference: throughput")
+        for relay, ref in zip(results["relay"], results["reference"], strict=True):
+            print(f"  {relay['in_flight']:>3} in flight: throughput "
+                  f"x{relay['pps'] / ref['pps']:.2f}")  # fmt: skip
+    if "ours" not in results or "reference" not in results:
         return
     print("\nours / reference: throughput and packets per CPU-second (higher is better), "
           "p50 and p99 (lower is better)")  # fmt: skip
@@ -211,8 +227,13 @@ def main() -> None:
                         help="a directory holding another aigent_connector for our hub to run, "
                         "to compare before and after a change")  # fmt: skip
     parser.add_argument("--json", action="store_true", help="print raw results as JSON too")
+    parser.add_argument("--floor", action="store_true",
+                        help="also measure relay.py, a hub that only copies frames (no ILP): "
+                        "the most any connector could do on this machine")  # fmt: skip
     args = parser.parse_args()
     names = [n for n in ("reference", "ours") if args.only in (None, n)]
+    if args.floor:
+        names.append("relay")
     raw: dict[str, list[list[dict]]] = {name: [] for name in names}
     with tempfile.TemporaryDirectory(prefix="aigent-bench-") as tmp:
         for round_ in range(args.rounds):
