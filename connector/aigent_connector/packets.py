@@ -236,6 +236,22 @@ class PrepareFields(NamedTuple):
     """Where the fields begin in the packet (after the type and the length prefix)."""
 
 
+_DESTINATIONS: dict[bytes, str] = {}  # destinations seen, checked: STREAM reuses each many times
+
+
+def _destination(raw: bytes) -> str:
+    """``raw`` as an ILP address, or ``ValueError``; checked once per distinct address."""
+    found = _DESTINATIONS.get(raw)
+    if found is None:
+        found = raw.decode("ascii")
+        if ADDRESS.match(found) is None:
+            raise ValueError("not an ILP address")
+        if len(_DESTINATIONS) >= 4096:
+            _DESTINATIONS.clear()
+        _DESTINATIONS[raw] = found
+    return found
+
+
 def peek_prepare(packet: bytes) -> PrepareFields:
     """The fields of a valid Prepare, checked as :func:`decode` checks them, without building
     it; :class:`InvalidPacket` (to answer F01) for anything else, a Fulfill or Reject too."""
@@ -243,14 +259,18 @@ def peek_prepare(packet: bytes) -> PrepareFields:
         if packet[0] != PREPARE:
             raise ValueError("not a Prepare")
         size, start = length_at(packet, 1)
+        pos = start + 57
+        n = packet[pos]
+        if n < 0x80:  # addresses are short: a one-byte length, read in place
+            pos += 1
+        else:
+            n, pos = length_at(packet, pos)
+        destination = _destination(packet[pos : pos + n])
+        pos += n
+        m, at = length_at(packet, pos)
         end = start + size
-        n, pos = length_at(packet, start + 57)
-        destination = packet[pos : pos + n].decode("ascii")
-        m, at = length_at(packet, pos + n)
         if end > len(packet) or n > MAX_ADDRESS or m > MAX_DATA or at + m > end:
             raise ValueError("over")
-        if ADDRESS.match(destination) is None:
-            raise ValueError("address")
         return PrepareFields(int.from_bytes(packet[start : start + 8], "big"),
                              expiry_ms(packet[start + 8 : start + 25]),
                              packet[start + 25 : start + 57], destination, start)  # fmt: skip

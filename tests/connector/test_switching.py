@@ -172,3 +172,40 @@ async def test_rate_and_throughput_limits(tmp_path: Path) -> None:
     big = [await hub.handle_prepare("rich", prepare("g.hub", 400)) for _ in range(3)]
     assert [isinstance(a, Fulfill) for a in big] == [True, True, False]
     assert isinstance(big[2], Reject) and big[2].code == "T04"
+
+
+async def test_a_peer_that_does_not_read_gets_no_more_packets(nodes: Nodes) -> None:
+    # bob's socket buffer is full (it stopped reading): the hub refuses at once (T03) rather
+    # than queueing without end, and forwards again once bob drains it.
+    link = nodes.hub.links["bob"]
+    link.ws.paused = True
+    busy = await nodes.alice.send(prepare("g.hub.bob"))
+    assert isinstance(busy, Reject) and busy.code == "T03" and busy.triggered_by == "g.hub"
+    assert nodes.hub.ledger.account("alice").reserved_in == 0  # its hold was released
+    link.ws.paused = False
+    assert isinstance(await nodes.alice.send(prepare("g.hub.bob")), Fulfill)
+
+
+async def test_the_ledger_keeps_balances_not_a_row_per_packet(nodes: Nodes) -> None:
+    for _ in range(20):
+        assert isinstance(await nodes.alice.send(prepare("g.hub.bob", 5)), Fulfill)
+    store = nodes.hub.ledger.store
+    rows = store._db.execute("SELECT COUNT(*) FROM transfers").fetchone()  # type: ignore[attr-defined]
+    assert rows == (0,)  # the file does not grow with the traffic
+    balances = dict(store._db.execute("SELECT id, balance FROM accounts"))  # type: ignore[attr-defined]
+    assert balances["alice"] == 100 and balances["bob"] == -100
+
+
+def test_routes_changed_at_run_time_take_effect_at_once() -> None:
+    from aigent_connector.routing import RoutingTable
+
+    table = RoutingTable()
+    assert table.lookup("g.a.b.c") is None  # looked up (and remembered) before any route
+    table.add("", "parent")
+    assert table.lookup("g.a.b.c") == "parent"
+    table.add("g.a", "x")
+    assert table.lookup("g.a.b.c") == "x"
+    table.add("g.a.b", "y")  # longer prefix wins
+    assert (table.lookup("g.a.b.c"), table.lookup("g.a.bc")) == ("y", "x")
+    table.remove("g.a.b")
+    assert table.lookup("g.a.b.c") == "x"
