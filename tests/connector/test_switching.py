@@ -11,7 +11,7 @@ from pathlib import Path
 
 import pytest
 from aigent_connector import btp_packets as btp
-from aigent_connector.btp import _Request, auth_frame
+from aigent_connector.btp import auth_frame
 from aigent_connector.connector import Connector, Peer
 from aigent_connector.ledger import SqliteLedger
 from aigent_connector.packets import AmountTooLarge, Fulfill, Prepare, Reject
@@ -130,7 +130,7 @@ async def test_malformed_ilp_in_btp_is_answered_f01(nodes: Nodes) -> None:
     loop = asyncio.get_running_loop()
     future = loop.create_future()
     # alice's answer comes back on the hub's side of the link
-    link._requests[42] = _Request(future.set_result, loop.time() + 5)
+    link._requests[42] = (future.set_result, loop.time() + 5)
     await link.ws.send(btp.encode(request))  # the hub sends garbage to alice
     packet = await asyncio.wait_for(future, 5)
     from aigent_connector import decode
