@@ -18,8 +18,11 @@ Fulfill's commit to SQLite before passing the Fulfill back. The connectors take 
 rounds, and the medians are shown: other load on the machine drifts. ``cpu us`` is the CPU
 time the connector process spent per packet, the figure least moved by that load.
 
+``--floor`` also measures relay.py, a hub with no ILP in it that only copies frames between the
+two sockets: the most any connector could do on this machine and topology.
+
 Run: uv run --all-packages python benchmarks/connector/run.py [--rounds N] [--seconds S]
-     [--only ours|reference] [--no-uvloop] [--hub-path DIR] [--profile FILE] [--json]
+     [--only ours|reference] [--floor] [--no-uvloop] [--hub-path DIR] [--profile FILE] [--json]
 """
 
 from __future__ import annotations
