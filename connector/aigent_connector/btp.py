@@ -120,9 +120,7 @@ class Link:
         now = self._loop.time()
         expired = [key for key, (_, deadline) in self._requests.items() if deadline <= now]
         for key in expired:
-            self._requests.pop(key)[0](
-                Reject("R00", "", f"{self.account} did not answer in time")
-            )
+            self._requests.pop(key)[0](Reject("R00", "", f"{self.account} did not answer in time"))
         if self._requests and self.is_open:
             self._sweeper = self._loop.call_later(SWEEP_INTERVAL, self._sweep)
 
