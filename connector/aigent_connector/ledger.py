@@ -262,12 +262,13 @@ class Ledger:
         self, transfer: Transfer, account: str, direction: Direction, amount: int,
         expires_at: float, look_up: bool = True,
     ) -> None:  # fmt: skip
-        self._check()
+        if self._broken is not None or self._closed:  # (tested here: twice on every packet)
+            self._check()
         if transfer in self._reserved or transfer in self._unwritten or transfer in self._in_flight:
             return
         if look_up and isinstance(transfer, str) and self.store.has_transfer(transfer):
             return
-        state = self._state(account)
+        state = self._accounts.get(account) or self._state(account)
         if direction == "in":
             high = state.high
             if high is not None and state.balance + state.reserved_in + amount > high:
@@ -291,7 +292,8 @@ class Ledger:
         self._reserved[transfer] = (account, direction, amount, expires_at)
 
     def _commit(self, transfer: Transfer, record: bool = True) -> Settlement | None:
-        self._check()
+        if self._broken is not None or self._closed:
+            self._check()
         held = self._reserved.pop(transfer, None)
         if held is None:
             return None  # unknown, or already committed or reverted: nothing to do
