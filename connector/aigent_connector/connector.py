@@ -237,15 +237,7 @@ class Connector:
         return answer
 
     def _on_prepare(self, link: Link, request_id: int, packet: bytes) -> None:
-        reply = partial(link.answer, request_id)
-        if self.metrics is not None:
-            self._on_packet(link.account, packet, reply)
-            return
-        try:  # _on_packet without metrics, a call less on every packet's path
-            self._switch(link.account, packet, reply)
-        except Exception:
-            log.exception("internal error switching a packet from %s", link.account)
-            reply(encode(self._reject("T00", "internal error")))
+        self._on_packet(link.account, packet, partial(link.answer, request_id))
 
     def _on_packet(self, source: str, packet: bytes, reply: Reply) -> None:
         metrics = self.metrics

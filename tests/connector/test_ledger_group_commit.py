@@ -11,7 +11,7 @@ from pathlib import Path
 import pytest
 from aigent_connector.ledger import LedgerUnavailable, SqliteLedger
 
-from tests.connector.killing import kill_mid_traffic
+from tests.connector.killing import assert_nothing_lost, group_commit_traffic, kill_mid_traffic
 
 FAR = time.time() + 3600
 
@@ -102,36 +102,9 @@ async def test_a_failed_write_fails_the_waiters_and_every_later_step(tmp_path: P
     assert again.account("alice").balance == 10
 
 
-TRAFFIC = """
-import asyncio, json, sys, time
-from aigent_connector.ledger import SqliteLedger
-
-async def main():
-    ledger = SqliteLedger(sys.argv[1])
-    ledger.configure("alice", max_balance=10**12)
-    ledger.configure("bob", min_balance=-10**12)
-    counter = iter(range(int(sys.argv[2]), 10**9))
-
-    async def worker():
-        for i in counter:
-            amount = i % 97 + 1
-            await ledger.areserve(f"in{i}", "alice", "in", amount, time.time() + 30)
-            await ledger.areserve(f"out{i}", "bob", "out", amount, time.time() + 30)
-            print(json.dumps(["reserved", i, amount]), flush=True)
-            await asyncio.sleep(0)
-            if i % 3 == 0:
-                await ledger.arevert(f"out{i}")
-                await ledger.arevert(f"in{i}")
-                print(json.dumps(["rejected", i, amount]), flush=True)
-            else:
-                ledger.commit_nowait(f"out{i}")
-                await ledger.acommit(f"in{i}")
-                print(json.dumps(["fulfilled", i, amount]), flush=True)
-
-    await asyncio.gather(*(worker() for _ in range(50)))
-
-asyncio.run(main())
-"""
+TRAFFIC = group_commit_traffic(
+    "from aigent_connector.ledger import SqliteLedger; ledger = SqliteLedger(sys.argv[1])"
+)
 
 
 @pytest.mark.slow
@@ -144,12 +117,4 @@ def test_group_committed_balances_survive_sigkill_mid_traffic(tmp_path: Path) ->
     ledger = SqliteLedger(db)
     ledger.recover(now=time.time() + 60)
     rows = ledger.store._db.execute("SELECT id, amount, state FROM transfers").fetchall()
-    committed_in = {int(t[2:]): a for t, a, s in rows if s == "committed" and t.startswith("in")}
-    committed_out = {int(t[3:]): a for t, a, s in rows if s == "committed" and t[:3] == "out"}
-    assert len(acknowledged) > 100
-    assert set(acknowledged) <= set(committed_in)  # nothing acknowledged was lost
-    assert set(committed_in) - set(acknowledged) <= in_flight  # at most the cut-off ones
-    assert set(committed_in) == set(committed_out)  # both legs of a packet, or neither
-    assert ledger.account("alice").balance == sum(committed_in.values())
-    assert ledger.account("bob").balance == -sum(committed_out.values())
-    assert ledger.account("alice").reserved_in == 0
+    assert_nothing_lost(ledger, rows, acknowledged, in_flight)

@@ -26,8 +26,9 @@ from aigent_connector.node import Node
 from aigent_connector.packets import Fulfill, Prepare, Reject
 from aigent_connector.postgres_store import PostgresStore, PostgresStoreError
 
-from tests.connector.killing import kill_mid_traffic
+from tests.connector.killing import assert_nothing_lost, group_commit_traffic, kill_mid_traffic
 from tests.connector.postgres_server import NoPostgres, Server, bindir, throwaway_postgres
+from tests.connector.test_ledger_group_commit import packet
 
 FAR = time.time() + 3600
 
@@ -59,19 +60,6 @@ def peek(pg: Server) -> Iterator[Any]:
 
 def open_ledger(pg: Server, schema: str) -> Ledger:
     return Ledger(PostgresStore(pg.url(), schema=schema))
-
-
-async def packet(ledger: Ledger, i: int, fulfil: bool = True) -> None:
-    """What the connector does for one forwarded packet: two holds, then both commits."""
-    await ledger.areserve(f"in{i}", "alice", "in", 10, FAR)
-    await ledger.areserve(f"out{i}", "bob", "out", 10, FAR)
-    await asyncio.sleep(0)  # the packet is out on the wire
-    if fulfil:
-        ledger.commit_nowait(f"out{i}")
-        await ledger.acommit(f"in{i}")
-    else:
-        await ledger.arevert(f"out{i}")
-        await ledger.arevert(f"in{i}")
 
 
 def test_balances_and_committed_transfers_survive_reopening(pg: Server, schema: str) -> None:
@@ -309,37 +297,11 @@ async def test_a_second_node_on_the_same_schema_is_refused(
 
 # --- SIGKILL -------------------------------------------------------------------------------------
 
-TRAFFIC = """
-import asyncio, json, sys, time
-from aigent_connector.ledger import Ledger
-from aigent_connector.postgres_store import PostgresStore
-
-async def main():
-    ledger = Ledger(PostgresStore(sys.argv[1], schema="killed"))
-    ledger.configure("alice", max_balance=10**12)
-    ledger.configure("bob", min_balance=-10**12)
-    counter = iter(range(int(sys.argv[2]), 10**9))
-
-    async def worker():
-        for i in counter:
-            amount = i % 97 + 1
-            await ledger.areserve(f"in{i}", "alice", "in", amount, time.time() + 30)
-            await ledger.areserve(f"out{i}", "bob", "out", amount, time.time() + 30)
-            print(json.dumps(["reserved", i, amount]), flush=True)
-            await asyncio.sleep(0)
-            if i % 3 == 0:
-                await ledger.arevert(f"out{i}")
-                await ledger.arevert(f"in{i}")
-                print(json.dumps(["rejected", i, amount]), flush=True)
-            else:
-                ledger.commit_nowait(f"out{i}")
-                await ledger.acommit(f"in{i}")
-                print(json.dumps(["fulfilled", i, amount]), flush=True)
-
-    await asyncio.gather(*(worker() for _ in range(50)))
-
-asyncio.run(main())
-"""
+TRAFFIC = group_commit_traffic(
+    "from aigent_connector.ledger import Ledger; "
+    "from aigent_connector.postgres_store import PostgresStore; "
+    'ledger = Ledger(PostgresStore(sys.argv[1], schema="killed"))'
+)
 
 
 @pytest.mark.slow
@@ -357,13 +319,5 @@ def test_group_committed_balances_survive_sigkill_mid_traffic(
     ledger = Ledger(PostgresStore(str(dsn), schema="killed"))
     ledger.recover(now=time.time() + 60)
     rows = peek.execute("SELECT id, amount, state FROM killed.transfers").fetchall()
-    committed_in = {int(t[2:]): a for t, a, s in rows if s == "committed" and t.startswith("in")}
-    committed_out = {int(t[3:]): a for t, a, s in rows if s == "committed" and t[:3] == "out"}
-    assert len(acknowledged) > 100
-    assert set(acknowledged) <= set(committed_in)  # nothing acknowledged was lost
-    assert set(committed_in) - set(acknowledged) <= in_flight  # at most the cut-off ones
-    assert set(committed_in) == set(committed_out)  # both legs of a packet, or neither
-    assert ledger.account("alice").balance == sum(committed_in.values())
-    assert ledger.account("bob").balance == -sum(committed_out.values())
-    assert ledger.account("alice").reserved_in == 0
+    assert_nothing_lost(ledger, rows, acknowledged, in_flight)
     ledger.close()
