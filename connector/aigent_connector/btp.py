@@ -39,9 +39,6 @@ RESPONSE_TIMEOUT = 35.0
 SWEEP_INTERVAL = 0.05  # seconds between looks for requests past their deadline
 
 
-_ANSWERS = (btp.Response, btp.Error)
-
-
 def _now_generalized() -> str:
     now = datetime.now(UTC)
     return now.strftime("%Y%m%d%H%M%S") + f".{now.microsecond // 1000:03d}Z"
