@@ -74,8 +74,6 @@ class Link:
         # to stop waiting). A tuple: cheaper to make than an object, on every packet's path.
         self._requests: dict[int, tuple[Answer, float]] = {}
         self._sweeper: asyncio.TimerHandle | None = None
-        self.is_open = True
-        """False once the connection is gone (``closed`` is the same, to wait for)."""
         self._side: dict[int, asyncio.Future[btp.Frame]] = {}
         self._tasks: set[asyncio.Task[None]] = set()
         self.closed = asyncio.Event()
@@ -96,7 +94,7 @@ class Link:
     def request(self, packet: bytes, wait: float, answer: Answer) -> None:
         """Send a Prepare (its bytes); ``answer`` gets the peer's answer as bytes, or a Reject
         made here: R00 when ``wait`` seconds pass first, T01 when the link closes first."""
-        if not self.is_open:
+        if self.closed.is_set():
             answer(Reject("T01", "", f"link to {self.account} is closed"))
             return
         request_id = self._next_id = (self._next_id + 1) & 0xFFFFFFFF
@@ -118,7 +116,7 @@ class Link:
         expired = [key for key, (_, deadline) in self._requests.items() if deadline <= now]
         for key in expired:
             self._requests.pop(key)[0](Reject("R00", "", f"{self.account} did not answer in time"))
-        if self._requests and self.is_open:
+        if self._requests and not self.closed.is_set():
             self._sweeper = self._loop.call_later(SWEEP_INTERVAL, self._sweep)
 
     def answer(self, request_id: int, packet: bytes) -> None:
@@ -214,7 +212,6 @@ class Link:
                      self.ws.close_reason)  # fmt: skip
         finally:
             self.ws.set_handler(None)
-            self.is_open = False
             self.closed.set()
             if self._sweeper is not None:
                 self._sweeper.cancel()

@@ -147,16 +147,9 @@ _ILP_ENTRY = b"\x01\x01\x03ilp\x00"  # one entry, named ilp, octet stream
 
 def ilp_frame(kind: int, request_id: int, packet: bytes) -> bytes:
     """A Message or Response carrying just ``packet`` under ``ilp``: what a connector sends."""
-    n = len(packet)
-    if 128 <= n < 245:  # most packets: two-byte length prefixes, written here without calls
-        return b"".join((_COUNTS[kind], request_id.to_bytes(4, "big"), _PREFIX_81[n + 9],
-                         _ILP_ENTRY, _PREFIX_81[n], packet))  # fmt: skip
-    size = length_prefix(n)
-    return b"".join((_COUNTS[kind], request_id.to_bytes(4, "big"),
-                     length_prefix(7 + len(size) + n), _ILP_ENTRY, size, packet))  # fmt: skip
-
-
-_PREFIX_81 = [b"\x81" + bytes([n]) for n in range(256)]  # the length prefixes of 128..255
+    size = length_prefix(len(packet))
+    body = length_prefix(7 + len(size) + len(packet))
+    return b"".join((_COUNTS[kind], request_id.to_bytes(4, "big"), body, _ILP_ENTRY, size, packet))
 
 
 def ilp_entry(frame: bytes) -> bytes | None:

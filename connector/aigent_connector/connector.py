@@ -14,7 +14,6 @@ import logging
 import time
 from collections.abc import Awaitable, Callable, Coroutine
 from dataclasses import dataclass, field
-from datetime import UTC, datetime
 from decimal import Decimal
 from fractions import Fraction
 from functools import partial
@@ -32,6 +31,7 @@ from aigent_connector.packets import (
     InvalidPacket,
     Packet,
     Prepare,
+    PrepareFields,
     Reject,
     decode,
     encode,
@@ -240,22 +240,24 @@ class Connector:
         self._on_packet(link.account, packet, partial(link.answer, request_id))
 
     def _on_packet(self, source: str, packet: bytes, reply: Reply) -> None:
-        metrics = self.metrics
-        if metrics is not None:
-            reply = self._metered(source, packet, reply, metrics)
         try:
-            self._switch(source, packet, reply)
+            fields = peek_prepare(packet)  # read once: the switch and the metrics use it
+        except InvalidPacket as exc:
+            fields, invalid = None, exc
+        if self.metrics is not None:
+            reply = self._metered(source, fields.amount if fields else 0, reply, self.metrics)
+        if fields is None:
+            reply(encode(reject_invalid(invalid, self.address)))
+            return
+        try:
+            self._switch(source, packet, fields, reply)
         except Exception:
             log.exception("internal error switching a packet from %s", source)
             reply(encode(self._reject("T00", "internal error")))
 
-    def _metered(self, source: str, packet: bytes, reply: Reply, metrics: Metrics) -> Reply:
+    def _metered(self, source: str, amount: int, reply: Reply, metrics: Metrics) -> Reply:
         started = time.monotonic()
         metrics.in_flight += 1
-        try:
-            amount = peek_prepare(packet).amount
-        except InvalidPacket:
-            amount = 0
 
         def metered(answer: bytes) -> None:
             metrics.in_flight -= 1
@@ -265,12 +267,7 @@ class Connector:
 
         return metered
 
-    def _switch(self, source: str, packet: bytes, reply: Reply) -> None:
-        try:
-            fields = peek_prepare(packet)
-        except InvalidPacket as exc:
-            reply(encode(reject_invalid(exc, self.address)))
-            return
+    def _switch(self, source: str, packet: bytes, fields: PrepareFields, reply: Reply) -> None:
         destination = fields.destination
         if destination.startswith("peer."):  # IL-DCP and peer protocols: answered here
             self._spawn(self._answer_peer(source, packet, reply))
@@ -349,7 +346,7 @@ class Connector:
         """Send a Prepare (its bytes) to ``account`` on its link, holding ``amount`` against
         what the peer lets us owe; ``answered(answer, fulfilled)`` gets the checked answer."""
         link = self.links.get(account)
-        if link is None or not link.is_open:
+        if link is None or link.closed.is_set():
             answered(encode(self._reject("T01", f"peer {account} is not connected")), False)
             return
         if link.busy:  # it reads slower than we write: queueing more would only grow memory
@@ -372,15 +369,11 @@ class Connector:
                 except InvalidPacket as exc:
                     answer = encode(self._reject("F01", f"{account} answered badly: {exc}"))
                 else:
-                    if fulfillment is None:
-                        pass  # a Reject goes back as it came
-                    elif sha256(fulfillment).digest() != condition:
-                        answer = encode(self._reject("F05", "fulfillment does not match the "
-                                                     "condition"))  # fmt: skip
-                    elif time.time() * 1000 > expires_ms:
-                        answer = encode(self._reject("R00", "fulfilled after the packet expired"))
-                    else:
-                        fulfilled = True
+                    wrong = self._wrong_fulfillment(fulfillment, condition, expires_ms)
+                    if wrong is not None:
+                        answer = encode(wrong)
+                    else:  # a Reject goes back as it came
+                        fulfilled = fulfillment is not None
             if fulfilled:
                 settlement = self.ledger.commit_nowait(outgoing, record=False)
                 if settlement is not None:
@@ -509,11 +502,25 @@ class Connector:
         except TimeoutError:
             return self._reject("R00", "the receiver did not answer before the packet expired")
         if isinstance(answer, Fulfill):
-            if sha256(answer.fulfillment).digest() != prepare.execution_condition:
-                return self._reject("F05", "fulfillment does not match the condition")
-            if datetime.now(UTC) > prepare.expires_at:
-                return self._reject("R00", "fulfilled after the packet expired")
+            expires_ms = round(prepare.expires_at.timestamp() * 1000)
+            wrong = self._wrong_fulfillment(answer.fulfillment, prepare.execution_condition,
+                                            expires_ms)  # fmt: skip
+            if wrong is not None:
+                return wrong
         return answer
+
+    def _wrong_fulfillment(
+        self, fulfillment: bytes | None, condition: bytes, expires_ms: int
+    ) -> Reject | None:
+        """Why a Fulfill may not be passed on (F05, R00), or ``None`` if it may (or if it is
+        no Fulfill: ``fulfillment`` is ``None`` for a Reject)."""
+        if fulfillment is None:
+            return None
+        if sha256(fulfillment).digest() != condition:
+            return self._reject("F05", "fulfillment does not match the condition")
+        if time.time() * 1000 > expires_ms:
+            return self._reject("R00", "fulfilled after the packet expired")
+        return None
 
     def _reject(self, code: str, message: str) -> Reject:
         return Reject(code, self.address, message)

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import UTC, datetime, timedelta
 from typing import NamedTuple
 
 from aigent_connector.oer import OerError, Reader, length_at, var_octets
@@ -161,34 +161,9 @@ def encode(packet: Packet) -> bytes:
     return bytes([kind]) + var_octets(body)
 
 
-def _decode_fast(data: bytes) -> Packet:
-    """Prepare and Fulfill straight from the bytes. Raises (anything) on input that is not
-    plainly valid; the careful decoder then says exactly what is wrong."""
-    kind = data[0]
-    size, start = length_at(data, 1)
-    end = start + size
-    if end > len(data):
-        raise ValueError("short")
-    if kind == PREPARE:
-        pos = start + 57
-        n, pos = length_at(data, pos)
-        destination = data[pos : pos + n].decode("ascii")
-        pos += n
-        m, at = length_at(data, pos)
-        if n > MAX_ADDRESS or m > MAX_DATA or at + m > end:
-            raise ValueError("over")
-        return Prepare(int.from_bytes(data[start : start + 8], "big"),
-                       parse_timestamp(data[start + 8 : start + 25]),
-                       data[start + 25 : start + 57], destination, data[at : at + m])  # fmt: skip
-    if kind == FULFILL:
-        m, at = length_at(data, start + 32)
-        if m > MAX_DATA or at + m > end:
-            raise ValueError("over")
-        return Fulfill(data[start : start + 32], data[at : at + m])
-    raise ValueError("not a Prepare or Fulfill")
+# --- the fast paths: fields read in place, packets forwarded as bytes ----------------------------
 
-
-# --- the switching path: fields read in place, packets forwarded as bytes ----------------------
+_EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 _MINUTES: dict[bytes, int] = {}  # "YYYYMMDDHHmm" -> its first millisecond since the epoch
 
@@ -252,30 +227,59 @@ def _destination(raw: bytes) -> str:
     return found
 
 
+def _read_prepare(packet: bytes) -> tuple[PrepareFields, int, int]:
+    """A Prepare's fields, and where its data starts and how long it is, read in place. Raises
+    (anything) on input that is not plainly a valid Prepare; the careful decoder then says
+    exactly what is wrong."""
+    if packet[0] != PREPARE:
+        raise ValueError("not a Prepare")
+    size, start = length_at(packet, 1)
+    pos = start + 57
+    n = packet[pos]
+    if n < 0x80:  # addresses are short: a one-byte length, read in place
+        pos += 1
+    else:
+        n, pos = length_at(packet, pos)
+    destination = _destination(packet[pos : pos + n])
+    m, at = length_at(packet, pos + n)
+    end = start + size
+    if end > len(packet) or n > MAX_ADDRESS or m > MAX_DATA or at + m > end:
+        raise ValueError("over")
+    fields = PrepareFields(int.from_bytes(packet[start : start + 8], "big"),
+                           expiry_ms(packet[start + 8 : start + 25]),
+                           packet[start + 25 : start + 57], destination, start)  # fmt: skip
+    return fields, at, m
+
+
+def _read_fulfill(packet: bytes) -> tuple[bytes, int, int]:
+    """A Fulfill's fulfillment, and where its data starts and how long it is, read in place;
+    raises (anything) on input that is not plainly a valid Fulfill."""
+    if packet[0] != FULFILL:
+        raise ValueError("not a Fulfill")
+    size, start = length_at(packet, 1)
+    m, at = length_at(packet, start + 32)
+    if m > MAX_DATA or at + m > start + size or start + size > len(packet):
+        raise ValueError("over")
+    return packet[start : start + 32], at, m
+
+
+def _decode_fast(data: bytes) -> Packet:
+    """Prepare and Fulfill straight from the bytes. Raises (anything) on input that is not
+    plainly valid; the careful decoder then says exactly what is wrong."""
+    if data[0] == PREPARE:
+        fields, at, m = _read_prepare(data)
+        expires = _EPOCH + timedelta(milliseconds=fields.expires_ms)
+        return Prepare(fields.amount, expires, fields.condition, fields.destination,
+                       data[at : at + m])  # fmt: skip
+    fulfillment, at, m = _read_fulfill(data)
+    return Fulfill(fulfillment, data[at : at + m])
+
+
 def peek_prepare(packet: bytes) -> PrepareFields:
     """The fields of a valid Prepare, checked as :func:`decode` checks them, without building
     it; :class:`InvalidPacket` (to answer F01) for anything else, a Fulfill or Reject too."""
     try:
-        if packet[0] != PREPARE:
-            raise ValueError("not a Prepare")
-        size, start = length_at(packet, 1)
-        pos = start + 57
-        n = packet[pos]
-        if n < 0x80:  # addresses are short: a one-byte length, read in place
-            pos += 1
-        else:
-            n, pos = length_at(packet, pos)
-        destination = _destination(packet[pos : pos + n])
-        pos += n
-        m, at = length_at(packet, pos)
-        end = start + size
-        if end > len(packet) or n > MAX_ADDRESS or m > MAX_DATA or at + m > end:
-            raise ValueError("over")
-        return PrepareFields(int.from_bytes(packet[start : start + 8], "big"),
-                             expiry_ms(packet[start + 8 : start + 25]),
-                             packet[start + 25 : start + 57], destination, start)  # fmt: skip
-    except InvalidPacket:
-        raise
+        return _read_prepare(packet)[0]
     except Exception:
         found = decode_careful(packet)  # says what is wrong
         raise InvalidPacket(f"expected a Prepare, got a {type(found).__name__}") from None
@@ -293,15 +297,10 @@ def forwarded(packet: bytes, fields: PrepareFields, amount: int, expires_ms: int
 def fulfillment_of(packet: bytes) -> bytes | None:
     """The fulfillment of a valid Fulfill, ``None`` for a valid Reject; :class:`InvalidPacket`
     for anything else (a Prepare among them)."""
-    if packet and packet[0] == FULFILL:
-        try:
-            size, start = length_at(packet, 1)
-            m, at = length_at(packet, start + 32)
-            if m <= MAX_DATA and at + m <= start + size <= len(packet):
-                return packet[start : start + 32]
-        except Exception:
-            pass
-    answer = decode_careful(packet)  # a Reject, or says what is wrong
+    try:
+        return _read_fulfill(packet)[0]
+    except Exception:
+        answer = decode_careful(packet)  # a Reject, or says what is wrong
     if isinstance(answer, Reject):
         return None
     if isinstance(answer, Fulfill):

@@ -102,12 +102,6 @@ def _header(opcode: int, length: int, masked: bool) -> bytes:
     return struct.pack("!BBQ", 0x80 | opcode, bit | 127, length)
 
 
-_SHORT = {
-    op: [bytes((0x80 | op, n)) for n in range(126)] for op in (TEXT, BINARY, CLOSE, PING, PONG)
-}
-"""Unmasked headers of frames under 126 bytes, made once: written with every small frame."""
-
-
 def _parse_headers(block: bytes) -> tuple[str, dict[str, str]]:
     """The start line and the headers (names lower-cased, repeats joined with commas)."""
     try:
@@ -499,9 +493,7 @@ class WebSocket(asyncio.Protocol):
             mask = os.urandom(4)
             data = _header(opcode, len(payload), True) + mask + _mask(payload, mask)
         else:
-            n = len(payload)
-            head = _SHORT[opcode][n] if n < 126 else _header(opcode, n, False)
-            data = head + payload
+            data = _header(opcode, len(payload), False) + payload
         out = self._out
         out.append(data)
         if now:

@@ -175,8 +175,9 @@ async def test_rate_and_throughput_limits(tmp_path: Path) -> None:
 
 
 async def test_a_peer_that_does_not_read_gets_no_more_packets(nodes: Nodes) -> None:
-    # bob's socket buffer is full (it stopped reading): the hub refuses at once (T03) rather
-    # than queueing without end, and forwards again once bob drains it.
+    # bob stopped reading: the hub refuses at once (T03) rather than queueing without end, and
+    # forwards again once bob drains. The transport's pause is set by hand, as asyncio would
+    # set it (filling a real loopback socket takes megabytes and seconds).
     link = nodes.hub.links["bob"]
     link.ws.paused = True
     busy = await nodes.alice.send(prepare("g.hub.bob"))
