@@ -19,10 +19,9 @@ from aigent_trn import chain
 from aigent_trn.service import TrnService
 
 from aigent import Character, PluginContext
-from aigent.actions import Action
-from aigent.plugins import Plugins
 from aigent.secrets import Secrets
 from aigent.spending import Limits, SpendDenied, SpendingPolicy
+from tests.fixtures.registrations import plugin_actions, registered
 
 E18 = 10**18
 
@@ -185,16 +184,7 @@ async def test_actions_and_context_from_the_installed_plugin(
     _, ctx = make_service(
         anvil["keys"][8], _limits(100), name="acts", watch=[watched], log_page=3, cache_ttl=60
     )
-    plugins = Plugins()
-    plugins.load_installed()
-    actions = {
-        a.name: a
-        for a in (
-            Action.from_function(r.args[0])
-            for r in plugins.collect("register_actions", ctx=ctx)
-            if r.plugin == "trn"
-        )
-    }
+    actions = plugin_actions("trn", ctx)
     assert {"trn_token_transfer", "trn_dex_swap", "trn_dex_quote", "trn_balances"} <= set(actions)
     quote = json.loads(
         await actions["trn_dex_quote"].run({"amount_in": "1", "path": ["AAA", "BBB"]})
@@ -210,11 +200,7 @@ async def test_actions_and_context_from_the_installed_plugin(
     )
     assert moves[-1]["value"] == 15 * 10**17 and moves[-1]["from"] == watched
 
-    (provider,) = [
-        r.args[0]
-        for r in plugins.collect("register_context_providers", ctx=ctx)
-        if r.plugin == "trn"
-    ]
+    (provider,) = registered("trn", "register_context_providers", ctx)
     text = await provider.get(None, None)
     assert "TRN anchoring: 0 messages anchored" in text
     assert f"Your TRN account {watched} holds" in text and "AAA" in text

@@ -7,9 +7,8 @@ import json
 import pytest
 from aigent_xrpl.testledger import TestLedger
 
-from aigent.actions import Action
-from aigent.plugins import Plugins
 from aigent.spending import Limits
+from tests.fixtures.registrations import plugin_actions, registered
 
 from .conftest import MakeCtx, new_wallet
 
@@ -19,16 +18,7 @@ async def test_actions_and_context_from_the_installed_plugin(
 ) -> None:
     alice, bob = new_wallet(ledger), new_wallet(ledger)
     ctx = make_ctx(alice, {"XRP": Limits(max_per_payment=1_000_000)})
-    plugins = Plugins()
-    plugins.load_installed()
-    actions = {
-        a.name: a
-        for a in (
-            Action.from_function(r.args[0])
-            for r in plugins.collect("register_actions", ctx=ctx)
-            if r.plugin == "xrpl"
-        )
-    }
+    actions = plugin_actions("xrpl", ctx)
     assert {"xrpl_pay", "xrpl_balances", "xrpl_amm_info", "xrpl_book_offers"} <= set(actions)
     assert "destination" in actions["xrpl_pay"].spec().parameters["properties"]
 
@@ -41,10 +31,6 @@ async def test_actions_and_context_from_the_installed_plugin(
     balances = json.loads(await actions["xrpl_balances"].run({"account": bob.address}))
     assert balances == {"XRP": "100.75"}
 
-    providers = [
-        r.args[0]
-        for r in plugins.collect("register_context_providers", ctx=ctx)
-        if r.plugin == "xrpl"
-    ]
+    providers = registered("xrpl", "register_context_providers", ctx)
     text = await providers[0].get(None, None)
     assert alice.address in text and "XRP" in text
