@@ -68,12 +68,15 @@ def length_at(data: bytes, pos: int) -> tuple[int, int]:
     raise ValueError("not a short canonical length")
 
 
-_SHORT = [bytes([n]) for n in range(0x80)]
+# Every prefix up to 4095, made once: packets and their frames are mostly this small, and the
+# connector writes two prefixes per frame.
+_PREFIXES = [bytes([n]) for n in range(0x80)] + [b"\x81" + bytes([n]) for n in range(0x80, 0x100)]
+_PREFIXES += [b"\x82" + n.to_bytes(2, "big") for n in range(0x100, 0x1000)]
 
 
 def length_prefix(n: int) -> bytes:
-    if n < 0x80:
-        return _SHORT[n]
+    if n < 0x1000:
+        return _PREFIXES[n]
     body = n.to_bytes((n.bit_length() + 7) // 8, "big")
     return bytes([0x80 | len(body)]) + body
 
