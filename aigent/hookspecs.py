@@ -5,6 +5,16 @@ receive a ``register`` callback and call it once per thing they contribute; the 
 registry. ``ctx`` is the :class:`aigent.PluginContext` of the agent being assembled: its
 character, its settings for this plugin (``ctx.settings``), its secrets and its data directory.
 
+Each ``register`` is typed for its family and checked when called: a wrong call is a
+``PluginError`` naming the plugin and what was expected.
+
+Which plugin wins when two serve the same model id or register the same name: plugins are asked
+in one written-down order, and the first wins. Hookimpls marked ``@hookimpl(tryfirst=True)``
+come first, ``trylast=True`` last; between them, plugins passed in code, then those the
+character names, then installed ones, then aigent's built-ins; ties go by plugin name. (The
+direct OpenAI-wire model plugin is ``tryfirst`` and litellm ``trylast``, say, so the direct path
+serves the ids it knows and litellm the rest.)
+
 Hooks may be sync or return an awaitable where the docs say so. See ``plugins/`` for first-party
 plugins written exactly like a third party would write theirs, and ``examples/plugin-weather``.
 """

@@ -412,7 +412,7 @@ def node_config(agent: Agent) -> tuple[Any, dict[str, Any]]:
     from aigent.errors import PluginError
 
     config, wanted = connector_config(agent)
-    factories = {reg.args[0]: reg for reg in agent.plugins.collect("register_settlement_engines")}
+    factories = agent.plugins.named("register_settlement_engines")
     engines: dict[str, Any] = {}
     for account, name in wanted.items():
         if name not in factories:
@@ -424,7 +424,7 @@ def node_config(agent: Agent) -> tuple[Any, dict[str, Any]]:
             )
         reg = factories[name]
         agent.plugins.enabled.add(reg.plugin)
-        engines[account] = reg.args[1](agent.ctx.for_plugin(reg.plugin))
+        engines[account] = reg.value(agent.ctx.for_plugin(reg.plugin))
     return config, engines
 
 

@@ -46,10 +46,80 @@ class PluginInfo:
     hooks: list[str] = field(default_factory=list)
 
 
-@dataclass
+@dataclass(frozen=True)
 class Registered:
+    """One thing a plugin registered: ``value`` is the provider, factory, action, service... and
+    ``name`` what the character picks it by (a store's or client's name, an action's name)."""
+
     plugin: str
-    args: tuple[Any, ...]
+    name: str
+    value: Any
+
+
+# Which plugin is asked first, when two serve the same model id or register the same name (the
+# first wins): hookimpls marked ``tryfirst``, then by where the plugin came from (passed in code,
+# named by the character, installed, built in), then by name; ``trylast`` ones after all others.
+# Deterministic on every machine: entry points come in file-system order, so that order is never
+# used.
+SOURCE_RANK = {"code": 0, "character": 1, "installed": 2, "built-in": 3}
+
+
+def _named(hook: str) -> Callable[..., Registered]:
+    """``register(name, factory)``: stores, embedders, clients, settlement engines."""
+
+    def check(plugin: str, *args: Any, **kwargs: Any) -> Registered:
+        if kwargs or len(args) != 2 or not isinstance(args[0], str) or not callable(args[1]):
+            raise _misuse(plugin, hook, "register(name: str, factory)", args, kwargs)
+        return Registered(plugin, args[0], args[1])
+
+    return check
+
+
+def _one(hook: str, expected: str, *methods: str) -> Callable[..., Registered]:
+    """``register(thing)``: a plain callable, or an object with ``methods``."""
+
+    def check(plugin: str, *args: Any, **kwargs: Any) -> Registered:
+        if kwargs or len(args) != 1:
+            raise _misuse(plugin, hook, f"register({expected})", args, kwargs)
+        [value] = args
+        has_methods = all(callable(getattr(value, m, None)) for m in methods)
+        if not (has_methods or (callable(value) and methods != ("start", "stop"))):
+            raise _misuse(plugin, hook, f"register({expected})", args, kwargs)
+        name = getattr(value, "name", None) or getattr(value, "__name__", None)
+        return Registered(plugin, str(name or type(value).__name__), value)
+
+    return check
+
+
+def _misuse(
+    plugin: str, hook: str, expected: str, args: tuple[Any, ...], kwargs: dict[str, Any]
+) -> PluginError:
+    got = ", ".join([*(type(a).__name__ for a in args), *(f"{k}=..." for k in kwargs)])
+    return PluginError(
+        plugin,
+        f"{hook} called register({got}); expected {expected}",
+        "aigent/hookspecs.py documents each hook's register",
+    )
+
+
+# Each ``register_*`` hook hands plugins a register for its own family, checked when called.
+REGISTERS: dict[str, Callable[..., Registered]] = {
+    "register_models": _one("register_models", "provider with supports() and get_model()",
+                            "supports", "get_model"),  # fmt: skip
+    "register_embedders": _named("register_embedders"),
+    "register_memory_stores": _named("register_memory_stores"),
+    "register_clients": _named("register_clients"),
+    "register_settlement_engines": _named("register_settlement_engines"),
+    "register_actions": _one("register_actions", "a function or an Action", "run", "spec"),
+    "register_context_providers": _one(
+        "register_context_providers", "a ContextProvider or an async function", "get"
+    ),
+    "register_evaluators": _one(
+        "register_evaluators", "an Evaluator or an async function", "evaluate"
+    ),
+    "register_services": _one("register_services", "a service with start() and stop()",
+                              "start", "stop"),  # fmt: skip
+}
 
 
 @functools.cache
@@ -171,17 +241,20 @@ class Plugins:
     # --- calling -------------------------------------------------------------------------------
 
     def collect(self, hook: str, only_enabled: bool = False, **kwargs: Any) -> list[Registered]:
-        """Call ``hook`` on each plugin with a ``register`` callback; return what was registered.
+        """Call ``hook`` on each plugin with the ``register`` of its family; return what was
+        registered, in precedence order (see ``SOURCE_RANK``).
 
-        A plugin whose hook raises is named in a :class:`PluginError`.
+        A plugin whose hook raises, or that calls ``register`` wrongly, is named in a
+        :class:`PluginError`.
         """
         found: list[Registered] = []
-        for impl in getattr(self.pm.hook, hook).get_hookimpls():
+        check = REGISTERS[hook]
+        for impl in self._ordered(hook):
             if only_enabled and impl.plugin_name not in self.enabled:
                 continue
 
-            def register(*args: Any, _plugin: str = impl.plugin_name) -> None:
-                found.append(Registered(_plugin, args))
+            def register(*args: Any, _plugin: str = impl.plugin_name, **kw: Any) -> None:
+                found.append(check(_plugin, *args, **kw))
 
             available = {"register": register, **kwargs}
             call_args = {name: available[name] for name in impl.argnames}
@@ -197,11 +270,28 @@ class Plugins:
                 ) from exc
         return found
 
+    def named(self, hook: str, only_enabled: bool = False, **kwargs: Any) -> dict[str, Registered]:
+        """What ``hook`` registered, by name; where two plugins use one name, the first in
+        precedence order wins."""
+        by_name: dict[str, Registered] = {}
+        for reg in self.collect(hook, only_enabled, **kwargs):
+            by_name.setdefault(reg.name, reg)
+        return by_name
+
+    def _ordered(self, hook: str) -> list[Any]:
+        def key(impl: Any) -> tuple[int, int, str]:
+            tier = 0 if impl.tryfirst else 2 if impl.trylast else 1
+            info = self.info.get(impl.plugin_name)
+            rank = SOURCE_RANK.get(info.source, len(SOURCE_RANK)) if info else len(SOURCE_RANK)
+            return tier, rank, impl.plugin_name
+
+        return sorted(getattr(self.pm.hook, hook).get_hookimpls(), key=key)
+
     def behaviour(self, hook: str) -> Iterable[tuple[str, Callable[..., Any]]]:
         """(plugin name, call) for each enabled plugin implementing ``hook``; ``call`` takes
         the hook's arguments by keyword and passes on only those the plugin declared, as
         pluggy does (the names are read once, at registration, not per call)."""
-        for impl in getattr(self.pm.hook, hook).get_hookimpls():
+        for impl in self._ordered(hook):
             if impl.plugin_name in self.enabled:
                 yield impl.plugin_name, functools.partial(_call_declared, impl)
 

@@ -200,9 +200,9 @@ class Agent:
         self.model = self.models["large"]
         self.memory = self._resolve_memory()
         for reg in self.plugins.collect("register_actions", only_enabled=True, ctx=self.ctx):
-            action = _as_action(reg.args[0])
+            action = _as_action(reg.value)
             action.plugin = reg.plugin
-            self.actions[action.name] = action
+            self.actions.setdefault(action.name, action)  # the first in precedence order wins
         if c.connector.enabled and c.spending:
             # Paying other agents is a built-in action, offered only to an agent allowed to
             # spend; the spending policy still decides every payment, whatever the model says.
@@ -212,12 +212,12 @@ class Agent:
         for reg in self.plugins.collect(
             "register_context_providers", only_enabled=True, ctx=self.ctx
         ):
-            self.providers.append(_named(reg.args[0], "get"))
+            self.providers.append(_named(reg.value, "get"))
         for reg in self.plugins.collect("register_services", only_enabled=True, ctx=self.ctx):
-            self.services.append(reg.args[0])
-            self._owners[id(reg.args[0])] = reg.plugin
+            self.services.append(reg.value)
+            self._owners[id(reg.value)] = reg.plugin
         for reg in self.plugins.collect("register_evaluators", only_enabled=True, ctx=self.ctx):
-            self.evaluators.append(_named(reg.args[0], "evaluate"))
+            self.evaluators.append(_named(reg.value, "evaluate"))
         self._assembled = True
 
     def _resolve_chain(self, role: str) -> ChatModel:
@@ -245,7 +245,7 @@ class Agent:
     def _resolve_model(self, config: ModelConfig) -> ChatModel:
         providers = self.plugins.collect("register_models")
         for reg in providers:
-            provider: ModelProvider = reg.args[0]
+            provider: ModelProvider = reg.value
             if provider.supports(config.model):
                 self.plugins.enabled.add(reg.plugin)
                 try:
@@ -270,7 +270,7 @@ class Agent:
         settings = self.character.memory
         if not settings.enabled:
             return None
-        stores = {reg.args[0]: reg for reg in self.plugins.collect("register_memory_stores")}
+        stores = self.plugins.named("register_memory_stores")
         if not stores:
             return None
         name = settings.store or next(iter(stores))
@@ -278,7 +278,7 @@ class Agent:
             raise PluginError(
                 name, "memory store is not installed", f"installed stores: {', '.join(stores)}"
             )
-        embedders = {reg.args[0]: reg for reg in self.plugins.collect("register_embedders")}
+        embedders = self.plugins.named("register_embedders")
         embedder_name = settings.embedder or next(iter(embedders), None)
         if embedder_name is None or embedder_name not in embedders:
             raise PluginError(
@@ -288,15 +288,15 @@ class Agent:
             )
         ereg = embedders[embedder_name]
         embedder: Embedder = _configure(
-            ereg.plugin, lambda: ereg.args[1](self.ctx.for_plugin(ereg.plugin))
+            ereg.plugin, lambda: ereg.value(self.ctx.for_plugin(ereg.plugin))
         )
         reg = stores[name]
         self.plugins.enabled.add(reg.plugin)
-        factory: Callable[[PluginContext, Embedder], MemoryStore] = reg.args[1]
+        factory: Callable[[PluginContext, Embedder], MemoryStore] = reg.value
         return _configure(reg.plugin, lambda: factory(self.ctx.for_plugin(reg.plugin), embedder))
 
     def _resolve_clients(self) -> list[Client]:
-        factories = {reg.args[0]: reg for reg in self.plugins.collect("register_clients")}
+        factories = self.plugins.named("register_clients")
         clients = []
         for name in self.character.clients:
             if name not in factories:
@@ -307,7 +307,7 @@ class Agent:
                 )
             reg = factories[name]
             self.plugins.enabled.add(reg.plugin)
-            factory: Callable[[PluginContext, Agent], Client] = reg.args[1]
+            factory: Callable[[PluginContext, Agent], Client] = reg.value
             ctx = self.ctx.for_plugin(reg.plugin)
             client = _configure(reg.plugin, functools.partial(factory, ctx, self))
             self._owners[id(client)] = reg.plugin

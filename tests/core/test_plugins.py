@@ -140,3 +140,88 @@ def test_third_party_plugin_installs_and_the_agent_uses_its_action(tmp_path) -> 
     )
     assert chat.returncode == 0, chat.stderr
     assert chat.stdout.strip() == "tool said: Lisbon: sunny, 21°C"
+
+
+class _Provider:
+    def __init__(self, name: str) -> None:
+        self.name = name
+
+    def supports(self, model_id: str) -> bool:
+        return model_id == "same/model"
+
+    def get_model(self, config, ctx):  # type: ignore[no-untyped-def]
+        raise NotImplementedError
+
+
+def _provider_plugin(name: str, **marks: bool) -> object:
+    from aigent import hookimpl
+
+    class Plugin:
+        @hookimpl(**marks)
+        def register_models(self, register) -> None:  # type: ignore[no-untyped-def]
+            register(_Provider(name))
+
+    return Plugin()
+
+
+def test_which_plugin_serves_a_model_id_is_written_down_and_deterministic() -> None:
+    """tryfirst beats everything; then plugins passed in code beat the character's, which beat
+    installed ones; trylast comes after all: pytest's rule, not the file system's order."""
+    from aigent.plugins import Plugins
+
+    plugins = Plugins()
+    plugins.add(_provider_plugin("installed-last", trylast=True), "a", "installed")
+    plugins.add(_provider_plugin("installed"), "b", "installed")
+    plugins.add(_provider_plugin("character"), "c", "character")
+    plugins.add(_provider_plugin("code"), "d", "code")
+    order = [r.value.name for r in plugins.collect("register_models")]
+    assert order == ["code", "character", "installed", "installed-last"]
+    plugins.add(_provider_plugin("first", tryfirst=True), "e", "installed")
+    assert plugins.collect("register_models")[0].value.name == "first"
+
+
+def test_two_stores_with_one_name_the_first_in_precedence_wins() -> None:
+    from aigent import hookimpl
+    from aigent.plugins import Plugins
+
+    def store_plugin(tag: str) -> object:
+        class Plugin:
+            @hookimpl
+            def register_memory_stores(self, register) -> None:  # type: ignore[no-untyped-def]
+                register("mem", lambda ctx, embedder: tag)
+
+        return Plugin()
+
+    plugins = Plugins()
+    plugins.add(store_plugin("installed"), "x", "installed")
+    plugins.add(store_plugin("code"), "y", "code")
+    assert plugins.named("register_memory_stores")["mem"].plugin == "y"
+
+
+@pytest.mark.parametrize(
+    ("hook", "body", "expected"),
+    [
+        ("register_clients", "register('x')", "expected register(name: str, factory)"),
+        ("register_memory_stores", "register(lambda c, e: None, 'x')", "register(name: str"),
+        ("register_models", "register('openai')", "provider with supports()"),
+        ("register_services", "register(lambda: None)", "service with start() and stop()"),
+        ("register_actions", "register(42)", "a function or an Action"),
+    ],
+)
+def test_a_wrong_register_call_names_the_plugin_and_what_was_expected(
+    hook: str, body: str, expected: str, tmp_path: Path
+) -> None:
+    from aigent.plugins import Plugins
+
+    source = tmp_path / "wrong.py"
+    needs_ctx = hook in {"register_actions", "register_services"}
+    source.write_text(
+        "from aigent import hookimpl\n\n"
+        f"@hookimpl\ndef {hook}(register{', ctx' if needs_ctx else ''}):\n    {body}\n"
+    )
+    plugins = Plugins()
+    plugins.load_named(str(source))
+    with pytest.raises(PluginError) as raised:
+        plugins.collect(hook, ctx=None)
+    assert "plugin 'wrong'" in str(raised.value)
+    assert expected in str(raised.value)
