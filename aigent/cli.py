@@ -31,6 +31,14 @@ app = typer.Typer(
 )
 
 Files = Annotated[list[Path], typer.Argument(help="Character files (aigent, ElizaOS or ZerePy).")]
+ModelOption = Annotated[
+    str | None,
+    typer.Option(
+        "--model",
+        help="Use this model for every role instead of the character's (e.g. 'local' to try a "
+        "file whose provider key you do not have, or 'openai/gpt-4o-mini').",
+    ),
+]
 
 
 def _version(value: bool) -> None:
@@ -121,13 +129,14 @@ def chat(
         str | None, typer.Option("--message", "-m", help="Send one message, print the reply.")
     ] = None,
     user: Annotated[str, typer.Option(help="Who is talking.")] = "user",
+    model: ModelOption = None,
 ) -> None:
     """Chat with one agent in the terminal, or send one message with --message.
 
     The character's clients (X, say) are not started: use `aigent run` for those."""
     from aigent.runtime import Agent
 
-    agent = _load(Agent, [file])[0]
+    agent = _load(Agent, [file], model)[0]
 
     async def main() -> None:
         await agent.start(clients=False)  # the terminal is the only client here
@@ -148,6 +157,7 @@ def chat(
 def run(
     files: Files,
     user: Annotated[str, typer.Option(help="Your name in the terminal chat.")] = "user",
+    model: ModelOption = None,
 ) -> None:
     """Run agents with their clients and loops; chat with them when attached to a terminal.
 
@@ -155,7 +165,7 @@ def run(
     """
     from aigent.runtime import Agent
 
-    agents = _load(Agent, files)
+    agents = _load(Agent, files, model)
 
     async def main() -> None:
         from contextlib import AsyncExitStack
@@ -190,13 +200,17 @@ def new(
         typer.echo(f"wrote {path}")
 
 
-def _load(agent_class: type[Agent], files: list[Path]) -> list[Agent]:
+def _load(agent_class: type[Agent], files: list[Path], model: str | None = None) -> list[Agent]:
     from aigent._progress import enable, progress
+    from aigent.character import Models, load_character
 
     enable()
     agents = []
     for file in files:
-        agent = agent_class.from_file(file)
+        character = load_character(file)
+        if model is not None:  # every role: small falls back to large, embedding is memory's
+            character.models = Models(large=model, embedding=character.models.embedding)
+        agent = agent_class(character)
         for warning in agent.character.warnings:
             typer.secho(f"{file}: warning: {warning}", fg="yellow", err=True)
         with progress(f"loading {agent.name} ({file})"):
@@ -216,14 +230,12 @@ async def _confirm_in_terminal(spend: Spend, question: str) -> bool:
 
 def _banner(agents: list[Agent]) -> None:
     for agent in agents:
-        c = agent.character
-        price = f"{c.price}/message" if c.price else "free"
-        clients = ", ".join(c.clients) or "terminal only"
+        clients = ", ".join(agent.character.clients) or "terminal only"
         model = agent.model.model_id if agent.model else "?"
+        # The price is stated once, by the node (it is what paid messages are charged); the
+        # terminal chat itself is never charged.
         typer.secho(
-            f"{agent.name} is running — model {model}; clients: {clients}; price: {price}",
-            fg="green",
-            err=True,
+            f"{agent.name} is running — model {model}; clients: {clients}", fg="green", err=True
         )
         if agent.node is not None:
             typer.secho(f"  {agent.node.status()}", fg="green", err=True)

@@ -362,7 +362,12 @@ class AgentNode:
 
     def status(self) -> str:
         """One line for the terminal: address, price, earnings."""
-        price = f"{self.price}/message" if self.price else "no price (paid messages refused)"
+        if self.price:
+            price = f"{self.price} per paid message"
+        elif self.agent.character.connector.free:
+            price = "free over ILP (connector.free)"
+        else:
+            price = "none set, so paid messages are refused"
         where = f"; SPSP {self.spsp_url}" if self.spsp_url else ""
         return f"ILP address {self.address}{where}; price {price}; {self.earned()}"
 

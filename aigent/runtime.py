@@ -490,14 +490,21 @@ class Agent:
         on_text: Callable[[str], None] | None,
     ) -> ModelResponse:
         assert self.model is not None
-        if on_text is None:
-            return await self.model.chat(messages, tools)
         response: ModelResponse | None = None
-        async for item in _stream_or_chat(self.model, messages, tools):
-            if isinstance(item, ModelResponse):
-                response = item
-            else:
-                on_text(item)
+        try:
+            if on_text is None:
+                return await self.model.chat(messages, tools)
+            async for item in _stream_or_chat(self.model, messages, tools):
+                if isinstance(item, ModelResponse):
+                    response = item
+                else:
+                    on_text(item)
+        except (AigentError, asyncio.CancelledError):
+            raise
+        except Exception as exc:  # a plugin's own exception: one clear message, no traceback
+            raise ModelError(
+                f"{self.model.model_id}: {redact(str(exc)) or type(exc).__name__}"
+            ) from exc
         if response is None:
             raise ModelError(f"{self.model.model_id} streamed no final response")
         return response

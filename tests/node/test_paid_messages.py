@@ -193,7 +193,7 @@ async def test_an_agent_without_a_price_refuses_paid_messages(
         async with running_alice(bob, write_character, tmp_path) as alice:
             with pytest.raises(PaymentError, match="Bob does not answer messages over ILP"):
                 await alice.ask(bob.node.spsp_url, "free?", max_price=1000)
-        assert "no price" in bob.node.status()
+        assert "price none set, so paid messages are refused" in bob.node.status()
 
 
 async def test_a_bad_connector_section_names_the_file_and_field(
@@ -255,7 +255,7 @@ async def test_bob_serves_while_running_and_shows_address_price_and_earnings(
             while not any("SPSP http://" in line for line in lines):
                 lines.append((await proc.stderr.readline()).decode())
         status = next(line for line in lines if "SPSP http://" in line)
-        assert "ILP address test.bob" in status and "price 0.001 XRP/message" in status
+        assert "ILP address test.bob" in status and "price 0.001 XRP per paid message" in status
         assert "earned 0 XRP from 0 paid messages" in status
         assert proc.returncode is None  # still serving after its (empty) input ended
     finally:
