@@ -202,14 +202,16 @@ def new(
 
 def _load(agent_class: type[Agent], files: list[Path], model: str | None = None) -> list[Agent]:
     from aigent._progress import enable, progress
-    from aigent.character import Models, load_character
+    from aigent.character import ModelConfig, Models, load_character
 
     enable()
     agents = []
     for file in files:
         character = load_character(file)
         if model is not None:  # every role: small falls back to large, embedding is memory's
-            character.models = Models(large=model, embedding=character.models.embedding)
+            character.models = Models(
+                large=[ModelConfig(model=model)], embedding=character.models.embedding
+            )
         agent = agent_class(character)
         for warning in agent.character.warnings:
             typer.secho(f"{file}: warning: {warning}", fg="yellow", err=True)

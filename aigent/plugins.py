@@ -104,8 +104,9 @@ def _misuse(
 
 # Each ``register_*`` hook hands plugins a register for its own family, checked when called.
 REGISTERS: dict[str, Callable[..., Registered]] = {
-    "register_models": _one("register_models", "provider with supports() and get_model()",
-                            "supports", "get_model"),  # fmt: skip
+    "register_models": _one(
+        "register_models", "a provider with supports() and get_model()", "supports", "get_model"
+    ),
     "register_embedders": _named("register_embedders"),
     "register_memory_stores": _named("register_memory_stores"),
     "register_clients": _named("register_clients"),
@@ -117,8 +118,9 @@ REGISTERS: dict[str, Callable[..., Registered]] = {
     "register_evaluators": _one(
         "register_evaluators", "an Evaluator or an async function", "evaluate"
     ),
-    "register_services": _one("register_services", "a service with start() and stop()",
-                              "start", "stop"),  # fmt: skip
+    "register_services": _one(
+        "register_services", "a service with start() and stop()", "start", "stop"
+    ),
 }
 
 

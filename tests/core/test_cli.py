@@ -64,3 +64,47 @@ def test_model_option_overrides_the_characters_models(scripted_character) -> Non
     assert "local model file not found" in local.stderr and "OPENAI_API_KEY" not in local.stderr
     chat = aigent("chat", str(scripted_character()), "--model", "broken", "-m", "hi")
     assert chat.returncode == 1 and "broken: provider is down" in chat.stderr
+
+
+def test_run_in_a_terminal_is_a_chat(scripted_character) -> None:
+    terminal = Terminal([*AIGENT, "run", str(scripted_character())])
+    try:
+        terminal.read_until(b"user> ")
+        terminal.type("hello agent")
+        terminal.read_until(b"Tester> echo: hello agent")
+        terminal.type("/quit")
+        assert terminal.proc.wait(timeout=20) == 0
+    finally:
+        terminal.close()
+
+
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [
+        (
+            '{"name": "A", "models": {"large": "scripted"}, "plugins": ["nope_plugin_xyz"]}',
+            "error: plugin 'nope_plugin_xyz': is not installed",
+        ),
+        ('{"name": "A", "style": {"all": 3}, "models": {}}', "style.all: Input should be"),
+        ('{"name": ', "invalid JSON at line 1, column 10"),
+    ],
+)
+def test_errors_are_one_clear_message_without_traceback(tmp_path, content, expected) -> None:
+    path = tmp_path / "c.json"
+    path.write_text(content)
+    result = aigent("chat", str(path), "-m", "hi")
+    assert result.returncode == 1
+    assert expected in result.stderr
+    assert "Traceback" not in result.stderr
+
+
+def test_new_scaffolds_a_valid_character_and_a_plugin_project(tmp_path) -> None:
+    assert aigent("new", "Night Owl", "--dir", str(tmp_path)).returncode == 0
+    assert aigent("validate", str(tmp_path / "night-owl.json")).returncode == 0
+    result = aigent("new", "moon", "--plugin", "--dir", str(tmp_path))
+    assert result.returncode == 0
+    assert (tmp_path / "aigent-moon" / "pyproject.toml").read_text().count("moon = ") == 1
+    module = tmp_path / "aigent-moon" / "aigent_moon" / "__init__.py"
+    assert "@hookimpl" in module.read_text()
+    again = aigent("new", "Night Owl", "--dir", str(tmp_path))
+    assert again.returncode == 1 and "already exists" in again.stderr
