@@ -13,6 +13,7 @@ if TYPE_CHECKING:
     from aigent._progress import enable as enable_progress
     from aigent._progress import progress
     from aigent.actions import Action
+    from aigent.amounts import format_amount
     from aigent.character import Character, Loop, ModelConfig, Price, Task, load_character
     from aigent.errors import (
         ActionBlocked,
@@ -25,7 +26,19 @@ if TYPE_CHECKING:
         PublishBlocked,
     )
     from aigent.hookspecs import hookimpl
-    from aigent.interfaces import Embedder, PluginContext, Recalled, SettlementEngine
+    from aigent.interfaces import (
+        ChatModel,
+        Client,
+        ContextProvider,
+        Embedder,
+        Evaluator,
+        MemoryStore,
+        ModelProvider,
+        PluginContext,
+        Recalled,
+        SettlementEngine,
+        StreamingChatModel,
+    )
     from aigent.messages import (
         ChatMessage,
         Incoming,
@@ -39,7 +52,7 @@ if TYPE_CHECKING:
     from aigent.node import PaidAnswer, PaymentError
     from aigent.runtime import Agent
     from aigent.secrets import Secrets, redact
-    from aigent.spending import SpendDenied, SpendingPolicy
+    from aigent.spending import Spend, SpendDenied, SpendingPolicy
     from aigent.text_tools import parse_tool_calls, tools_in_text
 
 _EXPORTS = {
@@ -50,8 +63,16 @@ _EXPORTS = {
     "Loop": "aigent.character",
     "Price": "aigent.character",
     "Task": "aigent.character",
+    "ChatModel": "aigent.interfaces",
+    "Client": "aigent.interfaces",
+    "ContextProvider": "aigent.interfaces",
     "Embedder": "aigent.interfaces",
+    "Evaluator": "aigent.interfaces",
+    "MemoryStore": "aigent.interfaces",
+    "ModelProvider": "aigent.interfaces",
     "SettlementEngine": "aigent.interfaces",
+    "StreamingChatModel": "aigent.interfaces",
+    "format_amount": "aigent.amounts",
     "PaidAnswer": "aigent.node",
     "PaymentError": "aigent.node",
     "load_character": "aigent.character",
@@ -78,6 +99,7 @@ _EXPORTS = {
     "enable_progress": "aigent._progress",
     "Secrets": "aigent.secrets",
     "redact": "aigent.secrets",
+    "Spend": "aigent.spending",
     "SpendDenied": "aigent.spending",
     "SpendingPolicy": "aigent.spending",
     "parse_tool_calls": "aigent.text_tools",
@@ -94,13 +116,19 @@ __all__ = [
     "Character",
     "CharacterError",
     "ChatMessage",
+    "ChatModel",
+    "Client",
+    "ContextProvider",
     "Embedder",
+    "Evaluator",
     "Incoming",
     "Loop",
+    "MemoryStore",
     "MissingSecret",
     "ModelConfig",
     "ModelError",
     "ModelNotFound",
+    "ModelProvider",
     "ModelResponse",
     "Outgoing",
     "PaidAnswer",
@@ -113,14 +141,17 @@ __all__ = [
     "Reply",
     "Secrets",
     "SettlementEngine",
+    "Spend",
     "SpendDenied",
     "SpendingPolicy",
+    "StreamingChatModel",
     "Task",
     "ToolCall",
     "ToolSpec",
     "Usage",
     "__version__",
     "enable_progress",
+    "format_amount",
     "hookimpl",
     "load_character",
     "parse_tool_calls",

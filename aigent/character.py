@@ -8,12 +8,12 @@ foreign formats that mean something here are mapped; the rest become ``character
 from __future__ import annotations
 
 import json
-from decimal import Decimal
 from pathlib import Path
 from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
 
+from aigent.amounts import format_amount
 from aigent.errors import CharacterError
 from aigent.spending import Limits
 
@@ -97,8 +97,7 @@ class Price(_Strict):
     asset_scale: int = Field(default=6, ge=0, le=255)
 
     def __str__(self) -> str:
-        value = Decimal(self.amount).scaleb(-self.asset_scale).normalize()
-        return f"{value:f} {self.asset_code}"
+        return format_amount(self.amount, self.asset_scale, self.asset_code)
 
 
 class Spsp(_Strict):

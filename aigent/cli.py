@@ -245,12 +245,12 @@ def _banner(agents: list[Agent]) -> None:
 
 
 def _show_sale(agent: Agent, amount: int, sender: str) -> None:
-    from aigent.node import fmt_amount
+    from aigent.amounts import format_amount
 
     assert agent.node is not None
     code, scale = agent.node.asset
     typer.secho(
-        f"  {agent.name} earned {fmt_amount(amount, scale, code)} from {sender} "
+        f"  {agent.name} earned {format_amount(amount, scale, code)} from {sender} "
         f"(in all, {agent.node.earned()})",
         fg="green",
         err=True,

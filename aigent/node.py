@@ -18,12 +18,12 @@ import os
 import sqlite3
 import time
 from dataclasses import dataclass, field
-from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from aigent.amounts import format_amount
 from aigent.errors import AigentError
 
 if TYPE_CHECKING:
@@ -110,10 +110,6 @@ class Earnings:
         if self._db is not None:
             self._db.close()
             self._db = None
-
-
-def fmt_amount(amount: int, scale: int, code: str) -> str:
-    return f"{Decimal(amount).scaleb(-scale).normalize():f} {code}"
 
 
 class AgentNode:
@@ -260,7 +256,7 @@ class AgentNode:
         if price is not None and incoming.amount < price and not free:
             return RejectWith(
                 "F99",
-                f"insufficient payment: the price is {fmt_amount(price, scale, code)} per "
+                f"insufficient payment: the price is {format_amount(price, scale, code)} per "
                 f"message ({price} at scale {scale}); {incoming.amount} arrived",
             )
         try:
@@ -307,8 +303,8 @@ class AgentNode:
             raise PaymentError(f"{receiver} states no price: pass max_price to say how much to pay")
         if max_price is not None and amount > max_price:
             raise PaymentError(
-                f"{receiver} charges {fmt_amount(amount, scale, code)} per message, more than "
-                f"max_price {fmt_amount(max_price, scale, code)}"
+                f"{receiver} charges {format_amount(amount, scale, code)} per message, more than "
+                f"max_price {format_amount(max_price, scale, code)}"
             )
         request = PaidRequest(text=text, sender=self.agent.name).model_dump_json().encode()
         result = await self._stream(details, amount, request, f"question to {receiver}")
@@ -332,24 +328,23 @@ class AgentNode:
         left this node, spent if any of it did."""
         from aigent_connector.stream import StreamPaymentError, stream_pay
 
-        spending = self.agent.spending
-        spend = await spending.reserve(self.asset[0], amount, details.destination_account, purpose)
-        try:
-            result = await stream_pay(
-                self.connector.send, details.destination_account, details.shared_secret,
-                amount, data, timeout=ASK_TIMEOUT,
-            )  # fmt: skip
-        except StreamPaymentError as exc:
-            (spending.commit if exc.result.sent else spending.release)(spend)
-            why = exc.reject.message if exc.reject is not None else str(exc)
-            raise PaymentError(
-                f"{purpose} stopped after {exc.result.sent} of {amount}: {why}"
-            ) from None
-        except BaseException:
-            spending.release(spend)
-            raise
-        spending.commit(spend)
-        return result
+        code, scale = self.asset
+        destination = details.destination_account
+        async with self.agent.spending.spend(
+            code, amount, to=destination, scale=scale, purpose=purpose
+        ) as spend:
+            try:
+                return await stream_pay(
+                    self.connector.send, destination, details.shared_secret, amount, data,
+                    timeout=ASK_TIMEOUT,
+                )  # fmt: skip
+            except StreamPaymentError as exc:
+                # Every packet of it was answered, so what moved is known exactly.
+                spend.moved(exc.result.sent)
+                why = exc.reject.message if exc.reject is not None else str(exc)
+                raise PaymentError(
+                    f"{purpose} stopped after {exc.result.sent} of {amount}: {why}"
+                ) from None
 
     @property
     def btp_port(self) -> int | None:
@@ -374,7 +369,7 @@ class AgentNode:
     def earned(self) -> str:
         code, scale = self.asset
         amount, sold = self.earnings.total()
-        return f"earned {fmt_amount(amount, scale, code)} from {sold} paid messages"
+        return f"earned {format_amount(amount, scale, code)} from {sold} paid messages"
 
 
 def connector_config(agent: Agent) -> tuple[Any, dict[str, str]]:

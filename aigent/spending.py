@@ -7,24 +7,37 @@ hourly and daily caps (over a rolling window, counting reservations not yet sett
 confirmation step above a threshold. Nothing the model says reaches this code except the
 destination and the amount, so it cannot talk its way past a cap.
 
-Reservations are written to SQLite before the money moves and are counted until released, so a
-crash between reserving and paying can only make the agent spend less, never more.
+Every path moves value the same way, through :meth:`SpendingPolicy.spend`::
+
+    async with policy.spend("XRP", drops, to=destination, scale=6, purpose="...") as spend:
+        result = await submit(tx)      # the money moves here
+        # a refusal known to have moved nothing: spend.nothing_moved(); part of it: spend.moved(n)
+
+Reservations are written to SQLite before the money moves and count against the caps until
+their outcome is known. A reservation is released only when the payment is known not to have
+happened: a task cancelled or timed out mid-payment, or a failure that does not say, leaves it
+held (counted, with its reason) until the rail resolves it, after a restart too. So a crash,
+a cancel or a slow chain can only make the agent spend less, never more.
 """
 
 from __future__ import annotations
 
 import asyncio
+import logging
 import sqlite3
 import time
 import uuid
-from collections.abc import Awaitable, Callable
-from dataclasses import dataclass
-from decimal import Decimal
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from aigent.amounts import format_amount, rescale
 from aigent.errors import AigentError
+
+log = logging.getLogger("aigent.spending")
 
 HOUR = 3600.0
 MAX_AMOUNT = 2**63 - 1  # SQLite's INTEGER
@@ -49,19 +62,37 @@ class Limits(BaseModel):
     confirm_above: int | None = Field(default=None, ge=0)
 
 
-@dataclass(frozen=True)
+@dataclass
 class Spend:
+    """One reservation. ``amount`` is counted at the limits' ``asset_scale``."""
+
     asset: str
     amount: int
     destination: str
     purpose: str = ""
     id: str = ""
+    _outcome: int | None = field(default=None, repr=False)
+    """What is known to have moved (in the rail's units), set by the paying code."""
+    _rail_scale: int | None = field(default=None, repr=False)
+    _limits_scale: int | None = field(default=None, repr=False)
 
     def describe(self, scale: int) -> str:
-        value = Decimal(self.amount).scaleb(-scale).normalize()
-        return f"{value:f} {self.asset} to {self.destination}" + (
+        return f"{format_amount(self.amount, scale, self.asset)} to {self.destination}" + (
             f" ({self.purpose})" if self.purpose else ""
         )
+
+    def nothing_moved(self) -> None:
+        """The payment is known not to have happened (refused before it left): release."""
+        self._outcome = 0
+
+    def moved(self, amount: int) -> None:
+        """Exactly ``amount`` (rail units) moved, e.g. part of a STREAM payment."""
+        self._outcome = amount
+
+    def counted(self, amount: int) -> int:
+        if self._rail_scale is None or self._limits_scale is None:
+            return amount
+        return rescale(amount, self._rail_scale, self._limits_scale)
 
 
 Confirm = Callable[[Spend, str], Awaitable[bool]]
@@ -95,6 +126,9 @@ class SpendingPolicy:
                 "asset TEXT NOT NULL, amount INTEGER NOT NULL, destination TEXT NOT NULL, "
                 "purpose TEXT NOT NULL, state TEXT NOT NULL)"
             )
+            columns = {row[1] for row in db.execute("PRAGMA table_info(spends)")}
+            if "note" not in columns:  # why a reservation is held, for whoever resolves it
+                db.execute("ALTER TABLE spends ADD COLUMN note TEXT NOT NULL DEFAULT ''")
             self._db = db
         return self._db
 
@@ -111,14 +145,63 @@ class SpendingPolicy:
         )
         return int(row[0])
 
+    @asynccontextmanager
+    async def spend(
+        self,
+        asset: str,
+        amount: int,
+        *,
+        to: str,
+        scale: int | None = None,
+        purpose: str = "",
+    ) -> AsyncIterator[Spend]:
+        """The one way to move value: reserve ``amount`` of ``asset`` (in the rail's smallest
+        unit at ``scale``) for ``to``, run the body (which moves the money), then settle the
+        reservation by what is known:
+
+        - the body returns: the whole amount (or what ``spend.moved(n)`` said) is spent;
+        - ``spend.nothing_moved()`` was called (a refusal known to have moved nothing): released;
+        - the body raises or is cancelled otherwise: the outcome is unknown, so the reservation
+          stays held and counts against the caps; it is never released on a guess.
+        """
+        limits = self.limits.get(asset)
+        counted = amount
+        if limits is not None and scale is not None:
+            counted = rescale(amount, scale, limits.asset_scale)
+        spend = await self.reserve(asset, counted, to, purpose)
+        spend._rail_scale = scale
+        spend._limits_scale = limits.asset_scale if limits is not None else None
+        try:
+            yield spend
+        except BaseException as exc:
+            if spend._outcome == 0:
+                self.release(spend)
+            elif spend._outcome is not None:
+                self._set_state(spend, "spent", spend.counted(spend._outcome))
+            else:
+                why = "cancelled" if isinstance(exc, asyncio.CancelledError) else repr(exc)[:200]
+                self.hold(spend, f"outcome unknown: {why}")
+            raise
+        if spend._outcome == 0:
+            self.release(spend)
+        else:
+            moved = spend._outcome
+            self._set_state(spend, "spent", None if moved is None else spend.counted(moved))
+
     async def reserve(self, asset: str, amount: int, destination: str, purpose: str = "") -> Spend:
-        """Check every limit and record the reservation, or raise :class:`SpendDenied`."""
+        """Check every limit and record the reservation, or raise :class:`SpendDenied`.
+        Paying code uses :meth:`spend`, which settles the reservation as well."""
         spend = Spend(asset, amount, destination, purpose, uuid.uuid4().hex)
         limits = self.limits.get(asset)
         if limits is None:
             raise SpendDenied(
                 f"no spending limits are configured for {asset}, so the agent may not spend it: "
                 f"add spending.{asset} to the character (max_per_payment, per_hour, per_day)"
+            )
+        if limits.max_per_payment is None and limits.per_hour is None and limits.per_day is None:
+            raise SpendDenied(
+                f"spending.{asset} sets no cap, so {asset} is never spent: set max_per_payment, "
+                "per_hour or per_day (an entry without caps means 'never', not 'without limit')"
             )
         if amount <= 0:
             raise SpendDenied(f"refused a spend of {amount} {asset}: amounts must be positive")
@@ -133,7 +216,7 @@ class SpendingPolicy:
         if limits.max_per_payment is not None and amount > limits.max_per_payment:
             raise SpendDenied(
                 f"refused {what}: over the maximum per payment of "
-                f"{_fmt(limits.max_per_payment, limits.asset_scale, asset)}"
+                f"{format_amount(limits.max_per_payment, limits.asset_scale, asset)}"
             )
         if limits.confirm_above is not None and amount > limits.confirm_above:
             question = f"confirm paying {what}?"
@@ -150,13 +233,15 @@ class SpendingPolicy:
                     if cap is not None:
                         used = self.spent(asset, window)
                         if used + amount > cap:
+                            cap_text = format_amount(cap, limits.asset_scale, asset)
+                            used_text = format_amount(used, limits.asset_scale, asset)
                             raise SpendDenied(
-                                f"refused {what}: the {label} cap of "
-                                f"{_fmt(cap, limits.asset_scale, asset)} would be exceeded "
-                                f"({_fmt(used, limits.asset_scale, asset)} already spent)"
+                                f"refused {what}: the {label} cap of {cap_text} would be "
+                                f"exceeded ({used_text} already spent)"
                             )
                 db.execute(
-                    "INSERT INTO spends VALUES (?, ?, ?, ?, ?, ?, 'reserved')",
+                    "INSERT INTO spends (id, at, asset, amount, destination, purpose, state) "
+                    "VALUES (?, ?, ?, ?, ?, ?, 'reserved')",
                     (spend.id, self.clock(), asset, amount, destination, purpose),
                 )
                 db.execute("COMMIT")
@@ -165,16 +250,39 @@ class SpendingPolicy:
                 raise
         return spend
 
-    def commit(self, spend: Spend) -> None:
-        """The money moved: the reservation becomes a spend."""
-        self._set_state(spend, "spent")
-
     def release(self, spend: Spend) -> None:
-        """The payment did not happen: the reservation no longer counts."""
+        """The payment is known not to have happened: the reservation no longer counts."""
         self._set_state(spend, "released")
 
-    def _set_state(self, spend: Spend, state: str) -> None:
-        self._conn().execute("UPDATE spends SET state = ? WHERE id = ?", (state, spend.id))
+    def hold(self, spend: Spend, note: str) -> None:
+        """The outcome is unknown: the reservation keeps counting until :meth:`resolve`."""
+        log.warning("spend %s (%s) held: %s", spend.id, spend.describe(0), note)
+        self._conn().execute(
+            "UPDATE spends SET state = 'held', note = ? WHERE id = ?", (note, spend.id)
+        )
+
+    def held(self) -> list[tuple[str, str, int, str, str]]:
+        """Reservations whose outcome is unknown: (id, asset, amount, destination, note)."""
+        rows = self._conn().execute(
+            "SELECT id, asset, amount, destination, note FROM spends WHERE state = 'held'"
+        )
+        return [tuple(row) for row in rows]
+
+    def resolve(self, spend_id: str, moved: bool) -> None:
+        """A held reservation's outcome became known (a receipt arrived, or the rail says the
+        payment failed): it becomes a spend, or is released."""
+        self._conn().execute(
+            "UPDATE spends SET state = ? WHERE id = ? AND state = 'held'",
+            ("spent" if moved else "released", spend_id),
+        )
+
+    def _set_state(self, spend: Spend, state: str, amount: int | None = None) -> None:
+        if amount is None:
+            self._conn().execute("UPDATE spends SET state = ? WHERE id = ?", (state, spend.id))
+        else:
+            self._conn().execute(
+                "UPDATE spends SET state = ?, amount = ? WHERE id = ?", (state, amount, spend.id)
+            )
 
     def close(self) -> None:
         if self._db is not None:
@@ -187,7 +295,3 @@ def _allowed(destination: str, allowlist: list[str]) -> bool:
         destination == entry or (entry.endswith(".") and destination.startswith(entry))
         for entry in allowlist
     )
-
-
-def _fmt(amount: int, scale: int, asset: str) -> str:
-    return f"{Decimal(amount).scaleb(-scale).normalize():f} {asset}"

@@ -44,7 +44,7 @@ async def test_an_asset_without_limits_is_never_spent(tmp_path: Path) -> None:
 
 
 async def test_an_amount_too_large_to_record_is_refused_not_a_crash(tmp_path: Path) -> None:
-    p = policy(tmp_path, per_day=None)
+    p = policy(tmp_path, per_day=2**62)
     with pytest.raises(SpendDenied, match="more than the policy can record"):
         await p.reserve("XRP", 10**19, "g.friends.bob")  # 10 tokens at 18 decimals
     assert p.spent("XRP", 86400) == 0
@@ -65,10 +65,10 @@ async def test_per_payment_maximum_and_allowlist(tmp_path: Path) -> None:
 async def test_hourly_and_daily_caps_roll_and_survive_a_restart(tmp_path: Path) -> None:
     clock = Clock()
     p = policy(tmp_path, clock, per_hour=100, per_day=250)
-    spend = await p.reserve("XRP", 60, "bob")
-    p.commit(spend)
-    failed = await p.reserve("XRP", 40, "bob")
-    p.release(failed)  # a payment that did not happen does not count
+    async with p.spend("XRP", 60, to="bob"):
+        pass  # the money moved
+    async with p.spend("XRP", 40, to="bob") as failed:
+        failed.nothing_moved()  # a payment known not to have happened does not count
     await p.reserve("XRP", 40, "bob")  # reserved, not yet settled: counts
     with pytest.raises(SpendDenied, match=r"hourly cap of 0.0001 XRP would be exceeded"):
         await p.reserve("XRP", 1, "bob")
@@ -94,7 +94,7 @@ async def test_confirmation_above_a_threshold(tmp_path: Path) -> None:
     async def yes(spend: Any, question: str) -> bool:
         return True
 
-    p = policy(tmp_path, confirm_above=10)
+    p = policy(tmp_path, confirm_above=10, per_day=10**9)
     await p.reserve("XRP", 10, "bob")
     with pytest.raises(SpendDenied, match="needs confirmation"):
         await p.reserve("XRP", 11, "bob")  # nobody to ask: refused
@@ -144,9 +144,8 @@ class Wallet:
     def register_actions(self, register: Any, ctx: Any) -> None:
         async def pay(amount: int, to: str) -> str:
             """Pay someone in drops of XRP."""
-            spend = await ctx.spending.reserve("XRP", amount, to, "model asked")
-            self.paid += amount
-            ctx.spending.commit(spend)
+            async with ctx.spending.spend("XRP", amount, to=to, scale=6, purpose="model asked"):
+                self.paid += amount
             return f"paid {amount} to {to}"
 
         register(pay)
@@ -170,3 +169,72 @@ async def test_a_model_told_to_overspend_is_held_by_the_caps(write_character, tm
     assert [a.ok for a in reply.actions] == [True, True, False, False, False]
     assert "hourly cap of 0.00025 XRP would be exceeded" in reply.actions[2].output
     assert "over the maximum per payment" in big.actions[0].output
+
+
+async def test_an_asset_entry_without_caps_means_never(tmp_path: Path) -> None:
+    p = SpendingPolicy({"XRP": Limits()}, tmp_path / "spend.sqlite", clock=Clock())
+    with pytest.raises(SpendDenied, match="sets no cap, so XRP is never spent"):
+        await p.reserve("XRP", 1, "bob")
+    allowlist_only = SpendingPolicy(
+        {"XRP": Limits(allowlist=["bob"])}, tmp_path / "other.sqlite", clock=Clock()
+    )
+    with pytest.raises(SpendDenied, match="never spent"):
+        await allowlist_only.reserve("XRP", 1, "bob")
+
+
+async def test_an_amount_is_counted_at_the_limits_scale_whatever_the_rails(tmp_path: Path) -> None:
+    """Limits in drops (scale 6) and a rail that counts whole XRP (scale 0): 5 is 5 XRP, not
+    5 drops; a rail at a finer scale than the limits is rounded up, never down."""
+    p = policy(tmp_path, max_per_payment=1_000_000, per_day=10_000_000)
+    with pytest.raises(SpendDenied, match="over the maximum per payment of 1 XRP"):
+        async with p.spend("XRP", 5, to="bob", scale=0):
+            raise AssertionError("the money must not move")
+    async with p.spend("XRP", 1_500, to="bob", scale=9):  # 1.5 drops
+        pass
+    assert p.spent("XRP", 86400) == 2
+
+
+async def test_a_payment_whose_outcome_is_unknown_keeps_its_reservation(tmp_path: Path) -> None:
+    """A slow chain and a model that retries: the first payment was cancelled (timed out)
+    while the money may still move, so it keeps counting, and the retry meets the cap."""
+    p = policy(tmp_path, per_hour=100)
+    sent = asyncio.Event()
+
+    async def slow_payment() -> None:
+        async with p.spend("XRP", 80, to="bob", scale=6):
+            sent.set()
+            await asyncio.sleep(60)  # the chain has not confirmed yet
+
+    task = asyncio.create_task(slow_payment())
+    await sent.wait()
+    with pytest.raises(TimeoutError):
+        await asyncio.wait_for(task, 0.05)  # the action's timeout
+    assert p.spent("XRP", 3600) == 80
+    with pytest.raises(SpendDenied, match="hourly cap"):
+        async with p.spend("XRP", 80, to="bob", scale=6):  # the model's retry
+            raise AssertionError("the money must not move twice")
+    with pytest.raises(ConnectionError):
+        async with p.spend("XRP", 10, to="bob", scale=6):
+            raise ConnectionError("the node went away after the send")  # says nothing
+    [first, second] = sorted(p.held(), key=lambda h: h[2], reverse=True)
+    assert first[2] == 80 and "cancelled" in first[4]
+    assert second[2] == 10 and "ConnectionError" in second[4]
+    restarted = policy(tmp_path, per_hour=100)  # held after a restart too
+    assert restarted.spent("XRP", 3600) == 90 and len(restarted.held()) == 2
+    restarted.resolve(first[0], moved=False)  # the chain says it never happened
+    assert restarted.spent("XRP", 3600) == 10
+
+
+async def test_a_refusal_known_to_move_nothing_releases_and_a_partial_counts_what_moved(
+    tmp_path: Path,
+) -> None:
+    p = policy(tmp_path, per_hour=100)
+    with pytest.raises(RuntimeError):
+        async with p.spend("XRP", 60, to="bob") as spend:
+            spend.nothing_moved()
+            raise RuntimeError("refused by the ledger before it applied")
+    with pytest.raises(RuntimeError):
+        async with p.spend("XRP", 60, to="bob") as spend:
+            spend.moved(25)
+            raise RuntimeError("the STREAM payment stopped part way")
+    assert p.spent("XRP", 3600) == 25 and p.held() == []

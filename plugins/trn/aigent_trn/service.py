@@ -13,6 +13,8 @@ from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from aigent import SpendDenied, format_amount
+
 from .config import TrnSettings
 from .store import ProofStore
 
@@ -56,7 +58,12 @@ def to_units(amount: str | int | Decimal, decimals: int) -> int:
 
 
 def from_units(units: int, decimals: int) -> str:
-    return f"{Decimal(units).scaleb(-decimals).normalize():f}"
+    return format_amount(units, decimals)
+
+
+# Failures that mean the value did not move: the node refused the call before it was sent
+# (a failing gas estimate), or the mined call reverted.
+_NOTHING_SENT = {"ContractLogicError", "ContractCustomError", "ContractPanicError"}
 
 
 class TrnService:
@@ -156,37 +163,28 @@ class TrnService:
         purpose: str,
         send: Callable[[], Any],
     ) -> Any:
-        """Reserve, run ``send`` in a thread, then commit; release only when nothing moved.
-
-        ``amount`` is in the token's smallest units; the policy counts it at the asset scale
-        of ``spending.<asset>`` (rounded up), since 18-decimal amounts overflow its integers.
-        """
-        from aigent.spending import SpendDenied
-
+        """Run ``send`` in a thread under the spending policy. ``amount`` is in the token's
+        smallest units (its decimals are the rail's scale); the policy counts it at the asset
+        scale of ``spending.<asset>``, rounded up, since 18-decimal amounts overflow its
+        integers. The reservation is released only when nothing moved (the call reverted, or
+        was refused before it was sent); a send that timed out or was cancelled may still be
+        mined, so its reservation stays held."""
         if amount <= 0:
             raise TrnError(f"amount must be positive, got {amount}")
         if self.ctx.spending is None:
             raise SpendDenied("this agent has no spending policy, so it may not move value")
         info = await self.token_info(token)
-        asset = info["asset"]
-        limits = self.ctx.spending.limits.get(asset)
-        counted = amount
-        if limits is not None and limits.asset_scale != info["decimals"]:
-            shift = info["decimals"] - limits.asset_scale
-            counted = -(-amount // 10**shift) if shift > 0 else amount * 10**-shift
-        if counted >= 2**63:
-            raise SpendDenied(f"refused {purpose}: the amount is beyond any spending limit")
-        spend = await self.ctx.spending.reserve(asset, counted, destination, purpose)
-        try:
-            result = await asyncio.to_thread(send)
-        except BaseException as exc:
-            if type(exc).__name__ == "TimeExhausted":
-                # sent but unconfirmed: the reservation stays, so the caps can only make the
-                # agent spend less, never more
-                raise TrnError(f"{purpose}: sent, no receipt yet; reservation kept") from exc
-            self.ctx.spending.release(spend)
-            raise
-        self.ctx.spending.commit(spend)
+        async with self.ctx.spending.spend(
+            info["asset"], amount, to=destination, scale=info["decimals"], purpose=purpose
+        ) as spend:
+            try:
+                result = await asyncio.to_thread(send)
+            except Exception as exc:
+                if type(exc).__name__ == "TimeExhausted":
+                    raise TrnError(f"{purpose}: sent, no receipt yet; reservation kept") from exc
+                if type(exc).__name__ in _NOTHING_SENT or "reverted" in str(exc):
+                    spend.nothing_moved()
+                raise
         self._cache.clear()
         return result
 

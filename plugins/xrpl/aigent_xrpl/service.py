@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import copy
 import time
-from decimal import Decimal
+from decimal import ROUND_CEILING, Decimal
 from typing import TYPE_CHECKING, Any
 
 if TYPE_CHECKING:
@@ -13,6 +13,7 @@ if TYPE_CHECKING:
     from xrpl.models import Transaction
     from xrpl.wallet import Wallet
 
+    from aigent import Spend
     from aigent.interfaces import PluginContext
 
 TESTNET_URL = "https://s.altnet.rippletest.net:51234"
@@ -104,21 +105,41 @@ class XrplService:
         self._cache[key] = (now, result)
         return copy.deepcopy(result)
 
-    async def submit(self, tx: Transaction) -> dict[str, Any]:
-        """Sign and submit as our wallet, serialised per account; return the validated result."""
-        from xrpl.asyncio.transaction import autofill_and_sign, submit_and_wait
+    async def submit(self, tx: Transaction, spend: Spend | None = None) -> dict[str, Any]:
+        """Sign and submit as our wallet, serialised per account; return the validated result.
+
+        With ``spend`` (a reservation under the spending policy), say what is known of the
+        outcome: nothing moved when the transaction could not be signed, was refused before it
+        applied, expired unvalidated (``LastLedgerSequence`` passed) or was validated without
+        success; a lost connection or a cancel says nothing, so the reservation stays held."""
+        from xrpl.asyncio.transaction import (
+            XRPLReliableSubmissionException,
+            autofill_and_sign,
+            submit_and_wait,
+        )
 
         wallet = self.wallet
         async with account_lock(wallet.address):
-            signed = await autofill_and_sign(tx, self.client, wallet)
+            try:
+                signed = await autofill_and_sign(tx, self.client, wallet)
+            except Exception:
+                if spend is not None:
+                    spend.nothing_moved()
+                raise
             try:
                 response = await submit_and_wait(signed, self.client)
+            except XRPLReliableSubmissionException as exc:  # refused, or expired unvalidated
+                if spend is not None:
+                    spend.nothing_moved()
+                raise XrplError(f"{tx.transaction_type} failed: {exc}") from exc
             except Exception as exc:
                 raise XrplError(f"{tx.transaction_type} failed: {exc}") from exc
         self._cache.clear()
         result = dict(response.result)
         code = result.get("meta", {}).get("TransactionResult", "")
         if code != "tesSUCCESS":
+            if spend is not None:
+                spend.nothing_moved()  # a tec result burns the fee but moves no value
             raise XrplError(f"{tx.transaction_type} did not succeed: {code}")
         return result
 
@@ -136,24 +157,21 @@ class XrplService:
 
         if currency.upper() == "XRP":
             value: Any = xrp_to_drops(Decimal(amount))
-            asset, units = "XRP", int(value)
+            asset, units, scale = "XRP", int(value), 6  # drops
         else:
             if not issuer:
                 raise XrplError(f"paying {currency} needs the issuer's address")
             value = IssuedCurrencyAmount(currency=currency, issuer=issuer, value=amount)
             scale = int(self.ctx.settings.get("issued_scale", 6))
-            asset, units = currency, int(Decimal(amount).scaleb(scale))
+            exact = Decimal(amount).scaleb(scale)
+            asset, units = currency, int(exact.to_integral_value(rounding=ROUND_CEILING))
         if self.ctx.spending is None:
             raise XrplError("this agent has no spending policy, so it may not pay")
-        spend = await self.ctx.spending.reserve(asset, units, destination, purpose)
-        try:
-            tx = Payment(account=self.wallet.address, destination=destination, amount=value)
-            result = await self.submit(tx)
-        except BaseException:
-            self.ctx.spending.release(spend)
-            raise
-        self.ctx.spending.commit(spend)
-        return result
+        tx = Payment(account=self.wallet.address, destination=destination, amount=value)
+        async with self.ctx.spending.spend(
+            asset, units, to=destination, scale=scale, purpose=purpose
+        ) as spend:
+            return await self.submit(tx, spend)
 
     # -- reads for analysis ------------------------------------------------------------------
     async def balances(self, address: str | None = None) -> dict[str, str]:

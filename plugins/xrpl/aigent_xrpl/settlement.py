@@ -85,20 +85,16 @@ class PaychanEngine:
         self.store.add_channel(channel, peer, "out", amount + drops)
 
     async def _spend(self, drops: int, destination: str, purpose: str, tx: Any) -> dict[str, Any]:
-        """Reserve under the spending policy, submit, then commit or release: a refused or
-        failed transaction never counts, and a crash in between can only under-spend."""
+        """Under the spending policy: a transaction the ledger refused never counts; one whose
+        outcome is unknown (cancelled, timed out) stays reserved until it is known."""
         if isinstance(drops, bool) or not isinstance(drops, int) or drops <= 0:
             raise XrplError(f"a channel needs a positive whole number of drops, not {drops!r}")
         if self.ctx.spending is None:
             raise XrplError("this agent has no spending policy, so it may not fund channels")
-        spend = await self.ctx.spending.reserve("XRP", drops, destination, purpose)
-        try:
-            result = await self.xrpl.submit(tx)
-        except BaseException:
-            self.ctx.spending.release(spend)
-            raise
-        self.ctx.spending.commit(spend)
-        return result
+        async with self.ctx.spending.spend(
+            "XRP", drops, to=destination, scale=6, purpose=purpose
+        ) as spend:
+            return await self.xrpl.submit(tx, spend)
 
     def _outgoing(self, peer: str) -> tuple[str, int]:
         found = self.store.channel_for(peer, "out")

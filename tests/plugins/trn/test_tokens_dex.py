@@ -107,7 +107,8 @@ async def test_mint_transfer_approve_transfer_from_and_balances(
     assert (await agent.balances())["AGC"] == "380"
 
     # bob approves the agent; the agent moves bob's tokens to carol
-    bob_svc, _ = make_service(anvil["keys"][1], {"AGC": Limits(asset_scale=6)}, name="bob")
+    bob_limits = {"AGC": Limits(asset_scale=6, max_per_payment=50 * 10**6)}
+    bob_svc, _ = make_service(anvil["keys"][1], bob_limits, name="bob")
     bob_svc.settings.tokens["AGC"] = token
     await bob_svc.approve("AGC", me, 50 * 10**6)
     assert await agent.allowance("AGC", bob, me) == 50 * 10**6
