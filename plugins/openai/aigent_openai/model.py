@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import re
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
@@ -33,6 +34,17 @@ from aigent_openai.wire import (
 )
 
 log = logging.getLogger("aigent.openai")
+
+
+# How servers say a model takes no tools: Ollama ("... does not support tools"), llama.cpp
+# ("tools param requires --jinja flag"), vLLM ("... requires --enable-auto-tool-choice ..."),
+# Groq and others ("tool calling is not supported ..."). Other 400s about tools (a bad schema)
+# are errors to report, not a reason to change how the model is asked.
+_NO_TOOLS = re.compile(
+    r"not support\w* (for )?(function calling|tool)|tool\w*( calling| use| calls)? (is |are )?"
+    r"not supported|requires --jinja|--enable-auto-tool-choice",
+    re.IGNORECASE,
+)
 
 
 class _ToolsRefused(Exception):
@@ -168,12 +180,16 @@ class OpenAIModel:
             if stream:
                 await response.aclose()
             message = redact(error_message(raw))
-            if status == 400 and with_tools and self.tool_mode == "auto":
-                if "tool" in message.lower():
-                    log.info("%s: the server refused tools (%s); describing them in text",
-                             self.model_id, message)  # fmt: skip
-                    self.tool_mode = "json"  # remembered: this model is asked that way from now
-                    raise _ToolsRefused
+            if (
+                status == 400
+                and with_tools
+                and self.tool_mode == "auto"
+                and _NO_TOOLS.search(message)
+            ):
+                log.info("%s: the server takes no tools (%s); describing them in text",
+                         self.model_id, message)  # fmt: skip
+                self.tool_mode = "json"  # remembered: this model is asked that way from now on
+                raise _ToolsRefused
             reason = f"HTTP {status}: {message}{self._hint(status)}"
             if not retry.retryable(status) or attempt == self.retries:
                 raise ModelError(f"{self.model_id}: {reason}")

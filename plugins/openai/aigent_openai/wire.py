@@ -39,7 +39,8 @@ def messages_out(
             ]
         if m.tool_call_id:
             item["tool_call_id"] = m.tool_call_id
-            item["name"] = m.name
+            if m.name:
+                item["name"] = m.name
         out.append(item)
     return out
 

@@ -221,6 +221,17 @@ async def test_a_server_refusing_tools_is_asked_again_with_tools_in_text(
     assert "tools" not in openai_server.requests[2].body
 
 
+async def test_another_400_about_tools_is_reported_not_worked_around(build, openai_server) -> None:
+    from aigent import ModelError
+    from tests.fixtures.openai_server import error
+
+    problem = "Invalid schema for function 'get_weather' (param tools[0].function.parameters)"
+    openai_server.queue(error(400, problem))
+    with pytest.raises(ModelError, match=r"HTTP 400: Invalid schema for function"):
+        await build().chat(HELLO, [WEATHER])
+    assert len(openai_server.requests) == 1
+
+
 async def test_cost_from_the_shipped_price_table(build, openai_server) -> None:
     answer = await build("openai/gpt-4o-mini").chat(HELLO)
     usage = answer.usage
