@@ -90,12 +90,7 @@ class OpenAIModel:
     async def chat(
         self, messages: Sequence[ChatMessage], tools: Sequence[ToolSpec] = ()
     ) -> ModelResponse:
-        native = self._native(tools)
-        try:
-            response = await self._send(self._body(messages, tools, native, False), native)
-        except _ToolsRefused:
-            native = False
-            response = await self._send(self._body(messages, tools, native, False), native)
+        response, native = await self._open(messages, tools, stream=False)
         try:
             text, calls, usage = parse_reply(response.content)
         except WireError as exc:
@@ -105,12 +100,7 @@ class OpenAIModel:
     async def stream(
         self, messages: Sequence[ChatMessage], tools: Sequence[ToolSpec] = ()
     ) -> AsyncIterator[str | ModelResponse]:
-        native = self._native(tools)
-        try:
-            response = await self._send(self._body(messages, tools, native, True), native, True)
-        except _ToolsRefused:
-            native = False
-            response = await self._send(self._body(messages, tools, native, True), native, True)
+        response, native = await self._open(messages, tools, stream=True)
         hidden = bool(tools) and not native  # a JSON tool call is not for the reader's eyes
         reader = StreamReader()
         try:
@@ -135,8 +125,17 @@ class OpenAIModel:
 
     # --- calling -----------------------------------------------------------------------------
 
-    def _native(self, tools: Sequence[ToolSpec]) -> bool:
-        return bool(tools) and self.tool_mode != "json"
+    async def _open(
+        self, messages: Sequence[ChatMessage], tools: Sequence[ToolSpec], stream: bool
+    ) -> tuple[httpx.Response, bool]:
+        """The response, and whether tools went natively (not described in the text)."""
+        native = bool(tools) and self.tool_mode != "json"
+        try:
+            response = await self._send(self._body(messages, tools, native, stream), native, stream)
+        except _ToolsRefused:
+            native = False
+            response = await self._send(self._body(messages, tools, native, stream), native, stream)
+        return response, native
 
     def _body(
         self, messages: Sequence[ChatMessage], tools: Sequence[ToolSpec], native: bool, stream: bool
