@@ -8,6 +8,7 @@ import json
 import logging
 import os
 import random
+import threading
 import time
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
@@ -39,15 +40,36 @@ def _import_litellm() -> Any:
 
 
 async def _litellm() -> Any:
-    """litellm on first use, imported in a thread: it takes seconds, and the event loop (other
-    agents, the connector) must not stall meanwhile."""
+    """litellm, imported in a thread if :func:`preload` has not finished it: it takes seconds,
+    and the event loop (other agents, the connector) must not stall meanwhile."""
     global _module
     if _module is None:  # the import lock makes a concurrent first use wait for the whole import
         _module = await asyncio.to_thread(_import_litellm)
     return _module
 
 
+def preload() -> None:
+    """Start importing litellm in a background thread, once per process, so that an agent's
+    first message does not wait for it."""
+    global _preloading
+    with _preload_lock:
+        if _preloading or _module is not None:
+            return
+        _preloading = True
+    threading.Thread(target=_preload, name="aigent-litellm-import", daemon=True).start()
+
+
+def _preload() -> None:
+    global _module
+    try:
+        _module = _import_litellm()
+    except Exception as exc:  # the first call imports again and reports it properly
+        log.debug("importing litellm in the background failed: %s", exc)
+
+
 _module: Any = None
+_preloading = False
+_preload_lock = threading.Lock()
 
 
 class LiteLLMModel:

@@ -33,7 +33,7 @@ class LiteLLMProvider:
         return "/" in model_id and not model_id.startswith("local/")
 
     def get_model(self, config: ModelConfig, ctx: PluginContext) -> LiteLLMModel:
-        from aigent_litellm.model import LiteLLMModel
+        from aigent_litellm.model import LiteLLMModel, preload
 
         provider = config.model.split("/", 1)[0]
         api_base = config.api_base or (
@@ -51,6 +51,7 @@ class LiteLLMProvider:
                 )
             api_key = "no-key"
         settings: dict[str, Any] = ctx.settings
+        preload()  # at assembly, off the event loop: no message waits for the import
         return LiteLLMModel(
             config.model,
             api_base=api_base,
@@ -63,6 +64,7 @@ class LiteLLMProvider:
         )
 
 
-@hookimpl
+@hookimpl(trylast=True)
 def register_models(register: Any) -> None:
+    # Last: litellm serves what no more direct provider (aigent-openai, say) claims.
     register(LiteLLMProvider())

@@ -14,6 +14,7 @@ import pytest
 
 from aigent import Agent, MissingSecret, ModelError, hookimpl
 from tests.fixtures.openai_server import error, malformed, reply, slow, tool_call
+from tests.plugins.litellm.conftest import CLI
 
 KEY = "sk-test-4f9c2a7e1b3d5f60"
 ROOT = Path(__file__).resolve().parents[3]
@@ -164,7 +165,7 @@ def test_the_key_never_appears_in_logs_or_errors(character, openai_server, tmp_p
     openai_server.queue(*[error(401, f"Incorrect API key provided: {KEY}")] * 2)
     env = {**os.environ, "AIGENT_LOG_LEVEL": "DEBUG"}
     result = subprocess.run(
-        [sys.executable, "-m", "aigent.cli", "-vv", "chat", str(character()), "-m", "hi"],
+        [*CLI, "-vv", "chat", str(character()), "-m", "hi"],
         capture_output=True,
         text=True,
         env=env,
@@ -175,14 +176,29 @@ def test_the_key_never_appears_in_logs_or_errors(character, openai_server, tmp_p
     assert KEY not in result.stderr + result.stdout
 
 
-def test_litellm_is_imported_only_when_a_model_is_first_used(character) -> None:
-    code = (
-        "import sys, asyncio\nfrom aigent import Agent\n"
-        f"agent = Agent.from_file({str(character())!r})\nagent.assemble()\n"
-        "print('litellm' in sys.modules)\n"
-    )
-    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert out.stdout.strip() == "False"
+def test_litellm_is_imported_in_the_background_when_an_agent_needs_it(character) -> None:
+    # anthropic/ is served by litellm alone, whatever else is installed.
+    path = character({"model": "anthropic/claude-3-5-haiku-latest"})
+    code = f"""
+import json, sys, threading, time
+import aigent_litellm
+before = "litellm" in sys.modules
+from aigent import Agent, Secrets
+agent = Agent.from_file({str(path)!r}, secrets=Secrets({{"ANTHROPIC_API_KEY": "sk-ant-test"}}))
+started = time.perf_counter()
+agent.assemble()
+assembled = time.perf_counter() - started
+[importer] = [t for t in threading.enumerate() if t.name == "aigent-litellm-import"]
+importer.join(120)
+imported = time.perf_counter() - started
+print(json.dumps([before, assembled, imported, "litellm" in sys.modules]))
+"""
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=180)
+    assert out.returncode == 0, out.stderr
+    before, assembled, imported, after = json.loads(out.stdout.strip().splitlines()[-1])
+    assert before is False  # the plugin alone imports nothing heavy
+    assert after is True
+    assert assembled < imported / 2  # assembly did not wait for the import
 
 
 @pytest.mark.parametrize("file", ["eliza0.character.json", "eliza1.json", "zerepy.json"])
@@ -192,9 +208,7 @@ def test_foreign_character_files_run_unchanged(file, openai_server, tmp_path) ->
     env = {**os.environ, "OPENAI_API_BASE": openai_server.url, "OPENAI_API_KEY": KEY}
     result = subprocess.run(
         [
-            sys.executable,
-            "-m",
-            "aigent.cli",
+            *CLI,
             "chat",
             str(ROOT / "tests/data/characters" / file),
             "-m",
