@@ -30,6 +30,7 @@ What the figures include and leave out:
 
 Run: uv run --all-packages python benchmarks/overhead.py [--messages 300] [--rounds 1]
      [--only aigent|elizaos] [--json]
+(``--rss-after M`` moves the RSS reading to the M-th message: for the suite's smoke run only.)
 A benchmark, not a test: targets are printed as PASS/MISS, never enforced.
 """
 
@@ -153,6 +154,7 @@ class Side:
     rss_ready_kib: int = 0
     rss_after_kib: int = 0
     baseline_rss_kib: int = 0
+    setup: dict[str, str] = field(default_factory=dict)
     single: list[float] = field(default_factory=list)
     bare_single: list[float] = field(default_factory=list)
     rates: list[float] = field(default_factory=list)
@@ -170,6 +172,7 @@ class Side:
         ready = self.driver.read()
         first = self.driver.read()
         self.ready_ms, self.rss_ready_kib = ready["ms"], ready["rss_kib"]
+        self.setup = dict(ready["setup"])
         self.first_reply_ms = first["ms"]
         self.driver.ask(cmd="chat", n=WARMUP, in_flight=1)
         body = next(r.body for r in reversed(server.requests) if r.path.endswith("completions"))
@@ -184,7 +187,9 @@ class Side:
             self.env,
             logs,
         )
-        self.baseline_rss_kib = self.baseline.read()["rss_kib"]
+        bare_ready = self.baseline.read()
+        self.baseline_rss_kib = bare_ready["rss_kib"]
+        self.setup["baseline"] = bare_ready["setup"]["client"]
         self.baseline.read()
         self.baseline.ask(cmd="chat", n=WARMUP, in_flight=1)
         self.baseline.ask(cmd="chat", n=WARMUP, in_flight=10)
@@ -337,6 +342,8 @@ def main() -> None:
         f"{time.monotonic() - started:.0f} s\n"
     )
     print(table(results, args.rss_after))
+    for side in chosen:
+        print(f"  {side.name}: " + "; ".join(f"{k} {v}" for k, v in side.setup.items()))
     print(
         "\noverhead = chat minus the bare POST of the same body (same percentile); ratios are "
         "aigent / elizaOS (above 1: aigent is higher, worse except for messages/s)."

@@ -48,7 +48,12 @@ async def main() -> None:
             reply = await agent.chat(text, user=user, room=room)
             return reply.text, reply.timings
 
-        await Driver(channel, chat).serve(ready_ms, ready_rss)
+        setup = {
+            "model": agent.model.model_id if agent.model else "none",
+            "memory": type(agent.memory).__name__ if agent.memory else "off",
+            "connector": "on" if agent.node else "off",
+        }
+        await Driver(channel, chat).serve(ready_ms, ready_rss, setup)
 
 
 if __name__ == "__main__":

@@ -34,7 +34,8 @@ async def main(url: str, body: dict[str, Any]) -> None:
             response.raise_for_status()
             return str(response.json()["choices"][0]["message"]["content"]), {}
 
-        await Driver(channel, chat).serve(ready_ms, ready_rss)
+        setup = {"client": f"httpx {httpx.__version__}"}
+        await Driver(channel, chat).serve(ready_ms, ready_rss, setup)
 
 
 if __name__ == "__main__":

@@ -2,10 +2,10 @@
 imported by drivers in aigent's environment and in elizaOS's own venv).
 
 A driver is one process. It builds its agent through the framework's public API, then reports
-``ready`` and, after answering one message, ``first_reply``: milliseconds since the parent
-spawned it (``BENCH_SPAWNED_AT``, the parent's wall clock just before the spawn, so interpreter
-start and imports count) and VmRSS from ``/proc/self/status``. Then it serves commands, one JSON
-line each on stdin, answering one JSON line each on stdout:
+``ready`` (with its setup) and, after answering one message, ``first_reply``: milliseconds since
+the parent spawned it (``BENCH_SPAWNED_AT``, the parent's wall clock just before the spawn, so
+interpreter start and imports count) and VmRSS from ``/proc/self/status``. Then it serves
+commands, one JSON line each on stdin, answering one JSON line each on stdout:
 
 - ``{"cmd": "chat", "n": N, "in_flight": K}``: N messages, K at a time, each worker its own user
   and room; each call is timed here, call -> answer, in-process. Answers ``latencies_ms``,
@@ -97,8 +97,10 @@ class Driver:
         await asyncio.gather(*(worker(w, count) for w, count in enumerate(shares) if count))
         return latencies, time.perf_counter() - start, stages
 
-    async def serve(self, ready_ms: float, ready_rss: int) -> None:
-        self.send(event="ready", ms=ready_ms, rss_kib=ready_rss)
+    async def serve(self, ready_ms: float, ready_rss: int, setup: dict[str, str]) -> None:
+        """``setup``: what the agent was built with, as the framework reports it (printed with
+        the results, so a changed default shows)."""
+        self.send(event="ready", ms=ready_ms, rss_kib=ready_rss, setup=setup)
         await self.one("hello", "u0", "r0")
         self.send(event="first_reply", ms=since_spawn_ms(), rss_kib=rss_kib())
         while True:

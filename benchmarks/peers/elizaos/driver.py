@@ -61,7 +61,8 @@ async def main() -> None:
         return (str(content.text) if result.did_respond and content is not None else ""), {}
 
     try:
-        await Driver(channel, chat).serve(ready_ms, ready_rss)
+        setup = {"state": args.state, "plugins": ", ".join(p.name for p in runtime.plugins)}
+        await Driver(channel, chat).serve(ready_ms, ready_rss, setup)
     finally:
         await runtime.stop()
 
