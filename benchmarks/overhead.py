@@ -48,7 +48,7 @@ import tempfile
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import Any, NoReturn
 
 HERE = Path(__file__).resolve().parent
 PEERS = HERE / "peers"
@@ -120,7 +120,7 @@ class Process:
         self.proc.stdin.flush()
         return self.read()
 
-    def fail(self, why: str) -> None:
+    def fail(self, why: str) -> NoReturn:
         self.stop()
         tail = self.log_path.read_text(errors="replace")[-3000:]
         raise DriverFailed(f"{self.name} driver {why}; the end of its log:\n{tail}")
@@ -317,9 +317,10 @@ def main() -> None:
 
     work = Path(tempfile.mkdtemp(prefix="aigent-overhead-"))
     server = ModelServer().start()
-    chosen = sides(args.only, server.url, work / "aigent-data", args.rss_after)
+    chosen: list[Side] = []
     started = time.monotonic()
     try:
+        chosen = sides(args.only, server.url, work / "aigent-data", args.rss_after)
         for side in chosen:  # one at a time: start-up is timed alone
             side.start(server, work)
         for _ in range(args.rounds):  # interleaved, so a noisy moment hits every side
