@@ -1,7 +1,8 @@
 """A connector node's configuration: pydantic models, loaded from YAML (or JSON) or built in
 Python. Tokens never sit in the file in the clear unless you insist: ``token_env`` names an
-environment variable that holds them, and every token is a ``SecretStr`` so it never shows up
-in a repr, a log line or an error message.
+environment variable that holds them (for a peer, one whose name ends in ``_BTP_TOKEN``), and
+every token is a ``SecretStr`` so it never shows up in a repr, a log line or an error message.
+An empty token is refused: it would match an empty one presented.
 
 Errors name the file, the field and (for YAML) the line, e.g.
 ``node.yaml: peers.alice.relation (line 12): Input should be 'parent', 'peer' or 'child'``.
@@ -28,6 +29,8 @@ from pydantic import (
 from aigent_connector.packets import valid_address
 
 Relation = Literal["parent", "peer", "child"]
+BTP_TOKEN_SUFFIX = "_BTP_TOKEN"
+"""The ending of every variable a peer's ``token_env`` may name."""
 POSTGRES_SCHEMES = ("postgresql://", "postgres://")
 
 
@@ -45,14 +48,31 @@ class Secret(_Model):
     token: SecretStr | None = None
     token_env: str | None = None
 
+    @field_validator("token")
+    @classmethod
+    def _not_blank(cls, token: SecretStr | None) -> SecretStr | None:
+        # An empty token matches an empty one presented: it would open what it guards.
+        if token is not None and not token.get_secret_value().strip():
+            raise ValueError(
+                "is empty: set a long random value (e.g. from `openssl rand -hex 32`), or "
+                "name an environment variable that holds it with token_env"
+            )
+        return token
+
     def resolve_token(self, where: str) -> str | None:
-        """The token's value; :class:`ConfigError` if ``token_env`` names an unset variable."""
+        """The token's value; :class:`ConfigError` if ``token_env`` names an unset or empty
+        variable."""
         if self.token is not None:
             return self.token.get_secret_value()
         if self.token_env:
             value = os.environ.get(self.token_env)
-            if not value:
+            if value is None:
                 raise ConfigError(f"{where}: environment variable {self.token_env} is not set")
+            if not value.strip():
+                raise ConfigError(
+                    f"{where}: environment variable {self.token_env} is empty: set it to a "
+                    "long random value"
+                )
             return value
         return None
 
@@ -74,6 +94,20 @@ class PeerConfig(Secret):
     max_balance: int | None = None
     settle_threshold: int | None = None
     settle_to: int = 0
+
+    @field_validator("token_env")
+    @classmethod
+    def _named_as_a_btp_token(cls, name: str | None) -> str | None:
+        # The token is sent to the peer's url: were any variable allowed, whoever writes a
+        # peer (the admin API's caller, a shared character file) could have the node send
+        # them any secret in its environment.
+        if name is not None and not name.endswith(BTP_TOKEN_SUFFIX):
+            raise ValueError(
+                f"{name!r} does not end in {BTP_TOKEN_SUFFIX}: a peer's token is read only "
+                f"from a variable named as one (e.g. ALICE{BTP_TOKEN_SUFFIX}), since it is "
+                "sent to the peer; rename the variable, or give the token inline as token"
+            )
+        return name
 
     @model_validator(mode="after")
     def _check(self) -> PeerConfig:
@@ -102,6 +136,9 @@ class AdminConfig(Secret):
 
     host: str = "127.0.0.1"
     port: int = Field(7780, ge=0, le=65535)
+    allow_send: bool = False
+    """``POST /send`` with an amount above 0 moves value outside any spending policy (an
+    agent's included), so it is refused (403) unless this is set; probes of 0 always work."""
 
     @model_validator(mode="after")
     def _check(self) -> AdminConfig:

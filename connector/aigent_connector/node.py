@@ -97,6 +97,19 @@ class Node:
         self.admin: AdminServer | None = None
         self.ccp: RouteBroadcaster | None = None
         self.tokens: dict[str, str] = {}
+        self.token_envs: dict[str, str] = {}
+        """The variable each peer's token came from, by account."""
+
+    def token_owner(self, variable: str | None) -> str | None:
+        """Whose token ``variable`` holds: a peer's account, ``"the admin API"``, or ``None``.
+        Peers the config names keep their variables even after they are removed at run time."""
+        if variable is None:
+            return None
+        admin = self.config.admin
+        if admin is not None and admin.token_env == variable:
+            return "the admin API"
+        owners = {n: p.token_env for n, p in self.config.peers.items()} | self.token_envs
+        return next((name for name, env in owners.items() if env == variable), None)
 
     @property
     def admin_url(self) -> str | None:
@@ -157,7 +170,8 @@ class Node:
             if config.admin is not None and admin_token is not None:
                 from aigent_connector.admin import AdminServer
 
-                self.admin = AdminServer(self, admin_token, config.admin.host, config.admin.port)
+                self.admin = AdminServer(self, admin_token, config.admin.host, config.admin.port,
+                                         allow_send=config.admin.allow_send)  # fmt: skip
                 await self.admin.start()
         except BaseException:
             await self.stop()
@@ -174,6 +188,8 @@ class Node:
             if token is None:
                 raise ConfigError(f"peers.{name}: no token")
             self.tokens[name] = token
+        if peer.token_env:
+            self.token_envs[name] = peer.token_env
         self.connector.add_peer(peer_from_config(name, peer))
         self.connector.ledger.configure(
             name,
