@@ -40,6 +40,7 @@ from aigent_connector.packets import (
     peek_prepare,
     reject_code,
     reject_invalid,
+    valid_address,
 )
 from aigent_connector.rates import NoRate, OneToOne, RateSource, convert
 from aigent_connector.routing import RoutingTable
@@ -59,6 +60,15 @@ Reply = Callable[[bytes], None]
 """Takes the answer (a Fulfill's or Reject's bytes) to a Prepare that arrived."""
 Answered = Callable[[bytes, bool], None]
 """Takes the checked answer to a Prepare sent on, and whether it was fulfilled."""
+
+
+class AddressUnavailable(ConnectionError):
+    """IL-DCP gave us no address: ``temporary`` when worth asking again (the parent is not
+    connected, busy or slow: a T or R code), not when it refused (an F code)."""
+
+    def __init__(self, message: str, temporary: bool) -> None:
+        super().__init__(message)
+        self.temporary = temporary
 
 
 @dataclass
@@ -90,6 +100,7 @@ class Peer:
 @dataclass
 class Connector:
     address: str
+    """Our ILP address; ``""`` until IL-DCP gives us one (:meth:`fetch_address`)."""
     ledger: Ledger
     asset_code: str = "XRP"
     asset_scale: int = 6
@@ -116,6 +127,14 @@ class Connector:
     _tasks: set[asyncio.Task[None]] = field(default_factory=set)
     _transfers: int = 0
 
+    def __post_init__(self) -> None:
+        # Every Reject names us: an address that is no address would make each one fail.
+        if self.address and not valid_address(self.address):
+            raise ValueError(
+                f'{self.address!r} is not a valid ILP address; leave it empty ("") until '
+                "IL-DCP gives one"
+            )
+
     # --- wiring ----------------------------------------------------------------------------------
 
     def set_packet_handler(self, handler: LocalHandler) -> None:
@@ -139,7 +158,7 @@ class Connector:
 
     def add_peer(self, peer: Peer) -> None:
         self.peers[peer.account] = peer
-        if peer.relation == "child":
+        if peer.relation == "child" and self.address:  # else routed once IL-DCP gives one
             self.routes.add(f"{self.address}.{peer.account}", peer.account)
 
     async def remove_peer(self, account: str) -> bool:
@@ -175,19 +194,32 @@ class Connector:
         self._servers.append(server)
         return await server.start()
 
-    async def connect(self, url: str, account: str, username: str, token: str) -> Client:
+    async def connect(
+        self, url: str, account: str, username: str, token: str, wait: float | None = 10
+    ) -> Client:
+        """Dial a peer (and keep redialing it); wait up to ``wait`` seconds for the link
+        (:class:`TimeoutError` after that, while the client keeps trying), or not at all."""
         client = Client(url, account, username, token, self._on_prepare, self._on_link)
         self._clients.append(client)
         client.start()
-        await asyncio.wait_for(client.connected.wait(), 10)
+        if wait is not None:
+            await asyncio.wait_for(client.connected.wait(), wait)
         return client
 
     async def fetch_address(self, parent: str) -> ildcp.Config:
-        """IL-DCP: learn this node's address (and asset) from its parent."""
+        """IL-DCP: learn this node's address (and asset) from its parent. Raises
+        :class:`AddressUnavailable` when the parent does not give one."""
         answer = await self._forward(parent, ildcp.request())
         if not isinstance(answer, Fulfill):
-            raise ConnectionError(f"parent {parent} refused IL-DCP: {answer}")
-        config = ildcp.parse_response(answer)
+            raise AddressUnavailable(
+                f"parent {parent} refused IL-DCP: {answer.code} {answer.message}",
+                temporary=answer.code[0] in "TR",
+            )
+        try:
+            config = ildcp.parse_response(answer)
+        except InvalidPacket as exc:
+            raise AddressUnavailable(f"parent {parent} answered IL-DCP badly: {exc}",
+                                     temporary=False) from None  # fmt: skip
         self.address = config.client_address
         self.asset_code, self.asset_scale = config.asset_code, config.asset_scale
         return config
@@ -414,6 +446,9 @@ class Connector:
         if ildcp.is_request(prepare):
             if self._peer(source).relation != "child":
                 answer: Fulfill | Reject = self._reject("F02", "IL-DCP is served to children only")
+            elif not self.address:  # our parent has not told us ours: the child asks again
+                answer = self._reject("T00", "no address to give yet: ours is still to come "
+                                             "from our parent over IL-DCP")  # fmt: skip
             else:
                 config = ildcp.Config(f"{self.address}.{source}", self.asset_scale,
                                       self.asset_code)  # fmt: skip

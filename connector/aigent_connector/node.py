@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from aigent_connector.config import ConfigError, NodeConfig, PeerConfig
-from aigent_connector.connector import Connector, Peer
+from aigent_connector.connector import AddressUnavailable, Connector, Peer
 from aigent_connector.ledger import Ledger, LedgerUnavailable, SqliteLedger
 from aigent_connector.metrics import Metrics
 from aigent_connector.rates import OneToOne, RateSource, StaticRates
@@ -26,6 +26,9 @@ if TYPE_CHECKING:
     from aigent_connector.ccp import RouteBroadcaster
 
 log = logging.getLogger("aigent.connector.node")
+
+ILDCP_FIRST_RETRY = 0.5  # seconds; doubled after each failed IL-DCP attempt...
+ILDCP_MAX_RETRY = 30.0  # ...up to this
 
 
 def peer_from_config(account: str, cfg: PeerConfig) -> Peer:
@@ -82,7 +85,7 @@ class Node:
         self.config = config
         self.metrics = Metrics()
         self.connector = Connector(
-            config.address or "unset",  # replaced over IL-DCP before anything is routed
+            config.address or "",  # until IL-DCP gives one
             open_ledger(config),
             asset_code=config.asset_code,
             asset_scale=config.asset_scale,
@@ -146,16 +149,12 @@ class Node:
                     incoming, config.listen.host, config.listen.port
                 )
             if config.parent is not None:
-                await self._dial(config.parent, config.peers[config.parent])
-                await self.connector.fetch_address(config.parent)
+                await self._join_parent(config.parent, config.peers[config.parent])
                 self.connector.routes.add("", config.parent)
-                # Children were routed under the placeholder address: route them again.
+                # Children are routed under our address, known only now.
                 for name, peer in config.peers.items():
                     if peer.relation == "child":
                         self.connector.routes.add(f"{self.connector.address}.{name}", name)
-                for prefix, _ in self.connector.routes.items():
-                    if prefix.startswith("unset."):
-                        self.connector.routes.remove(prefix)
             await asyncio.gather(
                 *(
                     self._dial(name, peer)
@@ -203,6 +202,32 @@ class Node:
                 server.accounts[name] = self.tokens[name]
         elif connect:
             await self._dial(name, peer)
+
+    async def _join_parent(self, name: str, peer: PeerConfig) -> None:
+        """Dial the parent and get our address from it over IL-DCP, asking again with backoff
+        while it is down or answers with a temporary error: a node started before its parent
+        waits for it (saying so in the log). A refusal (an F code) stops the start."""
+        assert peer.url is not None
+        client = await self.connector.connect(
+            peer.url, name, peer.username or self.config.node_id, self.tokens[name], wait=None
+        )
+        delay = ILDCP_FIRST_RETRY
+        while True:
+            try:
+                await asyncio.wait_for(client.connected.wait(), delay)
+            except TimeoutError:
+                log.warning("parent %s at %s is not reachable yet; our address waits for it",
+                            name, peer.url)  # fmt: skip
+            else:
+                try:
+                    await self.connector.fetch_address(name)
+                    return
+                except AddressUnavailable as exc:
+                    if not exc.temporary:
+                        raise
+                    log.warning("%s; asking again in %.1fs", exc, delay)
+                    await asyncio.sleep(delay)
+            delay = min(delay * 2, ILDCP_MAX_RETRY)
 
     async def _dial(self, name: str, peer: PeerConfig) -> None:
         assert peer.url is not None

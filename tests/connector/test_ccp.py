@@ -201,7 +201,7 @@ async def test_routes_are_exchanged_with_the_reference_connector(
     nodes: list[Any] = []
     try:
         await wait_port(ports["sender"])  # ilp-connector is READY once its child is connected
-        sender = Connector("unset", SqliteLedger(tmp_path / "sender.sqlite"))
+        sender = Connector("", SqliteLedger(tmp_path / "sender.sqlite"))
         nodes.append(sender)
         sender.add_peer(Peer("parent", "parent"))
         sender.routes.add("", "parent")
