@@ -26,6 +26,7 @@ from pydantic import (
     model_validator,
 )
 
+from aigent_connector.btp import MAX_CONNECTIONS, MAX_UNAUTHENTICATED
 from aigent_connector.packets import valid_address
 
 Relation = Literal["parent", "peer", "child"]
@@ -129,6 +130,11 @@ class PeerConfig(Secret):
 class ListenConfig(_Model):
     host: str = "127.0.0.1"
     port: int = Field(0, ge=0, le=65535)
+    max_connections: int = Field(MAX_CONNECTIONS, ge=1)
+    """BTP sockets held open at once, authenticated or not; more are answered 503."""
+    max_unauthenticated: int = Field(MAX_UNAUTHENTICATED, ge=1)
+    """Of those, sockets that have not authenticated yet (each costs up to ~20 s and ~200 KiB
+    of buffers); more are answered 503 before anything is read from them."""
 
 
 class AdminConfig(Secret):

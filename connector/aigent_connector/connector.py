@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from aigent_connector import btp_packets, ildcp
-from aigent_connector.btp import Client, Link, Server
+from aigent_connector.btp import MAX_CONNECTIONS, MAX_UNAUTHENTICATED, Client, Link, Server
 from aigent_connector.ledger import Ledger, LedgerError, Settlement
 from aigent_connector.limits import TokenBucket
 from aigent_connector.packets import (
@@ -126,6 +126,10 @@ class Connector:
     """Where pending settlements are kept; beside a SQLite ledger when not given."""
     _tasks: set[asyncio.Task[None]] = field(default_factory=set)
     _transfers: int = 0
+    max_answering: int = 256
+    """Packets from one peer answered here (delivered locally, IL-DCP, ``peer.*``) at once,
+    each a task; more are refused T03 until some are answered."""
+    _answering: dict[str, int] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         # Every Reject names us: an address that is no address would make each one fail.
@@ -188,9 +192,17 @@ class Connector:
     def settler(self) -> Settler | None:
         return self._settler
 
-    async def listen(self, tokens: dict[str, str], host: str = "127.0.0.1", port: int = 0) -> int:
+    async def listen(
+        self,
+        tokens: dict[str, str],
+        host: str = "127.0.0.1",
+        port: int = 0,
+        max_connections: int = MAX_CONNECTIONS,
+        max_unauthenticated: int = MAX_UNAUTHENTICATED,
+    ) -> int:
         """Accept BTP peers; ``tokens`` maps each account (its auth_username) to its token."""
-        server = Server(tokens, self._on_prepare, self._on_link, host, port)
+        server = Server(tokens, self._on_prepare, self._on_link, host, port,
+                        max_connections, max_unauthenticated)  # fmt: skip
         self._servers.append(server)
         return await server.start()
 
@@ -301,15 +313,18 @@ class Connector:
 
     def _switch(self, source: str, packet: bytes, fields: PrepareFields, reply: Reply) -> None:
         destination = fields.destination
-        if destination.startswith("peer."):  # IL-DCP and peer protocols: answered here
-            self._spawn(self._answer_peer(source, packet, reply))
-            return
         peer = self.peers.get(source) or Peer(source)
-        if peer.limited:
+        if peer.limited:  # every packet, peer protocols too: each of those costs a task
             refused = self._admit(peer, fields.amount)
             if refused is not None:
                 reply(encode(refused))
                 return
+        if destination.startswith("peer."):  # IL-DCP and peer protocols: answered here
+            if self._busy(source):
+                reply(encode(self._too_busy(source)))
+            else:
+                self._spawn(source, self._answer_peer(source, packet, reply))
+            return
         left = fields.expires_ms - time.time() * 1000
         if left <= 0:
             reply(encode(self._reject("R02", "the packet expired before it arrived")))
@@ -322,7 +337,11 @@ class Connector:
             return
         next_hop = self.routes.lookup(destination)
         if self._is_local(destination, next_hop):
-            self._spawn(self._deliver_local(source, packet, incoming, left / 1000, reply))
+            if self._busy(source):
+                self._refuse(incoming, reply, self._too_busy(source))
+            else:
+                self._spawn(source, self._deliver_local(source, packet, incoming, left / 1000,
+                                                        reply))  # fmt: skip
             return
         if next_hop is None:
             self._refuse(incoming, reply, self._reject("F02", f"no route to {destination}"))
@@ -479,10 +498,27 @@ class Connector:
             self.ledger.release(incoming)
         reply(encode(answer))
 
-    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+    def _busy(self, source: str) -> bool:
+        return self._answering.get(source, 0) >= self.max_answering
+
+    def _too_busy(self, source: str) -> Reject:
+        return self._reject("T03", f"{self.max_answering} packets from {source} are being "
+                                   "answered here; retry later")  # fmt: skip
+
+    def _spawn(self, source: str, work: Coroutine[Any, Any, None]) -> None:
+        """Answer a packet from ``source`` in a task, counted against ``max_answering``."""
+        self._answering[source] = self._answering.get(source, 0) + 1
         task = asyncio.get_running_loop().create_task(self._guarded(work))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(lambda _: self._answered(source))
+
+    def _answered(self, source: str) -> None:
+        left = self._answering[source] - 1
+        if left:
+            self._answering[source] = left
+        else:
+            del self._answering[source]  # no entry per peer that ever sent one
 
     @staticmethod
     async def _guarded(work: Coroutine[Any, Any, None]) -> None:

@@ -145,9 +145,11 @@ class Node:
                 await self.add_peer(name, peer, connect=False)
             if config.listen is not None:
                 incoming = {n: self.tokens[n] for n, p in config.peers.items() if p.url is None}
+                listen = config.listen
                 self.btp_port = await self.connector.listen(
-                    incoming, config.listen.host, config.listen.port
-                )
+                    incoming, listen.host, listen.port, listen.max_connections,
+                    listen.max_unauthenticated,
+                )  # fmt: skip
             if config.parent is not None:
                 await self._join_parent(config.parent, config.peers[config.parent])
                 self.connector.routes.add("", config.parent)
