@@ -191,6 +191,10 @@ class NodeConfig(_Model):
     which libpq reads. Needs ``pip install 'aigent-connector[postgres]'``."""
     ledger_schema: str = "public"
     """The PostgreSQL schema of this node's ledger tables: one per node sharing a database."""
+    ledger_durability: Literal["fsync", "os"] = "fsync"
+    """When a Fulfill may go back: once its commit is flushed to disk (``fsync``, survives a
+    power cut), or handed to the OS (``os``: survives a killed process, not a crash of the
+    machine; many times the packets per second when few are in flight)."""
     admin: AdminConfig | None = None
     expiry_margin: float = Field(1.0, ge=0)
     max_hold: float = Field(30.0, gt=0)

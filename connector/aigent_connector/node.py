@@ -47,13 +47,14 @@ def open_ledger(config: NodeConfig) -> Ledger:
     """The node's ledger: in PostgreSQL when ``ledger_url`` is set, else the SQLite file."""
     if config.ledger_url is None:
         try:
-            return SqliteLedger(config.ledger_path)
+            return SqliteLedger(config.ledger_path, durability=config.ledger_durability)
         except LedgerUnavailable as exc:  # in use by another process, or not a database
             raise ConfigError(f"ledger_path: {exc}") from None
     from aigent_connector.postgres_store import PostgresStore
 
     try:
-        store = PostgresStore(config.ledger_url.get_secret_value(), schema=config.ledger_schema)
+        store = PostgresStore(config.ledger_url.get_secret_value(), schema=config.ledger_schema,
+                              durability=config.ledger_durability)  # fmt: skip
     except ImportError as exc:  # psycopg is an optional extra
         raise ConfigError(f"ledger_url: {exc}") from None
     try:

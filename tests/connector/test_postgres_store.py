@@ -321,3 +321,16 @@ def test_group_committed_balances_survive_sigkill_mid_traffic(
     rows = peek.execute("SELECT id, amount, state FROM killed.transfers").fetchall()
     assert_nothing_lost(ledger, rows, acknowledged, in_flight)
     ledger.close()
+
+
+def test_durability_is_asked_of_the_server_not_taken_from_its_settings(
+    pg: Server, schema: str
+) -> None:
+    # A server configured with synchronous_commit off would otherwise make "fsync" a lie.
+    for durability, expected in (("fsync", "on"), ("os", "off")):
+        store = PostgresStore(pg.url(), schema=f"{schema}_{durability}", durability=durability)
+        try:
+            row = store._writer.execute("SHOW synchronous_commit").fetchone()
+            assert row is not None and row[0] == expected
+        finally:
+            store.close()
