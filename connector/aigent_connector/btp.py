@@ -419,6 +419,8 @@ class Client:
         self.connected = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self.attempts = 0
+        self.last_error: str | None = None
+        """Why the last attempt to connect failed, for whoever waits on :attr:`connected`."""
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run())
@@ -453,6 +455,7 @@ class Client:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
+                self.last_error = str(exc) or type(exc).__name__
                 log.info("BTP %s: %s; reconnecting in %.1fs", self.url, exc, delay)
             self.connected.clear()
             await asyncio.sleep(delay * (0.5 + random.random()))

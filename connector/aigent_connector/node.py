@@ -219,8 +219,8 @@ class Node:
             try:
                 await asyncio.wait_for(client.connected.wait(), delay)
             except TimeoutError:
-                log.warning("parent %s at %s is not reachable yet; our address waits for it",
-                            name, peer.url)  # fmt: skip
+                log.warning("parent %s at %s is not reachable yet (%s); our address waits "
+                            "for it", name, peer.url, client.last_error)  # fmt: skip
             else:
                 try:
                     await self.connector.fetch_address(name)
