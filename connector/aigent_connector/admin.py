@@ -4,6 +4,11 @@ Every route but ``GET /health`` needs ``Authorization: Bearer <token>`` (compare
 time; 401 otherwise). Health stays open so a load balancer or ``aigent connector health``
 without a token can probe liveness; it tells nothing but status, address and peer counts.
 
+The token holder is not trusted with more than the node: ``POST /send`` with an amount needs
+``admin.allow_send`` (it moves value outside any spending policy), and a peer added here reads
+its token only from a variable of its own named ``*_BTP_TOKEN``, never another peer's or any
+other secret in the environment, since that token is sent to the url the caller gives.
+
     GET    /health                      status, ILP address, peers connected
     GET    /metrics                     Prometheus text format
     POST   /send                        {destination, amount, data?, condition?, expires_in?}
@@ -101,9 +106,20 @@ async def _body(request: web.Request, model: type[BaseModel]) -> Any:
 
 
 class AdminServer:
-    def __init__(self, node: Node, token: str, host: str = "127.0.0.1", port: int = 0) -> None:
+    def __init__(
+        self,
+        node: Node,
+        token: str,
+        host: str = "127.0.0.1",
+        port: int = 0,
+        *,
+        allow_send: bool = False,
+    ) -> None:
+        if not token.strip():
+            raise ValueError("the admin token is empty: it would let anyone in")
         self.node = node
         self._token = token.encode()
+        self.allow_send = allow_send
         self.host = host
         self.port = port
         self._runner: web.AppRunner | None = None
@@ -201,6 +217,13 @@ class AdminServer:
             )
         except InvalidPacket as exc:
             return _error(400, str(exc))
+        if prepare.amount and not self.allow_send:
+            return _error(
+                403,
+                "POST /send with an amount moves value outside any spending policy, so it is "
+                "off: set admin.allow_send: true in the node's config to allow it (packets of "
+                "amount 0 are always allowed)",
+            )
         answer = await self.node.connector.send(prepare)
         if not isinstance(answer, Fulfill | Reject):
             return _error(502, "the next hop answered with a Prepare")
@@ -228,6 +251,14 @@ class AdminServer:
         if body.account in self.node.connector.peers:
             return _error(409, f"peer {body.account} exists; DELETE it first to change it")
         config = PeerConfig.model_validate(body.model_dump(exclude={"account"}))
+        owner = self.node.token_owner(config.token_env)
+        if owner is not None and owner != body.account:
+            return _error(
+                400,
+                f"token_env {config.token_env} holds {owner}'s token, and a peer's token is "
+                f"sent to its url: give {body.account} its own variable (e.g. "
+                f"{body.account.upper()}_BTP_TOKEN) or its token inline as token",
+            )
         try:
             await self.node.add_peer(body.account, config)
         except ConfigError as exc:
@@ -239,6 +270,7 @@ class AdminServer:
         if not await self.node.connector.remove_peer(account):
             return _error(404, f"no peer {account}")
         self.node.tokens.pop(account, None)
+        self.node.token_envs.pop(account, None)
         for server in self.node.connector._servers:
             server.accounts.pop(account, None)
         return web.Response(status=204)

@@ -6,6 +6,12 @@ server accepts a client only after its first frame, an ``auth`` Message with ``a
 and ``auth_token``; the token is compared in constant time, and a client that fails is sent an
 Error and dropped. Clients reconnect with exponential backoff; WebSocket pings keep links alive.
 
+What a stranger can cost is capped: at most ``MAX_UNAUTHENTICATED`` connections that have not
+authenticated yet (handshaking or before their auth frame; more are answered 503 unread), each
+allowed messages of ``AUTH_MAX_SIZE`` until it has, and ``MAX_CONNECTIONS`` in all. An
+authenticated peer runs at most ``MAX_SIDE_IN_FLIGHT`` side-protocol handlers at once; more are
+answered T00 at once.
+
 The WebSocket underneath is :mod:`aigent_connector.ws`, a lean RFC 6455 implementation for both
 ``ws://`` and ``wss://``: a frame goes from the socket to :meth:`Link._on_message` and from
 :meth:`Link.request` to the socket without a lock, a queue or a task in between.
@@ -37,6 +43,10 @@ AUTH_TIMEOUT = 10.0
 PING_INTERVAL = 20.0
 RESPONSE_TIMEOUT = 35.0
 SWEEP_INTERVAL = 0.05  # seconds between looks for requests past their deadline
+MAX_CONNECTIONS = 1024  # sockets a server holds open, authenticated or not
+MAX_UNAUTHENTICATED = 64  # of those, not yet authenticated (each up to ~20 s, ~200 KiB)
+AUTH_MAX_SIZE = 64 * 1024  # largest message before auth: an auth frame, or the biggest Prepare
+MAX_SIDE_IN_FLIGHT = 16  # side-protocol Messages a link answers at once
 
 
 def _now_generalized() -> str:
@@ -243,7 +253,22 @@ class Link:
             log.warning("unreadable BTP frame from %s: %s", self.account, exc)
             return  # never answer what we cannot read: that is how loops start
         if packet is None:
-            task = asyncio.create_task(self._answer_side(btp.decode(raw)))  # type: ignore[arg-type]
+            try:
+                frame = btp.decode(raw)
+            except InvalidPacket as exc:
+                log.warning("unreadable BTP frame from %s: %s", self.account, exc)
+                return
+            assert isinstance(frame, btp.Message)  # its first byte said so
+            if len(self._tasks) >= MAX_SIDE_IN_FLIGHT:  # no task for it: answered now
+                busy = self._side_error(frame, "T00", "UnreachableError",
+                                        f"{MAX_SIDE_IN_FLIGHT} side-protocol requests in "
+                                        "flight; retry later")  # fmt: skip
+                try:
+                    self.ws.send_nowait(btp.encode(busy))
+                except websocket.ConnectionClosed:
+                    pass
+                return
+            task = asyncio.create_task(self._answer_side(frame))
             self._tasks.add(task)
             task.add_done_callback(self._tasks.discard)
             return
@@ -301,20 +326,26 @@ class Server:
         on_link: Callable[[Link], None],
         host: str = "127.0.0.1",
         port: int = 0,
+        max_connections: int = MAX_CONNECTIONS,
+        max_unauthenticated: int = MAX_UNAUTHENTICATED,
     ) -> None:
         self.accounts = accounts
         self.on_prepare = on_prepare
         self.on_link = on_link
         self.host = host
         self.port = port
+        self.max_connections = max_connections
+        self.max_unauthenticated = max_unauthenticated
         self._server: websocket.Server | None = None
 
     async def start(self) -> int:
         # No permessage-deflate (ws.py has none): BTP frames are small and binary, and
         # compressing each one costs more CPU than the bytes it saves.
         self._server = await websocket.serve(
-            self._connection, self.host, self.port, ping_interval=PING_INTERVAL
-        )
+            self._connection, self.host, self.port, ping_interval=PING_INTERVAL,
+            max_connections=self.max_connections, max_pending=self.max_unauthenticated,
+            pending_max_size=AUTH_MAX_SIZE,
+        )  # fmt: skip
         self.port = self._server.sockets[0].getsockname()[1]
         return self.port
 
@@ -351,6 +382,7 @@ class Server:
             # Constant time, and the same work for unknown users as for wrong tokens.
             ok = hmac.compare_digest(given, (expected or "\0" * 32).encode()) and expected
             if ok:
+                ws.admit()  # before the answer: the peer may send its first Prepare at once
                 await ws.send(btp.encode(btp.Response(request_id, [])))
                 return username
         error = btp.Error(request_id, "F00", "NotAcceptedError", _now_generalized(),
@@ -387,6 +419,8 @@ class Client:
         self.connected = asyncio.Event()
         self._task: asyncio.Task[None] | None = None
         self.attempts = 0
+        self.last_error: str | None = None
+        """Why the last attempt to connect failed, for whoever waits on :attr:`connected`."""
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run())
@@ -421,6 +455,7 @@ class Client:
             except asyncio.CancelledError:
                 raise
             except Exception as exc:
+                self.last_error = str(exc) or type(exc).__name__
                 log.info("BTP %s: %s; reconnecting in %.1fs", self.url, exc, delay)
             self.connected.clear()
             await asyncio.sleep(delay * (0.5 + random.random()))

@@ -207,6 +207,7 @@ class RouteBroadcaster:
         self.asked: set[str] = set()  # peers that accepted our request for theirs
         self._task: asyncio.Task[None] | None = None
         self._tasks: set[asyncio.Task[None]] = set()
+        self._busy: set[tuple[str, str]] = set()  # (what, peer) sends under way
         connector.peer_protocols[CONTROL] = self.handle
         connector.peer_protocols[UPDATE] = self.handle
         connector.on_link_up(self._link_up)
@@ -247,7 +248,7 @@ class RouteBroadcaster:
             self.syncing.add(source)
             if request.last_known_routing_table_id != self.table_id:
                 self._advertised.pop(source, None)  # it knows nothing of this table
-            self._spawn(self.send_routes(source))
+            self._spawn(self.send_routes(source), ("routes", source))
         else:
             self.syncing.discard(source)
 
@@ -258,7 +259,7 @@ class RouteBroadcaster:
             state = self.learned[source] = _Learned(update.routing_table_id)
         if update.from_epoch > state.epoch:
             # A gap: we missed updates. Ask again from what we know (the reference's way).
-            self._spawn(self.send_control(source, SYNC))
+            self._spawn(self.send_control(source, SYNC), ("control", source))
             return
         state.heard = time.monotonic()
         state.hold_down = update.hold_down_time / 1000
@@ -365,12 +366,19 @@ class RouteBroadcaster:
     def _link_up(self, account: str) -> None:
         self.asked.discard(account)  # a new link: the peer may have restarted
         if self.speaks_with(account):
-            self._spawn(self.send_control(account, SYNC))
+            self._spawn(self.send_control(account, SYNC), ("control", account))
 
-    def _spawn(self, coro: Coroutine[Any, Any, Any]) -> None:
+    def _spawn(self, coro: Coroutine[Any, Any, Any], key: tuple[str, str]) -> None:
+        """Run ``coro`` unless the same send to the same peer is under way: a peer that floods
+        us with requests gets one answer in flight, not a task per request."""
+        if key in self._busy:
+            coro.close()
+            return
+        self._busy.add(key)
         task = asyncio.get_running_loop().create_task(coro)
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(lambda _: self._busy.discard(key))
 
     async def _loop(self) -> None:
         while True:

@@ -1,7 +1,8 @@
 """A connector node's configuration: pydantic models, loaded from YAML (or JSON) or built in
 Python. Tokens never sit in the file in the clear unless you insist: ``token_env`` names an
-environment variable that holds them, and every token is a ``SecretStr`` so it never shows up
-in a repr, a log line or an error message.
+environment variable that holds them (for a peer, one whose name ends in ``_BTP_TOKEN``), and
+every token is a ``SecretStr`` so it never shows up in a repr, a log line or an error message.
+An empty token is refused: it would match an empty one presented.
 
 Errors name the file, the field and (for YAML) the line, e.g.
 ``node.yaml: peers.alice.relation (line 12): Input should be 'parent', 'peer' or 'child'``.
@@ -25,9 +26,12 @@ from pydantic import (
     model_validator,
 )
 
+from aigent_connector.btp import MAX_CONNECTIONS, MAX_UNAUTHENTICATED
 from aigent_connector.packets import valid_address
 
 Relation = Literal["parent", "peer", "child"]
+BTP_TOKEN_SUFFIX = "_BTP_TOKEN"
+"""The ending of every variable a peer's ``token_env`` may name."""
 POSTGRES_SCHEMES = ("postgresql://", "postgres://")
 
 
@@ -45,14 +49,31 @@ class Secret(_Model):
     token: SecretStr | None = None
     token_env: str | None = None
 
+    @field_validator("token")
+    @classmethod
+    def _not_blank(cls, token: SecretStr | None) -> SecretStr | None:
+        # An empty token matches an empty one presented: it would open what it guards.
+        if token is not None and not token.get_secret_value().strip():
+            raise ValueError(
+                "is empty: set a long random value (e.g. from `openssl rand -hex 32`), or "
+                "name an environment variable that holds it with token_env"
+            )
+        return token
+
     def resolve_token(self, where: str) -> str | None:
-        """The token's value; :class:`ConfigError` if ``token_env`` names an unset variable."""
+        """The token's value; :class:`ConfigError` if ``token_env`` names an unset or empty
+        variable."""
         if self.token is not None:
             return self.token.get_secret_value()
         if self.token_env:
             value = os.environ.get(self.token_env)
-            if not value:
+            if value is None:
                 raise ConfigError(f"{where}: environment variable {self.token_env} is not set")
+            if not value.strip():
+                raise ConfigError(
+                    f"{where}: environment variable {self.token_env} is empty: set it to a "
+                    "long random value"
+                )
             return value
         return None
 
@@ -75,6 +96,20 @@ class PeerConfig(Secret):
     settle_threshold: int | None = None
     settle_to: int = 0
 
+    @field_validator("token_env")
+    @classmethod
+    def _named_as_a_btp_token(cls, name: str | None) -> str | None:
+        # The token is sent to the peer's url: were any variable allowed, whoever writes a
+        # peer (the admin API's caller, a shared character file) could have the node send
+        # them any secret in its environment.
+        if name is not None and not name.endswith(BTP_TOKEN_SUFFIX):
+            raise ValueError(
+                f"{name!r} does not end in {BTP_TOKEN_SUFFIX}: a peer's token is read only "
+                f"from a variable named as one (e.g. ALICE{BTP_TOKEN_SUFFIX}), since it is "
+                "sent to the peer; rename the variable, or give the token inline as token"
+            )
+        return name
+
     @model_validator(mode="after")
     def _check(self) -> PeerConfig:
         if self.url is not None and not self.url.startswith(("ws://", "wss://")):
@@ -95,6 +130,11 @@ class PeerConfig(Secret):
 class ListenConfig(_Model):
     host: str = "127.0.0.1"
     port: int = Field(0, ge=0, le=65535)
+    max_connections: int = Field(MAX_CONNECTIONS, ge=1)
+    """BTP sockets held open at once, authenticated or not; more are answered 503."""
+    max_unauthenticated: int = Field(MAX_UNAUTHENTICATED, ge=1)
+    """Of those, sockets that have not authenticated yet (each costs up to ~20 s and ~200 KiB
+    of buffers); more are answered 503 before anything is read from them."""
 
 
 class AdminConfig(Secret):
@@ -102,6 +142,9 @@ class AdminConfig(Secret):
 
     host: str = "127.0.0.1"
     port: int = Field(7780, ge=0, le=65535)
+    allow_send: bool = False
+    """``POST /send`` with an amount above 0 moves value outside any spending policy (an
+    agent's included), so it is refused (403) unless this is set; probes of 0 always work."""
 
     @model_validator(mode="after")
     def _check(self) -> AdminConfig:
@@ -148,6 +191,10 @@ class NodeConfig(_Model):
     which libpq reads. Needs ``pip install 'aigent-connector[postgres]'``."""
     ledger_schema: str = "public"
     """The PostgreSQL schema of this node's ledger tables: one per node sharing a database."""
+    ledger_durability: Literal["fsync", "os"] = "fsync"
+    """When a Fulfill may go back: once its commit is flushed to disk (``fsync``, survives a
+    power cut), or handed to the OS (``os``: survives a killed process, not a crash of the
+    machine; many times the packets per second when few are in flight)."""
     admin: AdminConfig | None = None
     expiry_margin: float = Field(1.0, ge=0)
     max_hold: float = Field(30.0, gt=0)

@@ -22,7 +22,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from aigent_connector import btp_packets, ildcp
-from aigent_connector.btp import Client, Link, Server
+from aigent_connector.btp import MAX_CONNECTIONS, MAX_UNAUTHENTICATED, Client, Link, Server
 from aigent_connector.ledger import Ledger, LedgerError, Settlement
 from aigent_connector.limits import TokenBucket
 from aigent_connector.packets import (
@@ -40,6 +40,7 @@ from aigent_connector.packets import (
     peek_prepare,
     reject_code,
     reject_invalid,
+    valid_address,
 )
 from aigent_connector.rates import NoRate, OneToOne, RateSource, convert
 from aigent_connector.routing import RoutingTable
@@ -59,6 +60,15 @@ Reply = Callable[[bytes], None]
 """Takes the answer (a Fulfill's or Reject's bytes) to a Prepare that arrived."""
 Answered = Callable[[bytes, bool], None]
 """Takes the checked answer to a Prepare sent on, and whether it was fulfilled."""
+
+
+class AddressUnavailable(ConnectionError):
+    """IL-DCP gave us no address: ``temporary`` when worth asking again (the parent is not
+    connected, busy or slow: a T or R code), not when it refused (an F code)."""
+
+    def __init__(self, message: str, temporary: bool) -> None:
+        super().__init__(message)
+        self.temporary = temporary
 
 
 @dataclass
@@ -90,6 +100,7 @@ class Peer:
 @dataclass
 class Connector:
     address: str
+    """Our ILP address; ``""`` until IL-DCP gives us one (:meth:`fetch_address`)."""
     ledger: Ledger
     asset_code: str = "XRP"
     asset_scale: int = 6
@@ -115,6 +126,18 @@ class Connector:
     """Where pending settlements are kept; beside a SQLite ledger when not given."""
     _tasks: set[asyncio.Task[None]] = field(default_factory=set)
     _transfers: int = 0
+    max_answering: int = 256
+    """Packets from one peer answered here (delivered locally, IL-DCP, ``peer.*``) at once,
+    each a task; more are refused T03 until some are answered."""
+    _answering: dict[str, int] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        # Every Reject names us: an address that is no address would make each one fail.
+        if self.address and not valid_address(self.address):
+            raise ValueError(
+                f'{self.address!r} is not a valid ILP address; leave it empty ("") until '
+                "IL-DCP gives one"
+            )
 
     # --- wiring ----------------------------------------------------------------------------------
 
@@ -139,7 +162,7 @@ class Connector:
 
     def add_peer(self, peer: Peer) -> None:
         self.peers[peer.account] = peer
-        if peer.relation == "child":
+        if peer.relation == "child" and self.address:  # else routed once IL-DCP gives one
             self.routes.add(f"{self.address}.{peer.account}", peer.account)
 
     async def remove_peer(self, account: str) -> bool:
@@ -169,25 +192,46 @@ class Connector:
     def settler(self) -> Settler | None:
         return self._settler
 
-    async def listen(self, tokens: dict[str, str], host: str = "127.0.0.1", port: int = 0) -> int:
+    async def listen(
+        self,
+        tokens: dict[str, str],
+        host: str = "127.0.0.1",
+        port: int = 0,
+        max_connections: int = MAX_CONNECTIONS,
+        max_unauthenticated: int = MAX_UNAUTHENTICATED,
+    ) -> int:
         """Accept BTP peers; ``tokens`` maps each account (its auth_username) to its token."""
-        server = Server(tokens, self._on_prepare, self._on_link, host, port)
+        server = Server(tokens, self._on_prepare, self._on_link, host, port,
+                        max_connections, max_unauthenticated)  # fmt: skip
         self._servers.append(server)
         return await server.start()
 
-    async def connect(self, url: str, account: str, username: str, token: str) -> Client:
+    async def connect(
+        self, url: str, account: str, username: str, token: str, wait: float | None = 10
+    ) -> Client:
+        """Dial a peer (and keep redialing it); wait up to ``wait`` seconds for the link
+        (:class:`TimeoutError` after that, while the client keeps trying), or not at all."""
         client = Client(url, account, username, token, self._on_prepare, self._on_link)
         self._clients.append(client)
         client.start()
-        await asyncio.wait_for(client.connected.wait(), 10)
+        if wait is not None:
+            await asyncio.wait_for(client.connected.wait(), wait)
         return client
 
     async def fetch_address(self, parent: str) -> ildcp.Config:
-        """IL-DCP: learn this node's address (and asset) from its parent."""
+        """IL-DCP: learn this node's address (and asset) from its parent. Raises
+        :class:`AddressUnavailable` when the parent does not give one."""
         answer = await self._forward(parent, ildcp.request())
         if not isinstance(answer, Fulfill):
-            raise ConnectionError(f"parent {parent} refused IL-DCP: {answer}")
-        config = ildcp.parse_response(answer)
+            raise AddressUnavailable(
+                f"parent {parent} refused IL-DCP: {answer.code} {answer.message}",
+                temporary=answer.code[0] in "TR",
+            )
+        try:
+            config = ildcp.parse_response(answer)
+        except InvalidPacket as exc:
+            raise AddressUnavailable(f"parent {parent} answered IL-DCP badly: {exc}",
+                                     temporary=False) from None  # fmt: skip
         self.address = config.client_address
         self.asset_code, self.asset_scale = config.asset_code, config.asset_scale
         return config
@@ -269,15 +313,18 @@ class Connector:
 
     def _switch(self, source: str, packet: bytes, fields: PrepareFields, reply: Reply) -> None:
         destination = fields.destination
-        if destination.startswith("peer."):  # IL-DCP and peer protocols: answered here
-            self._spawn(self._answer_peer(source, packet, reply))
-            return
         peer = self.peers.get(source) or Peer(source)
-        if peer.limited:
+        if peer.limited:  # every packet, peer protocols too: each of those costs a task
             refused = self._admit(peer, fields.amount)
             if refused is not None:
                 reply(encode(refused))
                 return
+        if destination.startswith("peer."):  # IL-DCP and peer protocols: answered here
+            if self._busy(source):
+                reply(encode(self._too_busy(source)))
+            else:
+                self._spawn(source, self._answer_peer(source, packet, reply))
+            return
         left = fields.expires_ms - time.time() * 1000
         if left <= 0:
             reply(encode(self._reject("R02", "the packet expired before it arrived")))
@@ -290,7 +337,11 @@ class Connector:
             return
         next_hop = self.routes.lookup(destination)
         if self._is_local(destination, next_hop):
-            self._spawn(self._deliver_local(source, packet, incoming, left / 1000, reply))
+            if self._busy(source):
+                self._refuse(incoming, reply, self._too_busy(source))
+            else:
+                self._spawn(source, self._deliver_local(source, packet, incoming, left / 1000,
+                                                        reply))  # fmt: skip
             return
         if next_hop is None:
             self._refuse(incoming, reply, self._reject("F02", f"no route to {destination}"))
@@ -414,6 +465,9 @@ class Connector:
         if ildcp.is_request(prepare):
             if self._peer(source).relation != "child":
                 answer: Fulfill | Reject = self._reject("F02", "IL-DCP is served to children only")
+            elif not self.address:  # our parent has not told us ours: the child asks again
+                answer = self._reject("T00", "no address to give yet: ours is still to come "
+                                             "from our parent over IL-DCP")  # fmt: skip
             else:
                 config = ildcp.Config(f"{self.address}.{source}", self.asset_scale,
                                       self.asset_code)  # fmt: skip
@@ -444,10 +498,27 @@ class Connector:
             self.ledger.release(incoming)
         reply(encode(answer))
 
-    def _spawn(self, work: Coroutine[Any, Any, None]) -> None:
+    def _busy(self, source: str) -> bool:
+        return self._answering.get(source, 0) >= self.max_answering
+
+    def _too_busy(self, source: str) -> Reject:
+        return self._reject("T03", f"{self.max_answering} packets from {source} are being "
+                                   "answered here; retry later")  # fmt: skip
+
+    def _spawn(self, source: str, work: Coroutine[Any, Any, None]) -> None:
+        """Answer a packet from ``source`` in a task, counted against ``max_answering``."""
+        self._answering[source] = self._answering.get(source, 0) + 1
         task = asyncio.get_running_loop().create_task(self._guarded(work))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
+        task.add_done_callback(lambda _: self._answered(source))
+
+    def _answered(self, source: str) -> None:
+        left = self._answering[source] - 1
+        if left:
+            self._answering[source] = left
+        else:
+            del self._answering[source]  # no entry per peer that ever sent one
 
     @staticmethod
     async def _guarded(work: Coroutine[Any, Any, None]) -> None:

@@ -7,7 +7,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 
 from aigent_connector.oer import OerError, Reader, var_octets
-from aigent_connector.packets import Fulfill, InvalidPacket, Prepare
+from aigent_connector.packets import Fulfill, InvalidPacket, Prepare, valid_address
 
 DESTINATION = "peer.config"
 FULFILLMENT = bytes(32)
@@ -46,4 +46,6 @@ def parse_response(fulfill: Fulfill) -> Config:
         code = r.var_octets("assetCode").decode("utf-8")
     except (OerError, UnicodeDecodeError) as exc:
         raise InvalidPacket(f"IL-DCP response: {exc}") from None
+    if not valid_address(address):  # it becomes ours, named in every Reject we make
+        raise InvalidPacket(f"IL-DCP response: {address[:80]!r} is not a valid ILP address")
     return Config(address, scale, code)

@@ -16,7 +16,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from aigent_connector.config import ConfigError, NodeConfig, PeerConfig
-from aigent_connector.connector import Connector, Peer
+from aigent_connector.connector import AddressUnavailable, Connector, Peer
 from aigent_connector.ledger import Ledger, LedgerUnavailable, SqliteLedger
 from aigent_connector.metrics import Metrics
 from aigent_connector.rates import OneToOne, RateSource, StaticRates
@@ -26,6 +26,9 @@ if TYPE_CHECKING:
     from aigent_connector.ccp import RouteBroadcaster
 
 log = logging.getLogger("aigent.connector.node")
+
+ILDCP_FIRST_RETRY = 0.5  # seconds; doubled after each failed IL-DCP attempt...
+ILDCP_MAX_RETRY = 30.0  # ...up to this
 
 
 def peer_from_config(account: str, cfg: PeerConfig) -> Peer:
@@ -44,13 +47,14 @@ def open_ledger(config: NodeConfig) -> Ledger:
     """The node's ledger: in PostgreSQL when ``ledger_url`` is set, else the SQLite file."""
     if config.ledger_url is None:
         try:
-            return SqliteLedger(config.ledger_path)
+            return SqliteLedger(config.ledger_path, durability=config.ledger_durability)
         except LedgerUnavailable as exc:  # in use by another process, or not a database
             raise ConfigError(f"ledger_path: {exc}") from None
     from aigent_connector.postgres_store import PostgresStore
 
     try:
-        store = PostgresStore(config.ledger_url.get_secret_value(), schema=config.ledger_schema)
+        store = PostgresStore(config.ledger_url.get_secret_value(), schema=config.ledger_schema,
+                              durability=config.ledger_durability)  # fmt: skip
     except ImportError as exc:  # psycopg is an optional extra
         raise ConfigError(f"ledger_url: {exc}") from None
     try:
@@ -82,7 +86,7 @@ class Node:
         self.config = config
         self.metrics = Metrics()
         self.connector = Connector(
-            config.address or "unset",  # replaced over IL-DCP before anything is routed
+            config.address or "",  # until IL-DCP gives one
             open_ledger(config),
             asset_code=config.asset_code,
             asset_scale=config.asset_scale,
@@ -97,6 +101,19 @@ class Node:
         self.admin: AdminServer | None = None
         self.ccp: RouteBroadcaster | None = None
         self.tokens: dict[str, str] = {}
+        self.token_envs: dict[str, str] = {}
+        """The variable each peer's token came from, by account."""
+
+    def token_owner(self, variable: str | None) -> str | None:
+        """Whose token ``variable`` holds: a peer's account, ``"the admin API"``, or ``None``.
+        Peers the config names keep their variables even after they are removed at run time."""
+        if variable is None:
+            return None
+        admin = self.config.admin
+        if admin is not None and admin.token_env == variable:
+            return "the admin API"
+        owners = {n: p.token_env for n, p in self.config.peers.items()} | self.token_envs
+        return next((name for name, env in owners.items() if env == variable), None)
 
     @property
     def admin_url(self) -> str | None:
@@ -129,20 +146,18 @@ class Node:
                 await self.add_peer(name, peer, connect=False)
             if config.listen is not None:
                 incoming = {n: self.tokens[n] for n, p in config.peers.items() if p.url is None}
+                listen = config.listen
                 self.btp_port = await self.connector.listen(
-                    incoming, config.listen.host, config.listen.port
-                )
+                    incoming, listen.host, listen.port, listen.max_connections,
+                    listen.max_unauthenticated,
+                )  # fmt: skip
             if config.parent is not None:
-                await self._dial(config.parent, config.peers[config.parent])
-                await self.connector.fetch_address(config.parent)
+                await self._join_parent(config.parent, config.peers[config.parent])
                 self.connector.routes.add("", config.parent)
-                # Children were routed under the placeholder address: route them again.
+                # Children are routed under our address, known only now.
                 for name, peer in config.peers.items():
                     if peer.relation == "child":
                         self.connector.routes.add(f"{self.connector.address}.{name}", name)
-                for prefix, _ in self.connector.routes.items():
-                    if prefix.startswith("unset."):
-                        self.connector.routes.remove(prefix)
             await asyncio.gather(
                 *(
                     self._dial(name, peer)
@@ -157,7 +172,8 @@ class Node:
             if config.admin is not None and admin_token is not None:
                 from aigent_connector.admin import AdminServer
 
-                self.admin = AdminServer(self, admin_token, config.admin.host, config.admin.port)
+                self.admin = AdminServer(self, admin_token, config.admin.host, config.admin.port,
+                                         allow_send=config.admin.allow_send)  # fmt: skip
                 await self.admin.start()
         except BaseException:
             await self.stop()
@@ -174,6 +190,8 @@ class Node:
             if token is None:
                 raise ConfigError(f"peers.{name}: no token")
             self.tokens[name] = token
+        if peer.token_env:
+            self.token_envs[name] = peer.token_env
         self.connector.add_peer(peer_from_config(name, peer))
         self.connector.ledger.configure(
             name,
@@ -187,6 +205,32 @@ class Node:
                 server.accounts[name] = self.tokens[name]
         elif connect:
             await self._dial(name, peer)
+
+    async def _join_parent(self, name: str, peer: PeerConfig) -> None:
+        """Dial the parent and get our address from it over IL-DCP, asking again with backoff
+        while it is down or answers with a temporary error: a node started before its parent
+        waits for it (saying so in the log). A refusal (an F code) stops the start."""
+        assert peer.url is not None
+        client = await self.connector.connect(
+            peer.url, name, peer.username or self.config.node_id, self.tokens[name], wait=None
+        )
+        delay = ILDCP_FIRST_RETRY
+        while True:
+            try:
+                await asyncio.wait_for(client.connected.wait(), delay)
+            except TimeoutError:
+                log.warning("parent %s at %s is not reachable yet (%s); our address waits "
+                            "for it", name, peer.url, client.last_error)  # fmt: skip
+            else:
+                try:
+                    await self.connector.fetch_address(name)
+                    return
+                except AddressUnavailable as exc:
+                    if not exc.temporary:
+                        raise
+                    log.warning("%s; asking again in %.1fs", exc, delay)
+                    await asyncio.sleep(delay)
+            delay = min(delay * 2, ILDCP_MAX_RETRY)
 
     async def _dial(self, name: str, peer: PeerConfig) -> None:
         assert peer.url is not None

@@ -5,7 +5,10 @@
 Each node keeps its rows in its own schema (``public`` unless told): one process owns a
 schema at a time, enforced with an advisory lock, since two nodes deciding from their own
 memory over the same rows would each overwrite the other's balances. A commit is durable when
-the server says so (``synchronous_commit``, on by default: the WAL is flushed). Writes wait on
+the server says so: with durability ``"fsync"`` the store sets ``synchronous_commit`` on for
+its session (the WAL is flushed before the commit returns), whatever the server's default;
+with ``"os"`` off (the server has the commit, so a killed connector loses nothing, but a crash
+of the server or its machine may lose its last fraction of a second). Writes wait on
 the network, so the ledger makes them from a thread (``writes_block``) and the event loop
 keeps switching packets meanwhile.
 
@@ -27,7 +30,7 @@ import time
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
-from aigent_connector.ledger import AccountRow, TransferRow
+from aigent_connector.ledger import DURABILITIES, AccountRow, Durability, TransferRow
 
 if TYPE_CHECKING:
     import psycopg
@@ -172,7 +175,11 @@ class PostgresStore:
 
     writes_block = True
 
-    def __init__(self, dsn: str, *, schema: str = "public") -> None:
+    def __init__(
+        self, dsn: str, *, schema: str = "public", durability: Durability = "fsync"
+    ) -> None:
+        if durability not in DURABILITIES:
+            raise ValueError(f"durability must be 'fsync' or 'os', not {durability!r}")
         if not SCHEMA_NAME.fullmatch(schema):
             raise ValueError(
                 f"schema {schema!r} is not a plain PostgreSQL name: use lower-case letters, "
@@ -204,6 +211,11 @@ class PostgresStore:
         }  # fmt: skip
         self._writer = self._connect()
         try:
+            self._writer.execute(  # this session's commits, whatever the server's default
+                "SET synchronous_commit = on"
+                if durability == "fsync"
+                else "SET synchronous_commit = off"
+            )
             self._own()
             self._create()
             # Lookups come from the event loop while a write is in flight in the ledger's thread.

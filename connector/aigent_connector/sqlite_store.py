@@ -1,7 +1,9 @@
 """The ledger's default store: one SQLite file in WAL mode.
 
-WAL with ``synchronous=NORMAL`` survives a killed process (the OS keeps the writes); ``FULL``
-also survives a power cut, at the cost of an fsync per transaction. Checkpoints are the
+Durability ``"os"`` is WAL with ``synchronous=NORMAL``: it survives a killed process (the OS
+keeps the writes). ``"fsync"`` is ``FULL``: it also survives a power cut, at the cost of an
+fsync per transaction (milliseconds on many disks; a group commit shares one among the
+packets of a turn of the event loop). Checkpoints are the
 ledger's to schedule (:meth:`SqliteStore.maintain`, in a thread), never SQLite's own inside a
 commit on the event loop. The process that opens a ledger owns its file until it closes it:
 other processes can neither write nor read it meanwhile (the admin API shows balances).
@@ -13,7 +15,13 @@ import sqlite3
 import threading
 from pathlib import Path
 
-from aigent_connector.ledger import AccountRow, LedgerUnavailable, TransferRow
+from aigent_connector.ledger import (
+    DURABILITIES,
+    AccountRow,
+    Durability,
+    LedgerUnavailable,
+    TransferRow,
+)
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS accounts (
@@ -41,6 +49,7 @@ CREATE INDEX IF NOT EXISTS transfers_open ON transfers (expires_at) WHERE state 
 
 OPEN_TIMEOUT = 2.0  # seconds to wait for the file: a killed owner's lock goes at once
 PAGE_SIZE = 1024  # the accounts table is small: a commit writes whole pages to the WAL
+SYNCHRONOUS = {"fsync": "FULL", "os": "NORMAL"}
 
 _UPSERT_ACCOUNT = (
     "INSERT INTO accounts VALUES (?, ?, ?, ?, ?, ?, ?, ?) ON CONFLICT (id) DO UPDATE SET "
@@ -59,7 +68,9 @@ class SqliteStore:
 
     writes_block = False
 
-    def __init__(self, path: Path | str, *, synchronous: str = "NORMAL") -> None:
+    def __init__(self, path: Path | str, *, durability: Durability = "os") -> None:
+        if durability not in DURABILITIES:
+            raise ValueError(f"durability must be 'fsync' or 'os', not {durability!r}")
         self.path = Path(path)
         self.name = str(self.path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
@@ -83,7 +94,7 @@ class SqliteStore:
                     "file (an agent's is in its data_dir)"
                 ) from None
             raise LedgerUnavailable(f"ledger {self.path} cannot be opened: {exc}") from None
-        db.execute(f"PRAGMA synchronous={synchronous}")
+        db.execute(f"PRAGMA synchronous={SYNCHRONOUS[durability]}")
         db.execute("PRAGMA wal_autocheckpoint=0")  # maintain() does it, in a thread
         db.executescript(SCHEMA)
 

@@ -7,6 +7,11 @@ binary and text messages, client masking, fragmented messages, ping/pong with ke
 close handshake, a maximum message size. What it does not: extensions (no compression),
 subprotocols, HTTP proxies. ``wss://`` works through the stdlib ``ssl`` module.
 
+A server can bound what strangers cost it: ``max_connections`` sockets in all, and, when its
+handler admits connections (:meth:`WebSocket.admit`, as BTP does once a peer authenticates),
+``max_pending`` not yet admitted, each held to ``pending_max_size`` per message and a short
+queue until then. A socket over either cap is answered 503 and closed before it is read.
+
 A protocol violation fails the connection with close code 1002 (1007 for bad UTF-8, 1009 for
 an oversized message) and a reason that says what was wrong.
 """
@@ -34,6 +39,7 @@ HANDSHAKE_TIMEOUT = 10.0
 CLOSE_TIMEOUT = 5.0
 # Messages read but not yet taken by recv(); past this the socket stops being read.
 QUEUE_HIGH = 256
+PENDING_QUEUE_HIGH = 2  # the same, for a connection its server has not admitted yet
 
 CONTINUATION, TEXT, BINARY, CLOSE, PING, PONG = 0x0, 0x1, 0x2, 0x8, 0x9, 0xA
 OPEN, CLOSING, CLOSED = 1, 2, 3
@@ -148,6 +154,9 @@ class WebSocket(asyncio.Protocol):
         self.close_code = 1006
         self.close_reason = ""
         self.paused = False
+        self.admitted = True
+        """False while the server that accepted it waits to admit it (see :meth:`admit`)."""
+        self._queue_high = QUEUE_HIGH
         self._server = server
         self._loop = asyncio.get_running_loop()
         self._transport: asyncio.Transport | None = None
@@ -177,7 +186,12 @@ class WebSocket(asyncio.Protocol):
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         self._transport = transport  # type: ignore[assignment]
         if self._server is not None:
-            self._server.connections.add(self)
+            if not self._server.take(self):
+                self.state = CLOSED
+                self._input_done = True
+                self._server = None
+                self._refuse(503, "too many connections; try again later")
+                return
             self._timer = self._loop.call_later(HANDSHAKE_TIMEOUT, self._abort)
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -196,7 +210,7 @@ class WebSocket(asyncio.Protocol):
                 future.set_result(None)
         self._drain.clear()
         if self._server is not None:
-            self._server.connections.discard(self)
+            self._server.release(self)
 
     def pause_writing(self) -> None:
         self.paused = True
@@ -297,7 +311,9 @@ class WebSocket(asyncio.Protocol):
 
     def _refuse(self, status: int, why: str, extra: str = "") -> None:
         body = why.encode()
-        phrase = {400: "Bad Request", 426: "Upgrade Required"}.get(status, "Error")
+        phrase = {400: "Bad Request", 426: "Upgrade Required", 503: "Service Unavailable"}.get(
+            status, "Error"
+        )
         head = (f"HTTP/1.1 {status} {phrase}\r\nContent-Type: text/plain\r\n"
                 f"Content-Length: {len(body)}\r\nConnection: close\r\n{extra}\r\n")  # fmt: skip
         self._transport.write(head.encode() + body)  # type: ignore[union-attr]
@@ -454,7 +470,7 @@ class WebSocket(asyncio.Protocol):
                 log.exception("WebSocket message handler failed")
             return
         self._queue.append(message)
-        if len(self._queue) >= QUEUE_HIGH and not self._reading_paused:
+        if len(self._queue) >= self._queue_high and not self._reading_paused:
             self._reading_paused = True
             self._transport.pause_reading()  # type: ignore[union-attr]
         self._wake()
@@ -602,11 +618,22 @@ class WebSocket(asyncio.Protocol):
             finally:
                 self._waiter = None
         message = self._queue.popleft()
-        if self._reading_paused and len(self._queue) < QUEUE_HIGH // 2:
+        if self._reading_paused and len(self._queue) < self._queue_high // 2:
             self._reading_paused = False
             if self.state != CLOSED:
                 self._transport.resume_reading()  # type: ignore[union-attr]
         return message
+
+    def admit(self) -> None:
+        """The server's handler trusts this connection now (BTP: its peer authenticated): it
+        leaves the pending count and gets the server's full message size and queue."""
+        if self.admitted:
+            return
+        self.admitted = True
+        if self._server is not None:
+            self._server.pending -= 1
+            self.max_size = self._server.max_size
+        self._queue_high = QUEUE_HIGH
 
     def __aiter__(self) -> WebSocket:
         return self
@@ -642,12 +669,47 @@ class Server:
     """Listens for WebSocket clients and runs ``handler(ws)`` for each; closes the connection
     when the handler returns."""
 
-    def __init__(self, handler: Handler, ping_interval: float | None, max_size: int) -> None:
+    def __init__(
+        self,
+        handler: Handler,
+        ping_interval: float | None,
+        max_size: int,
+        *,
+        max_connections: int | None = None,
+        max_pending: int | None = None,
+        pending_max_size: int | None = None,
+    ) -> None:
         self.handler = handler
         self.ping_interval = ping_interval
         self.max_size = max_size
+        self.max_connections = max_connections
+        self.max_pending = max_pending
+        self.pending_max_size = min(pending_max_size or max_size, max_size)
+        self.pending = 0
+        """Connections open and not yet admitted (only counted when ``max_pending`` is set)."""
         self.connections: set[WebSocket] = set()
         self._server: asyncio.Server | None = None
+
+    def take(self, ws: WebSocket) -> bool:
+        """Count a new connection in, or ``False`` when it is over a cap."""
+        if self.max_connections is not None and len(self.connections) >= self.max_connections:
+            return False
+        if self.max_pending is not None:
+            if self.pending >= self.max_pending:
+                return False
+            self.pending += 1
+            ws.admitted = False
+            ws.max_size = self.pending_max_size
+            ws._queue_high = PENDING_QUEUE_HIGH
+        self.connections.add(ws)
+        return True
+
+    def release(self, ws: WebSocket) -> None:
+        if ws in self.connections:
+            self.connections.discard(ws)
+            if not ws.admitted:
+                ws.admitted = True
+                self.pending -= 1
 
     @property
     def sockets(self) -> tuple[Any, ...]:
@@ -684,10 +746,15 @@ async def serve(
     ping_interval: float | None = 20.0,
     max_size: int = MAX_SIZE,
     ssl: ssl_module.SSLContext | None = None,
+    max_connections: int | None = None,
+    max_pending: int | None = None,
+    pending_max_size: int | None = None,
 ) -> Server:
-    """Listen on ``host:port`` (0: any free port, see ``server.sockets``)."""
+    """Listen on ``host:port`` (0: any free port, see ``server.sockets``). With
+    ``max_pending``, a connection is pending until the handler calls :meth:`WebSocket.admit`."""
     _use_speedups()
-    server = Server(handler, ping_interval, max_size)
+    server = Server(handler, ping_interval, max_size, max_connections=max_connections,
+                    max_pending=max_pending, pending_max_size=pending_max_size)  # fmt: skip
     loop = asyncio.get_running_loop()
     server._server = await loop.create_server(
         lambda: WebSocket(

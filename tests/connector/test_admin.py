@@ -32,9 +32,9 @@ def hub_config(
         "listen": {"port": 0}, "expiry_margin": 0.5,
         "admin": {"port": 0, "token_env": "HUB_ADMIN_TOKEN"},
         "peers": {
-            "alice": {"relation": "child", "token_env": "ALICE_TOKEN", "max_packet_amount": 1000,
-                      "max_balance": 5000},
-            "bob": {"relation": "child", "token_env": "BOB_TOKEN"},
+            "alice": {"relation": "child", "token_env": "ALICE_BTP_TOKEN",
+                      "max_packet_amount": 1000, "max_balance": 5000},
+            "bob": {"relation": "child", "token_env": "BOB_BTP_TOKEN"},
             **(peers or {}),
         },
         **fields,
@@ -45,7 +45,7 @@ def child_config(tmp: Path, name: str, port: int, **fields: Any) -> NodeConfig:
     return parse_config({
         "node_id": name, "parent": "hub", "ledger_path": str(tmp / f"{name}.sqlite"),
         "peers": {"hub": {"relation": "parent", "url": f"ws://127.0.0.1:{port}",
-                          "token_env": f"{name.upper()}_TOKEN", **fields}},
+                          "token_env": f"{name.upper()}_BTP_TOKEN", **fields}},
     })  # fmt: skip
 
 
@@ -77,9 +77,9 @@ class Network:
 @pytest.fixture
 def tokens(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setenv("HUB_ADMIN_TOKEN", ADMIN_TOKEN)
-    monkeypatch.setenv("ALICE_TOKEN", "alice-" + os.urandom(8).hex())
-    monkeypatch.setenv("BOB_TOKEN", "bob-" + os.urandom(8).hex())
-    monkeypatch.setenv("CAROL_TOKEN", "carol-" + os.urandom(8).hex())
+    monkeypatch.setenv("ALICE_BTP_TOKEN", "alice-" + os.urandom(8).hex())
+    monkeypatch.setenv("BOB_BTP_TOKEN", "bob-" + os.urandom(8).hex())
+    monkeypatch.setenv("CAROL_BTP_TOKEN", "carol-" + os.urandom(8).hex())
 
 
 async def start_network(
@@ -135,7 +135,19 @@ async def test_every_route_but_health_needs_the_token(net: Network) -> None:
     assert ("g.hub.bob", "bob") in net.hub.connector.routes.items()  # the DELETE did nothing
 
 
-async def test_send_a_packet_through_the_api(net: Network, http: aiohttp.ClientSession) -> None:
+async def test_send_a_packet_through_the_api(
+    tmp_path: Path, tokens: None, http: aiohttp.ClientSession
+) -> None:
+    net = await start_network(
+        tmp_path, admin={"port": 0, "token_env": "HUB_ADMIN_TOKEN", "allow_send": True}
+    )
+    try:
+        await _send_through_the_api(net, http)
+    finally:
+        await net.stop()
+
+
+async def _send_through_the_api(net: Network, http: aiohttp.ClientSession) -> None:
     body = {"destination": "g.hub.bob", "amount": 250, "data": b64(b"hi"),
             "condition": b64(CONDITION), "expires_in": 10}  # fmt: skip
     async with http.post(f"{net.admin}/send", json=body) as r:
@@ -184,7 +196,7 @@ async def test_peers_and_routes_change_at_run_time(
         peers = {p["account"]: p for p in await r.json()}
     assert peers["alice"]["connected"] and peers["alice"]["max_packet_amount"] == 1000
     # Add carol over the API; she dials in with her token and gets an address over IL-DCP.
-    new = {"account": "carol", "relation": "child", "token_env": "CAROL_TOKEN"}
+    new = {"account": "carol", "relation": "child", "token_env": "CAROL_BTP_TOKEN"}
     async with http.post(f"{net.admin}/peers", json=new) as r:
         assert r.status == 201
     assert net.hub.btp_port is not None
@@ -250,12 +262,12 @@ async def test_metrics_count_packets_amounts_and_balances(
 async def test_a_missing_token_variable_stops_the_node_before_it_listens(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
-    monkeypatch.delenv("BOB_TOKEN", raising=False)
-    monkeypatch.setenv("ALICE_TOKEN", "alice-token-value")
+    monkeypatch.delenv("BOB_BTP_TOKEN", raising=False)
+    monkeypatch.setenv("ALICE_BTP_TOKEN", "alice-token-value")
     monkeypatch.setenv("HUB_ADMIN_TOKEN", ADMIN_TOKEN)
     from aigent_connector.config import ConfigError
 
-    with pytest.raises(ConfigError, match="BOB_TOKEN is not set"):
+    with pytest.raises(ConfigError, match="BOB_BTP_TOKEN is not set"):
         await Node(hub_config(tmp_path)).start()
 
 
@@ -267,7 +279,7 @@ def _soon() -> Any:
 
 async def test_limits_from_the_config_hold_over_btp(tmp_path: Path, tokens: None) -> None:
     network = await start_network(tmp_path, peers={"alice": {
-        "relation": "child", "token_env": "ALICE_TOKEN", "amount_per_second": 150,
+        "relation": "child", "token_env": "ALICE_BTP_TOKEN", "amount_per_second": 150,
         "max_packet_amount": 120}})  # fmt: skip
     try:
         send = network.alice.connector.send
@@ -278,3 +290,98 @@ async def test_limits_from_the_config_hold_over_btp(tmp_path: Path, tokens: None
         assert isinstance(big, Reject) and big.code == "F08"
     finally:
         await network.stop()
+
+
+# --- a hostile holder of the admin token ---------------------------------------------------------
+
+
+class Catcher:
+    """A WebSocket server on loopback that keeps every frame a client sends it: where a secret
+    would land if the node could be made to dial out with it."""
+
+    def __init__(self) -> None:
+        self.frames: list[bytes | str] = []
+        self.server: Any = None
+
+    async def start(self) -> str:
+        from aigent_connector import ws
+
+        async def keep(sock: ws.WebSocket) -> None:
+            async for message in sock:
+                self.frames.append(message)
+
+        self.server = await ws.serve(keep, "127.0.0.1", 0)
+        return f"ws://127.0.0.1:{self.server.sockets[0].getsockname()[1]}"
+
+    async def stop(self) -> None:
+        self.server.close()
+        await self.server.wait_closed()
+
+
+async def test_a_peer_added_over_the_api_cannot_carry_off_another_secret(
+    net: Network, http: aiohttp.ClientSession, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setenv("MODEL_API_KEY", "sk-not-a-btp-token")
+    alice_token = os.environ["ALICE_BTP_TOKEN"]
+    catcher = Catcher()
+    url = await catcher.start()
+    try:
+        # Any variable: the node would dial the caller's server and present it as auth_token.
+        steal = {"account": "evil", "relation": "peer", "url": url, "token_env": "MODEL_API_KEY"}
+        async with http.post(f"{net.admin}/peers", json=steal) as r:
+            assert r.status == 400
+            error = (await r.json())["error"]
+        assert "_BTP_TOKEN" in error and "token" in error  # says how to do it right
+        # Another peer's BTP token: named right, but alice's, not the new peer's.
+        steal["token_env"] = "ALICE_BTP_TOKEN"
+        async with http.post(f"{net.admin}/peers", json=steal) as r:
+            assert r.status == 400
+            error = (await r.json())["error"]
+        assert "alice" in error and "its own" in error
+        await asyncio.sleep(0.3)  # a dial, had one started, would have sent its auth by now
+        sent = b"".join(f if isinstance(f, bytes) else f.encode() for f in catcher.frames)
+        assert b"sk-not-a-btp-token" not in sent and alice_token.encode() not in sent
+        assert "evil" not in net.hub.connector.peers
+        # What is meant works: a variable of its own, named as a BTP token.
+        monkeypatch.setenv("EVIL_BTP_TOKEN", "evil-token")
+        steal["token_env"] = "EVIL_BTP_TOKEN"
+        async with http.post(f"{net.admin}/peers", json=steal) as r:
+            assert r.status == 201
+    finally:
+        await catcher.stop()
+
+
+async def test_send_moves_no_value_unless_the_config_allows_it(
+    net: Network, http: aiohttp.ClientSession
+) -> None:
+    paid = {"destination": "g.hub.bob", "amount": 250, "condition": b64(CONDITION)}
+    async with http.post(f"{net.admin}/send", json=paid) as r:
+        assert r.status == 403
+        assert "allow_send" in (await r.json())["error"]
+    assert net.received == [] and net.hub.connector.ledger.account("bob").balance == 0
+    # A zero-amount packet (a probe, a ping) moves nothing, so it is always allowed.
+    async with http.post(f"{net.admin}/send", json={**paid, "amount": 0}) as r:
+        assert r.status == 200 and (await r.json())["type"] == "fulfill"
+
+
+def test_an_empty_admin_token_is_refused_when_the_config_loads(tmp_path: Path) -> None:
+    from aigent_connector.admin import AdminServer
+    from aigent_connector.config import ConfigError
+
+    for token in ("", "   "):
+        with pytest.raises(ConfigError, match=r"admin\.token.*empty"):
+            hub_config(tmp_path, admin={"port": 0, "token": token})
+        with pytest.raises(ConfigError, match=r"peers\.alice\.token.*empty"):
+            hub_config(tmp_path, peers={"alice": {"relation": "child", "token": token}})
+    with pytest.raises(ValueError, match="empty"):
+        AdminServer(None, "")  # type: ignore[arg-type]
+
+
+async def test_an_empty_token_variable_stops_the_node(
+    tmp_path: Path, tokens: None, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    from aigent_connector.config import ConfigError
+
+    monkeypatch.setenv("HUB_ADMIN_TOKEN", " ")
+    with pytest.raises(ConfigError, match="HUB_ADMIN_TOKEN is empty"):
+        await Node(hub_config(tmp_path)).start()

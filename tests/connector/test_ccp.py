@@ -88,14 +88,14 @@ def test_malformed_ccp_data_is_an_invalid_packet() -> None:
 @pytest.fixture
 def env(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in ("A_B", "KID"):
-        monkeypatch.setenv(f"{name}_TOKEN", f"{name.lower()}-token-value")
+        monkeypatch.setenv(f"{name}_BTP_TOKEN", f"{name.lower()}-token-value")
 
 
 def a_config(tmp: Path) -> dict[str, Any]:
     return {"node_id": "a", "address": "g.a", "ledger_path": str(tmp / "a.sqlite"),
             "listen": {"port": 0}, "route_broadcast": True, "broadcast_interval": 0.2,
-            "peers": {"b": {"relation": "peer", "token_env": "A_B_TOKEN"},
-                      "kid": {"relation": "child", "token_env": "KID_TOKEN"}}}  # fmt: skip
+            "peers": {"b": {"relation": "peer", "token_env": "A_B_BTP_TOKEN"},
+                      "kid": {"relation": "child", "token_env": "KID_BTP_TOKEN"}}}  # fmt: skip
 
 
 async def until(check: Callable[[], bool], within: float = 10) -> None:
@@ -113,11 +113,11 @@ async def pair(tmp_path: Path, env: None) -> AsyncIterator[tuple[Node, Node, Nod
     b = await Node(parse_config({
         "node_id": "b", "address": "g.b", "ledger_path": str(tmp_path / "b.sqlite"),
         "route_broadcast": True, "broadcast_interval": 0.2,
-        "peers": {"a": {"relation": "peer", "url": url, "token_env": "A_B_TOKEN"}},
+        "peers": {"a": {"relation": "peer", "url": url, "token_env": "A_B_BTP_TOKEN"}},
     })).start()  # fmt: skip
     kid = await Node(parse_config({
         "node_id": "kid", "parent": "a", "ledger_path": str(tmp_path / "kid.sqlite"),
-        "peers": {"a": {"relation": "parent", "url": url, "token_env": "KID_TOKEN"}},
+        "peers": {"a": {"relation": "parent", "url": url, "token_env": "KID_BTP_TOKEN"}},
     })).start()  # fmt: skip
     try:
         yield a, b, kid
@@ -179,14 +179,14 @@ async def test_routes_are_exchanged_with_the_reference_connector(
 ) -> None:
     """ilp-connector (test.js, with a child 'sender') peers with our node (test.py, with a
     child 'bob'); neither side has a static route to the other, CCP supplies both."""
-    monkeypatch.setenv("JS_TOKEN", "js-token")
-    monkeypatch.setenv("BOB_TOKEN", "bob-token-value")
+    monkeypatch.setenv("JS_BTP_TOKEN", "js-token")
+    monkeypatch.setenv("BOB_BTP_TOKEN", "bob-token-value")
     ports = {"sender": free_port(), "py": free_port()}
     py = await Node(parse_config({
         "node_id": "py", "address": "test.py", "ledger_path": str(tmp_path / "py.sqlite"),
         "listen": {"port": ports["py"]}, "route_broadcast": True, "broadcast_interval": 0.5,
-        "peers": {"js": {"relation": "peer", "token_env": "JS_TOKEN"},
-                  "bob": {"relation": "child", "token_env": "BOB_TOKEN"}},
+        "peers": {"js": {"relation": "peer", "token_env": "JS_BTP_TOKEN"},
+                  "bob": {"relation": "child", "token_env": "BOB_BTP_TOKEN"}},
     })).start()  # fmt: skip
     js = JsConnector({
         "ilpAddress": "test.js", "backend": "one-to-one", "spread": 0,
@@ -201,7 +201,7 @@ async def test_routes_are_exchanged_with_the_reference_connector(
     nodes: list[Any] = []
     try:
         await wait_port(ports["sender"])  # ilp-connector is READY once its child is connected
-        sender = Connector("unset", SqliteLedger(tmp_path / "sender.sqlite"))
+        sender = Connector("", SqliteLedger(tmp_path / "sender.sqlite"))
         nodes.append(sender)
         sender.add_peer(Peer("parent", "parent"))
         sender.routes.add("", "parent")

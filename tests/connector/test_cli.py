@@ -36,7 +36,7 @@ listen: {{port: 0}}
 ledger_path: hub.sqlite
 admin: {{port: {admin_port}, token_env: HUB_ADMIN_TOKEN}}
 peers:
-  alice: {{relation: child, token_env: ALICE_TOKEN, max_balance: 1000}}
+  alice: {{relation: child, token_env: ALICE_BTP_TOKEN, max_balance: 1000}}
 """,
         encoding="utf-8",
     )
@@ -44,7 +44,7 @@ peers:
 
 
 def env() -> dict[str, str]:
-    return {**os.environ, "HUB_ADMIN_TOKEN": ADMIN_TOKEN, "ALICE_TOKEN": "alice-cli-token"}
+    return {**os.environ, "HUB_ADMIN_TOKEN": ADMIN_TOKEN, "ALICE_BTP_TOKEN": "alice-cli-token"}
 
 
 def test_validate_says_what_the_node_is_or_what_is_wrong(
@@ -53,7 +53,7 @@ def test_validate_says_what_the_node_is_or_what_is_wrong(
     runner = CliRunner()
     path = node_yaml(tmp_path)
     missing = runner.invoke(app, ["validate", str(path)])
-    assert missing.exit_code == 1 and "ALICE_TOKEN is not set" in missing.output
+    assert missing.exit_code == 1 and "ALICE_BTP_TOKEN is not set" in missing.output
     for key, value in env().items():
         monkeypatch.setenv(key, value)
     ok = runner.invoke(app, ["validate", str(path)])

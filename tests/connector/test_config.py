@@ -26,13 +26,13 @@ rates:
 peers:
   alice:
     relation: child
-    token_env: ALICE_TOKEN
+    token_env: ALICE_BTP_TOKEN
     max_packet_amount: 1000
     max_balance: 5000
   upstream:
     relation: peer
     url: ws://127.0.0.1:7768
-    token_env: UP_TOKEN
+    token_env: UP_BTP_TOKEN
     settle_threshold: -1000
     settle_to: 0
 routes:
@@ -86,13 +86,14 @@ def test_a_node_needs_an_address_or_a_parent_to_ask() -> None:
     with pytest.raises(ConfigError, match="parent 'hub' must be a peer with relation parent"):
         parse_config({"node_id": "x", "parent": "hub"})
     config = parse_config({"node_id": "x", "parent": "hub", "peers": {"hub": {
-        "relation": "parent", "url": "ws://127.0.0.1:1", "token_env": "T"}}})  # fmt: skip
+        "relation": "parent", "url": "ws://127.0.0.1:1", "token_env": "T_BTP_TOKEN"}}})  # fmt: skip
     assert config.address is None
 
 
 def test_peers_that_dial_in_need_a_listener_and_every_peer_a_token() -> None:
     with pytest.raises(ConfigError, match="set listen"):
-        parse_config({"node_id": "x", "address": "g.x", "peers": {"a": {"token_env": "T"}}})
+        parse_config({"node_id": "x", "address": "g.x",
+                      "peers": {"a": {"token_env": "T_BTP_TOKEN"}}})  # fmt: skip
     with pytest.raises(ConfigError, match="needs token_env"):
         parse_config({"node_id": "x", "address": "g.x", "listen": {}, "peers": {"a": {}}})
 
@@ -101,11 +102,24 @@ def test_tokens_come_from_the_environment_and_never_show(
     tmp_path: Path, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     config = load_config(write(tmp_path, GOOD))
-    with pytest.raises(ConfigError, match="ALICE_TOKEN is not set"):
+    with pytest.raises(ConfigError, match="ALICE_BTP_TOKEN is not set"):
         config.peers["alice"].resolve_token("peers.alice.token_env")
-    monkeypatch.setenv("ALICE_TOKEN", "s3cret-alice-token")
+    monkeypatch.setenv("ALICE_BTP_TOKEN", "s3cret-alice-token")
     assert config.peers["alice"].resolve_token("x") == "s3cret-alice-token"
     inline = parse_config({"node_id": "x", "address": "g.x", "listen": {},
                            "peers": {"a": {"token": "inline-s3cret"}}})  # fmt: skip
     assert "inline-s3cret" not in repr(inline) and "inline-s3cret" not in str(inline)
     assert inline.peers["a"].resolve_token("x") == "inline-s3cret"
+
+
+def test_a_peer_token_is_read_only_from_a_variable_named_as_one(tmp_path: Path) -> None:
+    # A peer's token is sent to its url: a shared config (or character file) that could name
+    # any variable could have the node hand any secret to a server of its author's choosing.
+    path = write(tmp_path, GOOD.replace("token_env: UP_BTP_TOKEN", "token_env: OPENAI_API_KEY"))
+    with pytest.raises(ConfigError) as caught:
+        load_config(path)
+    message = str(caught.value)
+    assert "peers.upstream.token_env (line 24)" in message
+    assert "does not end in _BTP_TOKEN" in message and "inline" in message
+    with pytest.raises(ConfigError, match=r"admin\.token.*empty"):
+        parse_config({"node_id": "x", "address": "g.x", "admin": {"token": ""}})

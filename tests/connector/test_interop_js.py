@@ -117,7 +117,7 @@ async def topology(node_modules: Path, tmp_path: Path) -> AsyncIterator[dict]:
     try:
         for name in ("aigent", "sender"):
             await wait_port(ports[name])
-            node = Connector("unset", SqliteLedger(tmp_path / f"{name}.sqlite"))
+            node = Connector("", SqliteLedger(tmp_path / f"{name}.sqlite"))
             node.add_peer(Peer("parent", "parent"))
             node.routes.add("", "parent")
             await node.connect(f"ws://127.0.0.1:{ports[name]}", "parent", name,

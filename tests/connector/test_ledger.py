@@ -120,3 +120,30 @@ def test_a_ledger_file_has_one_owner_at_a_time(tmp_path: Path) -> None:
     again = SqliteLedger(path)  # free once its owner closes it
     assert again.account("alice").max_balance == 100
     again.close()
+
+
+def _synchronous(ledger: SqliteLedger) -> int:
+    return int(ledger.store._db.execute("PRAGMA synchronous").fetchone()[0])  # type: ignore[attr-defined]
+
+
+async def test_a_node_fsyncs_its_ledger_unless_told_otherwise(tmp_path: Path) -> None:
+    # The README's promise, "a Fulfill is passed back only once its commit is on disk", holds
+    # by default: SQLite's FULL (2) fsyncs the WAL at every commit; NORMAL (1) leaves it to
+    # the OS, which survives a killed process but not a power cut.
+    from aigent_connector.config import ConfigError, parse_config
+    from aigent_connector.node import Node
+
+    base = {"node_id": "x", "address": "g.x", "ledger_path": str(tmp_path / "x.sqlite")}
+    config = parse_config(base)
+    assert config.ledger_durability == "fsync"
+    for durability, pragma in (("fsync", 2), ("os", 1)):
+        node = await Node(parse_config({**base, "ledger_durability": durability})).start()
+        try:
+            ledger = node.connector.ledger
+            assert isinstance(ledger, SqliteLedger) and _synchronous(ledger) == pragma
+        finally:
+            await node.stop()
+    with pytest.raises(ConfigError, match=r"ledger_durability: .*'fsync' or 'os'"):
+        parse_config({**base, "ledger_durability": "sometimes"})
+    with pytest.raises(ValueError, match="'fsync' or 'os'"):
+        SqliteLedger(tmp_path / "y.sqlite", durability="never")  # type: ignore[arg-type]

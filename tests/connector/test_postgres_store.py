@@ -209,7 +209,7 @@ CONDITION = hashlib.sha256(FULFILLMENT).digest()
 @pytest.fixture
 def tokens(monkeypatch: pytest.MonkeyPatch) -> None:
     for name in ("ALICE", "BOB"):
-        monkeypatch.setenv(f"{name}_TOKEN", f"{name.lower()}-{os.urandom(8).hex()}")
+        monkeypatch.setenv(f"{name}_BTP_TOKEN", f"{name.lower()}-{os.urandom(8).hex()}")
 
 
 def hub_config(pg: Server, schema: str, tmp: Path) -> dict[str, Any]:
@@ -218,8 +218,8 @@ def hub_config(pg: Server, schema: str, tmp: Path) -> dict[str, Any]:
         "ledger_url": pg.url(), "ledger_schema": schema,
         "ledger_path": str(tmp / "hub.sqlite"),  # where pending settlements are kept
         "peers": {
-            "alice": {"relation": "child", "token_env": "ALICE_TOKEN", "max_balance": 5000},
-            "bob": {"relation": "child", "token_env": "BOB_TOKEN", "settle_threshold": -200},
+            "alice": {"relation": "child", "token_env": "ALICE_BTP_TOKEN", "max_balance": 5000},
+            "bob": {"relation": "child", "token_env": "BOB_BTP_TOKEN", "settle_threshold": -200},
         },
     }  # fmt: skip
 
@@ -239,7 +239,7 @@ def child_config(tmp: Path, name: str, port: int) -> dict[str, Any]:
     return {
         "node_id": name, "parent": "hub", "ledger_path": str(tmp / f"{name}.sqlite"),
         "peers": {"hub": {"relation": "parent", "url": f"ws://127.0.0.1:{port}",
-                          "token_env": f"{name.upper()}_TOKEN"}},
+                          "token_env": f"{name.upper()}_BTP_TOKEN"}},
     }  # fmt: skip
 
 
@@ -321,3 +321,16 @@ def test_group_committed_balances_survive_sigkill_mid_traffic(
     rows = peek.execute("SELECT id, amount, state FROM killed.transfers").fetchall()
     assert_nothing_lost(ledger, rows, acknowledged, in_flight)
     ledger.close()
+
+
+def test_durability_is_asked_of_the_server_not_taken_from_its_settings(
+    pg: Server, schema: str
+) -> None:
+    # A server configured with synchronous_commit off would otherwise make "fsync" a lie.
+    for durability, expected in (("fsync", "on"), ("os", "off")):
+        store = PostgresStore(pg.url(), schema=f"{schema}_{durability}", durability=durability)
+        try:
+            row = store._writer.execute("SHOW synchronous_commit").fetchone()
+            assert row is not None and row[0] == expected
+        finally:
+            store.close()

@@ -52,9 +52,9 @@ async def fx(tmp_path: Path, tokens: None) -> AsyncIterator[Network]:
     network = await start_network(
         tmp_path,
         peers={
-            "alice": {"relation": "child", "token_env": "ALICE_TOKEN"},  # no packet limit
-            "bob": {"relation": "child", "token_env": "BOB_TOKEN", "asset_scale": 9},
-            "carol": {"relation": "child", "token_env": "CAROL_TOKEN", "asset_code": "USD",
+            "alice": {"relation": "child", "token_env": "ALICE_BTP_TOKEN"},  # no packet limit
+            "bob": {"relation": "child", "token_env": "BOB_BTP_TOKEN", "asset_scale": 9},
+            "carol": {"relation": "child", "token_env": "CAROL_BTP_TOKEN", "asset_code": "USD",
                       "asset_scale": 2},
         },
         rates=[{"from": "XRP", "to": "USD", "rate": "0.5"}],

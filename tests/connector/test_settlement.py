@@ -18,7 +18,7 @@ from aigent_connector.settlement import SettlementEngine
 from tests.connector.test_admin import CONDITION, Network, hub_config, start_network
 from tests.connector.test_admin import tokens as tokens  # a fixture, used by name
 
-BOB = {"relation": "child", "token_env": "BOB_TOKEN", "settle_threshold": -150, "settle_to": 0}
+BOB = {"relation": "child", "token_env": "BOB_BTP_TOKEN", "settle_threshold": -150, "settle_to": 0}
 
 
 class RecordingEngine:

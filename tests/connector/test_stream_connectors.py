@@ -25,7 +25,7 @@ async def path(tmp_path: Path) -> AsyncIterator[dict[str, Connector]]:
     nodes = {"hub": hub}
     try:
         for name in ("alice", "bob"):
-            node = Connector("unset", SqliteLedger(tmp_path / f"{name}.sqlite"))
+            node = Connector("", SqliteLedger(tmp_path / f"{name}.sqlite"))
             node.add_peer(Peer("hub", "parent"))
             node.routes.add("", "hub")
             await node.connect(f"ws://127.0.0.1:{port}", "hub", name, f"{name}-token")

@@ -152,7 +152,7 @@ async def js_path(stream_modules: Path, tmp_path: Path) -> AsyncIterator[dict]:
     parts: dict = {"js": js, "ports": ports, "tmp": tmp_path}
     try:
         await wait_port(ports["aigent"])
-        node = Connector("unset", SqliteLedger(tmp_path / "aigent.sqlite"))
+        node = Connector("", SqliteLedger(tmp_path / "aigent.sqlite"))
         node.add_peer(Peer("parent", "parent"))
         node.routes.add("", "parent")
         await node.connect(f"ws://127.0.0.1:{ports['aigent']}", "parent", "aigent", "aigent-secret")

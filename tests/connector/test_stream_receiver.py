@@ -303,3 +303,33 @@ async def test_random_data_is_refused_cleanly(data: bytes) -> None:
     prepare = Prepare(1, datetime.now(UTC) + timedelta(seconds=30), bytes(32), destination, data)
     result = await receiver.handle(prepare)
     assert isinstance(result, Reject) and result.code == "F06"
+
+
+async def test_money_is_heard_only_for_a_fulfill_that_goes_out() -> None:
+    # A reply too large for the Fulfill turns it into a Reject: the sender keeps its money, so
+    # on_money (an agent's earnings) must not hear of it, nor the totals the receiver states.
+    heard: list[int] = []
+
+    def answer(incoming: Incoming) -> bytes:
+        return b"x" * 40000 if incoming.data == b"big" else b"ok"
+
+    receiver = StreamReceiver(ADDRESS, os.urandom(32), on_request=answer,
+                              on_money=lambda tag, amount: heard.append(amount))  # fmt: skip
+    payer = Payer(*receiver.credentials())
+    refused = await receiver.handle(
+        payer.prepare(7, f.StreamMoney(1, 1), f.StreamData(1, 0, b"big"))
+    )
+    assert isinstance(refused, Reject) and "reply too large" in refused.message
+    assert heard == []
+    assert not [m for m in payer.reply(refused).frames if isinstance(m, f.StreamMaxMoney)
+                and m.total_received]  # fmt: skip
+    paid = await receiver.handle(payer.prepare(5, f.StreamMoney(1, 1), f.StreamData(1, 3, b"q")))
+    assert isinstance(paid, Fulfill) and heard == [5]
+    assert f.StreamMaxMoney(1, 2**64 - 1, 5) in payer.reply(paid).frames
+    # A failing on_money declines the packet, and nothing of it is counted either.
+    receiver.on_money = lambda tag, amount: 1 / 0
+    declined = await receiver.handle(payer.prepare(9, f.StreamMoney(1, 1)))
+    assert isinstance(declined, Reject) and declined.code == "T00"
+    receiver.on_money = lambda tag, amount: heard.append(amount)
+    again = await receiver.handle(payer.prepare(1, f.StreamMoney(1, 1)))
+    assert f.StreamMaxMoney(1, 2**64 - 1, 6) in payer.reply(again).frames

@@ -31,8 +31,8 @@ class Nodes:
 
     def __init__(self, tmp: Path) -> None:
         self.hub = Connector("g.hub", SqliteLedger(tmp / "hub.sqlite"), expiry_margin=0.5)
-        self.alice = Connector("unset", SqliteLedger(tmp / "alice.sqlite"))
-        self.bob = Connector("unset", SqliteLedger(tmp / "bob.sqlite"))
+        self.alice = Connector("", SqliteLedger(tmp / "alice.sqlite"))
+        self.bob = Connector("", SqliteLedger(tmp / "bob.sqlite"))
         self.received: list[Prepare] = []
 
     async def start(self) -> None:

@@ -127,9 +127,11 @@ class StreamReceiver:
     cannot decrypt, F99 carrying an encrypted reply for probes (wrong condition), amounts below
     the sender's minimum and protocol errors, and a Fulfill with an encrypted reply otherwise
     (T00 if ``on_money`` fails, so the sender retries). ``on_money(tag, amount)`` hears every
-    fulfilled amount. ``on_request(Incoming)`` hears every Prepare that carries StreamData,
-    before it is fulfilled: the bytes it returns go back in the reply, a :class:`RejectWith`
-    rejects the Prepare instead. Either hook may be a plain function or a coroutine.
+    fulfilled amount, as the last step before the Fulfill: after every check that could still
+    turn it into a Reject (the reply's size included). ``on_request(Incoming)`` hears every
+    Prepare that carries StreamData, before it is fulfilled: the bytes it returns go back in
+    the reply, a :class:`RejectWith` rejects the Prepare instead. Either hook may be a plain
+    function or a coroutine.
     """
 
     def __init__(
@@ -267,33 +269,38 @@ class StreamReceiver:
             if isinstance(outcome, RejectWith):
                 return refuse(outcome.code, outcome.message)
             answer = outcome
-        if prepare.amount and self.on_money is not None:
-            try:
-                result = self.on_money(conn.tag, prepare.amount)
-                if inspect.isawaitable(result):
-                    await result
-            except Exception:
-                log.exception("on_money failed; the payment is declined")
-                return refuse("T00", "could not record the payment")
-        self._credit(conn, prepare.amount, frames)
+        # Counted for the totals this Fulfill states, and taken back if it does not go out:
+        # on_money hears of the amount only once nothing can turn the Fulfill into a Reject.
+        uncredit = self._credit(conn, prepare.amount, frames)
         answering = conn.streams.get(data[0]) if data is not None and answer else None
         answer_frame: StreamData | None = None
         if answering is not None and data is not None:
             answer_frame = StreamData(data[0], answering.write_offset, answer)
             reply.append(answer_frame)
         wrap_up()
+        totals: list[Frame] = []
         for stream_id, stream in conn.streams.items():
-            reply += [StreamMaxMoney(stream_id, MAX_UINT64, stream.total_received),
-                      StreamMaxData(stream_id, stream.read_offset + self.window)]  # fmt: skip
-        sealed = StreamPacket(request.sequence, FULFILL, prepare.amount, tuple(reply)).encrypt(
+            totals += [StreamMaxMoney(stream_id, MAX_UINT64, stream.total_received),
+                       StreamMaxData(stream_id, stream.read_offset + self.window)]  # fmt: skip
+        sealed = StreamPacket(request.sequence, FULFILL, prepare.amount, (*reply, *totals)).encrypt(
             secret
         )
         if len(sealed) > MAX_DATA:
+            uncredit()
             room = MAX_DATA - (len(sealed) - len(answer))
             log.error("reply of %d bytes does not fit (at most %d here)", len(answer), room)
             if answer_frame is not None:
                 reply.remove(answer_frame)
             return refuse("F99", f"reply too large: {len(answer)} bytes, at most {room} fit")
+        if prepare.amount and self.on_money is not None:
+            try:
+                result = self.on_money(conn.tag, prepare.amount)
+                if inspect.isawaitable(result):
+                    await result
+            except Exception:
+                uncredit()
+                log.exception("on_money failed; the payment is declined")
+                return refuse("T00", "could not record the payment")
         if answering is not None:
             answering.write_offset += len(answer)
         return Fulfill(crypto.fulfillment(secret, prepare.data), sealed)
@@ -357,14 +364,30 @@ class StreamReceiver:
         conn.max_stream_id += 2  # a closed stream makes room for a new one
         reply.append(ConnectionMaxStreamId(conn.max_stream_id))
 
-    def _credit(self, conn: _Connection, amount: int, frames: tuple[Frame, ...]) -> None:
-        conn.total_received = min(conn.total_received + amount, MAX_UINT64)
+    def _credit(
+        self, conn: _Connection, amount: int, frames: tuple[Frame, ...]
+    ) -> Callable[[], None]:
+        """Count ``amount`` as received, split over the streams by their shares; returns what
+        takes exactly that back (other packets may be counted in between)."""
+        before = conn.total_received
+        conn.total_received = min(before + amount, MAX_UINT64)
+        added = conn.total_received - before
         money = [f for f in frames if isinstance(f, StreamMoney)]
         shares = sum(f.shares for f in money)
+        parts: list[tuple[_Stream, int]] = []
         for frame in money if shares else ():
             stream = conn.streams.get(frame.stream_id)
             if stream is not None:
-                stream.total_received += amount * frame.shares // shares
+                part = amount * frame.shares // shares
+                stream.total_received += part
+                parts.append((stream, part))
+
+        def undo() -> None:
+            conn.total_received -= added
+            for stream, part in parts:
+                stream.total_received -= part
+
+        return undo
 
     async def _ask(self, incoming: Incoming) -> bytes | RejectWith:
         if self.on_request is None:
