@@ -68,17 +68,20 @@ async def test_claims_on_a_channel_that_cancels_too_soon_are_refused(
     await bob.close()
 
 
+@pytest.mark.slow
 async def test_a_claim_on_an_expiring_channel_is_redeemed_before_it_expires(
     ledger: TestLedger, make_ctx: MakeCtx
 ) -> None:
-    # the periodic round is an hour away: only the channel's CancelAfter can bring it forward
-    bob = payee_engine(ledger, make_ctx, min_settle_delay=2, redeem_interval=3600)
+    # The periodic round is an hour away: only the channel's CancelAfter can bring it forward.
+    # Real seconds pass here (the loop sleeps), so the windows leave room for a loaded machine:
+    # about 3 s to accept the claim, then the redeem at 3 s before CancelAfter.
+    bob = payee_engine(ledger, make_ctx, min_settle_delay=6, redeem_interval=3600)
     await bob.start()
     mallory = new_wallet(ledger)
-    cancel_after = ledger._now() + 3
+    cancel_after = ledger._now() + 10
     channel = await channel_to(ledger, mallory, bob.xrpl.wallet.address, cancel_after)
     assert await bob.receive_claim("mallory", claim(channel, 4_000_000, mallory)) == 4_000_000
-    deadline = time.monotonic() + 8
+    deadline = time.monotonic() + 20
     while channel in ledger.channels and ledger.channels[channel]["balance"] == 0:
         assert time.monotonic() < deadline, "the claim was not redeemed"
         await asyncio.sleep(0.1)
