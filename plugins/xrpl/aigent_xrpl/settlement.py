@@ -331,7 +331,7 @@ class PaychanEngine:
     def _seconds_to_next_redeem(self, due: float) -> float:
         """Until the periodic round (``due``, monotonic), or sooner: halfway into the last
         ``min_settle_delay`` before a channel holding an unredeemed claim expires; after a
-        round, retries such a channel every eighth of that window."""
+        round, retries such a channel every ``min_settle_delay / 8`` seconds until it does."""
         wait = due - time.monotonic()
         expires = self.store.next_expiry(self.clock())
         if expires is not None:
