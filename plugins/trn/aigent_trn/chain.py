@@ -174,7 +174,9 @@ def anchor_pending(
     for batch in store.unanchored():
         tx_hash = batch["planned_tx"]
         if tx_hash:
-            found = _receipt_or_root(w3, registry, batch["root"], tx_hash, from_block)
+            found = _receipt_or_root(
+                w3, registry, batch["root"], tx_hash, from_block, signer.address
+            )
             if found:
                 store.mark_anchored(batch["id"], found[0], found[1], chain_id, registry)
                 done.append(found[0])
@@ -203,7 +205,7 @@ def anchor_pending(
 
 
 def _receipt_or_root(
-    w3: Any, registry: str, root_hex: str, tx_hash: str, from_block: int
+    w3: Any, registry: str, root_hex: str, tx_hash: str, from_block: int, anchorer: str
 ) -> tuple[str, int] | None:
     from web3.exceptions import TransactionNotFound
 
@@ -213,7 +215,9 @@ def _receipt_or_root(
         rcpt = None
     if rcpt is not None and rcpt["status"] == 1:
         return tx_hash, int(rcpt["blockNumber"])
-    found = find_root(w3, registry, root_hex, from_block=from_block)
+    # only our own anchor counts: the same root anchored by someone else (a copy, a front-run)
+    # proves nothing about this agent, so it must still anchor it itself
+    found = find_root(w3, registry, root_hex, from_block=from_block, anchorer=anchorer)
     if found:
         return found["tx_hash"], found["block_number"]
     return None
@@ -226,9 +230,10 @@ def get_logs_paged(
     to_block: int | None = None,
     page: int = DEFAULT_LOG_PAGE,
     first_only: bool = False,
+    keep: Callable[[Any], bool] | None = None,
 ) -> list[Any]:
     """``eth_getLogs`` over [from_block, to_block] in pages of ``page`` blocks, since nodes
-    refuse wide ranges or too many results."""
+    refuse wide ranges or too many results; only logs ``keep`` accepts, if given."""
     if page < 1:
         raise ValueError(f"log page must be at least 1 block, got {page}")
     last = w3.eth.block_number if to_block is None else to_block
@@ -236,7 +241,8 @@ def get_logs_paged(
     start = max(0, from_block)
     while start <= last:
         end = min(last, start + page - 1)
-        logs.extend(w3.eth.get_logs({**params, "fromBlock": start, "toBlock": end}))
+        found = w3.eth.get_logs({**params, "fromBlock": start, "toBlock": end})
+        logs.extend(found if keep is None else filter(keep, found))
         if first_only and logs:
             break
         start = end + 1
@@ -250,23 +256,32 @@ def find_root(
     from_block: int = 0,
     hint_block: int | None = None,
     page: int = DEFAULT_LOG_PAGE,
+    anchorer: str | None = None,
+    tx_hash: str | None = None,
 ) -> dict[str, Any] | None:
-    """The first ``Anchored`` log of ``root_hex`` emitted by ``registry``, or None.
+    """The first ``Anchored`` log of ``root_hex`` emitted by ``registry``, or None; only one
+    sent by ``anchorer`` (the registry indexes its sender, so the node filters by it) and
+    only one in transaction ``tx_hash``, when they are given.
 
     ``hint_block`` (from a receipt) is searched first, so verifying a receipt costs one query.
     """
     from web3 import Web3
 
     topic0 = Web3.to_hex(Web3.keccak(text=ANCHORED_TOPIC))
-    params = {
-        "address": Web3.to_checksum_address(registry),
-        "topics": [topic0, "0x" + root_hex.removeprefix("0x")],
-    }
+    topics = [topic0, "0x" + root_hex.removeprefix("0x")]
+    if anchorer is not None:
+        topics.append("0x" + "00" * 12 + Web3.to_checksum_address(anchorer)[2:].lower())
+    params = {"address": Web3.to_checksum_address(registry), "topics": topics}
+
+    def keep(log: Any) -> bool:
+        return tx_hash is None or Web3.to_hex(log["transactionHash"]).lower() == tx_hash.lower()
+
     logs: list[Any] = []
     if hint_block is not None:
-        logs = w3.eth.get_logs({**params, "fromBlock": hint_block, "toBlock": hint_block})
+        hinted = w3.eth.get_logs({**params, "fromBlock": hint_block, "toBlock": hint_block})
+        logs = [log for log in hinted if keep(log)]
     if not logs:
-        logs = get_logs_paged(w3, params, from_block, page=page, first_only=True)
+        logs = get_logs_paged(w3, params, from_block, page=page, first_only=True, keep=keep)
     if not logs:
         return None
     log = logs[0]

@@ -107,10 +107,14 @@ class ClaimStore:
               channel TEXT PRIMARY KEY, peer TEXT NOT NULL, credited INTEGER NOT NULL);
             """
         )
+        columns = {row[1] for row in self.db.execute("PRAGMA table_info(channels)")}
+        if "expires" not in columns:  # a store from before channels could expire
+            self.db.execute("ALTER TABLE channels ADD COLUMN expires REAL")
 
     def add_channel(self, channel: str, peer: str, direction: str, amount: int) -> None:
         self.db.execute(
-            "INSERT OR REPLACE INTO channels VALUES (?, ?, ?, ?)",
+            "INSERT OR REPLACE INTO channels (channel, peer, direction, amount) "
+            "VALUES (?, ?, ?, ?)",
             (channel.upper(), peer, direction, amount),
         )
 
@@ -155,14 +159,23 @@ class ClaimStore:
             self.db.execute("ROLLBACK")
             raise
 
-    def save_incoming(self, claim: Claim, peer: str, channel_amount: int, base: int) -> None:
-        """Keep a better incoming claim, in one transaction with its channel and, the first
-        time, the amount already paid before it (``base``), from which credits count."""
+    def save_incoming(
+        self,
+        claim: Claim,
+        peer: str,
+        channel_amount: int,
+        base: int,
+        expires: float | None = None,
+    ) -> None:
+        """Keep a better incoming claim, in one transaction with its channel (and when it
+        expires, POSIX seconds, if it can) and, the first time, the amount already paid
+        before it (``base``), from which credits count."""
         self.db.execute("BEGIN IMMEDIATE")
         try:
             self.db.execute(
-                "INSERT OR REPLACE INTO channels VALUES (?, ?, 'in', ?)",
-                (claim.channel, peer, channel_amount),
+                "INSERT OR REPLACE INTO channels (channel, peer, direction, amount, expires) "
+                "VALUES (?, ?, 'in', ?, ?)",
+                (claim.channel, peer, channel_amount, expires),
             )
             self.db.execute(
                 "INSERT INTO claims (channel, amount, signature, public_key) VALUES (?, ?, ?, ?) "
@@ -199,6 +212,16 @@ class ClaimStore:
             "SELECT amount FROM settlements WHERE id = ?", (settlement_id,)
         ).fetchone()
         return int(row[0]) if row else None
+
+    def next_expiry(self, now: float) -> float | None:
+        """The soonest future expiry (POSIX seconds) of an incoming channel holding a claim
+        not yet redeemed: the time by which the redeem loop must have acted."""
+        row = self.db.execute(
+            "SELECT MIN(c.expires) FROM channels c JOIN claims b ON b.channel = c.channel "
+            "WHERE c.direction = 'in' AND c.expires > ? AND b.amount > b.redeemed",
+            (now,),
+        ).fetchone()
+        return float(row[0]) if row and row[0] is not None else None
 
     def mark_redeemed(self, channel: str, amount: int) -> None:
         self.db.execute(

@@ -6,11 +6,15 @@ for the new cumulative total, writes it to SQLite, and only then hands it out (t
 if the connector set one; :meth:`latest_claim` gives it again after a crash). A ``settlement_id``
 makes settle idempotent: asking again for the same settlement returns the same claim.
 
-Receiving side: :meth:`receive_claim` checks the signature, that the amount strictly increases
-and stays within the channel, stores the best claim, and returns the newly credited drops.
-:meth:`redeem` submits the best claims (periodically from :meth:`start`, and on :meth:`close`).
-Claims are cumulative, so redeeming the same claim twice cannot pay twice: the ledger rejects a
-Balance that does not exceed what the channel has paid, and redeem reads that balance first.
+Receiving side: :meth:`receive_claim` checks the signature (and that the ledger would take it:
+fully canonical), that the amount strictly increases and stays within the channel, and that the
+channel leaves at least ``min_settle_delay`` seconds to redeem, by ``SettleDelay`` and by
+``CancelAfter``; it stores the best claim and returns the newly credited drops. :meth:`redeem`
+submits the best claims (periodically from :meth:`start`, sooner when a channel holding an
+unredeemed claim is about to expire, and on :meth:`close`); one channel that fails does not stop
+the others, and a claim the ledger closed the channel on instead of paying is reported, not
+counted. Claims are cumulative, so redeeming the same claim twice cannot pay twice: the ledger
+rejects a Balance that does not exceed what the channel has paid, and redeem reads it first.
 
 :meth:`attach` joins the engine to a connector's BTP link (:mod:`aigent_xrpl.btp_claims`).
 """
@@ -19,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
@@ -28,8 +33,22 @@ if TYPE_CHECKING:
 
 from aigent_xrpl.claims import Claim, ClaimRejected, ClaimStore, claim_is_valid, sign_claim
 from aigent_xrpl.service import XrplError, XrplService
+from aigent_xrpl.signatures import is_canonical
 
 SendClaim = Callable[[str, dict[str, Any]], Awaitable[None]]
+
+
+class RedeemFailed(XrplError):
+    """Some channels could not be redeemed; the others were. ``failures`` maps each failed
+    channel to why, ``redeemed`` is what the round did redeem."""
+
+    def __init__(self, redeemed: int, failures: dict[str, str]) -> None:
+        self.redeemed = redeemed
+        self.failures = failures
+        listed = "; ".join(f"{channel}: {why}" for channel, why in failures.items())
+        super().__init__(
+            f"redeemed {redeemed} drops, but {len(failures)} channel(s) failed: {listed}"
+        )
 
 
 class PaychanEngine:
@@ -49,6 +68,10 @@ class PaychanEngine:
         """Set by :meth:`attach`: the connector link that carries this engine's claims."""
         self._lock = asyncio.Lock()
         self._task: asyncio.Task[None] | None = None
+        self._wake = asyncio.Event()
+        self._retry_at = 0.0
+        self.clock = time.time
+        """POSIX seconds, compared with the channels' CancelAfter (a test may move it)."""
 
     # -- paying side -------------------------------------------------------------------------
     async def open_channel(self, peer: str, destination: str, drops: int) -> str:
@@ -183,13 +206,13 @@ class PaychanEngine:
             claim = Claim(claim.channel, claim.amount, claim.signature, channel["public_key_hex"])
         if channel["destination_account"] != self.xrpl.wallet.address:
             raise ClaimRejected(f"channel {claim.channel} does not pay this agent")
-        if channel["expiration"] is not None or channel["settle_delay"] < self.min_settle_delay:
-            raise ClaimRejected(
-                f"channel {claim.channel} is closing or settles in under "
-                f"{self.min_settle_delay} s, so its claims cannot be relied on"
-            )
         if not claim_is_valid(claim, channel["public_key_hex"]):
             raise ClaimRejected(f"claim from {account} has a bad signature")
+        if not is_canonical(bytes.fromhex(claim.signature), channel["public_key_hex"]):
+            raise ClaimRejected(
+                f"claim from {account} has a signature that is not fully canonical: it "
+                "verifies, but the XRP Ledger refuses such claims, so it could never be redeemed"
+            )
         if claim.amount > int(channel["amount"]):
             raise ClaimRejected(
                 f"claim for {claim.amount} drops exceeds channel amount {channel['amount']}"
@@ -197,13 +220,28 @@ class PaychanEngine:
         async with self._lock:
             best = self.store.best(claim.channel)
             if best is not None and claim.amount == best[0].amount:
-                return 0
+                return 0  # held already: a re-send credits nothing, whatever the channel does
+            if channel["expiration"] is not None or channel["settle_delay"] < self.min_settle_delay:
+                raise ClaimRejected(
+                    f"channel {claim.channel} is closing or settles in under "
+                    f"{self.min_settle_delay} s, so its claims cannot be relied on"
+                )
+            expires = _posix(channel["cancel_after"])
+            if expires is not None and expires - self.clock() < self.min_settle_delay:
+                # after CancelAfter the ledger closes the channel on the next claim, paying nothing
+                raise ClaimRejected(
+                    f"channel {claim.channel} expires by CancelAfter in "
+                    f"{max(0, expires - self.clock()):.0f} s, under min_settle_delay "
+                    f"({self.min_settle_delay} s), so its claims could not be redeemed safely"
+                )
             previous = best[0].amount if best else int(channel["balance"])
             if claim.amount <= previous:
                 raise ClaimRejected(
                     f"claim for {claim.amount} drops does not exceed the last one ({previous})"
                 )
-            self.store.save_incoming(claim, account, int(channel["amount"]), previous)
+            self.store.save_incoming(claim, account, int(channel["amount"]), previous, expires)
+        if expires is not None:
+            self._wake.set()  # the redeem loop may have to act before its next round
         return claim.amount - previous
 
     async def _channel_entry(self, channel_id: str) -> dict[str, Any]:
@@ -218,50 +256,96 @@ class PaychanEngine:
             "balance": node.get("Balance", "0"),
             "settle_delay": int(node.get("SettleDelay", 0)),
             "expiration": node.get("Expiration"),
+            "cancel_after": node.get("CancelAfter"),
         }
 
     async def redeem(self, close: bool = False) -> int:
-        """Submit the best claim on every incoming channel; return the drops newly redeemed."""
+        """Submit the best claim on every incoming channel; return the drops newly redeemed.
+        A channel that fails is skipped, never the ones after it; when any failed, this
+        raises :class:`RedeemFailed` after trying them all."""
+        total = 0
+        failures: dict[str, str] = {}
+        for channel, peer in self.store.channels("in"):
+            try:
+                total += await self._redeem_channel(channel, close)
+            except Exception as exc:
+                failures[channel] = str(exc)
+                self.ctx.log.warning(
+                    "xrpl-paychan: redeeming channel %s from %s failed: %s", channel, peer, exc
+                )
+        if failures:
+            raise RedeemFailed(total, failures)
+        return total
+
+    async def _redeem_channel(self, channel: str, close: bool) -> int:
         from xrpl.models import PaymentChannelClaim
         from xrpl.models.transactions import PaymentChannelClaimFlag
 
-        total = 0
-        for channel, _peer in self.store.channels("in"):
-            best = self.store.best(channel)
-            if best is None:
-                continue
-            claim, _redeemed = best
-            try:
-                on_ledger = int((await self._channel_entry(channel))["balance"])
-            except XrplError:
-                continue  # the channel is gone (closed): nothing left to redeem
-            if on_ledger < claim.amount:
-                await self.xrpl.submit(
-                    PaymentChannelClaim(
-                        account=self.xrpl.wallet.address,
-                        channel=channel,
-                        balance=str(claim.amount),
-                        amount=str(claim.amount),
-                        signature=claim.signature,
-                        public_key=claim.public_key,
-                        flags=PaymentChannelClaimFlag.TF_CLOSE if close else 0,
-                    )
+        best = self.store.best(channel)
+        if best is None:
+            return 0
+        claim, _redeemed = best
+        try:
+            on_ledger = int((await self._channel_entry(channel))["balance"])
+        except XrplError as exc:
+            if "entryNotFound" in str(exc):
+                return 0  # the channel is gone (closed): nothing left to redeem
+            raise
+        redeemed = 0
+        if on_ledger < claim.amount:
+            result = await self.xrpl.submit(
+                PaymentChannelClaim(
+                    account=self.xrpl.wallet.address,
+                    channel=channel,
+                    balance=str(claim.amount),
+                    amount=str(claim.amount),
+                    signature=claim.signature,
+                    public_key=claim.public_key,
+                    flags=PaymentChannelClaimFlag.TF_CLOSE if close else 0,
                 )
-                total += claim.amount - on_ledger
-            elif close:
-                await self.xrpl.submit(
-                    PaymentChannelClaim(
-                        account=self.xrpl.wallet.address,
-                        channel=channel,
-                        flags=PaymentChannelClaimFlag.TF_CLOSE,
-                    )
+            )
+            paid = _paid_when_closed(result, channel)
+            if paid is not None and paid < claim.amount:
+                # an expired channel is closed by any claim, which then pays nothing
+                raise XrplError(
+                    f"the channel expired before its claim for {claim.amount} drops was "
+                    f"redeemed: the ledger closed it having paid {paid}, so "
+                    f"{claim.amount - paid} drops credited to the peer are lost"
                 )
-            self.store.mark_redeemed(channel, claim.amount)
-        return total
+            redeemed = claim.amount - on_ledger
+        elif close:
+            await self.xrpl.submit(
+                PaymentChannelClaim(
+                    account=self.xrpl.wallet.address,
+                    channel=channel,
+                    flags=PaymentChannelClaimFlag.TF_CLOSE,
+                )
+            )
+        self.store.mark_redeemed(channel, claim.amount)
+        return redeemed
+
+    def _seconds_to_next_redeem(self, due: float) -> float:
+        """Until the periodic round (``due``, monotonic), or sooner: halfway into the last
+        ``min_settle_delay`` before a channel holding an unredeemed claim expires; after a
+        round, retries such a channel every ``min_settle_delay / 8`` seconds until it does."""
+        wait = due - time.monotonic()
+        expires = self.store.next_expiry(self.clock())
+        if expires is not None:
+            redeem_by = expires - self.min_settle_delay / 2 - self.clock()
+            wait = min(wait, max(redeem_by, self._retry_at - time.monotonic()))
+        return wait
 
     async def _redeem_forever(self) -> None:
+        due = time.monotonic() + self.redeem_interval
         while True:
-            await asyncio.sleep(self.redeem_interval)
+            self._wake.clear()
+            wait = self._seconds_to_next_redeem(due)
+            if wait > 0:
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._wake.wait(), wait)
+                continue  # woken by a claim on an expiring channel, or the time has come
+            due = time.monotonic() + self.redeem_interval
+            self._retry_at = time.monotonic() + self.min_settle_delay / 8
             try:
                 await self.redeem()
             except Exception as exc:  # keep the loop alive; the next round retries
@@ -281,3 +365,22 @@ class PaychanEngine:
             await self.redeem(close=close_channels)
         finally:
             self.store.close()
+
+
+def _posix(ripple_time: int | None) -> float | None:
+    from xrpl.utils.time_conversions import RIPPLE_EPOCH
+
+    return None if ripple_time is None else float(ripple_time + RIPPLE_EPOCH)
+
+
+def _paid_when_closed(result: dict[str, Any], channel: str) -> int | None:
+    """What ``channel`` had paid when this transaction deleted it (its final Balance), or None
+    when the transaction did not delete it."""
+    for node in result.get("meta", {}).get("AffectedNodes", []):
+        deleted = node.get("DeletedNode", {})
+        if (
+            deleted.get("LedgerEntryType") == "PayChannel"
+            and str(deleted.get("LedgerIndex", "")).upper() == channel.upper()
+        ):
+            return int(deleted.get("FinalFields", {}).get("Balance", "0"))
+    return None

@@ -6,8 +6,9 @@ deliberately small and honest about it.
 What it checks, on every ``submit``:
 - the blob decodes with xrpl-py's binary codec (``xrpl.core.binarycodec.decode``);
 - the signature: ``TxnSignature`` over ``encode_for_signing`` with ``SigningPubKey``, verified with
-  ``xrpl.core.keypairs.is_valid_message``, and that the key derives the ``Account`` (master keys
-  only: no regular keys, no multi-signing);
+  ``xrpl.core.keypairs.is_valid_message`` and required to be fully canonical as rippled requires
+  (:mod:`aigent_xrpl.signatures`), and that the key derives the ``Account`` (master keys only: no
+  regular keys, no multi-signing);
 - ``Sequence`` equals the account's next sequence (``tefPAST_SEQ`` / ``terPRE_SEQ`` otherwise),
   ``Fee`` is at least the base fee of 10 drops (``telINSUF_FEE_P``), ``LastLedgerSequence`` has not
   passed (``tefMAX_LEDGER``);
@@ -16,17 +17,22 @@ What it checks, on every ``submit``:
   currencies between the issuer and holders, or holder to holder through the issuer, only over
   trust lines that exist (``tecPATH_DRY``) and within their limits; TrustSet creates/changes one;
 - PaymentChannelCreate/Fund/Claim: channel IDs computed as rippled does; only the source funds;
-  claims with a signature are verified against the channel's public key over
-  ``encode_for_signing_claim``, must raise the balance, and stay within the signed amount and the
-  channel amount; ``tfClose`` closes at once when the destination asks or the channel is drained,
-  and otherwise after ``SettleDelay``; an expired channel is removed on its next claim.
+  claims with a signature are verified (fully canonical, as rippled) against the channel's public
+  key over ``encode_for_signing_claim``, must raise the balance, and stay within the signed amount
+  and the channel amount; ``tfClose`` closes at once when the destination asks or the channel is
+  drained, and otherwise after ``SettleDelay``. ``CancelAfter`` as rippled has it: immutable, set
+  only at create (``tecEXPIRED`` if already past, as with ``fixPayChanCancelAfter``), and a
+  channel past its ``CancelAfter`` or ``Expiration`` is closed by the next Claim or Fund that
+  touches it, from anyone, before any other check: the claim pays nothing, the rest goes back to
+  the source, the result is ``tesSUCCESS`` and the meta holds the ``DeletedNode``. Time is the
+  ledger's ``clock`` (a test may move it); rippled uses the parent ledger's close time.
 
 What it does not do: consensus, ledger history (every accepted transaction is at once in a new
 validated ledger), paths, partial payments, transfer fees, quality, freezes, rippling flags,
 DEX offer crossing (``book_offers`` returns offers seeded with :meth:`TestLedger.add_offer`), AMM
 transactions (``amm_info`` returns pools seeded with :meth:`TestLedger.add_amm_pool`), escrow,
-tickets, NetworkID, the fee queue, destination tags, deposit authorisation, ``CancelAfter``, and
-every transaction type not named above (``temUNKNOWN``).
+tickets, NetworkID, the fee queue, destination tags, deposit authorisation, and every transaction
+type not named above (``temUNKNOWN``).
 
 Use it as ``with TestLedger() as ledger: ledger.url`` (a thread serving HTTP on a free port) and
 fund accounts with :meth:`TestLedger.fund`; or run ``python -m aigent_xrpl.testledger --port N``
@@ -48,6 +54,8 @@ from typing import Any
 from xrpl.core.addresscodec import decode_classic_address
 from xrpl.core.binarycodec import decode, encode_for_signing, encode_for_signing_claim
 from xrpl.core.keypairs import derive_classic_address, is_valid_message
+
+from aigent_xrpl.signatures import is_canonical
 
 BASE_FEE = 10
 RESERVE_BASE = 1_000_000
@@ -218,6 +226,8 @@ class TestLedger:
         tx["TxnSignature"] = signature
         if not is_valid_message(message, bytes.fromhex(signature), public_key):
             raise _Fail("temBAD_SIGNATURE", "the signature does not verify")
+        if not is_canonical(bytes.fromhex(signature), public_key):
+            raise _Fail("temBAD_SIGNATURE", "the signature is not fully canonical")
         if derive_classic_address(public_key) != tx["Account"]:
             raise _Fail("tefBAD_AUTH", "the signing key is not the account's master key")
         if tx["Account"] not in self.accounts:
@@ -287,6 +297,9 @@ class TestLedger:
             raise _Fail("tecNO_DST", "the destination does not exist")
         if self._spendable(src) - RESERVE_INC < drops:
             raise _Fail("tecUNFUNDED", "not enough XRP above the reserve")
+        cancel_after = tx.get("CancelAfter")
+        if cancel_after is not None and self._now() > cancel_after:
+            raise _Fail("tecEXPIRED", "CancelAfter has passed")
         index = channel_id(src, dst, tx["Sequence"])
         self.channels[index] = {
             "account": src,
@@ -296,6 +309,7 @@ class TestLedger:
             "public_key": tx["PublicKey"],
             "settle_delay": tx["SettleDelay"],
             "expiration": None,
+            "cancel_after": cancel_after,
         }
         self.accounts[src]["balance"] -= drops
         self.accounts[src]["owner_count"] += 1
@@ -305,6 +319,9 @@ class TestLedger:
 
     def _apply_PaymentChannelFund(self, tx: dict[str, Any], meta: dict[str, Any]) -> None:
         chan = self._channel(tx["Channel"])
+        if self._expired(chan):
+            self._close_channel(tx["Channel"], meta)
+            return
         if chan["account"] != tx["Account"]:
             raise _Fail("tecNO_PERMISSION", "only the source may fund a channel")
         drops = int(tx["Amount"])
@@ -317,11 +334,11 @@ class TestLedger:
         index = tx["Channel"]
         chan = self._channel(index)
         who = tx["Account"]
+        if self._expired(chan):  # before any other check, as rippled: anyone may close it
+            self._close_channel(index, meta)
+            return
         if who not in (chan["account"], chan["destination_account"]):
             raise _Fail("tecNO_PERMISSION", "only the source or destination may claim")
-        if chan["expiration"] is not None and chan["expiration"] <= self._now():
-            self._close_channel(index)
-            return
         if "Balance" in tx:
             balance = int(tx["Balance"])
             if who == chan["destination_account"]:
@@ -336,6 +353,8 @@ class TestLedger:
                 signature = bytes.fromhex(tx["Signature"])
                 if not is_valid_message(message, signature, chan["public_key"]):
                     raise _Fail("temBAD_SIGNATURE", "the claim signature does not verify")
+                if not is_canonical(signature, chan["public_key"]):
+                    raise _Fail("temBAD_SIGNATURE", "the claim signature is not fully canonical")
                 if balance > authorised:
                     raise _Fail("temBAD_AMOUNT", "Balance exceeds the signed Amount")
             if balance > chan["amount"]:
@@ -347,7 +366,7 @@ class TestLedger:
         flags = int(tx.get("Flags", 0))
         if flags & TF_CLOSE:
             if who == chan["destination_account"] or chan["balance"] == chan["amount"]:
-                self._close_channel(index)
+                self._close_channel(index, meta)
             else:
                 chan["expiration"] = self._now() + chan["settle_delay"]
         elif flags & TF_RENEW and who == chan["account"]:
@@ -358,10 +377,31 @@ class TestLedger:
             raise _Fail("tecNO_ENTRY", f"no channel {index}")
         return self.channels[index]
 
-    def _close_channel(self, index: str) -> None:
+    def _expired(self, chan: dict[str, Any]) -> bool:
+        now = self._now()
+        return any(
+            at is not None and now >= at for at in (chan["cancel_after"], chan["expiration"])
+        )
+
+    def _close_channel(self, index: str, meta: dict[str, Any]) -> None:
         chan = self.channels.pop(index)
         self.accounts[chan["account"]]["balance"] += chan["amount"] - chan["balance"]
         self.accounts[chan["account"]]["owner_count"] -= 1
+        # what rippled's metadata says of a deleted channel: how much it had paid when it closed
+        final = {"Amount": str(chan["amount"]), "Balance": str(chan["balance"])}
+        meta["AffectedNodes"].append(
+            {
+                "DeletedNode": {
+                    "LedgerEntryType": "PayChannel",
+                    "LedgerIndex": index,
+                    "FinalFields": {
+                        "Account": chan["account"],
+                        "Destination": chan["destination_account"],
+                        **final,
+                    },
+                }
+            }
+        )
 
     def _now(self) -> int:
         return int(self.clock()) - RIPPLE_EPOCH
@@ -486,6 +526,7 @@ class TestLedger:
                 "public_key_hex": chan["public_key"],
                 "settle_delay": chan["settle_delay"],
                 **({"expiration": chan["expiration"]} if chan["expiration"] else {}),
+                **({"cancel_after": chan["cancel_after"]} if chan["cancel_after"] else {}),
             }
             for index, chan in self.channels.items()
             if chan["account"] == me
@@ -535,6 +576,7 @@ class TestLedger:
             "PublicKey": chan["public_key"],
             "SettleDelay": chan["settle_delay"],
             **({"Expiration": chan["expiration"]} if chan["expiration"] else {}),
+            **({"CancelAfter": chan["cancel_after"]} if chan["cancel_after"] else {}),
         }
         return {"index": index, "node": node, "validated": True}
 

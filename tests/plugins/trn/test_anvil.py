@@ -90,7 +90,10 @@ def test_verify_command_good_tampered_unknown(anvil: dict, tmp_path: Path) -> No
 
     good = tmp_path / "good.json"
     good.write_text(json.dumps(rec))
-    r = CliRunner().invoke(app, ["verify", str(good), "--rpc", anvil["url"], "--text", "yes"])
+    agent = ["--registry", registry, "--anchorer", signer.address]
+    r = CliRunner().invoke(
+        app, ["verify", str(good), "--rpc", anvil["url"], "--text", "yes", *agent]
+    )
     assert r.exit_code == 0 and r.output.startswith("VERIFIED"), r.output
     assert rec["anchor"]["tx_hash"] in r.output
     r = CliRunner().invoke(app, ["verify", str(good), "--rpc", anvil["url"], "--text", "maybe"])
@@ -102,5 +105,5 @@ def test_verify_command_good_tampered_unknown(anvil: dict, tmp_path: Path) -> No
     unknown = dict(store.receipt(others[0].id), anchor=rec["anchor"])
     bad = tmp_path / "unknown.json"
     bad.write_text(json.dumps(unknown))
-    r = CliRunner().invoke(app, ["verify", str(bad), "--rpc", anvil["url"]])
+    r = CliRunner().invoke(app, ["verify", str(bad), "--rpc", anvil["url"], *agent])
     assert r.exit_code == 1 and "not found in registry" in r.output, r.output

@@ -41,9 +41,15 @@ def published(anvil: dict[str, Any], tmp_path_factory: pytest.TempPathFactory) -
         "id": msgs[1].id,
         "stray": store.receipt(stray.id),
         "signer": signer.address,
+        "registry": registry,
     }
     store.close()
     return out
+
+
+def _agent(published: dict[str, Any]) -> list[str]:
+    """What the verifier knows of the agent: its registry and anchoring address."""
+    return ["--registry", published["registry"], "--anchorer", published["signer"]]
 
 
 def _run(*args: str) -> Any:
@@ -58,7 +64,8 @@ def _run(*args: str) -> Any:
 
 def test_by_text_and_agent(published: dict[str, Any]) -> None:
     d = str(published["data"])
-    r = _run("--text", "buy 10 ROOT", "--agent", "Ada", "--data-dir", d, "--rpc", published["url"])
+    r = _run("--text", "buy 10 ROOT", "--agent", "Ada", "--data-dir", d, "--rpc", published["url"],
+             *_agent(published))  # fmt: skip
     assert r.exit_code == 0, r.output
     lines = r.output.splitlines()
     assert lines[0] == "VERIFIED"
@@ -75,17 +82,23 @@ def test_by_text_and_agent(published: dict[str, Any]) -> None:
 
 def test_by_message_id(published: dict[str, Any]) -> None:
     d = str(published["data"])
-    r = _run("--message-id", published["id"], "--data-dir", d, "--rpc", published["url"])
-    assert r.exit_code == 0 and "VERIFIED" in r.output, r.output
+    r = _run("--message-id", published["id"], "--data-dir", d, "--rpc", published["url"],
+             *_agent(published))  # fmt: skip
+    assert r.exit_code == 0 and r.output.startswith("VERIFIED"), r.output
     r = _run("--message-id", "nope", "--data-dir", d, "--rpc", published["url"])
     assert r.exit_code == 1 and "not in the proof store" in r.output
 
 
-def test_third_party_with_receipt_and_rpc_only(published: dict[str, Any], tmp_path: Path) -> None:
+def test_third_party_with_receipt_rpc_and_the_agents_addresses(
+    published: dict[str, Any], tmp_path: Path
+) -> None:
     good = tmp_path / "receipt.json"
     good.write_text(json.dumps(published["good"]))
-    r = _run(str(good), "--rpc", published["url"])
+    r = _run(str(good), "--rpc", published["url"], *_agent(published))
     assert r.exit_code == 0 and r.output.startswith("VERIFIED"), r.output
+    r = _run(str(good), "--rpc", published["url"])  # the receipt's word alone is not enough
+    assert r.exit_code == 1 and r.output.startswith("NOT VERIFIED"), r.output
+    assert "checked: tx " + published["good"]["anchor"]["tx_hash"] in r.output
 
     tampered = json.loads(good.read_text())
     tampered["canonical"]["content"] = "buy 1000 ROOT"

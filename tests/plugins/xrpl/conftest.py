@@ -60,3 +60,25 @@ def make_ctx(ledger: TestLedger, tmp_path: Path) -> Iterator[MakeCtx]:
     yield make
     for policy in policies:
         policy.close()
+
+
+def malleate(signature_hex: str, public_key_hex: str) -> str:
+    """The other signature that verifies for the same message and key (``n - S`` for
+    secp256k1, ``S + L`` for Ed25519): mathematically valid, refused by rippled."""
+    from aigent_xrpl.signatures import ED25519_ORDER, SECP256K1_ORDER
+
+    sig = bytes.fromhex(signature_hex)
+    if public_key_hex[:2].upper() == "ED":
+        s = int.from_bytes(sig[32:], "little") + ED25519_ORDER
+        return (sig[:32] + s.to_bytes(32, "little")).hex().upper()
+    r_len = sig[3]
+    r = int.from_bytes(sig[4 : 4 + r_len], "big")
+    s = SECP256K1_ORDER - int.from_bytes(sig[6 + r_len :], "big")
+
+    def der(value: int) -> bytes:
+        raw = value.to_bytes((value.bit_length() + 7) // 8, "big")
+        raw = b"\0" + raw if raw[0] & 0x80 else raw
+        return bytes([2, len(raw)]) + raw
+
+    body = der(r) + der(s)
+    return (bytes([0x30, len(body)]) + body).hex().upper()
