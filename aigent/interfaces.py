@@ -28,6 +28,14 @@ class PluginContext:
     log: logging.Logger = field(default_factory=lambda: logging.getLogger("aigent"))
     spending: SpendingPolicy | None = None
     """The agent's spending policy: every plugin that moves value reserves through it."""
+    _homes: dict[str, dict[str, Any]] = field(default_factory=dict, repr=False)
+
+    @property
+    def state(self) -> dict[str, Any]:
+        """This plugin's home in this agent: what it builds once and shares between its hooks
+        (a chain client, a store), kept for the agent's life. Never shared between agents, so
+        two agents in one process never see each other's objects."""
+        return self._homes.setdefault(self.plugin, {})
 
     def for_plugin(self, name: str) -> PluginContext:
         """The same context, with ``settings`` namespaced to plugin ``name``."""
@@ -40,6 +48,7 @@ class PluginContext:
             settings=settings if isinstance(settings, dict) else {},
             log=logging.getLogger(f"aigent.{name}"),
             spending=self.spending,
+            _homes=self._homes,
         )
 
 
