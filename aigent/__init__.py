@@ -12,7 +12,7 @@ __version__ = "0.1.0"
 if TYPE_CHECKING:
     from aigent._progress import enable as enable_progress
     from aigent._progress import progress
-    from aigent.actions import Action
+    from aigent.actions import Action, moves_value
     from aigent.amounts import format_amount
     from aigent.character import Character, Loop, ModelConfig, Price, Task, load_character
     from aigent.errors import (
@@ -57,6 +57,7 @@ if TYPE_CHECKING:
 
 _EXPORTS = {
     "Action": "aigent.actions",
+    "moves_value": "aigent.actions",
     "Agent": "aigent.runtime",
     "Character": "aigent.character",
     "ModelConfig": "aigent.character",
@@ -154,6 +155,7 @@ __all__ = [
     "format_amount",
     "hookimpl",
     "load_character",
+    "moves_value",
     "parse_tool_calls",
     "progress",
     "redact",

@@ -7,11 +7,27 @@ import inspect
 import json
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
-from typing import Any, get_type_hints
+from typing import Any, TypeVar, get_type_hints
 
 from pydantic import BaseModel, ConfigDict, ValidationError, create_model
 
 from aigent.messages import ToolSpec
+
+MOVES_VALUE = "__aigent_moves_value__"
+F = TypeVar("F", bound=Callable[..., Any])
+
+
+def moves_value(fn: F) -> F:
+    """Mark an action function as one that moves value (pays, mints, transfers, funds)::
+
+        @moves_value
+        async def pay(to: str, amount: int) -> str: ...
+
+    Such actions are offered to the model only for messages from channels the character
+    allows to spend (``spend_from``: the terminal and apps by default), never for a post on X
+    or a paid message, say."""
+    setattr(fn, MOVES_VALUE, True)
+    return fn
 
 
 @dataclass
@@ -29,11 +45,19 @@ class Action:
     arguments_model: type[BaseModel]
     timeout: float = 30.0
     plugin: str = ""
+    moves_value: bool = False
+    """It pays, mints, transfers or funds: offered only on the channels the character lets
+    spend (``spend_from``), and run only for a message from one of them."""
     _unwrap: str | None = field(default=None, repr=False)
 
     @classmethod
     def from_function(
-        cls, fn: Callable[..., Any], *, name: str | None = None, timeout: float = 30.0
+        cls,
+        fn: Callable[..., Any],
+        *,
+        name: str | None = None,
+        timeout: float = 30.0,
+        moves_value: bool | None = None,
     ) -> Action:
         hints = get_type_hints(fn, include_extras=True)
         params = [
@@ -63,6 +87,9 @@ class Action:
             fn=fn,
             arguments_model=model,
             timeout=timeout,
+            moves_value=bool(
+                getattr(fn, MOVES_VALUE, False) if moves_value is None else moves_value
+            ),
             _unwrap=unwrap,
         )
 

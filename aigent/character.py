@@ -177,6 +177,10 @@ class Character(_Strict):
     price: Price | None = None
     spending: dict[str, Limits] = Field(default_factory=dict)
     """Limits per asset code on what the agent may spend; an asset with no limits is not spent."""
+    spend_from: list[str] = Field(default_factory=lambda: ["direct"])
+    """Clients whose messages may lead to a payment: value-moving actions are offered and run
+    only for them. ``direct`` is the terminal and apps embedding the agent; add ``twitter`` or
+    ``ilp`` (paid messages) only if strangers there should be able to make the agent pay."""
     connector: ConnectorSettings = Field(default_factory=ConnectorSettings)
     loop: Loop | None = None
     data_dir: str | None = None

@@ -30,7 +30,7 @@ if TYPE_CHECKING:
     import typer
 
     from aigent.interfaces import PluginContext
-    from aigent.messages import Outgoing
+    from aigent.messages import Incoming, Outgoing
 
 hookspec = pluggy.HookspecMarker("aigent")
 hookimpl = pluggy.HookimplMarker("aigent")
@@ -104,9 +104,13 @@ def register_settlement_engines(register: Callable[..., None]) -> None:
 
 
 @hookspec
-def before_action(ctx: PluginContext, action: str, arguments: dict[str, Any]) -> Any:
+def before_action(
+    ctx: PluginContext, action: str, arguments: dict[str, Any], message: Incoming | None
+) -> Any:
     """Called before an action runs. Return ``False`` (or raise ``ActionBlocked``) to block it;
-    this is where policy such as spending limits sits, below the model. May be async."""
+    this is where policy such as spending limits sits, below the model. ``message`` is the
+    message that led the model to call it (its ``client`` says which channel), or ``None`` when
+    code called the action. May be async."""
 
 
 @hookspec

@@ -76,6 +76,14 @@ class Incoming(BaseModel):
     received_at: float = Field(default_factory=time.time)
     metadata: dict[str, Any] = Field(default_factory=dict)
 
+    @property
+    def identity(self) -> str:
+        """Who this is, for memory and history: ``user`` namespaced by the client it came
+        through, so identities from different channels never meet (a payer over ILP who calls
+        itself "user" is not the terminal's or an app's "user"). Messages from code and the
+        terminal (``client="direct"``) keep the name the app gave."""
+        return self.user if self.client == "direct" else f"{self.client}:{self.user}"
+
 
 class Outgoing(BaseModel):
     """A message leaving an agent: what response hooks see and may annotate."""

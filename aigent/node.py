@@ -264,11 +264,14 @@ class AgentNode:
         except ValidationError:
             return RejectWith("F99", 'the message must be JSON like {"text": "..."}')
         sale = _sale.get() or _Sale()
+        # Who pays is what the connector knows (the account the packet came in on), never
+        # what the payer says it is: its claimed name is only shown to the agent.
         message = Incoming(
             text=request.text,
-            user=request.sender or sale.sender,
-            room=f"ilp:{sale.sender}",
+            user=sale.sender,
+            room=sale.sender,
             client=PAID_CLIENT,
+            metadata={"claimed_sender": request.sender} if request.sender else {},
         )
         try:
             reply = await self.agent.handle(message)

@@ -207,7 +207,7 @@ class Agent:
             # Paying other agents is a built-in action, offered only to an agent allowed to
             # spend; the spending policy still decides every payment, whatever the model says.
             self.actions["ask_agent"] = Action.from_function(
-                self._ask_agent_action, name="ask_agent", timeout=90
+                self._ask_agent_action, name="ask_agent", timeout=90, moves_value=True
             )
         for reg in self.plugins.collect(
             "register_context_providers", only_enabled=True, ctx=self.ctx
@@ -406,13 +406,15 @@ class Agent:
         context = await self._context(message)
         timings["context"] = _ms(t0)
 
-        history = self._history[(message.user, message.room)]
+        history = self._history[(message.identity, message.room)]
         messages = [
             ChatMessage(role="system", content=system_prompt(self.character, context)),
             *history,
             ChatMessage(role="user", content=message.text),
         ]
-        response, results, usage, model_ms, action_ms = await self._think(messages, on_text)
+        response, results, usage, model_ms, action_ms = await self._think(
+            messages, message, on_text
+        )
         timings["model"] = model_ms
         timings["actions"] = action_ms
         reply = Reply(
@@ -509,11 +511,20 @@ class Agent:
             raise ModelError(f"{self.model.model_id} streamed no final response")
         return response
 
+    def may_spend(self, message: Incoming | None) -> bool:
+        """Whether ``message`` comes through a channel the character lets spend."""
+        client = message.client if message is not None else "direct"
+        return client in self.character.spend_from
+
     async def _think(
-        self, messages: list[ChatMessage], on_text: Callable[[str], None] | None = None
+        self,
+        messages: list[ChatMessage],
+        message: Incoming,
+        on_text: Callable[[str], None] | None = None,
     ) -> tuple[ModelResponse, list[ActionResult], Usage, float, float]:
         assert self.model is not None
-        tools = [a.spec() for a in self.actions.values()]
+        spend = self.may_spend(message)
+        tools = [a.spec() for a in self.actions.values() if spend or not a.moves_value]
         usage = Usage()
         results: list[ActionResult] = []
         model_ms = action_ms = 0.0
@@ -529,7 +540,7 @@ class Agent:
                 ChatMessage(role="assistant", content=response.text, tool_calls=response.tool_calls)
             )
             for call in response.tool_calls:
-                result = await self.run_action(call.name, call.arguments)
+                result = await self.run_action(call.name, call.arguments, message)
                 results.append(result)
                 messages.append(
                     ChatMessage(
@@ -544,9 +555,12 @@ class Agent:
         usage.add(response.usage)
         return response, results, usage, model_ms, action_ms
 
-    async def run_action(self, name: str, arguments: dict[str, Any]) -> ActionResult:
-        """Run one action under the ``before_action`` policy hooks. Never raises: a failure is
-        reported in the result, which the model sees."""
+    async def run_action(
+        self, name: str, arguments: dict[str, Any], message: Incoming | None = None
+    ) -> ActionResult:
+        """Run one action under the ``before_action`` policy hooks; ``message`` is the one that
+        led to it (None: called from code, as the app). Never raises: a failure is reported in
+        the result, which the model sees."""
         action = self.actions.get(name)
         if action is None:
             known = ", ".join(self.actions) or "none"
@@ -555,9 +569,20 @@ class Agent:
                 output=f"error: there is no action {name!r} (available: {known})",
             )  # fmt: skip
         try:
+            if action.moves_value and not self.may_spend(message):
+                client = message.client if message is not None else "direct"
+                raise ActionBlocked(
+                    f"it moves value, and messages from {client!r} may not lead to payments "
+                    "(the character's spend_from)"
+                )
             for plugin, hook in self.plugins.behaviour("before_action"):
                 verdict = await _maybe_await(
-                    hook(ctx=self.ctx.for_plugin(plugin), action=name, arguments=arguments)
+                    hook(
+                        ctx=self.ctx.for_plugin(plugin),
+                        action=name,
+                        arguments=arguments,
+                        message=message,
+                    )
                 )
                 if verdict is False:
                     raise ActionBlocked(f"blocked by {plugin}")

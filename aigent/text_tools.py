@@ -17,7 +17,7 @@ INSTRUCTIONS = (
     "You can call these tools. To call one, answer with only a JSON object "
     '{{"tool": "<name>", "arguments": {{...}}}} and nothing else.\n{tools}'
 )
-_JSON_OBJECT = re.compile(r"\{.*\}", re.DOTALL)
+_WHOLE_CALL = re.compile(r"(?:```(?:json)?\s*)?(\{.*\})(?:\s*```)?", re.DOTALL)
 
 
 def tools_in_text(messages: Sequence[ChatMessage], tools: Sequence[ToolSpec]) -> list[ChatMessage]:
@@ -47,12 +47,16 @@ def tools_in_text(messages: Sequence[ChatMessage], tools: Sequence[ToolSpec]) ->
 
 
 def parse_tool_calls(text: str, tools: Sequence[ToolSpec]) -> tuple[list[ToolCall], str]:
-    """(calls, remaining text): a JSON call naming an offered tool, else ``([], text)``."""
-    match = _JSON_OBJECT.search(text)
+    """(calls, remaining text): a JSON call naming an offered tool, else ``([], text)``.
+
+    A call is the model's whole turn, as the instructions ask (a code fence around it is
+    allowed): a JSON object inside other text is text, such as a post or a message the model
+    quotes back, and is never run."""
+    match = _WHOLE_CALL.fullmatch(text.strip())
     if not match:
         return [], text
     try:
-        data = json.loads(match.group(0))
+        data = json.loads(match.group(1))
     except json.JSONDecodeError:
         return [], text
     if not isinstance(data, dict) or data.get("tool") not in {t.name for t in tools}:
