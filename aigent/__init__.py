@@ -51,7 +51,7 @@ if TYPE_CHECKING:
     )
     from aigent.node import PaidAnswer, PaymentError
     from aigent.runtime import Agent
-    from aigent.secrets import Secrets, redact
+    from aigent.secrets import Secrets, is_local_url, redact, secret_may_go_to
     from aigent.spending import Spend, SpendDenied, SpendingPolicy
     from aigent.text_tools import parse_tool_calls, tools_in_text
 
@@ -100,6 +100,8 @@ _EXPORTS = {
     "enable_progress": "aigent._progress",
     "Secrets": "aigent.secrets",
     "redact": "aigent.secrets",
+    "secret_may_go_to": "aigent.secrets",
+    "is_local_url": "aigent.secrets",
     "Spend": "aigent.spending",
     "SpendDenied": "aigent.spending",
     "SpendingPolicy": "aigent.spending",
@@ -154,11 +156,13 @@ __all__ = [
     "enable_progress",
     "format_amount",
     "hookimpl",
+    "is_local_url",
     "load_character",
     "moves_value",
     "parse_tool_calls",
     "progress",
     "redact",
+    "secret_may_go_to",
     "tools_in_text",
 ]
 

@@ -34,6 +34,9 @@ class ModelConfig(_Strict):
     timeout: float | None = Field(default=None, gt=0)
     api_key_secret: str | None = None
     """The name of the secret that holds this model's key, when not the provider's usual one."""
+    allow_insecure_http: bool = False
+    """Send the key to an ``http://`` api_base on another host (a network you trust). Without
+    it a key goes over plain http only to this machine."""
 
 
 def _as_chain(value: Any) -> Any:

@@ -129,3 +129,27 @@ class Secrets:
     def __repr__(self) -> str:
         own = sorted(self._layers[-1])
         return f"Secrets(character keys={own})"
+
+
+def secret_may_go_to(url: str, *, allow_insecure_http: bool = False) -> bool:
+    """Whether a secret (a key, a signed request) may be sent to ``url``: over https anywhere,
+    over plain http only to this machine (loopback) unless the file allows insecure http for
+    it: anyone on the path would read it otherwise."""
+    scheme = url.partition("://")[0].lower()
+    if scheme == "https":
+        return True
+    return scheme == "http" and (allow_insecure_http or is_local_url(url))
+
+
+def is_local_url(url: str) -> bool:
+    """Whether ``url`` names this machine (localhost or a loopback address)."""
+    import ipaddress
+    from urllib.parse import urlparse
+
+    host = urlparse(url).hostname or ""
+    if host == "localhost":
+        return True
+    try:
+        return ipaddress.ip_address(host).is_loopback
+    except ValueError:
+        return False

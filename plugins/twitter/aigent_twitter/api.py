@@ -15,6 +15,8 @@ from dataclasses import dataclass
 from typing import Any
 from urllib.parse import urlsplit
 
+from aigent import is_local_url
+
 log = logging.getLogger("aigent.twitter")
 
 X_HOST = "https://api.twitter.com"
@@ -84,6 +86,14 @@ class XApi:
             wait_on_rate_limit=False,  # we wait ourselves, without blocking the event loop
         )
         if api_base:
+            if not is_local_url(api_base):
+                # Signed requests and the bearer token would go to that host: only this
+                # machine (a stand-in, a local proxy) may take the place of X.
+                raise XApiError(
+                    f"settings.twitter.api_base {api_base!r} is not on this machine: requests "
+                    "signed with the agent's X credentials go only to X or to a local "
+                    "stand-in (localhost); remove api_base to talk to X"
+                )
             self._client.session.mount(X_HOST, _redirect_adapter(api_base))
         self.clock = clock
         self.sleep = sleep
