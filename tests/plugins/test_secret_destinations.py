@@ -12,8 +12,7 @@ from typing import Any
 
 import pytest
 
-from aigent import Character, ModelConfig, PluginContext, PluginError, Secrets
-from aigent import secret_may_go_to
+from aigent import Character, ModelConfig, PluginContext, PluginError, Secrets, secret_may_go_to
 
 
 def _ctx(tmp_path: Path, **secrets: str) -> PluginContext:
