@@ -299,6 +299,7 @@ class AgentNode:
         The price is read from the receiver's SPSP answer; more than ``max_price`` (in this
         node's asset units) is never paid, and every payment passes the spending policy."""
         code, scale = self.asset
+        self.agent.spending.check_destination(code, receiver)  # before anything is fetched
         details, body = await _resolve(receiver)
         quoted = _quoted_price(body, code, scale)
         amount = quoted if quoted is not None else max_price
@@ -314,14 +315,15 @@ class AgentNode:
         try:
             return PaidAnswer.model_validate_json(result.reply_data)
         except ValidationError:
-            raise PaymentError(
-                f"{receiver} took the payment but its answer is not an aigent answer: "
-                f"{result.reply_data[:200]!r}"
+            raise PaymentError(  # its body is not shown: it is a stranger's text
+                f"{receiver} took the payment but its answer is not an aigent answer "
+                f"({len(result.reply_data)} bytes)"
             ) from None
 
     async def pay(self, receiver: str, amount: int) -> int:
         """Pay ``amount`` to any STREAM receiver (a payment pointer or SPSP URL), within the
         spending limits; returns what arrived, in the receiver's units."""
+        self.agent.spending.check_destination(self.asset[0], receiver)
         details, _ = await _resolve(receiver)
         result = await self._stream(details, amount, b"", f"payment to {receiver}")
         return int(result.delivered)

@@ -188,6 +188,19 @@ class SpendingPolicy:
             moved = spend._outcome
             self._set_state(spend, "spent", None if moved is None else spend.counted(moved))
 
+    def check_destination(self, asset: str, destination: str) -> None:
+        """Refuse, before anything is fetched or sent, a destination (an ILP address, a payment
+        pointer, an SPSP URL, a ledger address) that ``spending.<asset>.allowlist`` does not
+        name. No allowlist: any destination, within the caps."""
+        limits = self.limits.get(asset)
+        if limits is None or limits.allowlist is None:
+            return
+        if not _allowed(destination, limits.allowlist):
+            raise SpendDenied(
+                f"refused paying {destination}: not on spending.{asset}.allowlist (add it, or "
+                "a prefix of it ending in '.' or '/', to let the agent pay it)"
+            )
+
     async def reserve(self, asset: str, amount: int, destination: str, purpose: str = "") -> Spend:
         """Check every limit and record the reservation, or raise :class:`SpendDenied`.
         Paying code uses :meth:`spend`, which settles the reservation as well."""
@@ -291,7 +304,8 @@ class SpendingPolicy:
 
 
 def _allowed(destination: str, allowlist: list[str]) -> bool:
+    """Exact, or under an entry ending in '.' (an ILP address prefix) or '/' (a URL prefix)."""
     return any(
-        destination == entry or (entry.endswith(".") and destination.startswith(entry))
+        destination == entry or (entry.endswith((".", "/")) and destination.startswith(entry))
         for entry in allowlist
     )

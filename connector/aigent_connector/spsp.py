@@ -59,6 +59,10 @@ async def resolve(
     return credentials
 
 
+MAX_RESPONSE = 16 * 1024
+"""An SPSP answer is two short fields (and an aigent's price): anything larger is refused."""
+
+
 async def resolve_details(
     pointer_or_url: str,
     *,
@@ -72,12 +76,18 @@ async def resolve_details(
     own = session is None
     client = session or aiohttp.ClientSession()
     try:
+        # No redirects (the address asked for is the one that answers, never another host),
+        # a bounded body and a bounded time: the URL may come from a model or a stranger.
         async with client.get(
-            url, headers=headers, timeout=aiohttp.ClientTimeout(total=timeout)
+            url, headers=headers, timeout=aiohttp.ClientTimeout(total=timeout),
+            allow_redirects=False,
         ) as response:
-            text = await response.text()
             if response.status != 200:
-                raise SpspError(f"{url} answered HTTP {response.status}: {text[:200]}")
+                raise SpspError(f"{url} answered HTTP {response.status}, not an SPSP answer")
+            body = await response.content.read(MAX_RESPONSE + 1)
+            if len(body) > MAX_RESPONSE:
+                raise SpspError(f"{url} answered more than {MAX_RESPONSE} bytes")
+            text = body.decode("utf-8", errors="replace")
     except aiohttp.ClientError as exc:
         raise SpspError(f"could not reach {url}: {exc}") from None
     except TimeoutError:
@@ -92,7 +102,7 @@ def parse_response(text: str, url: str = "the SPSP server") -> tuple[Credentials
     try:
         body = json.loads(text)
     except json.JSONDecodeError:
-        raise SpspError(f"{url} did not answer JSON: {text[:200]!r}") from None
+        raise SpspError(f"{url} did not answer JSON") from None
     if not isinstance(body, dict):
         raise SpspError(f"{url} answered {type(body).__name__}, not a JSON object")
     destination, secret = body.get("destination_account"), body.get("shared_secret")
