@@ -50,7 +50,7 @@ from aigent.messages import (
     ToolSpec,
     Usage,
 )
-from aigent.plugins import Plugins
+from aigent.plugins import Plugins, Registered
 from aigent.prompt import system_prompt
 from aigent.secrets import Secrets, redact
 from aigent.spending import SpendingPolicy
@@ -167,6 +167,7 @@ class Agent:
             lambda: deque(maxlen=HISTORY_TURNS * 2)
         )
         self._chains: dict[tuple[str, ...], ChatModel] = {}
+        self._client_regs: list[Registered] = []
         self._assembled = False
         self._started = False
         self._sync: _SyncRunner | None = None
@@ -198,6 +199,11 @@ class Agent:
 
         self.models = {role: self._resolve_chain(role) for role in ("large", "small")}
         self.model = self.models["large"]
+        # A plugin the agent uses through a client or a settlement engine brings its
+        # behaviour too (the X client's timeline as context): enabled before it is collected.
+        self._client_regs = self._client_registrations()
+        for reg in self._engine_registrations():
+            self.plugins.enabled.add(reg.plugin)
         self.memory = self._resolve_memory()
         for reg in self.plugins.collect("register_actions", only_enabled=True, ctx=self.ctx):
             action = _as_action(reg.value)
@@ -295,9 +301,9 @@ class Agent:
         factory: Callable[[PluginContext, Embedder], MemoryStore] = reg.value
         return _configure(reg.plugin, lambda: factory(self.ctx.for_plugin(reg.plugin), embedder))
 
-    def _resolve_clients(self) -> list[Client]:
+    def _client_registrations(self) -> list[Registered]:
         factories = self.plugins.named("register_clients")
-        clients = []
+        found = []
         for name in self.character.clients:
             if name not in factories:
                 raise PluginError(
@@ -305,8 +311,21 @@ class Agent:
                     "client is not installed",
                     f"pip install aigent-{name}, or remove it from the character's clients",
                 )
-            reg = factories[name]
-            self.plugins.enabled.add(reg.plugin)
+            self.plugins.enabled.add(factories[name].plugin)
+            found.append(factories[name])
+        return found
+
+    def _engine_registrations(self) -> list[Registered]:
+        """The settlement engines the connector's peers name (checked again, with the whole
+        connector configuration, when the node starts)."""
+        engines = self.plugins.named("register_settlement_engines")
+        peers = self.character.connector.node.get("peers") or {}
+        names = {p.get("settlement") for p in peers.values() if isinstance(p, dict)}
+        return [engines[n] for n in sorted(n for n in names if isinstance(n, str)) if n in engines]
+
+    def _resolve_clients(self) -> list[Client]:
+        clients = []
+        for reg in self._client_regs:
             factory: Callable[[PluginContext, Agent], Client] = reg.value
             ctx = self.ctx.for_plugin(reg.plugin)
             client = _configure(reg.plugin, functools.partial(factory, ctx, self))

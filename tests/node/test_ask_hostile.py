@@ -77,9 +77,9 @@ async def test_a_receiver_off_the_allowlist_is_refused_before_anything_is_fetche
     limits = {"XRP": {"max_per_payment": 5000, "allowlist": ["https://friends.example/"]}}
     path = write_character(character("Alice", tmp_path, spending=limits), "alice.json")
     async with Agent.from_file(path) as alice:
-        with pytest.raises(SpendDenied, match="not on spending.XRP.allowlist"):
+        with pytest.raises(SpendDenied, match=r"not on spending\.XRP\.allowlist"):
             await alice.ask(f"{hostile.url}/pay", "hi", max_price=1000)
-        with pytest.raises(SpendDenied, match="not on spending.XRP.allowlist"):
+        with pytest.raises(SpendDenied, match=r"not on spending\.XRP\.allowlist"):
             await alice.pay(f"{hostile.url}/pay", 1000)
         result = await alice.run_action(
             "ask_agent", {"receiver": f"{hostile.url}/x", "question": "hi", "max_price": 10}

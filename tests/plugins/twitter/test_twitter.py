@@ -17,7 +17,7 @@ import pytest
 from aigent_twitter.client import TwitterClient, split_thread
 from aigent_twitter.schedule import Scheduler
 
-from aigent import Agent, Outgoing, Secrets, hookimpl, load_character
+from aigent import Agent, Incoming, Outgoing, Secrets, hookimpl, load_character
 from aigent.character import Loop, Memory, Models, Task
 from tests.conftest import SCRIPTED_MODEL
 from tests.fixtures.x_api import XApiServer
@@ -270,3 +270,26 @@ async def test_timeline_is_offered_as_context_and_cached(make_client, x_api) -> 
     calls = len(x_api.requests)
     assert await timeline.get(None, client.agent) == text  # type: ignore[arg-type]
     assert len(x_api.requests) == calls  # served from the cache
+
+
+async def test_a_client_named_only_in_clients_brings_its_context(write_character, tmp_path, x_api):  # type: ignore[no-untyped-def]
+    """`"clients": ["twitter"]` without "twitter" in plugins: the X timeline still reaches the
+    model as context (the plugin is enabled at assembly, before behaviour is collected)."""
+    import sys
+
+    x_api.mention("the harbour is teal today", author="77")
+    path = write_character({
+        "name": "Timeline", "models": {"large": "scripted"}, "plugins": [str(SCRIPTED_MODEL)],
+        "memory": {"enabled": False}, "data_dir": str(tmp_path / "data"), "secrets": SECRETS,
+        "clients": ["twitter"], "connector": {"enabled": False},
+        "settings": {"twitter": {"api_base": x_api.url, "dry_run": False}},
+    })  # fmt: skip
+    agent = Agent.from_file(path)
+    agent.assemble()
+    assert "twitter" in agent.plugins.enabled
+    assert any(type(p).__name__ == "Timeline" for p in agent.providers)
+    reply = await agent.handle(Incoming(text="what is new?", user="ann"), publish=False)
+    scripted = next(m for n, m in sys.modules.items() if n.startswith("aigent_local_plugin_scr"))
+    assert "the harbour is teal today" in scripted.CALLS[-1]["messages"][0].content
+    assert reply.text
+    await agent.stop()
