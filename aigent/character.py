@@ -180,6 +180,9 @@ class Character(_Strict):
     price: Price | None = None
     spending: dict[str, Limits] = Field(default_factory=dict)
     """Limits per asset code on what the agent may spend; an asset with no limits is not spent."""
+    allow_paths: list[str] = Field(default_factory=list)
+    """Folders outside the character's own (relative to its file) that its plugins and
+    knowledge may come from; see aigent.paths."""
     spend_from: list[str] = Field(default_factory=lambda: ["direct"])
     """Clients whose messages may lead to a payment: value-moving actions are offered and run
     only for them. ``direct`` is the terminal and apps embedding the agent; add ``twitter`` or

@@ -15,6 +15,7 @@ from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 from aigent.character import Format, read_document
 from aigent.errors import CharacterError
+from aigent.paths import allowed_roots, check_inside
 
 # ElizaOS `modelProvider` -> (small, large) litellm model ids. Defaults follow ElizaOS's own.
 ELIZA_PROVIDERS: dict[str, tuple[str, str]] = {
@@ -420,6 +421,7 @@ def _resolve_extends(raw: dict[str, Any], file: Path, seen: set[Path]) -> dict[s
         path = (file.parent / parent).resolve()
         if not path.exists() and Path(parent).exists():
             path = Path(parent).resolve()
+        check_inside(path, allowed_roots(file.parent), file=str(file), field=f"extends[{i}]")
         if path in seen:
             raise CharacterError(str(file), [(f"extends[{i}]", f"{parent} extends itself")])
         if not path.exists():

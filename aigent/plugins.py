@@ -14,7 +14,7 @@ import functools
 import importlib
 import importlib.util
 import sys
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass, field
 from importlib.metadata import EntryPoint, entry_points
 from pathlib import Path
@@ -25,6 +25,7 @@ import pluggy
 
 from aigent import hookspecs
 from aigent.errors import PluginError
+from aigent.paths import outside
 
 GROUP = "aigent"
 BEHAVIOUR_HOOKS = (
@@ -187,8 +188,12 @@ class Plugins:
             self.info[ep.name].distribution = dist
             self.info[ep.name].version = ep.dist.version if ep.dist else ""
 
-    def load_named(self, spec: str, base_dir: Path | None = None) -> str:
-        """A plugin the character names: an installed name, a distribution, a module or a file."""
+    def load_named(
+        self, spec: str, base_dir: Path | None = None, roots: Sequence[Path] | None = None
+    ) -> str:
+        """A plugin the character names: an installed name, a distribution, a module or a file
+        (which must be inside one of ``roots``, the folders the character may reach, when
+        given)."""
         for ep in installed_entry_points():
             dist = ep.dist.name if ep.dist else ""
             if spec in {ep.name, dist}:
@@ -197,7 +202,9 @@ class Plugins:
                 self.enabled.add(ep.name)
                 return ep.name
         if spec.endswith(".py") or "/" in spec or "\\" in spec:
-            return self.add(self._import_file(spec, base_dir), Path(spec).stem, "character")
+            return self.add(
+                self._import_file(spec, base_dir, roots), Path(spec).stem, "character"
+            )
         try:
             module = importlib.import_module(spec)
         except ImportError as exc:
@@ -213,10 +220,15 @@ class Plugins:
         return self.add(module, spec, "character")
 
     @staticmethod
-    def _import_file(spec: str, base_dir: Path | None) -> ModuleType:
+    def _import_file(
+        spec: str, base_dir: Path | None, roots: Sequence[Path] | None = None
+    ) -> ModuleType:
         path = Path(spec)
         if not path.is_absolute() and base_dir is not None:
             path = base_dir / path
+        problem = outside(path, roots) if roots is not None else None
+        if problem is not None:
+            raise PluginError(spec, problem)
         if not path.is_file():
             raise PluginError(spec, f"no such file: {path}")
         module_name = f"aigent_local_plugin_{path.stem}_{abs(hash(str(path.resolve())))}"

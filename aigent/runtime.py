@@ -50,6 +50,7 @@ from aigent.messages import (
     ToolSpec,
     Usage,
 )
+from aigent.paths import allowed_roots
 from aigent.plugins import Plugins, Registered
 from aigent.prompt import system_prompt
 from aigent.secrets import Secrets, redact
@@ -194,8 +195,9 @@ class Agent:
             self.plugins.add(obj)
         if self._load_installed:
             self.plugins.load_installed()
+        roots = allowed_roots(base_dir, c.allow_paths)
         for spec in c.plugins:
-            self.plugins.load_named(spec, base_dir)
+            self.plugins.load_named(spec, base_dir, roots)
 
         self.models = {role: self._resolve_chain(role) for role in ("large", "small")}
         self.model = self.models["large"]

@@ -63,3 +63,8 @@ def pytest_collection_modifyitems(config: pytest.Config, items: list[pytest.Item
     for item in items:
         if "network" in item.keywords:
             item.add_marker(skip)
+
+
+# Test characters live in temporary folders and name the stand-in plugins in tests/fixtures: the
+# operator's allowance (an environment variable, which subprocesses inherit too), not a file's.
+os.environ["AIGENT_ALLOW_PATHS"] = str(Path(__file__).resolve().parent / "fixtures")
