@@ -11,6 +11,7 @@ from typing import Any, TypeVar, get_type_hints
 
 from pydantic import BaseModel, ConfigDict, ValidationError, create_model
 
+from aigent import blocking
 from aigent.messages import ToolSpec
 
 MOVES_VALUE = "__aigent_moves_value__"
@@ -115,7 +116,7 @@ class Action:
         if inspect.iscoroutinefunction(self.fn):
             call: Awaitable[Any] = self.fn(**kwargs)
         else:
-            call = asyncio.to_thread(self.fn, **kwargs)
+            call = blocking.run("actions", self.fn, **kwargs)
         result = await asyncio.wait_for(call, timeout=self.timeout)
         return _as_text(result)
 

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
+from aigent import blocking
 from aigent.amounts import format_amount
 from aigent.errors import AigentError
 
@@ -237,7 +238,7 @@ class AgentNode:
         finally:
             _sale.reset(token)
         if isinstance(answer, Fulfill) and sale.answered:
-            self.earnings.book(sale, self.asset[0])
+            await blocking.run("records", self.earnings.book, sale, self.asset[0])
             for callback in self.on_sale:
                 callback(sale.amount, sale.sender)
         return answer

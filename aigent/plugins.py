@@ -202,9 +202,7 @@ class Plugins:
                 self.enabled.add(ep.name)
                 return ep.name
         if spec.endswith(".py") or "/" in spec or "\\" in spec:
-            return self.add(
-                self._import_file(spec, base_dir, roots), Path(spec).stem, "character"
-            )
+            return self.add(self._import_file(spec, base_dir, roots), Path(spec).stem, "character")
         try:
             module = importlib.import_module(spec)
         except ImportError as exc:

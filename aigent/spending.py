@@ -23,8 +23,10 @@ a cancel or a slow chain can only make the agent spend less, never more.
 from __future__ import annotations
 
 import asyncio
+import functools
 import logging
 import sqlite3
+import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable
@@ -34,6 +36,7 @@ from pathlib import Path
 
 from pydantic import BaseModel, ConfigDict, Field
 
+from aigent import blocking
 from aigent.amounts import format_amount, rescale
 from aigent.errors import AigentError
 
@@ -113,7 +116,8 @@ class SpendingPolicy:
         self.confirm = confirm
         self.clock = clock
         self._db: sqlite3.Connection | None = None
-        self._lock = asyncio.Lock()
+        self._lock = asyncio.Lock()  # one reservation's check-and-write at a time
+        self._db_lock = threading.Lock()  # the connection, used from the records threads
 
     def _conn(self) -> sqlite3.Connection:
         if self._db is None:
@@ -134,6 +138,10 @@ class SpendingPolicy:
 
     def spent(self, asset: str, window: float) -> int:
         """Reserved or spent in the last ``window`` seconds (released reservations excluded)."""
+        with self._db_lock:
+            return self._spent(asset, window)
+
+    def _spent(self, asset: str, window: float) -> int:
         row = (
             self._conn()
             .execute(
@@ -175,18 +183,23 @@ class SpendingPolicy:
             yield spend
         except BaseException as exc:
             if spend._outcome == 0:
-                self.release(spend)
+                settle = functools.partial(self.release, spend)
             elif spend._outcome is not None:
-                self._set_state(spend, "spent", spend.counted(spend._outcome))
+                settle = functools.partial(
+                    self._set_state, spend, "spent", spend.counted(spend._outcome)
+                )
             else:
                 why = "cancelled" if isinstance(exc, asyncio.CancelledError) else repr(exc)[:200]
-                self.hold(spend, f"outcome unknown: {why}")
+                settle = functools.partial(self.hold, spend, f"outcome unknown: {why}")
+            # Shielded: a second cancel must not leave the record half-told.
+            await asyncio.shield(blocking.run("records", settle))
             raise
         if spend._outcome == 0:
-            self.release(spend)
+            await blocking.run("records", self.release, spend)
         else:
             moved = spend._outcome
-            self._set_state(spend, "spent", None if moved is None else spend.counted(moved))
+            final = None if moved is None else spend.counted(moved)
+            await blocking.run("records", self._set_state, spend, "spent", final)
 
     def check_destination(self, asset: str, destination: str) -> None:
         """Refuse, before anything is fetched or sent, a destination (an ILP address, a payment
@@ -236,6 +249,14 @@ class SpendingPolicy:
             if self.confirm is None or not await self.confirm(spend, question):
                 raise SpendDenied(f"refused {what}: it needs confirmation and was not confirmed")
         async with self._lock:
+            await blocking.run("records", self._record, spend, limits, what)
+        return spend
+
+    def _record(self, spend: Spend, limits: Limits, what: str) -> None:
+        """Check the caps and write the reservation in one transaction (in a thread: it
+        fsyncs)."""
+        asset, amount = spend.asset, spend.amount
+        with self._db_lock:
             db = self._conn()
             db.execute("BEGIN IMMEDIATE")  # across processes sharing the data directory too
             try:
@@ -244,7 +265,7 @@ class SpendingPolicy:
                     (limits.per_day, DAY, "daily"),
                 ):
                     if cap is not None:
-                        used = self.spent(asset, window)
+                        used = self._spent(asset, window)
                         if used + amount > cap:
                             cap_text = format_amount(cap, limits.asset_scale, asset)
                             used_text = format_amount(used, limits.asset_scale, asset)
@@ -255,13 +276,12 @@ class SpendingPolicy:
                 db.execute(
                     "INSERT INTO spends (id, at, asset, amount, destination, purpose, state) "
                     "VALUES (?, ?, ?, ?, ?, ?, 'reserved')",
-                    (spend.id, self.clock(), asset, amount, destination, purpose),
+                    (spend.id, self.clock(), asset, amount, spend.destination, spend.purpose),
                 )
                 db.execute("COMMIT")
             except BaseException:
                 db.execute("ROLLBACK")
                 raise
-        return spend
 
     def release(self, spend: Spend) -> None:
         """The payment is known not to have happened: the reservation no longer counts."""
@@ -270,37 +290,47 @@ class SpendingPolicy:
     def hold(self, spend: Spend, note: str) -> None:
         """The outcome is unknown: the reservation keeps counting until :meth:`resolve`."""
         log.warning("spend %s (%s) held: %s", spend.id, spend.describe(0), note)
-        self._conn().execute(
-            "UPDATE spends SET state = 'held', note = ? WHERE id = ?", (note, spend.id)
-        )
+        with self._db_lock:
+            self._conn().execute(
+                "UPDATE spends SET state = 'held', note = ? WHERE id = ?", (note, spend.id)
+            )
 
     def held(self) -> list[tuple[str, str, int, str, str]]:
         """Reservations whose outcome is unknown: (id, asset, amount, destination, note)."""
-        rows = self._conn().execute(
-            "SELECT id, asset, amount, destination, note FROM spends WHERE state = 'held'"
-        )
+        with self._db_lock:
+            rows = (
+                self._conn()
+                .execute(
+                    "SELECT id, asset, amount, destination, note FROM spends WHERE state = 'held'"
+                )
+                .fetchall()
+            )
         return [tuple(row) for row in rows]
 
     def resolve(self, spend_id: str, moved: bool) -> None:
         """A held reservation's outcome became known (a receipt arrived, or the rail says the
         payment failed): it becomes a spend, or is released."""
-        self._conn().execute(
-            "UPDATE spends SET state = ? WHERE id = ? AND state = 'held'",
-            ("spent" if moved else "released", spend_id),
-        )
-
-    def _set_state(self, spend: Spend, state: str, amount: int | None = None) -> None:
-        if amount is None:
-            self._conn().execute("UPDATE spends SET state = ? WHERE id = ?", (state, spend.id))
-        else:
+        with self._db_lock:
             self._conn().execute(
-                "UPDATE spends SET state = ?, amount = ? WHERE id = ?", (state, amount, spend.id)
+                "UPDATE spends SET state = ? WHERE id = ? AND state = 'held'",
+                ("spent" if moved else "released", spend_id),
             )
 
+    def _set_state(self, spend: Spend, state: str, amount: int | None = None) -> None:
+        with self._db_lock:
+            if amount is None:
+                self._conn().execute("UPDATE spends SET state = ? WHERE id = ?", (state, spend.id))
+            else:
+                self._conn().execute(
+                    "UPDATE spends SET state = ?, amount = ? WHERE id = ?",
+                    (state, amount, spend.id),
+                )
+
     def close(self) -> None:
-        if self._db is not None:
-            self._db.close()
-            self._db = None
+        with self._db_lock:
+            if self._db is not None:
+                self._db.close()
+                self._db = None
 
 
 def _allowed(destination: str, allowlist: list[str]) -> bool:

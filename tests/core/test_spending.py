@@ -238,3 +238,34 @@ async def test_a_refusal_known_to_move_nothing_releases_and_a_partial_counts_wha
             spend.moved(25)
             raise RuntimeError("the STREAM payment stopped part way")
     assert p.spent("XRP", 3600) == 25 and p.held() == []
+
+
+async def test_a_slow_disk_never_stalls_the_event_loop(tmp_path: Path) -> None:
+    """Another process holds the spending file's write lock (a slow disk looks the same):
+    the reservation waits in its own thread while every other task on the loop keeps going."""
+    import sqlite3
+    import time
+
+    p = policy(tmp_path, per_day=1000)
+    p.spent("XRP", 1)  # creates the file
+    other = sqlite3.connect(tmp_path / "spend.sqlite", isolation_level=None)
+    other.execute("BEGIN IMMEDIATE")
+    ticks = 0
+
+    async def heartbeat() -> None:
+        nonlocal ticks
+        while True:
+            await asyncio.sleep(0.01)
+            ticks += 1
+
+    beat = asyncio.create_task(heartbeat())
+    reserve = asyncio.create_task(p.reserve("XRP", 5, "bob"))
+    started = time.monotonic()
+    await asyncio.sleep(0.5)
+    assert not reserve.done()  # still waiting for the lock...
+    assert ticks >= 20  # ...while the loop ran on (a blocked loop would have 0 ticks)
+    other.execute("COMMIT")
+    await reserve
+    beat.cancel()
+    assert time.monotonic() - started < 5
+    assert p.spent("XRP", 3600) == 5
