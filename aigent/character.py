@@ -169,7 +169,6 @@ class Character(_Strict):
     message_examples: list[list[Example]] = Field(default_factory=list)
     post_examples: list[str] = Field(default_factory=list)
     knowledge: list[Knowledge] = Field(default_factory=list)
-    templates: dict[str, str] = Field(default_factory=dict)
     models: Models = Field(default_factory=Models)
     plugins: list[str] = Field(default_factory=list)
     clients: list[str] = Field(default_factory=list)

@@ -242,6 +242,11 @@ _ELIZA0_UNSUPPORTED = {
 
 
 def _common(c: _ElizaCommon, warnings: list[str]) -> dict[str, Any]:
+    if c.templates:
+        warnings.append(
+            f"templates ({', '.join(sorted(c.templates))}): ElizaOS prompt templates are not "
+            "used; aigent builds its prompt from the character's fields"
+        )
     knowledge: list[Any] = []
     for entry in c.knowledge:
         knowledge.append(entry if isinstance(entry, str) else entry.model_dump(exclude_unset=True))
@@ -255,7 +260,6 @@ def _common(c: _ElizaCommon, warnings: list[str]) -> dict[str, Any]:
         "adjectives": c.adjectives,
         "style": c.style.model_dump(include={"all", "chat", "post"}),
         "knowledge": knowledge,
-        "templates": c.templates,
     }
 
 

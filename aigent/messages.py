@@ -72,6 +72,9 @@ class Incoming(BaseModel):
     user: str = "user"
     room: str = "default"
     client: str = "direct"
+    kind: Literal["message", "post"] = "message"
+    """``post``: the agent is asked to write a post of its own (a social client's loop), so
+    the prompt follows the character's post style and post examples."""
     id: str = Field(default_factory=lambda: uuid.uuid4().hex)
     received_at: float = Field(default_factory=time.time)
     metadata: dict[str, Any] = Field(default_factory=dict)

@@ -7,12 +7,18 @@ from collections.abc import Sequence
 from aigent.character import Character
 
 MAX_EXAMPLES = 3
+MAX_POST_EXAMPLES = 5
 
 
-def system_prompt(character: Character, context: Sequence[str] = ()) -> str:
-    """The character's persona, its style and any context gathered for this message."""
+def system_prompt(
+    character: Character, context: Sequence[str] = (), *, kind: str = "message"
+) -> str:
+    """The character's persona, its style and any context gathered for this message; for a
+    ``post`` (a social client asking for one), the post style and post examples instead of the
+    chat style and conversations."""
     c = character
-    parts = [c.system or f"You are {c.name}. Stay in character and answer as {c.name}."]
+    handle = f" (@{c.username.lstrip('@')})" if c.username else ""
+    parts = [c.system or f"You are {c.name}{handle}. Stay in character and answer as {c.name}."]
     if c.bio:
         parts.append("About you: " + " ".join(c.bio))
     if c.lore:
@@ -21,10 +27,13 @@ def system_prompt(character: Character, context: Sequence[str] = ()) -> str:
         parts.append("You are " + ", ".join(c.adjectives) + ".")
     if c.topics:
         parts.append("You know about: " + ", ".join(c.topics) + ".")
-    style = [*c.style.all, *c.style.chat]
+    style = [*c.style.all, *(c.style.post if kind == "post" else c.style.chat)]
     if style:
         parts.append("Style: " + "; ".join(style) + ".")
-    if c.message_examples:
+    if kind == "post" and c.post_examples:
+        shown_posts = "\n".join(f"- {post}" for post in c.post_examples[:MAX_POST_EXAMPLES])
+        parts.append("Examples of your posts:\n" + shown_posts)
+    elif c.message_examples:
         shown = []
         for convo in c.message_examples[:MAX_EXAMPLES]:
             lines = [f"{_speaker(turn.user, c.name)}: {turn.text}" for turn in convo]

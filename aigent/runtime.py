@@ -429,7 +429,10 @@ class Agent:
 
         history = self._history[(message.identity, message.room)]
         messages = [
-            ChatMessage(role="system", content=system_prompt(self.character, context)),
+            ChatMessage(
+                role="system",
+                content=system_prompt(self.character, context, kind=message.kind),
+            ),
             *history,
             ChatMessage(role="user", content=message.text),
         ]

@@ -158,3 +158,14 @@ def test_validate_cli_reports_format_summary_and_errors_without_traceback(tmp_pa
     assert f"{bad}: style.all: Input should be a valid list" in failed.stderr
     assert "Traceback" not in failed.stderr + failed.stdout
     assert "zerepy: ZeroAgent" in failed.stdout  # the good files are still checked
+
+
+def test_elizaos_templates_are_named_as_unused(write_character) -> None:
+    from aigent import load_character
+
+    path = write_character({
+        "name": "T", "modelProvider": "openai", "clients": [], "bio": "b", "lore": [],
+        "templates": {"messageHandlerTemplate": "{{bio}}"},
+    })  # fmt: skip
+    character = load_character(path)
+    assert any("templates (messageHandlerTemplate)" in w for w in character.warnings)

@@ -257,3 +257,21 @@ async def test_two_agents_on_one_data_dir_are_told_so(scripted_character) -> Non
     async with a:
         with pytest.raises(Exception, match=r"B: the connector cannot start: .* is in use"):
             await b.start()
+
+
+def test_posts_follow_the_post_style_and_examples_and_the_username_is_used() -> None:
+    from aigent import Character
+    from aigent.prompt import system_prompt
+
+    c = Character.model_validate({
+        "name": "Eliza", "username": "eliza_ai",
+        "style": {"all": ["plain words"], "chat": ["be warm"], "post": ["under 280 characters"]},
+        "message_examples": [[{"user": "ann", "text": "hi"}, {"user": "Eliza", "text": "hey"}]],
+        "post_examples": ["ILP is how agents pay each other."],
+    })  # fmt: skip
+    chat = system_prompt(c)
+    post = system_prompt(c, kind="post")
+    assert "@eliza_ai" in chat
+    assert "be warm" in chat and "under 280 characters" not in chat and "ann: hi" in chat
+    assert "under 280 characters" in post and "be warm" not in post
+    assert "ILP is how agents pay each other." in post and "ann: hi" not in post

@@ -203,7 +203,12 @@ class LiteLLMModel:
                 raise
             except Exception as exc:
                 status = _status(exc)
-                retryable = status in RETRY_STATUSES or (status is None and _transient(exc))
+                # Our own timeout is not retried: the model already had its whole time, and a
+                # fallback chain should move on at once (README, "Models").
+                timed_out = "Timeout" in type(exc).__name__
+                retryable = not timed_out and (
+                    status in RETRY_STATUSES or (status is None and _transient(exc))
+                )
                 reason = redact(_short(exc))
                 if not retryable or attempt == self.retries:
                     raise ModelError(f"{self.model_id}: {reason}") from None
@@ -272,7 +277,7 @@ def _status(exc: Exception) -> int | None:
 
 def _transient(exc: Exception) -> bool:
     return any(
-        word in type(exc).__name__ for word in ("Timeout", "Connection", "ServiceUnavailable")
+        word in type(exc).__name__ for word in ("Connection", "ServiceUnavailable")
     )
 
 

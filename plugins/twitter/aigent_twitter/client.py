@@ -189,7 +189,8 @@ class TwitterClient:
             return None
         prompt = str(self.ctx.settings.get("post_prompt", POST_PROMPT))
         reply = await self.agent.handle(
-            Incoming(text=prompt, user="x-loop", room="x:posts", client="twitter"), publish=False
+            Incoming(text=prompt, user="x-loop", room="x:posts", client="twitter", kind="post"),
+            publish=False,
         )
         post_id = await self.publish(reply.text)
         if post_id is not None:
@@ -239,7 +240,7 @@ class TwitterClient:
             else:
                 reply = await self.agent.handle(
                     Incoming(text=f"Quote this post with a short comment: {post.text}",
-                             user="x-loop", room="x:quotes", client="twitter"),
+                             user="x-loop", room="x:quotes", client="twitter", kind="post"),
                     publish=False,
                 )  # fmt: skip
                 await self.publish(reply.text, quote=post.id)

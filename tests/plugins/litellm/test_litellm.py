@@ -149,6 +149,17 @@ async def test_slow_or_malformed_answers_fall_back_to_the_next_model(
     assert (garbled.text, garbled.model) == ("backup again", "openai/backup")
 
 
+async def test_a_timeout_is_not_retried_the_chain_moves_on(character, openai_server) -> None:
+    """README: timeouts move to the next model; retries are for 429 and 5xx."""
+    first = {"model": "openai/primary", "api_base": openai_server.url, "timeout": 0.5}
+    second = {"model": "openai/backup", "api_base": openai_server.url}
+    openai_server.queue(slow(2), reply("from backup"))
+    async with Agent.from_file(character([first, second], retries=3)) as agent:
+        answer = await agent.chat("hi")
+    assert answer.model == "openai/backup"
+    assert [r.body["model"] for r in openai_server.requests] == ["primary", "backup"]
+
+
 async def test_missing_key_says_how_to_fix(write_character, tmp_path, monkeypatch) -> None:
     monkeypatch.delenv("OPENAI_API_KEY", raising=False)
     monkeypatch.chdir(tmp_path)
