@@ -11,6 +11,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 if TYPE_CHECKING:
     from aigent.character import Character, ModelConfig
     from aigent.messages import ChatMessage, Incoming, ModelResponse, Reply, ToolSpec
+    from aigent.node import PaidAnswer
     from aigent.runtime import Agent
     from aigent.secrets import Secrets
     from aigent.spending import SpendingPolicy
@@ -28,6 +29,8 @@ class PluginContext:
     log: logging.Logger = field(default_factory=lambda: logging.getLogger("aigent"))
     spending: SpendingPolicy | None = None
     """The agent's spending policy: every plugin that moves value reserves through it."""
+    payments: Payments | None = None
+    """The agent's payment node, to pay or ask other agents (None: its connector is off)."""
     _homes: dict[str, dict[str, Any]] = field(default_factory=dict, repr=False)
 
     @property
@@ -48,8 +51,22 @@ class PluginContext:
             settings=settings if isinstance(settings, dict) else {},
             log=logging.getLogger(f"aigent.{name}"),
             spending=self.spending,
+            payments=self.payments,
             _homes=self._homes,
         )
+
+
+class Payments(Protocol):
+    """What a plugin may ask of the agent's payment node; every payment passes the spending
+    policy."""
+
+    async def ask(self, receiver: str, text: str, *, max_price: int | None = None) -> PaidAnswer:
+        """Pay the agent at ``receiver`` (a payment pointer or SPSP URL) to answer ``text``."""
+        ...
+
+    async def pay(self, receiver: str, amount: int) -> int:
+        """Pay ``amount`` to any STREAM receiver; returns what arrived."""
+        ...
 
 
 @runtime_checkable

@@ -11,7 +11,6 @@ The connector is imported when the agent starts, never by ``import aigent``.
 
 from __future__ import annotations
 
-import contextvars
 import json
 import logging
 import os
@@ -71,9 +70,6 @@ class _Sale:
     sender: str = ""
     message_id: str = ""
     answered: bool = False
-
-
-_sale: contextvars.ContextVar[_Sale | None] = contextvars.ContextVar("aigent_sale", default=None)
 
 
 @dataclass
@@ -232,11 +228,7 @@ class AgentNode:
         from aigent_connector.packets import Fulfill
 
         sale = _Sale(sender=account)
-        token = _sale.set(sale)
-        try:
-            answer = await self.receiver.handle(prepare)
-        finally:
-            _sale.reset(token)
+        answer = await self.receiver.handle(prepare, context=sale)
         if isinstance(answer, Fulfill) and sale.answered:
             await blocking.run("records", self.earnings.book, sale, self.asset[0])
             for callback in self.on_sale:
@@ -264,7 +256,7 @@ class AgentNode:
             request = PaidRequest.model_validate_json(incoming.data)
         except ValidationError:
             return RejectWith("F99", 'the message must be JSON like {"text": "..."}')
-        sale = _sale.get() or _Sale()
+        sale = incoming.context if isinstance(incoming.context, _Sale) else _Sale()
         # Who pays is what the connector knows (the account the packet came in on), never
         # what the payer says it is: its claimed name is only shown to the agent.
         message = Incoming(

@@ -151,6 +151,7 @@ class Agent:
             secrets=self.secrets,
             data_dir=self.data_dir,
             spending=self.spending,
+            payments=self if character.connector.enabled else None,
         )
         self.plugins = Plugins()
         self._code_plugins = list(plugins)
@@ -211,12 +212,6 @@ class Agent:
             action = _as_action(reg.value)
             action.plugin = reg.plugin
             self.actions.setdefault(action.name, action)  # the first in precedence order wins
-        if c.connector.enabled and c.spending:
-            # Paying other agents is a built-in action, offered only to an agent allowed to
-            # spend; the spending policy still decides every payment, whatever the model says.
-            self.actions["ask_agent"] = Action.from_function(
-                self._ask_agent_action, name="ask_agent", timeout=90, moves_value=True
-            )
         for reg in self.plugins.collect(
             "register_context_providers", only_enabled=True, ctx=self.ctx
         ):
@@ -678,13 +673,6 @@ class Agent:
                 "so it cannot pay"
             )
         return self.node
-
-    async def _ask_agent_action(self, receiver: str, question: str, max_price: int) -> str:
-        """Pay another agent to answer a question. ``receiver`` is its payment pointer or SPSP
-        URL; ``max_price`` is the most to pay, in the smallest unit of your payment asset.
-        Returns the other agent's answer."""
-        answer = await self.ask(receiver, question, max_price=max_price)
-        return answer.model_dump_json(include={"text", "agent", "paid", "message_id"})
 
     # --- for scripts and notebooks ---------------------------------------------------------------
 

@@ -74,6 +74,9 @@ class Incoming:
     amount: int
     data: bytes
     stream_id: int
+    context: object = None
+    """What the caller of :meth:`StreamReceiver.handle` passed along with the Prepare (the
+    account it came from, say), handed back untouched."""
 
 
 @dataclass(frozen=True)
@@ -196,8 +199,9 @@ class StreamReceiver:
 
     # --- receiving -------------------------------------------------------------------------------
 
-    async def handle(self, prepare: Prepare) -> Fulfill | Reject:
-        """Answer a Prepare addressed to this receiver. Never raises."""
+    async def handle(self, prepare: Prepare, context: object = None) -> Fulfill | Reject:
+        """Answer a Prepare addressed to this receiver. Never raises. ``context`` reaches the
+        request hook in :attr:`Incoming.context`."""
         prefix = self._address + "."
         if not prepare.destination.startswith(prefix):
             return self._plain_reject("F02", f"{prepare.destination} is not a STREAM address here")
@@ -215,7 +219,9 @@ class StreamReceiver:
         if request.ilp_packet_type != PREPARE:
             return self._plain_reject("F06", "the STREAM packet says it is not a Prepare")
         try:
-            return await self._exchange(connection_id, tag, shared_secret, prepare, request)
+            return await self._exchange(
+                connection_id, tag, shared_secret, prepare, request, context
+            )
         except Exception:
             log.exception("STREAM receiver failed on a packet")
             return self._plain_reject("T00", "internal error")
@@ -227,6 +233,7 @@ class StreamReceiver:
         secret: bytes,
         prepare: Prepare,
         request: StreamPacket,
+        context: object,
     ) -> Fulfill | Reject:
         conn, new = self._connection(connection_id, raw_tag)
         reply: list[Frame] = [ConnectionMaxData(self._connection_window(conn))]
@@ -265,7 +272,9 @@ class StreamReceiver:
             return refuse()  # a probe (exchange-rate test packet): unfulfillable by design
         answer = b""
         if data is not None:
-            outcome = await self._ask(Incoming(conn.tag, prepare.amount, data[1], data[0]))
+            outcome = await self._ask(
+                Incoming(conn.tag, prepare.amount, data[1], data[0], context)
+            )
             if isinstance(outcome, RejectWith):
                 return refuse(outcome.code, outcome.message)
             answer = outcome
