@@ -12,10 +12,9 @@ import functools
 import inspect
 import logging
 import os
-import threading
 import time
 from collections import defaultdict, deque
-from collections.abc import AsyncIterator, Awaitable, Callable, Coroutine, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
@@ -38,7 +37,6 @@ from aigent.interfaces import (
     MemoryStore,
     ModelProvider,
     PluginContext,
-    StreamingChatModel,
 )
 from aigent.messages import (
     ActionResult,
@@ -50,11 +48,13 @@ from aigent.messages import (
     ToolSpec,
     Usage,
 )
+from aigent.models import FallbackModel, stream_or_chat
 from aigent.paths import allowed_roots
 from aigent.plugins import Plugins, Registered
 from aigent.prompt import system_prompt
 from aigent.secrets import Secrets, redact
 from aigent.spending import SpendingPolicy
+from aigent.sync import SyncRunner
 
 if TYPE_CHECKING:
     from aigent.node import AgentNode, PaidAnswer
@@ -66,65 +66,6 @@ DEFAULT_MODEL = "local"
 HISTORY_TURNS = 10
 MAX_TOOL_ROUNDS = 4
 PROVIDER_TIMEOUT = 5.0
-
-
-class FallbackModel:
-    """Tries each model of a chain in turn; the response names the one that answered."""
-
-    def __init__(self, models: Sequence[ChatModel]) -> None:
-        self.models = list(models)
-        self.model_id = " -> ".join(m.model_id for m in self.models)
-
-    async def chat(
-        self, messages: Sequence[ChatMessage], tools: Sequence[ToolSpec] = ()
-    ) -> ModelResponse:
-        failures: list[str] = []
-        for model in self.models:
-            try:
-                response = await model.chat(messages, tools)
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                failures.append(f"{model.model_id}: {redact(str(exc))}")
-                log.warning("model %s failed, trying the next: %s", model.model_id, exc)
-                continue
-            response.model = response.model or model.model_id
-            return response
-        raise ModelError("every model in the chain failed:\n  " + "\n  ".join(failures))
-
-    async def stream(
-        self, messages: Sequence[ChatMessage], tools: Sequence[ToolSpec] = ()
-    ) -> AsyncIterator[str | ModelResponse]:
-        """Streams from the first model that answers; one that fails mid-stream is not
-        replaced (its text was already shown), so its error is raised."""
-        failures: list[str] = []
-        for model in self.models:
-            started = False
-            try:
-                async for item in _stream_or_chat(model, messages, tools):
-                    started = True
-                    if isinstance(item, ModelResponse):
-                        item.model = item.model or model.model_id
-                    yield item
-                return
-            except asyncio.CancelledError:
-                raise
-            except Exception as exc:
-                if started:
-                    raise
-                failures.append(f"{model.model_id}: {redact(str(exc))}")
-                log.warning("model %s failed, trying the next: %s", model.model_id, exc)
-        raise ModelError("every model in the chain failed:\n  " + "\n  ".join(failures))
-
-
-async def _stream_or_chat(
-    model: ChatModel, messages: Sequence[ChatMessage], tools: Sequence[ToolSpec]
-) -> AsyncIterator[str | ModelResponse]:
-    if isinstance(model, StreamingChatModel):
-        async for item in model.stream(messages, tools):
-            yield item
-    else:
-        yield await model.chat(messages, tools)
 
 
 class Agent:
@@ -172,7 +113,7 @@ class Agent:
         self._client_regs: list[Registered] = []
         self._assembled = False
         self._started = False
-        self._sync: _SyncRunner | None = None
+        self._sync: SyncRunner | None = None
         self.node: AgentNode | None = None
         """The agent's payment node (its ILP connector), once started."""
 
@@ -515,7 +456,7 @@ class Agent:
         try:
             if on_text is None:
                 return await self.model.chat(messages, tools)
-            async for item in _stream_or_chat(self.model, messages, tools):
+            async for item in stream_or_chat(self.model, messages, tools):
                 if isinstance(item, ModelResponse):
                     response = item
                 else:
@@ -683,7 +624,7 @@ class Agent:
         and stopped at exit.
         """
         if self._sync is None:
-            self._sync = _SyncRunner()
+            self._sync = SyncRunner()
             atexit.register(self.close_sync)
         return self._sync.run(self.chat(text, user=user, room=room))
 
@@ -692,20 +633,6 @@ class Agent:
             self._sync.run(self.stop())
             self._sync.close()
             self._sync = None
-
-
-class _SyncRunner:
-    def __init__(self) -> None:
-        self.loop = asyncio.new_event_loop()
-        self.thread = threading.Thread(target=self.loop.run_forever, daemon=True)
-        self.thread.start()
-
-    def run(self, coro: Coroutine[Any, Any, T]) -> T:
-        return asyncio.run_coroutine_threadsafe(coro, self.loop).result()
-
-    def close(self) -> None:
-        self.loop.call_soon_threadsafe(self.loop.stop)
-        self.thread.join(timeout=5)
 
 
 def _as_action(obj: Any) -> Action:
