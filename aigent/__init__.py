@@ -45,12 +45,13 @@ if TYPE_CHECKING:
         Incoming,
         ModelResponse,
         Outgoing,
+        PaidAnswer,
         Reply,
         ToolCall,
         ToolSpec,
         Usage,
     )
-    from aigent.node import PaidAnswer, PaymentError
+    from aigent.node import PaymentError
     from aigent.runtime import Agent
     from aigent.secrets import Secrets, is_local_url, redact, secret_may_go_to
     from aigent.spending import Spend, SpendDenied, SpendingPolicy
@@ -76,7 +77,7 @@ _EXPORTS = {
     "SettlementEngine": "aigent.interfaces",
     "StreamingChatModel": "aigent.interfaces",
     "format_amount": "aigent.amounts",
-    "PaidAnswer": "aigent.node",
+    "PaidAnswer": "aigent.messages",
     "PaymentError": "aigent.node",
     "load_character": "aigent.character",
     "ActionBlocked": "aigent.errors",

@@ -9,15 +9,15 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any, Literal
+from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
 
 from aigent.amounts import format_amount
+from aigent.character_formats import Format, detect_format, to_aigent
+from aigent.documents import read_document
 from aigent.errors import CharacterError
 from aigent.spending import Limits
-
-Format = Literal["aigent", "eliza-0.x", "eliza-1.x", "zerepy"]
 
 
 class _Strict(BaseModel):
@@ -241,8 +241,6 @@ class Character(_Strict):
 
 def load_character(path: str | Path) -> Character:
     """Read, detect and validate one character file. Raises :class:`CharacterError`."""
-    from aigent.character_formats import detect_format, to_aigent
-
     file = Path(path)
     raw = read_document(file)
     if not isinstance(raw, dict):
@@ -257,32 +255,6 @@ def load_character(path: str | Path) -> Character:
     character._format = fmt
     character._warnings = warnings
     return character
-
-
-def read_document(file: Path) -> Any:
-    """JSON or YAML by extension; broken syntax is reported with its line and column."""
-    try:
-        text = file.read_text(encoding="utf-8")
-    except FileNotFoundError:
-        raise CharacterError(str(file), [("", "no such file")]) from None
-    except (OSError, UnicodeDecodeError) as exc:
-        raise CharacterError(str(file), [("", f"cannot read: {exc}")]) from None
-    if file.suffix.lower() in {".yaml", ".yml"}:
-        import yaml
-
-        try:
-            return yaml.safe_load(text)
-        except yaml.YAMLError as exc:
-            mark = getattr(exc, "problem_mark", None)
-            where = f"line {mark.line + 1}, column {mark.column + 1}: " if mark else ""
-            problem = getattr(exc, "problem", None) or str(exc)
-            raise CharacterError(str(file), [("", f"invalid YAML at {where}{problem}")]) from None
-    try:
-        return json.loads(text)
-    except json.JSONDecodeError as exc:
-        raise CharacterError(
-            str(file), [("", f"invalid JSON at line {exc.lineno}, column {exc.colno}: {exc.msg}")]
-        ) from None
 
 
 def validation_problems(exc: ValidationError) -> list[tuple[str, str]]:

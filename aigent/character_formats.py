@@ -9,13 +9,15 @@ silently.
 from __future__ import annotations
 
 from pathlib import Path
-from typing import Any
+from typing import Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from aigent.character import Format, read_document
+from aigent.documents import read_document
 from aigent.errors import CharacterError
 from aigent.paths import allowed_roots, check_inside
+
+Format = Literal["aigent", "eliza-0.x", "eliza-1.x", "zerepy"]
 
 # ElizaOS `modelProvider` -> (small, large) litellm model ids. Defaults follow ElizaOS's own.
 ELIZA_PROVIDERS: dict[str, tuple[str, str]] = {

@@ -100,7 +100,8 @@ def _check_connector(character: Character) -> None:
     from aigent.node import connector_config
     from aigent.runtime import Agent
 
-    connector_config(Agent(character, load_installed=False))
+    agent = Agent(character, load_installed=False)  # its data directory, its secrets
+    connector_config(character, agent.data_dir, agent.secrets, agent.name)
 
 
 @app.command()

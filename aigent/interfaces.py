@@ -10,8 +10,14 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
     from aigent.character import Character, ModelConfig
-    from aigent.messages import ChatMessage, Incoming, ModelResponse, Reply, ToolSpec
-    from aigent.node import PaidAnswer
+    from aigent.messages import (
+        ChatMessage,
+        Incoming,
+        ModelResponse,
+        PaidAnswer,
+        Reply,
+        ToolSpec,
+    )
     from aigent.runtime import Agent
     from aigent.secrets import Secrets
     from aigent.spending import SpendingPolicy

@@ -6,7 +6,7 @@ import time
 import uuid
 from typing import Any, Literal
 
-from pydantic import BaseModel, Field
+from pydantic import BaseModel, ConfigDict, Field
 
 Role = Literal["system", "user", "assistant", "tool"]
 
@@ -120,3 +120,16 @@ class Reply(BaseModel):
 
     def __str__(self) -> str:
         return self.text
+
+
+class PaidAnswer(BaseModel):
+    """What comes back inside the Fulfill: the reply, and the receipts to verify it later."""
+
+    model_config = ConfigDict(extra="ignore")
+    text: str
+    agent: str
+    message_id: str = ""
+    paid: int = 0
+    asset_code: str = ""
+    asset_scale: int = 0
+    receipts: dict[str, Any] = {}

@@ -16,6 +16,7 @@ import logging
 import os
 import sqlite3
 import time
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -25,10 +26,13 @@ from pydantic import BaseModel, ConfigDict, ValidationError
 from aigent import blocking
 from aigent.amounts import format_amount
 from aigent.errors import AigentError
+from aigent.messages import PaidAnswer
 
 if TYPE_CHECKING:
-    from aigent.character import Price
-    from aigent.runtime import Agent
+    from aigent.character import Character, ConnectorSettings, Price
+    from aigent.messages import Incoming, Reply
+    from aigent.secrets import Secrets
+    from aigent.spending import SpendingPolicy
 
 log = logging.getLogger("aigent.node")
 
@@ -47,19 +51,6 @@ class PaidRequest(BaseModel):
     text: str
     sender: str = ""
     """Who asks (a name or an ILP address); only shown to the agent, never trusted."""
-
-
-class PaidAnswer(BaseModel):
-    """What comes back inside the Fulfill: the reply, and the receipts to verify it later."""
-
-    model_config = ConfigDict(extra="ignore")
-    text: str
-    agent: str
-    message_id: str = ""
-    paid: int = 0
-    asset_code: str = ""
-    asset_scale: int = 0
-    receipts: dict[str, Any] = {}
 
 
 @dataclass
@@ -109,14 +100,34 @@ class Earnings:
             self._db = None
 
 
+@dataclass(frozen=True)
+class NodeParts:
+    """What the payment node is given when its agent is assembled; it reaches into nothing
+    else of the agent."""
+
+    name: str
+    data_dir: Path
+    settings: ConnectorSettings
+    price: Price | None
+    spending: SpendingPolicy
+    config: Any
+    """The connector's parsed configuration (see :func:`connector_config`)."""
+    engines: dict[str, Any]
+    """The settlement engine of each peer account that names one, built by its plugin."""
+    answer: Callable[[Incoming], Awaitable[Reply]]
+    """Runs a paid message through the agent (its ``handle``)."""
+
+
 class AgentNode:
     """The agent's connector, its STREAM receiver and SPSP endpoint, and its paid questions."""
 
-    def __init__(self, agent: Agent) -> None:
-        self.agent = agent
-        self.settings = agent.character.connector
-        self.price: Price | None = agent.character.price
-        self.earnings = Earnings(agent.data_dir / "earnings.sqlite")
+    def __init__(self, parts: NodeParts) -> None:
+        self.parts = parts
+        self.name = parts.name
+        self.settings = parts.settings
+        self.price: Price | None = parts.price
+        self.spending = parts.spending
+        self.earnings = Earnings(parts.data_dir / "earnings.sqlite")
         self.connector: Any = None
         self.node: Any = None
         self.receiver: Any = None
@@ -150,11 +161,11 @@ class AgentNode:
         from aigent_connector.node import Node
         from aigent_connector.stream import StreamReceiver
 
-        config, engines = node_config(self.agent)
+        engines = self.parts.engines
         try:
-            self.node = await Node(config).start()
+            self.node = await Node(self.parts.config).start()
         except ConfigError as exc:
-            raise PaymentError(f"{self.agent.name}: the connector cannot start: {exc}") from None
+            raise PaymentError(f"{self.name}: the connector cannot start: {exc}") from None
         self.connector = self.node.connector
         for account, engine in engines.items():
             # An engine that talks to the peer over BTP (xrpl-paychan's claims) attaches
@@ -174,13 +185,13 @@ class AgentNode:
             scale,
         ):
             raise PaymentError(
-                f"{self.agent.name}: the price is in {self.price.asset_code} at scale "
+                f"{self.name}: the price is in {self.price.asset_code} at scale "
                 f"{self.price.asset_scale} but the connector's asset is {code} at scale {scale}: "
                 "set price.asset_code and price.asset_scale to match"
             )
         self.receiver = StreamReceiver(
             self.connector.address,
-            _server_secret(self.agent.data_dir),
+            _server_secret(self.parts.data_dir),
             on_request=self._on_request,
             asset_code=code,
             asset_scale=scale,
@@ -208,7 +219,7 @@ class AgentNode:
                     await close()
                 except Exception as exc:
                     log.warning("%s: settlement engine did not close cleanly: %s",
-                                self.agent.name, exc)  # fmt: skip
+                                self.name, exc)  # fmt: skip
         self.engines.clear()
         if self.node is not None:
             await self.node.stop()
@@ -219,7 +230,7 @@ class AgentNode:
 
     def _spsp_extra(self) -> dict[str, Any]:
         """Beside SPSP's two fields: the price, so a payer can pay exactly it."""
-        info: dict[str, Any] = {"agent": self.agent.name}
+        info: dict[str, Any] = {"agent": self.name}
         if self.price is not None:
             info["price"] = self.price.model_dump()
         return {"aigent": info}
@@ -245,7 +256,7 @@ class AgentNode:
         price = self.price.amount if self.price is not None else None
         free = self.settings.free
         if price is None and not free:
-            return RejectWith("F99", f"{self.agent.name} does not answer messages over ILP")
+            return RejectWith("F99", f"{self.name} does not answer messages over ILP")
         if price is not None and incoming.amount < price and not free:
             return RejectWith(
                 "F99",
@@ -267,15 +278,15 @@ class AgentNode:
             metadata={"claimed_sender": request.sender} if request.sender else {},
         )
         try:
-            reply = await self.agent.handle(message)
+            reply = await self.parts.answer(message)
         except Exception as exc:
             # Final (F99): the payer does not retry in a loop; it keeps its money, may ask again.
-            log.warning("%s: a paid message could not be answered: %s", self.agent.name, exc)
-            return RejectWith("F99", f"{self.agent.name} could not answer now; nothing was charged")
+            log.warning("%s: a paid message could not be answered: %s", self.name, exc)
+            return RejectWith("F99", f"{self.name} could not answer now; nothing was charged")
         sale.amount, sale.message_id, sale.answered = incoming.amount, message.id, True
         answer = PaidAnswer(
             text=reply.text,
-            agent=self.agent.name,
+            agent=self.name,
             message_id=message.id,
             paid=incoming.amount,
             asset_code=code,
@@ -292,7 +303,7 @@ class AgentNode:
         The price is read from the receiver's SPSP answer; more than ``max_price`` (in this
         node's asset units) is never paid, and every payment passes the spending policy."""
         code, scale = self.asset
-        self.agent.spending.check_destination(code, receiver)  # before anything is fetched
+        self.spending.check_destination(code, receiver)  # before anything is fetched
         details, body = await _resolve(receiver)
         quoted = _quoted_price(body, code, scale)
         amount = quoted if quoted is not None else max_price
@@ -303,7 +314,7 @@ class AgentNode:
                 f"{receiver} charges {format_amount(amount, scale, code)} per message, more than "
                 f"max_price {format_amount(max_price, scale, code)}"
             )
-        request = PaidRequest(text=text, sender=self.agent.name).model_dump_json().encode()
+        request = PaidRequest(text=text, sender=self.name).model_dump_json().encode()
         result = await self._stream(details, amount, request, f"question to {receiver}")
         try:
             return PaidAnswer.model_validate_json(result.reply_data)
@@ -316,7 +327,7 @@ class AgentNode:
     async def pay(self, receiver: str, amount: int) -> int:
         """Pay ``amount`` to any STREAM receiver (a payment pointer or SPSP URL), within the
         spending limits; returns what arrived, in the receiver's units."""
-        self.agent.spending.check_destination(self.asset[0], receiver)
+        self.spending.check_destination(self.asset[0], receiver)
         details, _ = await _resolve(receiver)
         result = await self._stream(details, amount, b"", f"payment to {receiver}")
         return int(result.delivered)
@@ -328,7 +339,7 @@ class AgentNode:
 
         code, scale = self.asset
         destination = details.destination_account
-        async with self.agent.spending.spend(
+        async with self.spending.spend(
             code, amount, to=destination, scale=scale, purpose=purpose
         ) as spend:
             try:
@@ -357,7 +368,7 @@ class AgentNode:
         """One line for the terminal: address, price, earnings."""
         if self.price:
             price = f"{self.price} per paid message"
-        elif self.agent.character.connector.free:
+        elif self.settings.free:
             price = "free over ILP (connector.free)"
         else:
             price = "none set, so paid messages are refused"
@@ -370,7 +381,9 @@ class AgentNode:
         return f"earned {format_amount(amount, scale, code)} from {sold} paid messages"
 
 
-def connector_config(agent: Agent) -> tuple[Any, dict[str, str]]:
+def connector_config(
+    character: Character, data_dir: Path, secrets: Secrets, name: str
+) -> tuple[Any, dict[str, str]]:
     """The connector's configuration from the character's ``connector`` section, with the
     agent's defaults (node id, address, ledger in the data directory), and the settlement
     engine each peer names. Raises :class:`CharacterError` naming the file and field."""
@@ -378,52 +391,30 @@ def connector_config(agent: Agent) -> tuple[Any, dict[str, str]]:
 
     from aigent.errors import CharacterError
 
-    character = agent.character
     raw = json.loads(json.dumps(character.connector.node))  # a deep copy, plain data
-    slug = agent.data_dir.name or "agent"
+    slug = data_dir.name or "agent"
     raw.setdefault("node_id", slug)
     if raw.get("address") is None and raw.get("parent") is None:
         raw["address"] = f"private.aigent.{slug}"  # RFC 15: not reachable from outside
     ledger = Path(raw.get("ledger_path") or "connector.sqlite")
-    raw["ledger_path"] = str(ledger if ledger.is_absolute() else agent.data_dir / ledger)
+    raw["ledger_path"] = str(ledger if ledger.is_absolute() else data_dir / ledger)
     wanted: dict[str, str] = {}
-    for name, peer in (raw.get("peers") or {}).items():
+    for account, peer in (raw.get("peers") or {}).items():
         if not isinstance(peer, dict):
             continue
         if peer.get("settlement"):
-            wanted[name] = str(peer.pop("settlement"))
+            wanted[account] = str(peer.pop("settlement"))
         env = peer.get("token_env")
-        if env and peer.get("token") is None and agent.secrets.get(env):
-            peer["token"] = agent.secrets.get(env)  # the agent's secrets include .env
+        if env and peer.get("token") is None and secrets.get(env):
+            peer["token"] = secrets.get(env)  # the agent's secrets include .env
     admin = raw.get("admin")
-    if isinstance(admin, dict) and admin.get("token_env") and agent.secrets.get(admin["token_env"]):
-        admin.setdefault("token", agent.secrets.get(admin["token_env"]))
-    source = f"{character.source or agent.name} (connector)"
+    if isinstance(admin, dict) and admin.get("token_env") and secrets.get(admin["token_env"]):
+        admin.setdefault("token", secrets.get(admin["token_env"]))
+    source = f"{character.source or name} (connector)"
     try:
         return parse_config(raw, source), wanted
     except ConfigError as exc:
         raise CharacterError(source, [("", str(exc).replace(f"{source}: ", ""))]) from None
-
-
-def node_config(agent: Agent) -> tuple[Any, dict[str, Any]]:
-    """:func:`connector_config`, with each named settlement engine built by its plugin."""
-    from aigent.errors import PluginError
-
-    config, wanted = connector_config(agent)
-    factories = agent.plugins.named("register_settlement_engines")
-    engines: dict[str, Any] = {}
-    for account, name in wanted.items():
-        if name not in factories:
-            raise PluginError(
-                name,
-                "settlement engine is not installed",
-                f"named by connector.peers.{account}.settlement; installed engines: "
-                f"{', '.join(factories) or 'none'}",
-            )
-        reg = factories[name]
-        agent.plugins.enabled.add(reg.plugin)
-        engines[account] = reg.value(agent.ctx.for_plugin(reg.plugin))
-    return config, engines
 
 
 async def _resolve(receiver: str) -> tuple[Any, dict[str, Any]]:

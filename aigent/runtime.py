@@ -57,7 +57,8 @@ from aigent.spending import SpendingPolicy
 from aigent.sync import SyncRunner
 
 if TYPE_CHECKING:
-    from aigent.node import AgentNode, PaidAnswer
+    from aigent.messages import PaidAnswer
+    from aigent.node import AgentNode, NodeParts
 
 log = logging.getLogger("aigent.runtime")
 T = TypeVar("T")
@@ -111,6 +112,7 @@ class Agent:
         )
         self._chains: dict[tuple[str, ...], ChatModel] = {}
         self._client_regs: list[Registered] = []
+        self._node_parts: NodeParts | None = None
         self._assembled = False
         self._started = False
         self._sync: SyncRunner | None = None
@@ -146,8 +148,8 @@ class Agent:
         # A plugin the agent uses through a client or a settlement engine brings its
         # behaviour too (the X client's timeline as context): enabled before it is collected.
         self._client_regs = self._client_registrations()
-        for reg in self._engine_registrations():
-            self.plugins.enabled.add(reg.plugin)
+        if c.connector.enabled:
+            self._node_parts = self._assemble_node()
         self.memory = self._resolve_memory()
         for reg in self.plugins.collect("register_actions", only_enabled=True, ctx=self.ctx):
             action = _as_action(reg.value)
@@ -253,13 +255,38 @@ class Agent:
             found.append(factories[name])
         return found
 
-    def _engine_registrations(self) -> list[Registered]:
-        """The settlement engines the connector's peers name (checked again, with the whole
-        connector configuration, when the node starts)."""
-        engines = self.plugins.named("register_settlement_engines")
-        peers = self.character.connector.node.get("peers") or {}
-        names = {p.get("settlement") for p in peers.values() if isinstance(p, dict)}
-        return [engines[n] for n in sorted(n for n in names if isinstance(n, str)) if n in engines]
+    def _assemble_node(self) -> NodeParts:
+        """The payment node's parts: its connector's configuration (checked now, naming the
+        file and field) and the settlement engine each peer names, built by its plugin (which
+        is then enabled, so its behaviour is collected too)."""
+        from aigent.node import NodeParts, connector_config
+
+        config, wanted = connector_config(self.character, self.data_dir, self.secrets, self.name)
+        factories = self.plugins.named("register_settlement_engines")
+        engines: dict[str, Any] = {}
+        for account, name in wanted.items():
+            if name not in factories:
+                raise PluginError(
+                    name,
+                    "settlement engine is not installed",
+                    f"named by connector.peers.{account}.settlement; installed engines: "
+                    f"{', '.join(factories) or 'none'}",
+                )
+            reg = factories[name]
+            self.plugins.enabled.add(reg.plugin)
+            engines[account] = _configure(
+                reg.plugin, functools.partial(reg.value, self.ctx.for_plugin(reg.plugin))
+            )
+        return NodeParts(
+            name=self.name,
+            data_dir=self.data_dir,
+            settings=self.character.connector,
+            price=self.character.price,
+            spending=self.spending,
+            config=config,
+            engines=engines,
+            answer=self.handle,
+        )
 
     def _resolve_clients(self) -> list[Client]:
         clients = []
@@ -289,7 +316,8 @@ class Agent:
             if self.character.connector.enabled:
                 from aigent.node import AgentNode
 
-                node = AgentNode(self)
+                assert self._node_parts is not None
+                node = AgentNode(self._node_parts)
                 await node.start()
                 self.node = node
             for client in [*self.services, *self.clients]:
