@@ -4,6 +4,9 @@ embedder and with a trivial one, so storage and embedding costs are seen apart.
 
 Run: uv run --all-packages python benchmarks/memory.py [sizes] [stores] [embedders] [users]
 e.g. ``benchmarks/memory.py 10000,100000 sqlite,chroma hashing,trivial 50,1``.
+``benchmarks/memory.py --agent [store]``: one agent with memory on, from process start: time
+to ready, RSS at ready and after 1,000 messages, and aigent's overhead per message
+(``timings["overhead"]``) with an in-process model, so that only the framework is measured.
 Each (store, embedder, users) runs in its own process, so one store's imports do not count
 against another's RSS. Items are messages and replies written through ``remember`` (the write-
 behind path), spread evenly over ``users`` users; recall = one query over that user's messages
@@ -104,8 +107,56 @@ async def run(store_name: str, embedder: str, sizes: list[int], users: int) -> N
     await store.close()
 
 
+AGENT = """
+import time
+started = time.perf_counter()
+import asyncio, sys, tempfile
+sys.path.insert(0, ROOT)
+from benchmarks.memory import pct, rss_mib
+from aigent import Agent, Character
+
+async def main():
+    character = Character.model_validate({
+        "name": "Bench", "bio": ["answers fast"], "models": {"large": "scripted"},
+        "plugins": [ROOT + "/tests/fixtures/scripted_model.py"],
+        "memory": {"store": STORE} if STORE != "off" else {"enabled": False}, "data_dir": tempfile.mkdtemp(),
+    })
+    agent = Agent(character)
+    await agent.start()
+    ready = time.perf_counter() - started
+    print(f"{STORE}: ready {ready * 1000:.0f} ms after process start, RSS {rss_mib():.0f} MiB")
+    reply = await agent.chat("hello, my name is Ann", user="ann")
+    first = time.perf_counter() - started
+    print(f"  first reply {first * 1000:.0f} ms after process start, RSS {rss_mib():.0f} MiB")
+    overheads, totals = [], []
+    for i in range(1000):
+        t = time.perf_counter()
+        reply = await agent.chat(f"message {i} about the harbour and the boats", user=f"u{i % 10}")
+        totals.append((time.perf_counter() - t) * 1000)
+        overheads.append(reply.timings["overhead"])
+    await agent.stop()
+    print(f"  1,000 messages: overhead p50 {pct(overheads, 50):.2f} ms p95 "
+          f"{pct(overheads, 95):.2f} ms (chat p50 {pct(totals, 50):.2f} ms), "
+          f"RSS {rss_mib():.0f} MiB")
+
+asyncio.run(main())
+"""
+
+
+def agent_run(store: str) -> None:
+    import pathlib
+
+    root = str(pathlib.Path(__file__).resolve().parent.parent)
+    code = AGENT.replace("ROOT", repr(root)).replace("STORE", repr(store))
+    subprocess.run([sys.executable, "-c", code], check=True)
+
+
 def main() -> None:
     args = sys.argv[1:]
+    if args and args[0] == "--agent":
+        for store in (args[1] if len(args) > 1 else "sqlite").split(","):
+            agent_run(store)
+        return
     if args and args[0] == "--one":
         store, embedder, sizes, users = args[1:5]
         asyncio.run(run(store, embedder, [int(s) for s in sizes.split(",")], int(users)))
