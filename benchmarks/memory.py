@@ -4,8 +4,8 @@ embedder and with a trivial one, so storage and embedding costs are seen apart.
 
 Run: uv run --all-packages python benchmarks/memory.py [sizes] [stores] [embedders] [users]
 e.g. ``benchmarks/memory.py 10000,100000 sqlite,chroma hashing,trivial 50,1``.
-``benchmarks/memory.py --agent [store]``: one agent with memory on, from process start: time
-to ready, RSS at ready and after 1,000 messages, and aigent's overhead per message
+``benchmarks/memory.py --agent [store,...]`` (``off``: memory off): one agent, from process
+start: time to ready, RSS at ready and after 1,000 messages, and aigent's overhead per message
 (``timings["overhead"]``) with an in-process model, so that only the framework is measured.
 Each (store, embedder, users) runs in its own process, so one store's imports do not count
 against another's RSS. Items are messages and replies written through ``remember`` (the write-
@@ -119,7 +119,8 @@ async def main():
     character = Character.model_validate({
         "name": "Bench", "bio": ["answers fast"], "models": {"large": "scripted"},
         "plugins": [ROOT + "/tests/fixtures/scripted_model.py"],
-        "memory": {"store": STORE} if STORE != "off" else {"enabled": False}, "data_dir": tempfile.mkdtemp(),
+        "memory": {"store": STORE} if STORE != "off" else {"enabled": False},
+        "data_dir": tempfile.mkdtemp(),
     })
     agent = Agent(character)
     await agent.start()

@@ -117,7 +117,7 @@ async def test_the_agent_is_ready_before_a_large_knowledge_base_is_ingested(
     reply = await agent.chat("who is the harbour master?", user="ann")  # waits for it
     ingested_in = time.perf_counter() - started
     await agent.stop()
-    assert ready_in < 1.0 < ingested_in, (ready_in, ingested_in)
+    assert ready_in < ingested_in / 2, (ready_in, ingested_in)  # ingestion took the time
     from tests.fixtures import scripted_model  # noqa: F401
 
     prompt = (
