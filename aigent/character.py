@@ -146,13 +146,20 @@ class Loop(_Strict):
 
 class Memory(_Strict):
     store: str | None = None
-    """A registered memory store by name; ``None`` picks the first one installed."""
+    """A registered memory store by name; ``None``: the first installed store, in plugin
+    precedence order, that accepts these settings (a Chroma server when ``url`` is set, else
+    the embedded ``sqlite``)."""
     embedder: str | None = None
     url: str | None = None
     top_k: int = Field(default=5, ge=0)
     min_score: float = 0.0
     token_budget: int = Field(default=800, ge=0)
     enabled: bool = True
+    flush_seconds: float = Field(default=1.0, gt=0, le=3600)
+    """Exchanges are written behind the reply, at most this long after it (a SIGKILL loses at
+    most this much); a clean stop writes everything."""
+    flush_batch: int = Field(default=64, ge=1, le=10_000)
+    """Write sooner once this many exchanges wait."""
 
 
 class Character(_Strict):

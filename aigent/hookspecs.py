@@ -58,7 +58,10 @@ def register_memory_stores(register: Callable[..., None]) -> None:
 
     The character picks one by name (``memory.store``) and an embedder (``memory.embedder``,
     else the first registered); the store recalls past messages and knowledge into the context
-    within a budget.
+    within a budget, and takes exchanges in batches, written behind the reply. A factory may
+    also have ``accepts(ctx) -> bool`` (used when the character names no store: the first
+    store that accepts is used, else the first) and ``clear(ctx)`` (for ``aigent memory
+    clear``: delete the agent's memory without opening it).
     """
 
 

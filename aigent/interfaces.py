@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import logging
+import time
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -10,6 +11,7 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
     from aigent.character import Character, ModelConfig
+    from aigent.knowledge import Ingested
     from aigent.messages import (
         ChatMessage,
         Incoming,
@@ -118,12 +120,35 @@ class Recalled:
     metadata: dict[str, Any] = field(default_factory=dict)
 
 
+@dataclass(frozen=True)
+class Exchange:
+    """One message and the agent's reply to it: what memory stores, in batches."""
+
+    message: Incoming
+    reply: Reply
+    at: float = field(default_factory=time.time)
+
+
 class MemoryStore(Protocol):
-    async def remember(self, message: Incoming, reply: Reply, agent: str) -> None: ...
+    """Conversation memory and knowledge. The runtime recalls before the model and hands
+    exchanges to ``remember`` in batches, written behind the reply (``aigent.memory``)."""
+
+    async def remember(self, exchanges: Sequence[Exchange], agent: str) -> None: ...
 
     async def recall(self, message: Incoming, agent: str) -> list[Recalled]: ...
 
     async def close(self) -> None: ...
+
+
+@runtime_checkable
+class SearchableMemory(MemoryStore, Protocol):
+    """A store that ``aigent memory ingest|search|stats`` can work with."""
+
+    async def ingest(self) -> Ingested: ...
+
+    async def search(self, query: str, k: int = 5) -> list[Recalled]: ...
+
+    async def stats(self) -> dict[str, Any]: ...
 
 
 class ContextProvider(Protocol):

@@ -34,10 +34,12 @@ from aigent.interfaces import (
     ContextProvider,
     Embedder,
     Evaluator,
+    Exchange,
     MemoryStore,
     ModelProvider,
     PluginContext,
 )
+from aigent.memory import WriteBehind, choose_store
 from aigent.messages import (
     ActionResult,
     ChatMessage,
@@ -101,6 +103,7 @@ class Agent:
         self.model: ChatModel | None = None
         self.models: dict[str, ChatModel] = {}
         self.memory: MemoryStore | None = None
+        self._memory_writes: WriteBehind | None = None
         self.actions: dict[str, Action] = {}
         self.providers: list[ContextProvider] = []
         self.evaluators: list[Evaluator] = []
@@ -219,10 +222,10 @@ class Agent:
         stores = self.plugins.named("register_memory_stores")
         if not stores:
             return None
-        name = settings.store or next(iter(stores))
+        name: str | None = settings.store or choose_store(stores, self.ctx)
         if name not in stores:
             raise PluginError(
-                name, "memory store is not installed", f"installed stores: {', '.join(stores)}"
+                str(name), "memory store is not installed", f"installed stores: {', '.join(stores)}"
             )
         embedders = self.plugins.named("register_embedders")
         embedder_name = settings.embedder or next(iter(embedders), None)
@@ -311,6 +314,9 @@ class Agent:
         await asyncio.to_thread(self.assemble)
         if clients:
             self.clients = self._resolve_clients()
+        if self.memory is None and self.character.memory.enabled:
+            # Closed by a stop: opened again (cheap; the store's slow parts run in background).
+            self.memory = await asyncio.to_thread(self._resolve_memory)
         started: list[Client] = []
         try:
             if self.character.connector.enabled:
@@ -331,6 +337,12 @@ class Agent:
                 await _quietly(self.node.stop())
                 self.node = None
             raise
+        if self.memory is not None:
+            memory = self.character.memory
+            self._memory_writes = WriteBehind(
+                self.memory, self.name, memory.flush_seconds, memory.flush_batch
+            )
+            self._memory_writes.start()
         self._started = True
 
     async def stop(self) -> None:
@@ -341,8 +353,12 @@ class Agent:
         if self.node is not None:
             await _quietly(self.node.stop())
             self.node = None
+        if self._memory_writes is not None:
+            await _quietly(self._memory_writes.stop())  # drained: a clean stop loses nothing
+            self._memory_writes = None
         if self.memory is not None:
             await _quietly(self.memory.close())
+            self.memory = None
         self.spending.close()
         self._started = False
 
@@ -420,11 +436,9 @@ class Agent:
         t = time.perf_counter()
         history.append(ChatMessage(role="user", content=message.text))
         history.append(ChatMessage(role="assistant", content=reply.text))
-        if self.memory is not None:
-            try:
-                await self.memory.remember(message, reply, self.name)
-            except Exception:
-                log.exception("%s: memory could not store the message", self.name)
+        if self._memory_writes is not None:
+            # Written behind: the reply does not wait for the store (aigent/memory.py).
+            self._memory_writes.put(Exchange(message, reply.model_copy()))
         timings["memory"] = _ms(t)
 
         t = time.perf_counter()

@@ -1,5 +1,6 @@
-"""Memory and knowledge for aigent agents, in Chroma. chromadb is imported on first use."""
+"""Memory and knowledge in Chroma, on a server shared by many hosts or embedded. chromadb is
+imported on first use."""
 
-from aigent_chroma.plugin import register_commands, register_embedders, register_memory_stores
+from aigent_chroma.plugin import register_memory_stores
 
-__all__ = ["register_commands", "register_embedders", "register_memory_stores"]
+__all__ = ["register_memory_stores"]

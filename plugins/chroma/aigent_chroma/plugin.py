@@ -1,5 +1,4 @@
-"""Hooks: the ``chroma`` memory store, the ``hashing`` and ``litellm`` embedders, and
-``aigent memory``."""
+"""Hooks: the ``chroma`` memory store."""
 
 from __future__ import annotations
 
@@ -8,39 +7,36 @@ from typing import TYPE_CHECKING, Any
 from aigent import hookimpl
 
 if TYPE_CHECKING:
-    import typer
-
     from aigent import Embedder, PluginContext
     from aigent_chroma.store import ChromaStore
 
 
-def chroma_store(ctx: PluginContext, embedder: Embedder) -> ChromaStore:
-    from aigent import progress
-    from aigent_chroma.store import ChromaStore
+class Chroma:
+    """The store's factory. Chosen when the character names it, or (``accepts``) when a
+    Chroma server is configured, before the default embedded store."""
 
-    with progress(f"opening memory for {ctx.character.name}"):
-        store = ChromaStore(ctx, embedder)
-    if ctx.character.knowledge:
-        with progress("ingesting knowledge (only what changed)"):
-            store.ingester.ingest()
-    return store
+    def __call__(self, ctx: PluginContext, embedder: Embedder) -> ChromaStore:
+        from aigent import progress
+        from aigent_chroma.store import ChromaStore
+
+        with progress(f"opening memory for {ctx.character.name}"):
+            store = ChromaStore(ctx, embedder)
+        if ctx.character.knowledge:
+            with progress("ingesting knowledge (only what changed)"):
+                store.ingester.ingest()
+        return store
+
+    def accepts(self, ctx: PluginContext) -> bool:
+        from aigent_chroma.store import server_url  # chromadb is not imported by this
+
+        return server_url(ctx) is not None
+
+    def clear(self, ctx: PluginContext) -> None:
+        from aigent_chroma.store import clear
+
+        clear(ctx)
 
 
-@hookimpl
-def register_embedders(register: Any) -> None:
-    from aigent_chroma.embedders import hashing, litellm_embedder
-
-    register("hashing", hashing)
-    register("litellm", litellm_embedder)
-
-
-@hookimpl
+@hookimpl(tryfirst=True)
 def register_memory_stores(register: Any) -> None:
-    register("chroma", chroma_store)
-
-
-@hookimpl
-def register_commands(cli: typer.Typer) -> None:
-    from aigent_chroma.commands import add_commands
-
-    add_commands(cli)
+    register("chroma", Chroma())

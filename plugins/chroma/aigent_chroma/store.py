@@ -1,5 +1,6 @@
-"""Conversation memory and knowledge in Chroma: embedded under the agent's data directory by
-default, a Chroma server when ``memory.url`` (or ``CHROMA_URL``) is set.
+"""Conversation memory and knowledge in Chroma: a Chroma server when ``memory.url`` (or
+``CHROMA_URL``) is set, so agents on several hosts share one memory; embedded under the agent's
+data directory when the character names ``"store": "chroma"`` without a server.
 
 Two collections per agent: ``<agent>-messages`` (every message and reply, with agent, user,
 room and time) and ``<agent>-knowledge`` (chunks of the character's knowledge; ``shared``
@@ -10,39 +11,25 @@ built with; opening it with another is refused rather than mixing vectors.
 from __future__ import annotations
 
 import asyncio
-import concurrent.futures
 import os
 import re
-import time
-from collections.abc import Coroutine, Sequence
+from collections.abc import Sequence
 from pathlib import Path
-from typing import Any, TypeVar
+from typing import Any
 from urllib.parse import urlparse
 
-from aigent import AigentError, Embedder, Incoming, PluginContext, Recalled, Reply
-from aigent_chroma.knowledge import Ingested, KnowledgeIngester
-
-T = TypeVar("T")
-CHARS_PER_TOKEN = 4  # a budget estimate; exact token counts would need the model's tokenizer
-
-
-def run_sync(coro: Coroutine[Any, Any, T]) -> T:
-    """Run an embedder from synchronous code (ingestion), inside an event loop or not."""
-    try:
-        asyncio.get_running_loop()
-    except RuntimeError:
-        return asyncio.run(coro)
-    with concurrent.futures.ThreadPoolExecutor(1) as pool:
-        return pool.submit(asyncio.run, coro).result()
-
-
-class EmbedderMismatch(AigentError):
-    """A collection built with one embedder was opened with another."""
+from aigent import Embedder, Exchange, Incoming, PluginContext, Recalled
+from aigent.knowledge import Ingested, KnowledgeIngester
+from aigent.memory import CHARS_PER_TOKEN, EmbedderMismatch, embedder_dimension, within_budget
 
 
 def collection_name(*parts: str) -> str:
     name = re.sub(r"[^a-zA-Z0-9._-]+", "-", "-".join(parts)).strip("-._")
     return (name or "agent")[:60].rstrip("-._") + "-v1"
+
+
+def server_url(ctx: PluginContext) -> str | None:
+    return ctx.character.memory.url or ctx.secrets.get("CHROMA_URL")
 
 
 def open_client(url: str | None, path: Path) -> Any:
@@ -71,19 +58,21 @@ class ChromaStore:
         self.top_k = memory.top_k
         self.min_score = memory.min_score
         self.budget_chars = memory.token_budget * CHARS_PER_TOKEN
-        url = memory.url or ctx.secrets.get("CHROMA_URL")
+        url = server_url(ctx)
         self.where = url or str(ctx.data_dir / "chroma")
         self.client = open_client(url, ctx.data_dir / "chroma")
         agent = ctx.character.name
         self.messages = self._collection(collection_name(agent, "messages"))
         self.knowledge = self._collection(collection_name(agent, "knowledge"))
         self._shared: Any = None
-        self.ingester = KnowledgeIngester(ctx, self)
+        self.ingester = KnowledgeIngester(
+            ctx, self, embedder, ctx.data_dir / "knowledge-manifest.json"
+        )
 
     # --- collections and the embedder guard ---------------------------------------------------
 
     def _collection(self, name: str) -> Any:
-        dimension = self._dimension()
+        dimension = embedder_dimension(self.embedder)
         collection = self.client.get_or_create_collection(
             name,
             embedding_function=None,
@@ -97,19 +86,13 @@ class ChromaStore:
         built_dim = (collection.metadata or {}).get("aigent:dimension")
         if built_with != self.embedder.name or built_dim != dimension:
             raise EmbedderMismatch(
-                f"memory collection {name!r} at {self.where} was built with embedder "
-                f"{built_with!r} ({built_dim} dimensions), but this agent embeds with "
-                f"{self.embedder.name!r} ({dimension} dimensions); mixing them would return "
-                f"nonsense. Either set memory.embedder back to {built_with!r}, or rebuild with "
-                f"`aigent memory clear {self.ctx.character.source or 'CHARACTER'}` (knowledge "
-                "is re-ingested; past conversations are lost)"
+                f"memory collection {name!r} at {self.where}",
+                built_with,
+                built_dim,
+                self.embedder,
+                self.ctx,
             )
         return collection
-
-    def _dimension(self) -> int:
-        if not self.embedder.dimension:  # provider embedders learn it from a first call
-            run_sync(self.embedder.embed(["dimension probe"]))
-        return self.embedder.dimension
 
     def shared_knowledge(self) -> Any:
         if self._shared is None:
@@ -118,26 +101,32 @@ class ChromaStore:
 
     # --- the MemoryStore protocol ----------------------------------------------------------------
 
-    async def remember(self, message: Incoming, reply: Reply, agent: str) -> None:
-        now = time.time()
-        texts = [message.text, reply.text]
+    async def remember(self, exchanges: Sequence[Exchange], agent: str) -> None:
+        texts: list[str] = []
+        ids: list[str] = []
+        metadatas: list[dict[str, Any]] = []
+        for exchange in exchanges:
+            message = exchange.message
+            base = {
+                "agent": agent,
+                "user": message.user,
+                "room": message.room,
+                "client": message.client,
+                "message_id": message.id,
+            }
+            texts += [message.text, exchange.reply.text]
+            ids += [f"{message.id}-in", f"{message.id}-out"]
+            metadatas += [
+                {**base, "role": "user", "at": exchange.at},
+                {**base, "role": "agent", "at": exchange.at + 1e-6},
+            ]
         vectors = await self.embedder.embed(texts)
-        base = {
-            "agent": agent,
-            "user": message.user,
-            "room": message.room,
-            "client": message.client,
-            "message_id": message.id,
-        }
         await asyncio.to_thread(
-            self.messages.add,
-            ids=[f"{message.id}-in", f"{message.id}-out"],
+            self.messages.upsert,
+            ids=ids,
             embeddings=vectors,
             documents=texts,
-            metadatas=[
-                {**base, "role": "user", "at": now},
-                {**base, "role": "agent", "at": now + 1e-6},
-            ],
+            metadatas=metadatas,
         )
 
     async def recall(self, message: Incoming, agent: str) -> list[Recalled]:
@@ -145,16 +134,7 @@ class ChromaStore:
             return []
         [vector] = await self.embedder.embed([message.text])
         found = await asyncio.to_thread(self._query, vector, message.user, agent)
-        found = [r for r in found if r.score >= self.min_score and r.text != message.text]
-        found.sort(key=lambda r: r.score, reverse=True)
-        chosen: list[Recalled] = []
-        used = 0
-        for item in found[: self.top_k]:
-            if used + len(item.text) > self.budget_chars:
-                continue  # never a whole document in the prompt: chunks within the budget
-            chosen.append(item)
-            used += len(item.text)
-        return chosen
+        return within_budget(found, message.text, self.top_k, self.min_score, self.budget_chars)
 
     def _query(self, vector: list[float], user: str, agent: str) -> list[Recalled]:
         results: list[Recalled] = []
@@ -188,8 +168,13 @@ class ChromaStore:
             )
         ]
 
+    async def close(self) -> None:
+        return None
+
+    # --- for `aigent memory` -----------------------------------------------------------------
+
     async def search(self, query: str, k: int = 5) -> list[Recalled]:
-        """Best matches across messages and knowledge, for ``aigent memory search``."""
+        """Best matches across messages and knowledge."""
         [vector] = await self.embedder.embed([query])
         found = await asyncio.to_thread(
             lambda: (
@@ -207,27 +192,47 @@ class ChromaStore:
     async def ingest(self) -> Ingested:
         return await asyncio.to_thread(self.ingester.ingest)
 
-    def stats(self) -> dict[str, Any]:
+    async def stats(self) -> dict[str, Any]:
         return {
+            "store": "chroma",
             "where": self.where,
             "embedder": self.embedder.name,
             "dimension": self.embedder.dimension,
-            "messages": self.messages.count(),
-            "knowledge chunks": self.knowledge.count(),
+            "messages": await asyncio.to_thread(self.messages.count),
+            "knowledge chunks": await asyncio.to_thread(self.knowledge.count),
             "knowledge files": len(self.ingester.manifest.files),
         }
 
-    async def close(self) -> None:
-        return None
+    # --- the KnowledgeSink protocol ------------------------------------------------------------
 
     def add_chunks(
         self,
-        collection: Any,
         ids: Sequence[str],
         texts: Sequence[str],
-        meta: Sequence[dict[str, Any]],
+        vectors: Sequence[Sequence[float]],
+        source: str,
+        shared: bool,
     ) -> None:
-        vectors = run_sync(self.embedder.embed(list(texts)))
+        collection = self.shared_knowledge() if shared else self.knowledge
         collection.upsert(
-            ids=list(ids), embeddings=vectors, documents=list(texts), metadatas=list(meta)
+            ids=list(ids),
+            embeddings=[list(v) for v in vectors],
+            documents=list(texts),
+            metadatas=[{"source": source, "kind": "knowledge"} for _ in ids],
         )
+
+    def delete_chunks(self, ids: Sequence[str], shared: bool) -> None:
+        collection = self.shared_knowledge() if shared else self.knowledge
+        collection.delete(ids=list(ids))
+
+
+def clear(ctx: PluginContext) -> None:
+    """Delete the agent's collections without opening them through the embedder guard:
+    clearing is how a mismatch is fixed."""
+    client = open_client(server_url(ctx), ctx.data_dir / "chroma")
+    for kind in ("messages", "knowledge"):
+        try:
+            client.delete_collection(collection_name(ctx.character.name, kind))
+        except Exception:  # not there: nothing to clear
+            continue
+    (ctx.data_dir / "knowledge-manifest.json").unlink(missing_ok=True)

@@ -4,6 +4,6 @@ litellm takes seconds to import, so it is never imported here: an agent whose mo
 starts the import in a background thread when it is assembled.
 """
 
-from aigent_litellm.plugin import register_models
+from aigent_litellm.plugin import register_embedders, register_models
 
-__all__ = ["register_models"]
+__all__ = ["register_embedders", "register_models"]

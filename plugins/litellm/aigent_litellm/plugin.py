@@ -84,3 +84,10 @@ class LiteLLMProvider:
 def register_models(register: Any) -> None:
     # Last: litellm serves what no more direct provider (aigent-openai, say) claims.
     register(LiteLLMProvider())
+
+
+@hookimpl
+def register_embedders(register: Any) -> None:
+    from aigent_litellm.embedder import litellm_embedder
+
+    register("litellm", litellm_embedder)

@@ -1,27 +1,48 @@
-"""A character's knowledge into chunks: overlapped, deduplicated by content hash, re-ingested
-only when a file changes. Files are streamed, never read whole; binary or unreadable files are
-skipped with a warning that names them."""
+"""A character's knowledge into chunks for any memory store: overlapped, deduplicated by content
+hash, re-ingested only when a file changes. Files are streamed, never read whole; binary or
+unreadable files are skipped with a warning that names them.
+
+A store takes the chunks through a :class:`KnowledgeSink`; this module embeds them and keeps
+the manifest (what each source gave), so every store ingests the same way.
+"""
 
 from __future__ import annotations
 
 import hashlib
 import json
 import os
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING, Any, Protocol
 
-from aigent import PluginContext
+from aigent.memory import run_sync
 
 if TYPE_CHECKING:
-    from aigent_chroma.store import ChromaStore
+    from aigent.interfaces import Embedder, PluginContext
 
 TEXT_SUFFIXES = {".md", ".markdown", ".txt", ".rst", ".text", ""}
 CHUNK_CHARS = 800
 OVERLAP_CHARS = 150
 READ_BLOCK = 64 * 1024
 BATCH = 64
+
+
+class KnowledgeSink(Protocol):
+    """Where a store keeps knowledge chunks; ``shared`` chunks are seen by every agent of the
+    store (``{"path": ..., "shared": true}`` in the character)."""
+
+    def add_chunks(
+        self,
+        ids: Sequence[str],
+        texts: Sequence[str],
+        vectors: Sequence[Sequence[float]],
+        source: str,
+        shared: bool,
+    ) -> None:
+        """Add or replace chunks by id (an id is the hash of the text)."""
+
+    def delete_chunks(self, ids: Sequence[str], shared: bool) -> None: ...
 
 
 @dataclass
@@ -90,10 +111,16 @@ def looks_binary(path: Path) -> bool:
 
 
 class KnowledgeIngester:
-    def __init__(self, ctx: PluginContext, store: ChromaStore) -> None:
+    """Brings a store's knowledge up to date with the character. Synchronous: stores run it in
+    a thread (it reads files and embeds)."""
+
+    def __init__(
+        self, ctx: PluginContext, sink: KnowledgeSink, embedder: Embedder, manifest: Path
+    ) -> None:
         self.ctx = ctx
-        self.store = store
-        self.manifest = Manifest.load(ctx.data_dir / "knowledge-manifest.json")
+        self.sink = sink
+        self.embedder = embedder
+        self.manifest = Manifest.load(manifest)
         self.base = ctx.character.source.parent if ctx.character.source else Path.cwd()
         self.uses_shared = any(getattr(e, "shared", False) for e in ctx.character.knowledge)
 
@@ -119,7 +146,6 @@ class KnowledgeIngester:
         seen: set[str] = set()
         for key, source, shared in self.sources():
             seen.add(key)
-            collection = self.store.shared_knowledge() if shared else self.store.knowledge
             if isinstance(source, Path):
                 fingerprint = self._fingerprint(source, report)
                 if fingerprint is None:
@@ -131,22 +157,19 @@ class KnowledgeIngester:
                 report.unchanged += 1
                 continue
             try:
-                ids = self._add(key, source, collection, shared)
+                ids = self._add(key, source, shared)
             except (OSError, UnicodeDecodeError) as exc:
                 self._skip(report, key, f"cannot be read as UTF-8 text ({exc})")
                 continue
             if old:
                 report.files_changed.append(key)
-                report.removed += self._remove(key, old, collection, keep=set(ids))
+                report.removed += self._remove(key, old, keep=set(ids))
             report.added += len(ids)
             self.manifest.files[key] = {"fingerprint": fingerprint, "ids": ids, "shared": shared}
             self.manifest.save()
         for key in set(self.manifest.files) - seen:  # entries removed from the character
             old = self.manifest.files.pop(key)
-            collection = (
-                self.store.shared_knowledge() if old.get("shared") else self.store.knowledge
-            )
-            report.removed += self._remove(key, old, collection, keep=set())
+            report.removed += self._remove(key, old, keep=set())
             self.manifest.save()
         return report
 
@@ -165,7 +188,7 @@ class KnowledgeIngester:
         report.skipped.append(name)
         self.ctx.log.warning("knowledge file skipped: %s %s", name, why)
 
-    def _add(self, key: str, source: Path | str, collection: Any, shared: bool) -> list[str]:
+    def _add(self, key: str, source: Path | str, shared: bool) -> list[str]:
         blocks = read_blocks(source) if isinstance(source, Path) else iter([source])
         ids: list[str] = []
         batch: list[tuple[str, str]] = []
@@ -176,17 +199,18 @@ class KnowledgeIngester:
             ids.append(chunk_id)
             batch.append((chunk_id, text))
             if len(batch) >= BATCH:
-                self._flush(batch, key, collection)
-        self._flush(batch, key, collection)
+                self._flush(batch, key, shared)
+        self._flush(batch, key, shared)
         return ids
 
-    def _flush(self, batch: list[tuple[str, str]], key: str, collection: Any) -> None:
+    def _flush(self, batch: list[tuple[str, str]], key: str, shared: bool) -> None:
         if batch:
-            meta = [{"source": key, "kind": "knowledge"} for _ in batch]
-            self.store.add_chunks(collection, [i for i, _ in batch], [t for _, t in batch], meta)
+            texts = [t for _, t in batch]
+            vectors = run_sync(self.embedder.embed(texts))
+            self.sink.add_chunks([i for i, _ in batch], texts, vectors, key, shared)
             batch.clear()
 
-    def _remove(self, key: str, old: dict[str, Any], collection: Any, keep: set[str]) -> int:
+    def _remove(self, key: str, old: dict[str, Any], keep: set[str]) -> int:
         # A chunk is stored once however many sources hold it: keep those still referenced.
         referenced = {
             i
@@ -196,7 +220,7 @@ class KnowledgeIngester:
         }
         gone = [i for i in old.get("ids", []) if i not in keep and i not in referenced]
         if gone:
-            collection.delete(ids=gone)
+            self.sink.delete_chunks(gone, bool(old.get("shared")))
         return len(gone)
 
     def forget(self) -> None:
