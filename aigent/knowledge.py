@@ -17,6 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
 from aigent.memory import run_sync
+from aigent.paths import allowed_roots, outside
 
 if TYPE_CHECKING:
     from aigent.interfaces import Embedder, PluginContext
@@ -121,7 +122,8 @@ class KnowledgeIngester:
         self.sink = sink
         self.embedder = embedder
         self.manifest = Manifest.load(manifest)
-        self.base = ctx.character.source.parent if ctx.character.source else Path.cwd()
+        self.base = (ctx.character.source.parent if ctx.character.source else Path.cwd()).resolve()
+        self.roots = allowed_roots(self.base, ctx.character.allow_paths)
         self.uses_shared = any(getattr(e, "shared", False) for e in ctx.character.knowledge)
 
     def sources(self) -> Iterator[tuple[str, Path | str, bool]]:
@@ -174,6 +176,10 @@ class KnowledgeIngester:
         return report
 
     def _fingerprint(self, path: Path, report: Ingested) -> dict[str, Any] | None:
+        problem = self._not_allowed(path)
+        if problem is not None:
+            self._skip(report, str(path), problem)
+            return None
         try:
             stat = path.stat()
             if looks_binary(path):
@@ -183,6 +189,24 @@ class KnowledgeIngester:
             self._skip(report, str(path), f"cannot be read ({exc.strerror or exc})")
             return None
         return {"size": stat.st_size, "mtime_ns": stat.st_mtime_ns}
+
+    def _not_allowed(self, path: Path) -> str | None:
+        """Knowledge comes from the character's folder, and never from a dotfile (a ``.env``,
+        a key), unless the operator or the file allows that path (``allow_paths``)."""
+        problem = outside(path, self.roots)
+        if problem is not None:
+            return problem
+        resolved = path.resolve()
+        if not resolved.is_relative_to(self.base):
+            return None  # outside the folder, so inside a root the operator or file allowed
+        hidden = any(part.startswith(".") for part in resolved.relative_to(self.base).parts)
+        explicitly = any(resolved.is_relative_to(root) for root in self.roots[1:])
+        if hidden and not explicitly:
+            return (
+                "is a dotfile or inside a dot folder (a .env, a key?), so it is not read as "
+                "knowledge; to read it anyway, add it to the character's allow_paths"
+            )
+        return None
 
     def _skip(self, report: Ingested, name: str, why: str) -> None:
         report.skipped.append(name)

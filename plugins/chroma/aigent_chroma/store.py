@@ -109,7 +109,7 @@ class ChromaStore:
             message = exchange.message
             base = {
                 "agent": agent,
-                "user": message.user,
+                "user": message.identity,
                 "room": message.room,
                 "client": message.client,
                 "message_id": message.id,
@@ -133,7 +133,7 @@ class ChromaStore:
         if self.top_k == 0:
             return []
         [vector] = await self.embedder.embed([message.text])
-        found = await asyncio.to_thread(self._query, vector, message.user, agent)
+        found = await asyncio.to_thread(self._query, vector, message.identity, agent)
         return within_budget(found, message.text, self.top_k, self.min_score, self.budget_chars)
 
     def _query(self, vector: list[float], user: str, agent: str) -> list[Recalled]:

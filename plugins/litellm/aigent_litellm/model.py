@@ -276,9 +276,7 @@ def _status(exc: Exception) -> int | None:
 
 
 def _transient(exc: Exception) -> bool:
-    return any(
-        word in type(exc).__name__ for word in ("Connection", "ServiceUnavailable")
-    )
+    return any(word in type(exc).__name__ for word in ("Connection", "ServiceUnavailable"))
 
 
 def _retry_after(exc: Exception) -> float | None:

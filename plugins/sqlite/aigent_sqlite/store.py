@@ -140,7 +140,7 @@ class SQLiteStore:
         rows = []
         for i, exchange in enumerate(exchanges):
             m = exchange.message
-            base = (agent, m.user, m.room, m.client, m.id)
+            base = (agent, m.identity, m.room, m.client, m.id)
             rows.append((*base, "user", exchange.at, m.text, blob(vectors[2 * i])))
             reply = exchange.reply.text
             rows.append((*base, "agent", exchange.at + 1e-6, reply, blob(vectors[2 * i + 1])))
@@ -194,7 +194,7 @@ class SQLiteStore:
         [vector] = await self.embedder.embed([message.text])
         if not self._ready.done():
             await self.ready()
-        found = await asyncio.to_thread(self._recall, vector, agent, message.user)
+        found = await asyncio.to_thread(self._recall, vector, agent, message.identity)
         return within_budget(found, message.text, self.top_k, self.min_score, self.budget_chars)
 
     def _recall(self, vector: list[float], agent: str, user: str) -> list[Recalled]:
