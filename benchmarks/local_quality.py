@@ -11,6 +11,8 @@ include the prompt building but not recall. Scores, per reply:
 - not empty;
 - no repeated sentence or line (split here on its own, not by the plugin's guard);
 - in persona: does not call itself another assistant or model, nor write the user's turn;
+- no echo: does not recite its instructions (six words in a row from the system prompt, the
+  examples left out) nor repeat the user's message back;
 - within the style's length: at most three sentences (Eliza: "one to three short sentences");
 - facts: the expected word is in the answer, for the questions that have one.
 
@@ -31,7 +33,8 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from aigent import Agent
+from aigent import Agent, load_character
+from aigent.prompt import system_prompt
 
 ROOT = Path(__file__).resolve().parents[1]
 MAX_SENTENCES = 3
@@ -70,14 +73,23 @@ _USER_TURN = re.compile(r"(^|\n)\s*(user|human|you)\s*:", re.IGNORECASE)
 _UNITS = re.compile(r"(?<=[.!?])\s+|\n+")
 
 
+def _norm(text: str) -> str:
+    return re.sub(r"[^\w]+", " ", text.lower()).strip()
+
+
 def units(text: str) -> list[str]:
     """Sentences and lines, normalised; an independent split from the plugin's guard."""
-    out = []
-    for part in _UNITS.split(text):
-        norm = re.sub(r"[^\w]+", " ", part.lower()).strip()
-        if norm:
-            out.append(norm)
-    return out
+    return [n for part in _UNITS.split(text) if (n := _norm(part))]
+
+
+def grams(text: str, n: int = 6) -> set[tuple[str, ...]]:
+    words = _norm(text).split()
+    return {tuple(words[i : i + n]) for i in range(len(words) - n + 1)}
+
+
+def echoes(reply: str, message: str, instructions: set[tuple[str, ...]]) -> bool:
+    said, asked = _norm(reply), _norm(message)
+    return bool(grams(reply) & instructions) or (asked.count(" ") >= 2 and asked in said)
 
 
 @dataclass
@@ -86,6 +98,8 @@ class Score:
     empty: int = 0
     repeated: int = 0
     off_persona: int = 0
+    echo: int = 0
+    clean: int = 0
     too_long: int = 0
     facts: int = 0
     facts_right: int = 0
@@ -93,7 +107,9 @@ class Score:
     tokens: list[int] = field(default_factory=list)
     cut_at_repeat: int = 0
 
-    def add(self, text: str, expect: str | None, seconds: float, tokens: int) -> list[str]:
+    def add(
+        self, text: str, expect: str | None, seconds: float, tokens: int, echo: bool = False
+    ) -> list[str]:
         flags = []
         self.replies += 1
         self.seconds.append(seconds)
@@ -108,6 +124,9 @@ class Score:
         if _OTHER_SELF.search(text) or _USER_TURN.search(text):
             self.off_persona += 1
             flags.append("persona")
+        if echo:
+            self.echo += 1
+            flags.append("echo")
         if sum(1 for u in found if " " in u) > MAX_SENTENCES:
             self.too_long += 1
             flags.append("long")
@@ -117,12 +136,8 @@ class Score:
                 self.facts_right += 1
             else:
                 flags.append("wrong")
+        self.clean += not flags
         return flags
-
-    @property
-    def good(self) -> int:
-        """Replies with no flag but a wrong fact: usable, if not right."""
-        return self.replies - self.empty - self.repeated - self.off_persona - self.too_long
 
 
 class CutCounter(logging.Handler):
@@ -139,6 +154,9 @@ class CutCounter(logging.Handler):
 
 async def run(model: str, settings: dict[str, object], rounds: int, show: bool) -> Score:
     data = json.loads((ROOT / "characters" / "eliza.json").read_text())
+    persona = load_character(ROOT / "characters" / "eliza.json")
+    # Her example answers are hers to reuse; the rest of the prompt is not for reciting.
+    instructions = grams(system_prompt(persona.model_copy(update={"message_examples": []})))
     score = Score()
     counter = CutCounter()
     logger = logging.getLogger("aigent.local")
@@ -159,7 +177,9 @@ async def run(model: str, settings: dict[str, object], rounds: int, show: bool) 
                     start = time.perf_counter()
                     reply = await agent.chat(text, room=f"{room}-{round_}")
                     seconds = time.perf_counter() - start
-                    flags = score.add(reply.text, expect, seconds, reply.usage.completion_tokens)
+                    echo = echoes(reply.text, text, instructions)
+                    tokens = reply.usage.completion_tokens
+                    flags = score.add(reply.text, expect, seconds, tokens, echo)
                     if show:
                         mark = ",".join(flags) or "ok"
                         print(f"  [{mark}] {seconds:4.1f}s {text!r} -> {reply.text!r}")
@@ -175,9 +195,11 @@ def table(results: dict[str, Score]) -> str:
         ("not empty", lambda s: f"{s.replies - s.empty}/{s.replies}"),
         ("no repeated line", lambda s: f"{s.replies - s.repeated}/{s.replies}"),
         ("in persona", lambda s: f"{s.replies - s.off_persona}/{s.replies}"),
+        ("no echo of prompt or message", lambda s: f"{s.replies - s.echo}/{s.replies}"),
         (f"<= {MAX_SENTENCES} sentences", lambda s: f"{s.replies - s.too_long}/{s.replies}"),
         ("loops cut by the guard", lambda s: f"{s.cut_at_repeat}/{s.replies}"),
         ("facts right", lambda s: f"{s.facts_right}/{s.facts}"),
+        ("replies with no flag", lambda s: f"{s.clean}/{s.replies}"),
         ("s per reply (median)", lambda s: f"{statistics.median(s.seconds):.2f}"),
         ("s per reply (max)", lambda s: f"{max(s.seconds):.2f}"),
         ("tokens per reply (median)", lambda s: f"{statistics.median(s.tokens):.0f}"),
