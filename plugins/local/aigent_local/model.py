@@ -170,12 +170,15 @@ class LocalModel:
             *_, last = self.stream_sync(messages, max_tokens=max_tokens, temperature=temperature)
             assert isinstance(last, ModelResponse)
             return last
-        # A tool call is JSON in the text: sentences and lines mean nothing there, no guard.
+        # A tool call is JSON in the text, where sentences and lines mean nothing: the guard
+        # can only read the whole reply, once it is known not to be a call.
         with self._lock:
             result = self._create(messages, tools, max_tokens, temperature, stream=False)
         text = result["choices"][0]["message"].get("content") or ""
         usage = result.get("usage") or {}
         tool_calls, text = parse_tool_calls(text, tools)
+        if not tool_calls:
+            text = ReplyGuard(self.sampling.max_sentences, speaker=self.speaker).feed(text)
         return ModelResponse(
             text=text.strip(),
             tool_calls=tool_calls,

@@ -16,7 +16,7 @@ from pathlib import Path
 import pytest
 from aigent_local.model import LocalModel, Sampling, default_model_path
 
-from aigent import Agent, AigentError, ChatMessage, ModelResponse, load_character
+from aigent import Agent, AigentError, ChatMessage, ModelResponse, ToolSpec, load_character
 from aigent.prompt import system_prompt
 
 ROOT = Path(__file__).resolve().parents[3]
@@ -79,6 +79,14 @@ def test_the_guard_stops_a_looping_model_early_and_drops_the_repeat() -> None:
     # Stopped at the first repeat, not at the cap of 256 tokens.
     assert final.usage.completion_tokens < 80
     assert model.complete(eliza_messages("What can you do for me?")).text == final.text
+
+
+def test_a_reply_that_calls_no_tool_is_guarded_too() -> None:
+    model = LocalModel(default_model_path(), sampling=NO_PENALTIES)
+    clock = ToolSpec(name="get_time", description="The current time.")
+    reply = model.complete(eliza_messages("What can you do for me?"), [clock])
+    found = units(reply.text)
+    assert not reply.tool_calls and found and len(found) == len(set(found)), reply.text
 
 
 @pytest.mark.parametrize(
