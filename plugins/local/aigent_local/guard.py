@@ -5,12 +5,15 @@ the examples in its prompt.
 
 Text passes through as it comes, except while the unit being written (a sentence or a line) reads
 like the start of one already written: that part is held back until it either turns out to be
-new (it is released) or ends as a repeat (it is dropped and generation stops).
+new (it is released) or ends as a repeat (it is dropped and generation stops). A sentence copied
+from one of the model's earlier replies is dropped too, but the reply goes on: small models copy
+their last answer to the next question, and what follows the copy is often new.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Sequence
 
 # A unit this short ("1.", "Hi!", "Ok.") may well recur on purpose: never called a repeat.
 MIN_REPEAT_CHARS = 4
@@ -26,10 +29,15 @@ def _norm(text: str) -> str:
 
 class ReplyGuard:
     """Feed it the model's text piece by piece; emit what :meth:`feed` returns and stop generating
-    once :attr:`stopped` is true. Nothing is owed at the end: a unit still held then is the start
-    of a repeat cut short by the length cap or the model's own stop, and is dropped."""
+    once :attr:`stopped` is true; at the end, emit what :meth:`finish` returns."""
 
-    def __init__(self, max_sentences: int | None = None, speaker: str | None = None) -> None:
+    def __init__(
+        self,
+        max_sentences: int | None = None,
+        speaker: str | None = None,
+        earlier: Sequence[str] = (),
+    ) -> None:
+        """``earlier``: the model's replies before this one in the conversation."""
         self.max_sentences = max_sentences
         self._label = f"{speaker.lower()}:" if speaker else None
         self._lead = ""  # the reply's first characters, while they may be the label
@@ -39,6 +47,13 @@ class ReplyGuard:
         self._sentences = 0
         self._unit = ""  # the unit being written, from its first character
         self._held = True  # while true, all of _unit is held back
+        self._earlier: list[str] = []
+        for reply in earlier:
+            reader = ReplyGuard()
+            reader.feed(reply + "\n")  # the newline ends its last sentence
+            self._earlier += reader._seen
+        self._copied = ""  # sentences dropped as copies of an earlier reply
+        self._shown = False
 
     def feed(self, piece: str) -> str:
         if self._label is not None:  # the start of the reply
@@ -62,10 +77,20 @@ class ReplyGuard:
                 out.append(self._unit)
             elif not self._held:
                 out.append(char)
-        return "".join(out)
+        shown = "".join(out)
+        self._shown = self._shown or bool(shown.strip())
+        return shown
+
+    def finish(self) -> str:
+        """What is owed at the end: nothing, unless every sentence was a copy of an earlier
+        reply; then the copy, since an old answer is better than none. A unit still held is
+        the start of a repeat cut short by the length cap or the model's own stop: dropped."""
+        if self._held and _norm(self._unit) in self._earlier:
+            self._copied, self._unit = self._copied + self._unit, ""
+        return "" if self._shown else self._copied.strip()
 
     def _may_repeat(self, norm: str) -> bool:
-        return any(seen.startswith(norm) for seen in self._seen)
+        return any(seen.startswith(norm) for seen in (*self._seen, *self._earlier))
 
     def _close(self) -> str:
         """The unit ended: drop it if it repeats one, else release what was held."""
@@ -74,6 +99,11 @@ class ReplyGuard:
         if self._held:
             if norm in self._seen and len(norm) >= MIN_REPEAT_CHARS:
                 self.stopped, self.stop_reason = True, "repeated sentence"
+                return ""
+            if norm in self._earlier and len(norm) >= MIN_REPEAT_CHARS:
+                self._copied += self._unit
+                self._seen.append(norm)  # written again in this reply, it is a loop
+                self._unit = ""
                 return ""
             released = self._unit
         if norm:

@@ -29,6 +29,8 @@ DEFAULT_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 _NO_SYSTEM_ROLE = {"gemma"}
 # A small model that goes on to write the user's next turn has finished its own.
 _STOP = ["\nUser:", "\nuser:", "\nUSER:"]
+# How much hotter a reply is sampled again when the first try only copied an earlier reply.
+RETRY_HEAT = 0.5
 
 log = logging.getLogger("aigent.local")
 
@@ -179,7 +181,8 @@ class LocalModel:
         usage = result.get("usage") or {}
         tool_calls, text = parse_tool_calls(text, tools)
         if not tool_calls:
-            text = ReplyGuard(self.sampling.max_sentences, speaker=self.speaker).feed(text)
+            guard = self._guard(messages)
+            text = guard.feed(text) + guard.finish()
         return ModelResponse(
             text=text.strip(),
             tool_calls=tool_calls,
@@ -199,30 +202,41 @@ class LocalModel:
         temperature: float | None = None,
     ) -> Iterator[str | ModelResponse]:
         """Text as it is generated, then one :class:`ModelResponse`. Generation stops when the
-        model starts a sentence or line it already wrote (the repeat is not shown) or reaches
-        the sentence limit."""
-        text = ""
-        guard = ReplyGuard(self.sampling.max_sentences, speaker=self.speaker)
+        model starts a sentence or line it already wrote in this reply (the repeat is not
+        shown) or reaches the sentence limit; a sentence copied from an earlier reply is left
+        out. A reply that was nothing but such a copy is sampled once more, hotter (nothing
+        was shown yet); if that is a copy too, the copy is the answer."""
         llama = self._llama_loaded()  # before the lock: loading swaps in the lock shared per file
+        heat = self.sampling.temperature if temperature is None else temperature
+        text = ""
+        completion_tokens = 0
         with self._lock:
             prompt_tokens = len(llama.tokenize(_flatten(messages).encode()))
-            chunks = self._create(messages, (), max_tokens, temperature, stream=True)
-            completion_tokens = 0
-            try:
-                for chunk in chunks:
-                    piece = chunk["choices"][0]["delta"].get("content") or ""
-                    if not piece:
-                        continue
-                    completion_tokens += 1
-                    shown = guard.feed(piece)
-                    if shown:
-                        text += shown
-                        yield shown
-                    if guard.stopped:
-                        log.debug("%s: reply ended at a %s", self.model_id, guard.stop_reason)
-                        break
-            finally:
-                chunks.close()  # stops llama.cpp generating now, not when collected
+            for attempt in range(2):
+                guard = self._guard(messages)
+                chunks = self._create(messages, (), max_tokens, heat, stream=True)
+                try:
+                    for chunk in chunks:
+                        piece = chunk["choices"][0]["delta"].get("content") or ""
+                        if not piece:
+                            continue
+                        completion_tokens += 1
+                        shown = guard.feed(piece)
+                        if shown:
+                            text += shown
+                            yield shown
+                        if guard.stopped:
+                            log.debug("%s: reply ended at a %s", self.model_id, guard.stop_reason)
+                            break
+                finally:
+                    chunks.close()  # stops llama.cpp generating now, not when collected
+                if text.strip() or not guard.finish() or attempt:
+                    break
+                log.debug("%s: the reply only copied an earlier one; once more", self.model_id)
+                heat = min(2.0, heat + RETRY_HEAT)
+        if owed := guard.finish():
+            text += owed
+            yield owed
         yield ModelResponse(
             text=text.strip(),
             model=self.model_id,
@@ -230,6 +244,10 @@ class LocalModel:
                 prompt_tokens=prompt_tokens, completion_tokens=completion_tokens, cost_usd=0.0
             ),
         )
+
+    def _guard(self, messages: Sequence[ChatMessage]) -> ReplyGuard:
+        earlier = [m.content for m in messages if m.role == "assistant" and m.content]
+        return ReplyGuard(self.sampling.max_sentences, speaker=self.speaker, earlier=earlier)
 
     def _llama_loaded(self) -> Any:
         if self._llama is None:

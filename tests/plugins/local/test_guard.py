@@ -67,6 +67,24 @@ def test_a_speaker_label_copied_from_the_examples_is_dropped() -> None:
     assert guarded("Eliza is here.", speaker="Eliza")[0] == "Eliza is here."
 
 
+def test_a_sentence_copied_from_an_earlier_reply_is_left_out_and_the_reply_goes_on() -> None:
+    earlier = ["Oh, hello there! How can I help you?"]
+    text = "Oh, hello there! I can help with agents and payments."
+    shown, guard = guarded(text, earlier=earlier)
+    assert shown.strip() == "I can help with agents and payments."
+    assert not guard.stopped and guard.finish() == ""
+    # Written twice in this reply, the copy is a loop: the reply ends there.
+    shown, guard = guarded("Oh, hello there! Agents pay. Oh, hello there! More.", earlier=earlier)
+    assert shown.strip() == "Agents pay." and guard.stop_reason == "repeated sentence"
+
+
+def test_a_reply_that_is_all_copy_is_shown_rather_than_nothing() -> None:
+    earlier = ["Oh, hello there! How can I help you?"]
+    shown, guard = guarded("Oh, hello there! How can I help you?", earlier=earlier)
+    assert shown == ""
+    assert guard.finish() == guard.finish() == "Oh, hello there! How can I help you?"
+
+
 @pytest.mark.parametrize(
     ("style", "expected"),
     [

@@ -81,6 +81,20 @@ def test_the_guard_stops_a_looping_model_early_and_drops_the_repeat() -> None:
     assert model.complete(eliza_messages("What can you do for me?")).text == final.text
 
 
+def test_a_sentence_of_the_last_answer_is_not_said_again() -> None:
+    """Asked again, greedy SmolLM2 opens with its first answer's first sentence."""
+    model = LocalModel(default_model_path(), sampling=replace(NO_PENALTIES, max_sentences=3))
+    question = "Hi Eliza, what can you help me with?"
+    first = model.complete(eliza_messages(question)).text
+    history = [
+        *eliza_messages(question),
+        ChatMessage(role="assistant", content=first),
+        ChatMessage(role="user", content=question),
+    ]
+    again = model.complete(history).text
+    assert again and units(first)[0] not in units(again), (first, again)
+
+
 def test_a_reply_that_calls_no_tool_is_guarded_too() -> None:
     model = LocalModel(default_model_path(), sampling=NO_PENALTIES)
     clock = ToolSpec(name="get_time", description="The current time.")
