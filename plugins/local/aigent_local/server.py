@@ -13,7 +13,7 @@ import uuid
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from pydantic import BaseModel, ValidationError
+from pydantic import BaseModel, Field, ValidationError
 
 from aigent import ChatMessage, ModelResponse
 from aigent_local.model import LocalModel
@@ -23,8 +23,8 @@ class ChatRequest(BaseModel):
     model: str = "local"
     messages: list[ChatMessage]
     stream: bool = False
-    max_tokens: int | None = None
-    temperature: float | None = None
+    max_tokens: int | None = Field(default=None, gt=0)
+    temperature: float | None = Field(default=None, ge=0, le=2)
 
 
 def make_server(model: LocalModel, host: str, port: int) -> ThreadingHTTPServer:
@@ -54,7 +54,7 @@ def make_server(model: LocalModel, host: str, port: int) -> ThreadingHTTPServer:
             if request.stream:
                 self._stream(request)
                 return
-            response = model.complete(request.messages)
+            response = model.complete(request.messages, **_overrides(request))
             self._json(200, _completion(model, response))
 
         def _stream(self, request: ChatRequest) -> None:
@@ -64,7 +64,7 @@ def make_server(model: LocalModel, host: str, port: int) -> ThreadingHTTPServer:
             self.send_header("connection", "close")
             self.end_headers()
             ident = f"chatcmpl-{uuid.uuid4().hex}"
-            for item in model.stream_sync(request.messages):
+            for item in model.stream_sync(request.messages, **_overrides(request)):
                 if isinstance(item, ModelResponse):
                     delta: dict[str, Any] = {}
                     finish: str | None = "stop"
@@ -105,6 +105,11 @@ def serve(model: LocalModel, host: str, port: int) -> None:
         pass
     finally:
         server.server_close()
+
+
+def _overrides(request: ChatRequest) -> dict[str, Any]:
+    """What a client may set per request; the penalties and the repeat guard always apply."""
+    return {"max_tokens": request.max_tokens, "temperature": request.temperature}
 
 
 def _model_card(model: LocalModel) -> dict[str, Any]:
