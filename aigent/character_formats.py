@@ -430,7 +430,7 @@ def _resolve_extends(raw: dict[str, Any], file: Path, seen: set[Path]) -> dict[s
         check_inside(path, allowed_roots(file.parent), file=str(file), field=f"extends[{i}]")
         if path in seen:
             raise CharacterError(str(file), [(f"extends[{i}]", f"{parent} extends itself")])
-        if not path.exists():
+        if not path.is_file():
             raise CharacterError(str(file), [(f"extends[{i}]", f"no such file: {parent}")])
         parent_raw = read_document(path)
         if not isinstance(parent_raw, dict):
