@@ -9,8 +9,6 @@ import re
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
-import httpx
-
 from aigent import (
     ChatMessage,
     ModelError,
@@ -22,6 +20,7 @@ from aigent import (
     redact,
 )
 from aigent_openai import pool, retry
+from aigent_openai._httpx import httpx
 from aigent_openai.prices import Price, cost
 from aigent_openai.wire import (
     StreamReader,

@@ -10,7 +10,7 @@ from __future__ import annotations
 import asyncio
 import threading
 
-import httpx
+from aigent_openai._httpx import httpx
 
 _clients: dict[tuple[str, asyncio.AbstractEventLoop], httpx.AsyncClient] = {}
 _lock = threading.Lock()  # loops in other threads (chat_sync) make clients too

@@ -4,9 +4,10 @@ Durability is SQLite's (WAL, synchronous=NORMAL: a committed batch survives a ki
 Vectors are stored as float32 unit-vector blobs. Recall needs no index: the vectors of one
 (agent, user) partition are loaded on its first recall into a matrix kept in a small LRU
 (``settings.sqlite.cache_mb``, 64), topped up with newer rows at each recall, and scored with
-one matrix-vector product; the knowledge rows likewise. numpy is imported, and knowledge
-ingested, in a thread when the store opens, so the agent is ready at once; the first recall
-waits for that only if it is not done yet.
+one matrix-vector product; the knowledge rows likewise. Knowledge is ingested in a thread when
+the store opens, so the agent is ready at once (the first recall waits for it only if it is
+not done yet); numpy is imported there too when there is anything to score, else at the first
+recall that finds rows.
 
 The file records the embedder and dimension it was built with; opening it with another is
 refused rather than mixing vectors.
@@ -86,6 +87,7 @@ class SQLiteStore:
         self._knowledge: Rows | None = None  # None: (re)load at the next recall
         self.ingester = KnowledgeIngester(ctx, self, embedder, folder / "knowledge-manifest.json")
         self._closed = False
+        self._any_rows = False
         self._ready: concurrent.futures.Future[None] = concurrent.futures.Future()
         threading.Thread(target=self._open_in_background, name="aigent-sqlite-open").start()
 
@@ -118,7 +120,10 @@ class SQLiteStore:
 
     def _open_in_background(self) -> None:
         try:
-            import aigent_sqlite.vectors  # noqa: F401  (numpy: the slow part of opening)
+            if self.ctx.character.knowledge or self._has_rows():
+                # numpy (the slow part of opening) only when there is something to score: a
+                # new agent imports it at its first recall that finds rows, after it is ready.
+                import aigent_sqlite.vectors  # noqa: F401
 
             if self.ctx.character.knowledge:
                 self.ingester.ingest()
@@ -127,6 +132,16 @@ class SQLiteStore:
             self._ready.set_exception(exc)
         else:
             self._ready.set_result(None)
+
+    def _has_rows(self) -> bool:
+        """Whether anything at all is stored (cheap: one indexed probe; once true, cached)."""
+        if not self._any_rows:
+            with self._read_lock:
+                [found] = self._reader.execute(
+                    "SELECT EXISTS (SELECT 1 FROM vectors) OR EXISTS (SELECT 1 FROM knowledge)"
+                ).fetchone()
+                self._any_rows = bool(found)
+        return self._any_rows
 
     async def ready(self) -> None:
         """Wait until numpy is imported and knowledge is ingested."""
@@ -198,9 +213,11 @@ class SQLiteStore:
         return within_budget(found, message.text, self.top_k, self.min_score, self.budget_chars)
 
     def _recall(self, vector: list[float], agent: str, user: str) -> list[Recalled]:
+        self._ready.result()  # an error while opening is raised here, for every recall
+        if not self._has_rows():
+            return []  # nothing stored yet: no need for numpy
         from aigent_sqlite.vectors import as_query
 
-        self._ready.result()  # an error while opening is raised here, for every recall
         query = as_query(vector)
         with self._read_lock:
             rows = self._partition(agent, user)
