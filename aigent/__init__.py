@@ -33,6 +33,7 @@ if TYPE_CHECKING:
         Embedder,
         Evaluator,
         Exchange,
+        Ingested,
         MemoryStore,
         ModelProvider,
         Payments,
@@ -40,6 +41,13 @@ if TYPE_CHECKING:
         Recalled,
         SettlementEngine,
         StreamingChatModel,
+    )
+    from aigent.knowledge import KnowledgeIngester
+    from aigent.memory import (
+        CHARS_PER_TOKEN,
+        EmbedderMismatch,
+        embedder_dimension,
+        within_budget,
     )
     from aigent.messages import (
         ChatMessage,
@@ -72,6 +80,12 @@ _EXPORTS = {
     "ContextProvider": "aigent.interfaces",
     "Embedder": "aigent.interfaces",
     "Evaluator": "aigent.interfaces",
+    "Ingested": "aigent.interfaces",
+    "KnowledgeIngester": "aigent.knowledge",
+    "CHARS_PER_TOKEN": "aigent.memory",
+    "EmbedderMismatch": "aigent.memory",
+    "embedder_dimension": "aigent.memory",
+    "within_budget": "aigent.memory",
     "Exchange": "aigent.interfaces",
     "MemoryStore": "aigent.interfaces",
     "ModelProvider": "aigent.interfaces",
@@ -117,6 +131,7 @@ _EXPORTS = {
 _RENAMED = {"enable_progress": "enable"}
 
 __all__ = [
+    "CHARS_PER_TOKEN",
     "Action",
     "ActionBlocked",
     "Agent",
@@ -128,9 +143,12 @@ __all__ = [
     "Client",
     "ContextProvider",
     "Embedder",
+    "EmbedderMismatch",
     "Evaluator",
     "Exchange",
     "Incoming",
+    "Ingested",
+    "KnowledgeIngester",
     "Loop",
     "MemoryStore",
     "MissingSecret",
@@ -160,6 +178,7 @@ __all__ = [
     "ToolSpec",
     "Usage",
     "__version__",
+    "embedder_dimension",
     "enable_progress",
     "format_amount",
     "hookimpl",
@@ -171,6 +190,7 @@ __all__ = [
     "redact",
     "secret_may_go_to",
     "tools_in_text",
+    "within_budget",
 ]
 
 

@@ -9,15 +9,17 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError, field_validator
 
 from aigent.amounts import format_amount
-from aigent.character_formats import Format, detect_format, to_aigent
 from aigent.documents import read_document
 from aigent.errors import CharacterError
 from aigent.spending import Limits
+
+if TYPE_CHECKING:
+    from aigent.character_formats import Format
 
 
 class _Strict(BaseModel):
@@ -248,6 +250,9 @@ class Character(_Strict):
 
 def load_character(path: str | Path) -> Character:
     """Read, detect and validate one character file. Raises :class:`CharacterError`."""
+    # The foreign formats' models cost ~25 ms to build: only a file being read needs them.
+    from aigent.character_formats import detect_format, to_aigent
+
     file = Path(path)
     raw = read_document(file)
     if not isinstance(raw, dict):

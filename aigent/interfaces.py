@@ -11,7 +11,6 @@ from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
     from aigent.character import Character, ModelConfig
-    from aigent.knowledge import Ingested
     from aigent.messages import (
         ChatMessage,
         Incoming,
@@ -23,6 +22,17 @@ if TYPE_CHECKING:
     from aigent.runtime import Agent
     from aigent.secrets import Secrets
     from aigent.spending import SpendingPolicy
+
+
+@dataclass
+class Ingested:
+    """What one knowledge ingestion did."""
+
+    added: int = 0
+    unchanged: int = 0
+    removed: int = 0
+    files_changed: list[str] = field(default_factory=list)
+    skipped: list[str] = field(default_factory=list)
 
 
 @dataclass

@@ -16,6 +16,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol
 
+from aigent.interfaces import Ingested
 from aigent.memory import run_sync
 from aigent.paths import allowed_roots, outside
 
@@ -44,15 +45,6 @@ class KnowledgeSink(Protocol):
         """Add or replace chunks by id (an id is the hash of the text)."""
 
     def delete_chunks(self, ids: Sequence[str], shared: bool) -> None: ...
-
-
-@dataclass
-class Ingested:
-    added: int = 0
-    unchanged: int = 0
-    removed: int = 0
-    files_changed: list[str] = field(default_factory=list)
-    skipped: list[str] = field(default_factory=list)
 
 
 @dataclass

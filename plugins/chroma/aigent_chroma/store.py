@@ -18,9 +18,19 @@ from pathlib import Path
 from typing import Any
 from urllib.parse import urlparse
 
-from aigent import Embedder, Exchange, Incoming, PluginContext, Recalled
-from aigent.knowledge import Ingested, KnowledgeIngester
-from aigent.memory import CHARS_PER_TOKEN, EmbedderMismatch, embedder_dimension, within_budget
+from aigent import (
+    CHARS_PER_TOKEN,
+    Embedder,
+    EmbedderMismatch,
+    Exchange,
+    Incoming,
+    Ingested,
+    KnowledgeIngester,
+    PluginContext,
+    Recalled,
+    embedder_dimension,
+    within_budget,
+)
 
 
 def collection_name(*parts: str) -> str:

@@ -25,9 +25,19 @@ from collections import OrderedDict
 from collections.abc import Sequence
 from typing import TYPE_CHECKING, Any
 
-from aigent import Embedder, Exchange, Incoming, PluginContext, Recalled
-from aigent.knowledge import Ingested, KnowledgeIngester
-from aigent.memory import CHARS_PER_TOKEN, EmbedderMismatch, embedder_dimension, within_budget
+from aigent import (
+    CHARS_PER_TOKEN,
+    Embedder,
+    EmbedderMismatch,
+    Exchange,
+    Incoming,
+    Ingested,
+    KnowledgeIngester,
+    PluginContext,
+    Recalled,
+    embedder_dimension,
+    within_budget,
+)
 
 if TYPE_CHECKING:
     from aigent_sqlite.vectors import Rows
