@@ -79,7 +79,9 @@ async def resolve_details(
         # No redirects (the address asked for is the one that answers, never another host),
         # a bounded body and a bounded time: the URL may come from a model or a stranger.
         async with client.get(
-            url, headers=headers, timeout=aiohttp.ClientTimeout(total=timeout),
+            url,
+            headers=headers,
+            timeout=aiohttp.ClientTimeout(total=timeout),
             allow_redirects=False,
         ) as response:
             if response.status != 200:

@@ -272,9 +272,7 @@ class StreamReceiver:
             return refuse()  # a probe (exchange-rate test packet): unfulfillable by design
         answer = b""
         if data is not None:
-            outcome = await self._ask(
-                Incoming(conn.tag, prepare.amount, data[1], data[0], context)
-            )
+            outcome = await self._ask(Incoming(conn.tag, prepare.amount, data[1], data[0], context))
             if isinstance(outcome, RejectWith):
                 return refuse(outcome.code, outcome.message)
             answer = outcome
