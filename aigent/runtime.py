@@ -8,10 +8,8 @@ from __future__ import annotations
 
 import asyncio
 import atexit
-import functools
 import inspect
 import logging
-import os
 import time
 from collections import defaultdict, deque
 from collections.abc import Awaitable, Callable, Sequence
@@ -19,27 +17,24 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from aigent.actions import Action
-from aigent.character import Character, ModelConfig, load_character
+from aigent.assembly import assemble, open_memory
+from aigent.character import Character, load_character
 from aigent.errors import (
     ActionBlocked,
     AigentError,
-    MissingSecret,
     ModelError,
-    ModelNotFound,
     PluginError,
 )
 from aigent.interfaces import (
     ChatModel,
     Client,
     ContextProvider,
-    Embedder,
     Evaluator,
     Exchange,
     MemoryStore,
-    ModelProvider,
     PluginContext,
 )
-from aigent.memory import WriteBehind, choose_store
+from aigent.memory import WriteBehind
 from aigent.messages import (
     ActionResult,
     ChatMessage,
@@ -50,9 +45,8 @@ from aigent.messages import (
     ToolSpec,
     Usage,
 )
-from aigent.models import FallbackModel, stream_or_chat
-from aigent.paths import allowed_roots
-from aigent.plugins import Plugins, Registered
+from aigent.models import stream_or_chat
+from aigent.plugins import Plugins
 from aigent.prompt import system_prompt
 from aigent.secrets import Secrets, redact
 from aigent.spending import SpendingPolicy
@@ -65,7 +59,6 @@ if TYPE_CHECKING:
 log = logging.getLogger("aigent.runtime")
 T = TypeVar("T")
 
-DEFAULT_MODEL = "local"
 HISTORY_TURNS = 10
 MAX_TOOL_ROUNDS = 4
 PROVIDER_TIMEOUT = 5.0
@@ -113,8 +106,7 @@ class Agent:
         self._history: dict[tuple[str, str], deque[ChatMessage]] = defaultdict(
             lambda: deque(maxlen=HISTORY_TURNS * 2)
         )
-        self._chains: dict[tuple[str, ...], ChatModel] = {}
-        self._client_regs: list[Registered] = []
+        self._running: list[Client] = []  # the services and clients started, in order
         self._node_parts: NodeParts | None = None
         self._assembled = False
         self._started = False
@@ -133,176 +125,20 @@ class Agent:
     # --- assembling ------------------------------------------------------------------------------
 
     def assemble(self) -> None:
-        """Load and configure every plugin, or fail naming the one that could not be used."""
+        """Load, configure and enable everything the agent uses, in one pass, before it starts
+        (see :mod:`aigent.assembly`); or fail naming the plugin that could not be used."""
         if self._assembled:
             return
-        c = self.character
-        base_dir = c.source.parent if c.source else Path.cwd()
-        for obj in self._code_plugins:
-            self.plugins.add(obj)
-        if self._load_installed:
-            self.plugins.load_installed()
-        roots = allowed_roots(base_dir, c.allow_paths)
-        for spec in c.plugins:
-            self.plugins.load_named(spec, base_dir, roots)
-
-        self.models = {role: self._resolve_chain(role) for role in ("large", "small")}
-        self.model = self.models["large"]
-        # A plugin the agent uses through a client or a settlement engine brings its
-        # behaviour too (the X client's timeline as context): enabled before it is collected.
-        self._client_regs = self._client_registrations()
-        if c.connector.enabled:
-            self._node_parts = self._assemble_node()
-        self.memory = self._resolve_memory()
-        for reg in self.plugins.collect("register_actions", only_enabled=True, ctx=self.ctx):
-            action = _as_action(reg.value)
-            action.plugin = reg.plugin
-            self.actions.setdefault(action.name, action)  # the first in precedence order wins
-        for reg in self.plugins.collect(
-            "register_context_providers", only_enabled=True, ctx=self.ctx
-        ):
-            self.providers.append(_named(reg.value, "get"))
-        for reg in self.plugins.collect("register_services", only_enabled=True, ctx=self.ctx):
-            self.services.append(reg.value)
-            self._owners[id(reg.value)] = reg.plugin
-        for reg in self.plugins.collect("register_evaluators", only_enabled=True, ctx=self.ctx):
-            self.evaluators.append(_named(reg.value, "evaluate"))
+        built = assemble(self, self._code_plugins, self._load_installed)
+        self.models, self.model, self.memory = built.models, built.models["large"], built.memory
+        self.actions, self.providers = built.actions, built.providers
+        self.evaluators, self.services, self.clients = (
+            built.evaluators,
+            built.services,
+            built.clients,
+        )
+        self._node_parts, self._owners = built.node, built.owners
         self._assembled = True
-
-    def _resolve_chain(self, role: str) -> ChatModel:
-        chain = self.character.models.chain(role) or [
-            ModelConfig(model=os.environ.get("AIGENT_MODEL") or DEFAULT_MODEL)
-        ]
-        key = tuple(c.model_dump_json() for c in chain)
-        if key in self._chains:  # small often falls back to large: build it once
-            return self._chains[key]
-        models: list[ChatModel] = []
-        missing: list[MissingSecret] = []
-        for config in chain:
-            try:
-                models.append(self._resolve_model(config))
-            except MissingSecret as exc:
-                # A fallback without its key is skipped; the chain fails only if none is left.
-                missing.append(exc)
-                log.warning("%s: skipping model %s: %s", self.name, config.model, exc)
-        if not models:
-            raise missing[0]
-        model = models[0] if len(models) == 1 else FallbackModel(models)
-        self._chains[key] = model
-        return model
-
-    def _resolve_model(self, config: ModelConfig) -> ChatModel:
-        providers = self.plugins.collect("register_models")
-        for reg in providers:
-            provider: ModelProvider = reg.value
-            if provider.supports(config.model):
-                self.plugins.enabled.add(reg.plugin)
-                try:
-                    return provider.get_model(config, self.ctx.for_plugin(reg.plugin))
-                except AigentError:
-                    raise
-                except Exception as exc:
-                    raise PluginError(
-                        reg.plugin,
-                        f"could not set up model {config.model!r} "
-                        f"({type(exc).__name__}: {redact(str(exc))})",
-                    ) from exc
-        names = ", ".join(sorted({r.plugin for r in providers})) or "none"
-        raise ModelNotFound(
-            f"{self._where()}: no installed plugin serves model {config.model!r} "
-            f"(model plugins installed: {names}). Install the plugin for it "
-            "(pip install aigent-litellm for provider models, aigent-local for "
-            "'local') or pick another model in models.large"
-        )
-
-    def _resolve_memory(self) -> MemoryStore | None:
-        settings = self.character.memory
-        if not settings.enabled:
-            return None
-        stores = self.plugins.named("register_memory_stores")
-        if not stores:
-            return None
-        name: str | None = settings.store or choose_store(stores, self.ctx)
-        if name not in stores:
-            raise PluginError(
-                str(name), "memory store is not installed", f"installed stores: {', '.join(stores)}"
-            )
-        embedders = self.plugins.named("register_embedders")
-        embedder_name = settings.embedder or next(iter(embedders), None)
-        if embedder_name is None or embedder_name not in embedders:
-            raise PluginError(
-                embedder_name or "embedder",
-                "embedder is not installed",
-                f"installed embedders: {', '.join(embedders) or 'none'}",
-            )
-        ereg = embedders[embedder_name]
-        embedder: Embedder = _configure(
-            ereg.plugin, lambda: ereg.value(self.ctx.for_plugin(ereg.plugin))
-        )
-        reg = stores[name]
-        self.plugins.enabled.add(reg.plugin)
-        factory: Callable[[PluginContext, Embedder], MemoryStore] = reg.value
-        return _configure(reg.plugin, lambda: factory(self.ctx.for_plugin(reg.plugin), embedder))
-
-    def _client_registrations(self) -> list[Registered]:
-        factories = self.plugins.named("register_clients")
-        found = []
-        for name in self.character.clients:
-            if name not in factories:
-                raise PluginError(
-                    name,
-                    "client is not installed",
-                    f"pip install aigent-{name}, or remove it from the character's clients",
-                )
-            self.plugins.enabled.add(factories[name].plugin)
-            found.append(factories[name])
-        return found
-
-    def _assemble_node(self) -> NodeParts:
-        """The payment node's parts: its connector's configuration (checked now, naming the
-        file and field) and the settlement engine each peer names, built by its plugin (which
-        is then enabled, so its behaviour is collected too)."""
-        from aigent.node import NodeParts, connector_config
-
-        config, wanted = connector_config(self.character, self.data_dir, self.secrets, self.name)
-        factories = self.plugins.named("register_settlement_engines")
-        engines: dict[str, Any] = {}
-        for account, name in wanted.items():
-            if name not in factories:
-                raise PluginError(
-                    name,
-                    "settlement engine is not installed",
-                    f"named by connector.peers.{account}.settlement; installed engines: "
-                    f"{', '.join(factories) or 'none'}",
-                )
-            reg = factories[name]
-            self.plugins.enabled.add(reg.plugin)
-            engines[account] = _configure(
-                reg.plugin, functools.partial(reg.value, self.ctx.for_plugin(reg.plugin))
-            )
-        return NodeParts(
-            name=self.name,
-            data_dir=self.data_dir,
-            settings=self.character.connector,
-            price=self.character.price,
-            spending=self.spending,
-            config=config,
-            engines=engines,
-            answer=self.handle,
-        )
-
-    def _resolve_clients(self) -> list[Client]:
-        clients = []
-        for reg in self._client_regs:
-            factory: Callable[[PluginContext, Agent], Client] = reg.value
-            ctx = self.ctx.for_plugin(reg.plugin)
-            client = _configure(reg.plugin, functools.partial(factory, ctx, self))
-            self._owners[id(client)] = reg.plugin
-            clients.append(client)
-        return clients
-
-    def _where(self) -> str:
-        return str(self.character.source) if self.character.source else self.name
 
     # --- lifecycle -------------------------------------------------------------------------------
 
@@ -312,11 +148,9 @@ class Agent:
         if self._started:
             return
         await asyncio.to_thread(self.assemble)
-        if clients:
-            self.clients = self._resolve_clients()
         if self.memory is None and self.character.memory.enabled:
             # Closed by a stop: opened again (cheap; the store's slow parts run in background).
-            self.memory = await asyncio.to_thread(self._resolve_memory)
+            self.memory = await asyncio.to_thread(open_memory, self)
         started: list[Client] = []
         try:
             if self.character.connector.enabled:
@@ -326,10 +160,11 @@ class Agent:
                 node = AgentNode(self._node_parts)
                 await node.start()
                 self.node = node
-            for client in [*self.services, *self.clients]:
+            for client in [*self.services, *(self.clients if clients else ())]:
                 owner = self._owners.get(id(client), getattr(client, "name", "client"))
                 await _configure_async(owner, client.start)
                 started.append(client)
+            self._running = started
         except BaseException:
             for client in reversed(started):
                 await _quietly(client.stop())
@@ -348,8 +183,9 @@ class Agent:
     async def stop(self) -> None:
         if not self._started:
             return
-        for client in reversed([*self.services, *self.clients]):
+        for client in reversed(self._running):
             await _quietly(client.stop())
+        self._running = []
         if self.node is not None:
             await _quietly(self.node.stop())
             self.node = None
@@ -675,40 +511,6 @@ class Agent:
             self._sync.run(self.stop())
             self._sync.close()
             self._sync = None
-
-
-def _as_action(obj: Any) -> Action:
-    if isinstance(obj, Action):
-        return obj
-    if callable(obj):
-        return Action.from_function(obj)
-    raise TypeError(f"register() takes a function or an Action, got {type(obj).__name__}")
-
-
-class _FunctionAdapter:
-    def __init__(self, fn: Callable[..., Awaitable[Any]], method: str) -> None:
-        self.name = getattr(fn, "__name__", "anonymous")
-        setattr(self, method, fn)
-
-
-def _named(obj: Any, method: str) -> Any:
-    """A provider or evaluator given as a bare async function gets the object shape."""
-    if hasattr(obj, method):
-        return obj
-    if callable(obj):
-        return _FunctionAdapter(obj, method)
-    raise TypeError(f"expected an object with .{method}() or an async function")
-
-
-def _configure(plugin: str, build: Callable[[], T]) -> T:
-    try:
-        return build()
-    except AigentError:
-        raise
-    except Exception as exc:
-        raise PluginError(
-            plugin, f"could not be configured ({type(exc).__name__}: {redact(str(exc))})"
-        ) from exc
 
 
 async def _configure_async(plugin: str, start: Callable[[], Awaitable[Any]]) -> None:

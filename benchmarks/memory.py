@@ -25,6 +25,7 @@ from collections.abc import Sequence
 from typing import Any
 
 from aigent import Agent, Character, Exchange, Incoming, Reply, hookimpl
+from aigent.assembly import open_memory
 
 WORDS = (
     "agent ledger packet payment channel claim memory knowledge token price message route peer "
@@ -72,7 +73,7 @@ async def run(store_name: str, embedder: str, sizes: list[int], users: int) -> N
     agent = Agent(character)
     agent.plugins.add(TrivialPlugin(), "trivial-embedder")
     agent.plugins.load_installed()
-    store: Any = agent._resolve_memory()  # memory alone: no model is needed here
+    store: Any = open_memory(agent)  # memory alone: no model is needed here
     if hasattr(store, "ready"):
         await store.ready()
     rng = random.Random(7)
