@@ -249,10 +249,24 @@ class Side:
         }
 
 
+def compile_bytecode(python: str) -> None:
+    """Bytecode for aigent's venv and workspace, as elizaOS's venv is built with it (and as a
+    pip install writes it): start-up then measures starting, not compiling. uv does not
+    compile by default, and PYTHONDONTWRITEBYTECODE may be set."""
+    site = subprocess.run(
+        [python, "-c", "import sysconfig; print(sysconfig.get_paths()['purelib'])"],
+        capture_output=True, text=True, check=True,
+    ).stdout.strip()  # fmt: skip
+    folders = [site, *(str(HERE.parent / d) for d in ("aigent", "connector", "plugins"))]
+    subprocess.run([python, "-m", "compileall", "-q", "-j", "0", *folders], check=False,
+                   capture_output=True)  # fmt: skip
+
+
 def sides(only: str | None, url: str, data_dir: Path, rss_after: int) -> list[Side]:
     env = {**os.environ, "BENCH_RSS_AFTER": str(rss_after)}
     out: list[Side] = []
     if only in (None, "aigent"):
+        compile_bytecode(sys.executable)
         driver = [str(PEERS / "aigent_driver.py"), "--url", url, "--data-dir", str(data_dir)]
         out.append(Side("aigent", sys.executable, driver, env))
     if only in (None, "elizaos"):
