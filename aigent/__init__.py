@@ -61,10 +61,12 @@ if TYPE_CHECKING:
         Usage,
     )
     from aigent.node import PaymentError
+    from aigent.retries import delay as retry_delay
+    from aigent.retries import parse_retry_after, retryable
     from aigent.runtime import Agent
     from aigent.secrets import Secrets, is_local_url, redact, secret_may_go_to
     from aigent.spending import Spend, SpendDenied, SpendingPolicy
-    from aigent.text_tools import parse_tool_calls, tools_in_text
+    from aigent.text_tools import parse_tool_calls, tools_in_text, wire_messages
 
 _EXPORTS = {
     "Action": "aigent.actions",
@@ -119,6 +121,9 @@ _EXPORTS = {
     "enable_progress": "aigent._progress",
     "Secrets": "aigent.secrets",
     "redact": "aigent.secrets",
+    "retry_delay": "aigent.retries",
+    "retryable": "aigent.retries",
+    "parse_retry_after": "aigent.retries",
     "secret_may_go_to": "aigent.secrets",
     "is_local_url": "aigent.secrets",
     "Spend": "aigent.spending",
@@ -126,9 +131,10 @@ _EXPORTS = {
     "SpendingPolicy": "aigent.spending",
     "parse_tool_calls": "aigent.text_tools",
     "tools_in_text": "aigent.text_tools",
+    "wire_messages": "aigent.text_tools",
 }
 
-_RENAMED = {"enable_progress": "enable"}
+_RENAMED = {"enable_progress": "enable", "retry_delay": "delay"}
 
 __all__ = [
     "CHARS_PER_TOKEN",
@@ -185,11 +191,15 @@ __all__ = [
     "is_local_url",
     "load_character",
     "moves_value",
+    "parse_retry_after",
     "parse_tool_calls",
     "progress",
     "redact",
+    "retry_delay",
+    "retryable",
     "secret_may_go_to",
     "tools_in_text",
+    "wire_messages",
     "within_budget",
 ]
 

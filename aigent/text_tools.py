@@ -1,8 +1,9 @@
-"""Tools for models without a tool-call format: described in the prompt, parsed from the text.
+"""A conversation in OpenAI's chat-completions shape, with tools native or described in text.
 
-Providers use this when a model cannot call tools natively (small local models, some servers):
-:func:`tools_in_text` rewrites a conversation so it needs no tool support, and
-:func:`parse_tool_calls` finds a call in the reply. A malformed call stays plain text.
+:func:`wire_messages` is what every OpenAI-format plugin sends. When a model cannot call tools
+natively (small local models, some servers), :func:`tools_in_text` rewrites a conversation so
+it needs no tool support, and :func:`parse_tool_calls` finds a call in the reply. A malformed
+call stays plain text.
 """
 
 from __future__ import annotations
@@ -10,6 +11,7 @@ from __future__ import annotations
 import json
 import re
 from collections.abc import Sequence
+from typing import Any
 
 from aigent.messages import ChatMessage, ToolCall, ToolSpec
 
@@ -65,3 +67,30 @@ def parse_tool_calls(text: str, tools: Sequence[ToolSpec]) -> tuple[list[ToolCal
     return [
         ToolCall(name=data["tool"], arguments=arguments if isinstance(arguments, dict) else {})
     ], ""
+
+
+def wire_messages(
+    messages: Sequence[ChatMessage], tools: Sequence[ToolSpec] = (), native: bool = True
+) -> list[dict[str, Any]]:
+    """``messages`` as OpenAI's chat-completions ``messages``: with tool calls and results in
+    its native fields, or (``native=False``) with tools described in the text."""
+    if not native:
+        return [{"role": m.role, "content": m.content} for m in tools_in_text(messages, tools)]
+    out = []
+    for m in messages:
+        item: dict[str, Any] = {"role": m.role, "content": m.content}
+        if m.tool_calls:
+            item["tool_calls"] = [
+                {
+                    "id": c.id,
+                    "type": "function",
+                    "function": {"name": c.name, "arguments": json.dumps(c.arguments)},
+                }
+                for c in m.tool_calls
+            ]
+        if m.tool_call_id:
+            item["tool_call_id"] = m.tool_call_id
+            if m.name:
+                item["name"] = m.name
+        out.append(item)
+    return out

@@ -3,13 +3,10 @@
 from __future__ import annotations
 
 import asyncio
-import email.utils
 import json
 import logging
 import os
-import random
 import threading
-import time
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
 
@@ -22,12 +19,12 @@ from aigent import (
     Usage,
     parse_tool_calls,
     redact,
-    tools_in_text,
+    retry_delay,
+    wire_messages,
 )
 
 log = logging.getLogger("aigent.litellm")
 RETRY_STATUSES = {408, 409, 429, 500, 502, 503, 504}
-MAX_DELAY = 30.0
 
 
 def _import_litellm() -> Any:
@@ -141,25 +138,7 @@ class LiteLLMModel:
     def _wire(
         self, messages: Sequence[ChatMessage], tools: Sequence[ToolSpec], native: bool
     ) -> list[dict[str, Any]]:
-        if not native:
-            return [{"role": m.role, "content": m.content} for m in tools_in_text(messages, tools)]
-        out = []
-        for m in messages:
-            item: dict[str, Any] = {"role": m.role, "content": m.content}
-            if m.tool_calls:
-                item["tool_calls"] = [
-                    {
-                        "id": c.id,
-                        "type": "function",
-                        "function": {"name": c.name, "arguments": json.dumps(c.arguments)},
-                    }
-                    for c in m.tool_calls
-                ]
-            if m.tool_call_id:
-                item["tool_call_id"] = m.tool_call_id
-                item["name"] = m.name
-            out.append(item)
-        return out
+        return wire_messages(messages, tools, native)
 
     async def _call(
         self,
@@ -212,14 +191,12 @@ class LiteLLMModel:
                 reason = redact(_short(exc))
                 if not retryable or attempt == self.retries:
                     raise ModelError(f"{self.model_id}: {reason}") from None
-                delay = _retry_after(exc) or min(MAX_DELAY, 0.5 * 2**attempt) * (
-                    0.5 + random.random() / 2
-                )
+                delay = retry_delay(attempt, _retry_after(exc))
                 log.warning(
                     "%s: %s; retry %d/%d in %.1fs",
                     self.model_id, reason, attempt + 1, self.retries, delay,
                 )  # fmt: skip
-                await asyncio.sleep(min(delay, MAX_DELAY))
+                await asyncio.sleep(delay)
         raise AssertionError("unreachable")
 
     def _parse(
@@ -279,8 +256,8 @@ def _transient(exc: Exception) -> bool:
     return any(word in type(exc).__name__ for word in ("Connection", "ServiceUnavailable"))
 
 
-def _retry_after(exc: Exception) -> float | None:
-    """Seconds from a Retry-After header (a number or an HTTP date), if the error carries one."""
+def _retry_after(exc: Exception) -> str | None:
+    """The Retry-After header the error carries, if any."""
     headers: Any = getattr(exc, "litellm_response_headers", None)
     if headers is None:
         response = getattr(exc, "response", None)
@@ -288,13 +265,7 @@ def _retry_after(exc: Exception) -> float | None:
     if not headers:
         return None
     value = headers.get("retry-after") or headers.get("Retry-After")
-    if value is None:
-        return None
-    try:
-        return max(0.0, float(value))
-    except ValueError:
-        parsed = email.utils.parsedate_to_datetime(value)
-        return max(0.0, parsed.timestamp() - time.time()) if parsed else None
+    return str(value) if value is not None else None
 
 
 def _short(exc: Exception) -> str:

@@ -18,15 +18,17 @@ from aigent import (
     Usage,
     parse_tool_calls,
     redact,
+    retry_delay,
+    retryable,
+    wire_messages,
 )
-from aigent_openai import pool, retry
+from aigent_openai import pool
 from aigent_openai._httpx import httpx
 from aigent_openai.prices import Price, cost
 from aigent_openai.wire import (
     StreamReader,
     WireError,
     error_message,
-    messages_out,
     parse_reply,
     request_body,
     tools_out,
@@ -141,7 +143,7 @@ class OpenAIModel:
     ) -> bytes:
         return request_body(
             self.wire_model,
-            messages_out(messages, tools, native),
+            wire_messages(messages, tools, native),
             tools_out(tools) if native else None,
             temperature=self.temperature,
             max_tokens=self.max_tokens,
@@ -189,13 +191,13 @@ class OpenAIModel:
                 self.tool_mode = "json"  # remembered: this model is asked that way from now on
                 raise _ToolsRefused
             reason = f"HTTP {status}: {message}{self._hint(status)}"
-            if not retry.retryable(status) or attempt == self.retries:
+            if not retryable(status) or attempt == self.retries:
                 raise ModelError(f"{self.model_id}: {reason}")
             await self._wait(attempt, reason, response.headers.get("retry-after"))
         raise AssertionError("unreachable")
 
     async def _wait(self, attempt: int, reason: str, retry_after: str | None) -> None:
-        wait = retry.delay(attempt, retry_after)
+        wait = retry_delay(attempt, retry_after)
         log.warning("%s: %s; retry %d/%d in %.1fs",
                     self.model_id, reason, attempt + 1, self.retries, wait)  # fmt: skip
         await asyncio.sleep(wait)

@@ -10,7 +10,7 @@ import json
 from collections.abc import Sequence
 from typing import Any
 
-from aigent import ChatMessage, ToolCall, ToolSpec, tools_in_text
+from aigent import ToolCall, ToolSpec
 
 # Reasoning models take max_completion_tokens and only the default temperature.
 _REASONING = ("o1", "o3", "o4", "gpt-5")
@@ -18,31 +18,6 @@ _REASONING = ("o1", "o3", "o4", "gpt-5")
 
 class WireError(ValueError):
     """A reply that does not have the chat-completions shape."""
-
-
-def messages_out(
-    messages: Sequence[ChatMessage], tools: Sequence[ToolSpec], native: bool
-) -> list[dict[str, Any]]:
-    if not native:
-        return [{"role": m.role, "content": m.content} for m in tools_in_text(messages, tools)]
-    out = []
-    for m in messages:
-        item: dict[str, Any] = {"role": m.role, "content": m.content}
-        if m.tool_calls:
-            item["tool_calls"] = [
-                {
-                    "id": c.id,
-                    "type": "function",
-                    "function": {"name": c.name, "arguments": json.dumps(c.arguments)},
-                }
-                for c in m.tool_calls
-            ]
-        if m.tool_call_id:
-            item["tool_call_id"] = m.tool_call_id
-            if m.name:
-                item["name"] = m.name
-        out.append(item)
-    return out
 
 
 def tools_out(tools: Sequence[ToolSpec]) -> list[dict[str, Any]]:

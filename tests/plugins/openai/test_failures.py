@@ -10,9 +10,9 @@ from email.utils import formatdate
 
 import pytest
 from aigent_openai import pool
-from aigent_openai.retry import MAX_DELAY, delay, parse_retry_after
 
 from aigent import ChatMessage, ModelError
+from aigent.retries import MAX_DELAY, delay, parse_retry_after
 from tests.fixtures.openai_server import (
     Behaviour,
     broken_stream,

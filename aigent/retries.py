@@ -1,4 +1,5 @@
-"""When to try a model call again, and how long to wait first."""
+"""When to try a call to a remote service again, and how long to wait first: one rule for
+every model plugin (and any plugin calling an HTTP API)."""
 
 from __future__ import annotations
 
