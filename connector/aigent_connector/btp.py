@@ -29,6 +29,7 @@ from datetime import UTC, datetime
 
 from aigent_connector import btp_packets as btp
 from aigent_connector import ws as websocket
+from aigent_connector.errors import ConnectorError
 from aigent_connector.packets import InvalidPacket, Packet, Prepare, Reject, decode, encode
 
 log = logging.getLogger("aigent.connector.btp")
@@ -54,7 +55,7 @@ def _now_generalized() -> str:
     return now.strftime("%Y%m%d%H%M%S") + f".{now.microsecond // 1000:03d}Z"
 
 
-class BtpError(Exception):
+class BtpError(ConnectorError):
     """The peer answered a side-protocol Message with a BTP Error (RFC 23)."""
 
     def __init__(self, code: str, name: str, data: bytes = b"") -> None:
@@ -64,7 +65,7 @@ class BtpError(Exception):
         self.data = data
 
 
-class SideProtocolRefused(Exception):
+class SideProtocolRefused(ConnectorError):
     """Raised by a side-protocol handler to answer F00 NotAcceptedError with its message."""
 
 

@@ -27,6 +27,7 @@ from pydantic import (
 )
 
 from aigent_connector.btp import MAX_CONNECTIONS, MAX_UNAUTHENTICATED
+from aigent_connector.errors import ConnectorError
 from aigent_connector.packets import valid_address
 
 Relation = Literal["parent", "peer", "child"]
@@ -35,7 +36,7 @@ BTP_TOKEN_SUFFIX = "_BTP_TOKEN"
 POSTGRES_SCHEMES = ("postgresql://", "postgres://")
 
 
-class ConfigError(ValueError):
+class ConfigError(ConnectorError, ValueError):
     """A configuration that cannot be used; the message says where and what to fix."""
 
 

@@ -22,7 +22,15 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal
 
 from aigent_connector import btp_packets, ildcp
-from aigent_connector.btp import MAX_CONNECTIONS, MAX_UNAUTHENTICATED, Client, Link, Server
+from aigent_connector.btp import (
+    MAX_CONNECTIONS,
+    MAX_UNAUTHENTICATED,
+    RESPONSE_TIMEOUT,
+    Client,
+    Link,
+    Server,
+)
+from aigent_connector.errors import ConnectorError
 from aigent_connector.ledger import Ledger, LedgerError, Settlement
 from aigent_connector.limits import TokenBucket
 from aigent_connector.packets import (
@@ -62,7 +70,7 @@ Answered = Callable[[bytes, bool], None]
 """Takes the checked answer to a Prepare sent on, and whether it was fulfilled."""
 
 
-class AddressUnavailable(ConnectionError):
+class AddressUnavailable(ConnectorError, ConnectionError):
     """IL-DCP gave us no address: ``temporary`` when worth asking again (the parent is not
     connected, busy or slow: a T or R code), not when it refused (an F code)."""
 
@@ -191,6 +199,47 @@ class Connector:
     @property
     def settler(self) -> Settler | None:
         return self._settler
+
+    # --- for settlement engines ------------------------------------------------------------------
+    #
+    # What an engine that talks to its peer (payment-channel claims over BTP) may use, besides
+    # on_side_protocol, on_link_up and set_settlement_engine above: nothing else of the
+    # connector is its business.
+
+    def connected(self, account: str) -> bool:
+        """Whether a BTP link to peer ``account`` is open now."""
+        link = self.links.get(account)
+        return link is not None and not link.closed.is_set()
+
+    def peer_asset(self, account: str) -> tuple[str, int] | None:
+        """(asset code, asset scale) that peer ``account``'s balance is kept in; None for an
+        account that is not configured as a peer."""
+        peer = self.peers.get(account)
+        return None if peer is None else (peer.asset_code, peer.asset_scale)
+
+    async def send_side(
+        self,
+        account: str,
+        protocol: str,
+        data: bytes,
+        content_type: int = btp_packets.OCTET_STREAM,
+        wait: float = RESPONSE_TIMEOUT,
+    ) -> bytes:
+        """Send peer ``account`` a BTP Message whose primary protocol data is ``protocol``
+        (``claim``, say) and return the data it answered under that name. :class:`BtpError`
+        when the peer answers with a BTP Error (its handler raised
+        :class:`SideProtocolRefused`, say); :class:`ConnectionError` when no link to it is
+        open, or it closes first; :class:`TimeoutError` when no answer comes in ``wait``."""
+        link = self.links.get(account)
+        if link is None:
+            raise ConnectionError(f"no BTP link to {account} is open")
+        return await link.send_side(protocol, data, content_type, wait)
+
+    def settlement_received(self, account: str, amount: int, settlement_id: str) -> bool:
+        """Peer ``account`` settled ``amount`` with us (claims received over a channel, say):
+        what it owes moves down by that much. The same ``settlement_id`` again counts nothing,
+        so an engine may repeat it after a crash; returns whether the balance moved."""
+        return self.ledger.settled(account, -amount, settlement_id)
 
     async def listen(
         self,

@@ -40,6 +40,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal, Protocol
 
+from aigent_connector.errors import ConnectorError
+
 log = logging.getLogger("aigent.connector.ledger")
 
 Direction = Literal["in", "out"]
@@ -55,7 +57,7 @@ Transfer = str | int
 CHECKPOINT_EVERY = 1000
 
 
-class LedgerError(Exception):
+class LedgerError(ConnectorError):
     """A transfer the ledger refuses; ``code`` is the ILP error code to reject with."""
 
     def __init__(self, code: str, message: str) -> None:

@@ -3,8 +3,10 @@ determinants, variable-length octet strings and unsigned integers."""
 
 from __future__ import annotations
 
+from aigent_connector.errors import ConnectorError
 
-class OerError(ValueError):
+
+class OerError(ConnectorError, ValueError):
     """Bytes that are not valid OER here; the message says which field and why."""
 
 

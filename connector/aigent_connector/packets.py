@@ -12,6 +12,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import NamedTuple
 
+from aigent_connector.errors import ConnectorError
 from aigent_connector.oer import OerError, Reader, length_at, var_octets
 
 PREPARE, FULFILL, REJECT = 12, 13, 14
@@ -25,7 +26,7 @@ CODE = re.compile(r"^[FTR][0-9A-Z]{2}$")
 TIMESTAMP = re.compile(r"^\d{17}$")
 
 
-class InvalidPacket(ValueError):
+class InvalidPacket(ConnectorError, ValueError):
     """Bytes that are not a valid ILP packet. Answer with F01 and this message."""
 
 

@@ -30,6 +30,7 @@ import time
 from typing import TYPE_CHECKING, Any
 from urllib.parse import urlsplit
 
+from aigent_connector.errors import ConnectorError
 from aigent_connector.ledger import DURABILITIES, AccountRow, Durability, TransferRow
 
 if TYPE_CHECKING:
@@ -99,7 +100,7 @@ _RESERVED = (
 _HAS = "SELECT 1 FROM {schema}.transfers WHERE id = %s"
 
 
-class PostgresStoreError(ConnectionError):
+class PostgresStoreError(ConnectorError, ConnectionError):
     """The PostgreSQL ledger cannot be opened or used; the message names the server (never
     the password) and what to check."""
 

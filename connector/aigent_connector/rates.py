@@ -16,8 +16,10 @@ from decimal import Decimal
 from fractions import Fraction
 from typing import Protocol, runtime_checkable
 
+from aigent_connector.errors import ConnectorError
 
-class NoRate(LookupError):
+
+class NoRate(ConnectorError, LookupError):
     """No rate is known for this pair of assets."""
 
 

@@ -19,6 +19,7 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 
+from aigent_connector.errors import ConnectorError
 from aigent_connector.packets import valid_address
 from aigent_connector.stream.receiver import Credentials, StreamReceiver
 
@@ -31,7 +32,7 @@ CORS = {
 }
 
 
-class SpspError(Exception):
+class SpspError(ConnectorError):
     """A payment pointer that could not be resolved; the message says what went wrong."""
 
 

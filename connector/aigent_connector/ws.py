@@ -30,6 +30,8 @@ from collections.abc import Awaitable, Callable
 from typing import Any
 from urllib.parse import urlsplit
 
+from aigent_connector.errors import ConnectorError
+
 log = logging.getLogger("aigent.connector.ws")
 
 GUID = b"258EAFA5-E914-47DA-95CA-C5AB0DC85B11"
@@ -50,7 +52,7 @@ Message = bytes | str
 Handler = Callable[["WebSocket"], Awaitable[None]]
 
 
-class WebSocketError(ConnectionError):
+class WebSocketError(ConnectorError, ConnectionError):
     """Base of this module's errors: all are connection errors to a caller."""
 
 

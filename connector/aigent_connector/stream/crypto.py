@@ -20,6 +20,7 @@ import os
 from cryptography.exceptions import InvalidTag
 from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 
+from aigent_connector.errors import ConnectorError
 from aigent_connector.oer import OerError, Reader, var_octets
 
 IV_LENGTH = 12
@@ -28,7 +29,7 @@ OVERHEAD = IV_LENGTH + TAG_LENGTH
 TOKEN_NONCE_LENGTH = 18
 
 
-class DecryptionError(ValueError):
+class DecryptionError(ConnectorError, ValueError):
     """Data that was not encrypted with this key (or was altered on the way)."""
 
 

@@ -11,12 +11,13 @@ from dataclasses import dataclass
 from enum import IntEnum
 from typing import ClassVar
 
+from aigent_connector.errors import ConnectorError
 from aigent_connector.oer import Reader, var_octets, var_uint
 
 MAX_UINT64 = 2**64 - 1
 
 
-class InvalidStreamPacket(ValueError):
+class InvalidStreamPacket(ConnectorError, ValueError):
     """Bytes that are not a valid STREAM packet or frame; the message says which field."""
 
 

@@ -20,6 +20,7 @@ from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
 from typing import NamedTuple
 
+from aigent_connector.errors import ConnectorError
 from aigent_connector.packets import (
     CODE,
     FULFILL,
@@ -115,7 +116,7 @@ class _Connection:
     remote_asset: tuple[str, int] | None = None
 
 
-class _Refuse(Exception):
+class _Refuse(ConnectorError):
     """Internal: a request to refuse with F99 (and maybe close the connection)."""
 
     def __init__(self, message: str, close: ConnectionClose | None = None) -> None:

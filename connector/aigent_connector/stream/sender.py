@@ -20,6 +20,7 @@ from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from fractions import Fraction
 
+from aigent_connector.errors import ConnectorError
 from aigent_connector.packets import (
     FULFILL,
     MAX_AMOUNT,
@@ -63,7 +64,7 @@ class StreamResult:
     rejects: list[Reject] = field(default_factory=list)
 
 
-class StreamPaymentError(Exception):
+class StreamPaymentError(ConnectorError):
     """The payment stopped before it was complete. ``result`` says what got through, and
     ``reject`` is the final Reject (its code and message come from the receiver or a hop)."""
 
