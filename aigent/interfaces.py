@@ -10,6 +10,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
 
 if TYPE_CHECKING:
+    from aigent_connector import Connector
+
     from aigent.character import Character, ModelConfig
     from aigent.messages import (
         ChatMessage,
@@ -181,10 +183,30 @@ class Client(Protocol):
     async def stop(self) -> None: ...
 
 
+@runtime_checkable
 class SettlementEngine(Protocol):
+    """Settles with one peer of the agent's connector. The agent's node calls ``attach``, then
+    hands the engine to the connector (which calls ``settle`` whenever the balance crosses the
+    peer's threshold), then ``start``; ``close`` when it stops. An engine with nothing to do
+    in ``attach``, ``start`` or ``close`` implements them as no-ops."""
+
     name: str
+
+    def attach(self, connector: Connector, account: str) -> None:
+        """Join peer ``account`` of ``connector`` before anything is settled: an engine that
+        talks to the peer (payment-channel claims over BTP) registers its side protocols here,
+        through the connector API ``aigent_connector`` documents for settlement engines."""
+        ...
+
+    async def start(self) -> None:
+        """Begin background work (redeeming incoming claims, say)."""
+        ...
 
     async def settle(self, account: str, amount: int, settlement_id: str | None = None) -> int:
         """Settle ``amount`` (in the account's asset scale) with peer ``account``; return how
         much was settled. The same ``settlement_id`` after a crash must not pay twice."""
+        ...
+
+    async def close(self) -> None:
+        """Stop background work and let go of files (redeeming what is held, say)."""
         ...

@@ -161,6 +161,8 @@ class AgentNode:
         from aigent_connector.node import Node
         from aigent_connector.stream import StreamReceiver
 
+        from aigent.interfaces import SettlementEngine
+
         engines = self.parts.engines
         try:
             self.node = await Node(self.parts.config).start()
@@ -168,16 +170,16 @@ class AgentNode:
             raise PaymentError(f"{self.name}: the connector cannot start: {exc}") from None
         self.connector = self.node.connector
         for account, engine in engines.items():
-            # An engine that talks to the peer over BTP (xrpl-paychan's claims) attaches
-            # itself; attach also hands it to set_settlement_engine.
-            attach = getattr(engine, "attach", None)
-            if attach is not None:
-                attach(self.connector, account)
-            else:
-                self.connector.set_settlement_engine(account, engine)
-            start = getattr(engine, "start", None)
-            if start is not None:  # periodic work, such as redeeming incoming claims
-                await start()
+            if not isinstance(engine, SettlementEngine):
+                raise PaymentError(
+                    f"{self.name}: the settlement engine for peer {account} "
+                    f"({type(engine).__name__}) lacks part of aigent.SettlementEngine: name, "
+                    "attach(connector, account), async start(), settle() and close() (no-ops "
+                    "where there is nothing to do)"
+                )
+            engine.attach(self.connector, account)
+            self.connector.set_settlement_engine(account, engine)
+            await engine.start()
             self.engines.append(engine)
         code, scale = self.asset
         if self.price is not None and (self.price.asset_code, self.price.asset_scale) != (
@@ -213,13 +215,11 @@ class AgentNode:
             await self.spsp.stop()
             self.spsp = None
         for engine in self.engines:
-            close = getattr(engine, "close", None)
-            if close is not None:  # xrpl-paychan redeems what it holds on the way out
-                try:
-                    await close()
-                except Exception as exc:
-                    log.warning("%s: settlement engine did not close cleanly: %s",
-                                self.name, exc)  # fmt: skip
+            try:
+                await engine.close()  # xrpl-paychan redeems what it holds on the way out
+            except Exception as exc:
+                log.warning("%s: settlement engine did not close cleanly: %s",
+                            self.name, exc)  # fmt: skip
         self.engines.clear()
         if self.node is not None:
             await self.node.stop()

@@ -21,12 +21,12 @@ import json
 import weakref
 from typing import TYPE_CHECKING, Any
 
+from aigent_connector import BtpError, Connector, SideProtocolRefused
+
 from aigent_xrpl.claims import Claim, ClaimRejected
-from aigent_xrpl.service import XrplError
+from aigent_xrpl.errors import XrplError
 
 if TYPE_CHECKING:
-    from aigent_connector.connector import Connector
-
     from aigent_xrpl.settlement import PaychanEngine
 
 PROTOCOL = "claim"
@@ -35,6 +35,9 @@ INFO = "info"
 JSON_CONTENT = 2  # BTP's application/json
 
 
+# Keyed by connector, not kept in an agent's plugin state: a connector answers each side
+# protocol through one handler, so every engine attached to it (one per peer, each maybe from
+# its own context) must share the exchange that owns ``claim``.
 _exchanges: dict[int, ClaimExchange] = {}
 
 
@@ -61,36 +64,32 @@ class ClaimExchange:
         connector.on_link_up(self._link_up)
 
     def add(self, account: str, engine: PaychanEngine) -> None:
-        peer = self.connector.peers.get(account)
-        if peer is not None and (peer.asset_code, peer.asset_scale) != ("XRP", 6):
+        asset = self.connector.peer_asset(account)
+        if asset is not None and asset != ("XRP", 6):
             # Claims are in drops and credited as they are: any other unit would be wrong.
             raise XrplError(
-                f"peer {account} is in {peer.asset_code} at scale {peer.asset_scale}; "
+                f"peer {account} is in {asset[0]} at scale {asset[1]}; "
                 "xrpl-paychan settles XRP at scale 6 (drops) only"
             )
         self.engines[account] = engine
         engine.send_claim = self.send
-        hook = getattr(self.connector, "set_settlement_engine", None)
-        if hook is not None:  # the connector then calls engine.settle past the threshold
-            hook(account, engine)
+        self.connector.set_settlement_engine(account, engine)  # settle past the threshold
         self.apply_credits(account)  # claims stored before a crash but not yet credited
-        link = self.connector.links.get(account)
-        if link is not None and not link.closed.is_set():
+        if self.connector.connected(account):
             self._link_up(account)
 
     # -- paying side -------------------------------------------------------------------------
     async def send(self, account: str, claim: dict[str, Any]) -> None:
         """Deliver ``claim``; if the link is down it goes when the link reopens. Raises
         :class:`XrplError` when the peer refuses it."""
-        from aigent_connector.btp import BtpError
-
         log = self.engines[account].ctx.log
-        link = self.connector.links.get(account)
-        if link is None or link.closed.is_set():
+        if not self.connector.connected(account):
             log.info("xrpl-paychan: %s is not connected; claim kept", account)
             return
         try:
-            await link.send_side(PROTOCOL, json.dumps(claim).encode(), JSON_CONTENT)
+            await self.connector.send_side(
+                account, PROTOCOL, json.dumps(claim).encode(), JSON_CONTENT
+            )
         except BtpError as exc:
             raise XrplError(
                 f"{account} refused the claim for {claim.get('value')} drops: {exc}"
@@ -104,13 +103,10 @@ class ClaimExchange:
 
     async def peer_address(self, account: str) -> str:
         """The XRPL address the peer's engine receives claims at, asked over BTP."""
-        from aigent_connector.btp import BtpError
-
-        link = self.connector.links.get(account)
-        if link is None or link.closed.is_set():
+        if not self.connector.connected(account):
             raise XrplError(f"{account} is not connected, so its XRPL address is unknown")
         try:
-            answer = json.loads(await link.send_side(INFO, b"{}", JSON_CONTENT))
+            answer = json.loads(await self.connector.send_side(account, INFO, b"{}", JSON_CONTENT))
         except (BtpError, ValueError) as exc:
             raise XrplError(f"{account} did not tell its XRPL address: {exc}") from exc
         address = answer.get("xrpAddress") if isinstance(answer, dict) else None
@@ -136,16 +132,12 @@ class ClaimExchange:
 
     # -- receiving side ----------------------------------------------------------------------
     async def on_info(self, account: str, data: bytes) -> bytes:
-        from aigent_connector.btp import SideProtocolRefused
-
         engine = self.engines.get(account)
         if engine is None:
             raise SideProtocolRefused(f"no payment-channel settlement is set up with {account}")
         return json.dumps({"xrpAddress": engine.xrpl.wallet.address}).encode()
 
     async def on_claim(self, account: str, data: bytes) -> bytes:
-        from aigent_connector.btp import SideProtocolRefused
-
         engine = self.engines.get(account)
         if engine is None:
             raise SideProtocolRefused(f"no payment-channel settlement is set up with {account}")
@@ -167,9 +159,8 @@ class ClaimExchange:
         store = self.engines[account].store
         total = 0
         for channel, peer, credited, best in store.uncredited(account):
-            # The peer paid us: what it owes (a positive balance here) moves down.
-            moved = self.connector.ledger.settled(
-                peer, -(best - credited), f"xrpl-paychan:{channel}:{best}"
+            moved = self.connector.settlement_received(
+                peer, best - credited, f"xrpl-paychan:{channel}:{best}"
             )
             store.set_credited(channel, best)
             total += (best - credited) if moved else 0

@@ -8,6 +8,8 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from aigent_xrpl.errors import XrplError
+
 _HEX64 = re.compile(r"[0-9A-Fa-f]{64}")
 _HEX = re.compile(r"(?:[0-9A-Fa-f]{2})+")
 
@@ -53,7 +55,7 @@ class Claim:
         return cls(channel.upper(), int(value), signature.upper(), public_key.upper())
 
 
-class ClaimRejected(ValueError):
+class ClaimRejected(XrplError, ValueError):
     """An incoming claim failed a check; the message says which."""
 
 

@@ -8,25 +8,33 @@ import time
 from decimal import ROUND_CEILING, Decimal
 from typing import TYPE_CHECKING, Any
 
+from aigent_xrpl.errors import XrplError
+
 if TYPE_CHECKING:
     from xrpl.asyncio.clients import AsyncJsonRpcClient
     from xrpl.models import Transaction
     from xrpl.wallet import Wallet
 
-    from aigent import Spend
-    from aigent.interfaces import PluginContext
+    from aigent import PluginContext, Spend
 
 TESTNET_URL = "https://s.altnet.rippletest.net:51234"
+# Per process, not per agent: two agents (or an agent and its settlement engine) may hold the
+# same wallet, and one account's transactions must take its sequence numbers one at a time.
 _locks: dict[str, asyncio.Lock] = {}
-
-
-class XrplError(RuntimeError):
-    """An XRPL request or transaction failed; the message names the result code."""
 
 
 def account_lock(address: str) -> asyncio.Lock:
     """One lock per account in this process, so that sequence numbers never collide."""
     return _locks.setdefault(address, asyncio.Lock())
+
+
+def service_for(ctx: PluginContext) -> XrplService:
+    """The agent's one service (wallet, client, cache), kept in its plugin state: its actions,
+    context and settlement engines share it; another agent never sees it."""
+    service = ctx.state.get("service")
+    if service is None:
+        service = ctx.state["service"] = XrplService(ctx)
+    return service  # type: ignore[no-any-return]
 
 
 class XrplService:

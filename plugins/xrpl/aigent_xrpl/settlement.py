@@ -27,13 +27,16 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
-if TYPE_CHECKING:
-    from aigent.interfaces import PluginContext
-    from aigent_xrpl.btp_claims import ClaimExchange
-
 from aigent_xrpl.claims import Claim, ClaimRejected, ClaimStore, claim_is_valid, sign_claim
-from aigent_xrpl.service import XrplError, XrplService
+from aigent_xrpl.errors import XrplError
+from aigent_xrpl.service import XrplService, service_for
 from aigent_xrpl.signatures import is_canonical
+
+if TYPE_CHECKING:
+    from aigent_connector import Connector
+
+    from aigent import PluginContext
+    from aigent_xrpl.btp_claims import ClaimExchange
 
 SendClaim = Callable[[str, dict[str, Any]], Awaitable[None]]
 
@@ -56,7 +59,7 @@ class PaychanEngine:
 
     def __init__(self, ctx: PluginContext, service: XrplService | None = None) -> None:
         self.ctx = ctx
-        self.xrpl = service or XrplService(ctx)
+        self.xrpl = service or service_for(ctx)
         self.store = ClaimStore(ctx.data_dir / "xrpl-paychan.sqlite")
         self.settle_delay = int(ctx.settings.get("settle_delay", 3600))
         self.min_settle_delay = int(ctx.settings.get("min_settle_delay", 3600))
@@ -150,10 +153,12 @@ class PaychanEngine:
         if needed > 0:
             await self.fund_channel(account, max(self.channel_drops, needed))
 
-    def attach(self, connector: Any, account: str) -> None:
+    def attach(self, connector: Connector, account: str) -> None:
         """Settle with peer ``account`` of ``connector`` over its BTP link: claims go out as
         ``claim`` side-protocol Messages, incoming ones are verified and credited to the
-        connector's ledger, and the latest claim is sent again whenever the link reopens."""
+        connector's ledger, and the latest claim is sent again whenever the link reopens. The
+        engine is handed to the connector's settler here too, so attaching by hand (without
+        an agent's node) is enough."""
         from aigent_xrpl.btp_claims import exchange_for
 
         self.exchange = exchange_for(connector)

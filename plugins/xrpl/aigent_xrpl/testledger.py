@@ -55,6 +55,7 @@ from xrpl.core.addresscodec import decode_classic_address
 from xrpl.core.binarycodec import decode, encode_for_signing, encode_for_signing_claim
 from xrpl.core.keypairs import derive_classic_address, is_valid_message
 
+from aigent_xrpl.errors import XrplError
 from aigent_xrpl.signatures import is_canonical
 
 BASE_FEE = 10
@@ -79,7 +80,7 @@ def channel_id(source: str, destination: str, sequence: int) -> str:
     )
 
 
-class _Fail(Exception):
+class _Fail(XrplError):
     def __init__(self, code: str, message: str = "") -> None:
         super().__init__(message or code)
         self.code = code

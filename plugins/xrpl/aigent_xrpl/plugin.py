@@ -1,0 +1,144 @@
+"""Hooks: actions that pay and read the XRP Ledger, balances and recent transactions as
+context, and the ``xrpl-paychan`` settlement engine."""
+
+from __future__ import annotations
+
+import json
+from collections.abc import Callable
+from typing import TYPE_CHECKING, Any
+
+from aigent import hookimpl
+from aigent_xrpl.service import service_for
+
+if TYPE_CHECKING:
+    from aigent import PluginContext
+    from aigent_xrpl.settlement import PaychanEngine
+
+
+def _asset(currency: str, issuer: str | None) -> dict[str, str]:
+    if currency.upper() == "XRP":
+        return {"currency": "XRP"}
+    return {"currency": currency, "issuer": issuer or ""}
+
+
+class BalancesContext:
+    """Puts the agent's own XRPL balances into its context."""
+
+    name = "xrpl-balances"
+
+    def __init__(self, ctx: PluginContext) -> None:
+        self.ctx = ctx
+
+    async def get(self, message: Any, agent: Any) -> str | None:
+        try:
+            balances = await service_for(self.ctx).balances()
+        except Exception as exc:  # context is best effort; the reply should not fail on it
+            self.ctx.log.warning("xrpl: balances unavailable: %s", exc)
+            return None
+        listed = ", ".join(f"{v} {k}" for k, v in balances.items())
+        return f"Your XRPL account {service_for(self.ctx).wallet.address} holds {listed}."
+
+
+class RecentTransactionsContext:
+    """Puts the agent's last few XRPL transactions into its context (cached like the action)."""
+
+    name = "xrpl-recent-transactions"
+
+    def __init__(self, ctx: PluginContext, limit: int = 5) -> None:
+        self.ctx = ctx
+        self.limit = limit
+
+    async def get(self, message: Any, agent: Any) -> str | None:
+        try:
+            txs = await service_for(self.ctx).recent_transactions(None, self.limit)
+        except Exception as exc:  # best effort, as for balances
+            self.ctx.log.warning("xrpl: recent transactions unavailable: %s", exc)
+            return None
+        if not txs:
+            return "Your XRPL account has no transactions yet."
+        lines = [
+            f"- {t['type']} {t['amount'] or ''} from {t['from']} to {t['to'] or '-'}: {t['result']}"
+            for t in txs
+        ]
+        return "Your latest XRPL transactions:\n" + "\n".join(lines)
+
+
+CONTEXT_PROVIDERS = {"balances": BalancesContext, "recent_transactions": RecentTransactionsContext}
+
+
+@hookimpl
+def register_context_providers(register: Callable[..., None], ctx: PluginContext) -> None:
+    if not ctx.secrets.get(str(ctx.settings.get("seed_env", "XRPL_SEED"))):
+        return  # no wallet: nothing of ours to describe
+    wanted = ctx.settings.get("context", ["balances"])
+    for name in wanted if isinstance(wanted, list) else []:
+        provider = CONTEXT_PROVIDERS.get(str(name))
+        if provider is None:
+            ctx.log.warning(
+                "xrpl: unknown context %r (known: %s)", name, ", ".join(CONTEXT_PROVIDERS)
+            )
+            continue
+        register(provider(ctx))
+
+
+@hookimpl
+def register_actions(register: Callable[..., None], ctx: PluginContext) -> None:
+    async def xrpl_pay(
+        destination: str, amount: str, currency: str = "XRP", issuer: str = "", purpose: str = ""
+    ) -> str:
+        """Pay on the XRP Ledger (XRP, or an issued currency with its issuer), within the
+        agent's spending limits. Returns the transaction hash and result."""
+        result = await service_for(ctx).pay(destination, amount, currency, issuer or None, purpose)
+        return json.dumps({"hash": result.get("hash"), "result": "tesSUCCESS"})
+
+    async def xrpl_balances(account: str = "") -> str:
+        """Balances (XRP and trust lines) of an XRPL account; the agent's own by default."""
+        return json.dumps(await service_for(ctx).balances(account or None))
+
+    async def xrpl_trust_lines(account: str = "") -> str:
+        """Trust lines of an XRPL account; the agent's own by default."""
+        return json.dumps(await service_for(ctx).trust_lines(account or None))
+
+    async def xrpl_amm_info(
+        currency: str, issuer: str = "", currency2: str = "XRP", issuer2: str = ""
+    ) -> str:
+        """The AMM pool for two assets: reserves, LP token and trading fee."""
+        pool = await service_for(ctx).amm_info(_asset(currency, issuer), _asset(currency2, issuer2))
+        return json.dumps(pool)
+
+    async def xrpl_book_offers(
+        gets_currency: str,
+        pays_currency: str,
+        gets_issuer: str = "",
+        pays_issuer: str = "",
+        limit: int = 10,
+    ) -> str:
+        """Order book offers in which the taker gets one asset and pays the other."""
+        offers = await service_for(ctx).book_offers(
+            _asset(gets_currency, gets_issuer), _asset(pays_currency, pays_issuer), limit
+        )
+        return json.dumps(offers)
+
+    async def xrpl_recent_transactions(account: str = "", limit: int = 10) -> str:
+        """Recent transactions of an XRPL account; the agent's own by default."""
+        return json.dumps(await service_for(ctx).recent_transactions(account or None, limit))
+
+    for action in (
+        xrpl_pay,
+        xrpl_balances,
+        xrpl_trust_lines,
+        xrpl_amm_info,
+        xrpl_book_offers,
+        xrpl_recent_transactions,
+    ):
+        register(action)
+
+
+@hookimpl
+def register_settlement_engines(register: Callable[..., None]) -> None:
+    def factory(ctx: PluginContext) -> PaychanEngine:
+        from aigent_xrpl.settlement import PaychanEngine
+
+        return PaychanEngine(ctx)  # with the agent's service, shared with its actions
+
+    register("xrpl-paychan", factory)
