@@ -12,7 +12,8 @@ from pathlib import Path
 
 from aigent_trn import chain, merkle
 from aigent_trn.store import ProofStore
-from aigent_trn.testing import run_anvil
+
+from tests.fixtures.anvil import run_anvil
 
 
 def main() -> None:

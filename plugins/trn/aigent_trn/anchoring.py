@@ -12,23 +12,45 @@ import asyncio
 import contextlib
 import logging
 import time
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
-from .service import TrnError, TrnService
+from .errors import TrnError
+from .service import TrnService, kept
+
+if TYPE_CHECKING:
+    from aigent import PluginContext
+
+    from .store import ProofStore
 
 log = logging.getLogger("aigent.trn")
-
-# receipts dicts of published messages not anchored yet, per store: updated in place, so the
-# Reply/Outgoing a caller holds shows the anchor once it lands
-_pending: dict[str, dict[str, dict[str, Any]]] = {}
 MAX_TRACKED = 10_000  # without a running loop nothing is anchored: don't hold replies forever
 
 
-def track(store_path: str, message_id: str, receipts: dict[str, Any]) -> None:
-    tracked = _pending.setdefault(store_path, {})
-    tracked[message_id] = receipts
-    while len(tracked) > MAX_TRACKED:  # dicts keep insertion order: drop the oldest
-        tracked.pop(next(iter(tracked)))
+class WaitingReceipts:
+    """The receipts dicts of an agent's published messages not anchored yet, updated in place
+    once they are, so the Reply/Outgoing a caller holds shows the anchor when it lands."""
+
+    def __init__(self) -> None:
+        self._receipts: dict[str, dict[str, Any]] = {}
+
+    def __len__(self) -> int:
+        return len(self._receipts)
+
+    def track(self, message_id: str, receipts: dict[str, Any]) -> None:
+        self._receipts[message_id] = receipts
+        while len(self._receipts) > MAX_TRACKED:  # dicts keep insertion order: drop the oldest
+            self._receipts.pop(next(iter(self._receipts)))
+
+    def update(self, store: ProofStore) -> None:
+        """Give each anchored message its receipt with the anchor, and stop tracking it."""
+        for message_id in list(self._receipts):
+            receipt = store.receipt(message_id)
+            if receipt is not None and "anchor" in receipt:
+                self._receipts.pop(message_id)["trn"] = receipt
+
+
+def waiting_receipts(ctx: PluginContext) -> WaitingReceipts:
+    return kept(ctx, "waiting", WaitingReceipts)
 
 
 class AnchorLoop:
@@ -36,8 +58,9 @@ class AnchorLoop:
 
     name = "trn"
 
-    def __init__(self, service: TrnService) -> None:
+    def __init__(self, service: TrnService, waiting: WaitingReceipts | None = None) -> None:
         self.service = service
+        self.waiting = waiting if waiting is not None else WaitingReceipts()
         self._task: asyncio.Task[None] | None = None
         self._wake = asyncio.Event()
         self._stopping = False
@@ -101,9 +124,5 @@ class AnchorLoop:
         done = await svc.run(chain.anchor_pending, signer, store, s.registry, s.from_block)
         if done:
             log.info("trn: anchored %d batch(es): %s", len(done), ", ".join(done))
-        pending = _pending.get(str(store.path), {})
-        for message_id in list(pending):
-            receipt = store.receipt(message_id)
-            if receipt is not None and "anchor" in receipt:
-                pending.pop(message_id)["trn"] = receipt
+        self.waiting.update(store)
         return done

@@ -12,6 +12,8 @@ from collections.abc import Callable
 from importlib import resources
 from typing import Any
 
+from .errors import TrnError
+
 PRESETS: dict[str, dict[str, Any]] = {
     "mainnet": {"chain_id": 7668, "rpc_url": "https://root.rootnet.live/archive"},
     "porcini": {"chain_id": 7672, "rpc_url": "https://porcini.rootnet.app/archive"},
@@ -34,13 +36,15 @@ def connect(rpc_url: str, expected_chain_id: int) -> Any:
     w3 = Web3(HTTPProvider(rpc_url, request_kwargs={"timeout": 30}))
     got = w3.eth.chain_id
     if got != expected_chain_id:
-        raise RuntimeError(
+        raise TrnError(
             f"RPC {rpc_url} is chain {got}, expected {expected_chain_id}; "
             "fix settings.trn.network or settings.trn.rpc_url"
         )
     return w3
 
 
+# Per process, not per agent: two agents (or one agent's anchoring loop and its actions)
+# sending from one key on one chain must take nonces from one counter, or they collide.
 _signers: dict[tuple[str, str], Signer] = {}
 _signers_lock = threading.Lock()
 
@@ -135,7 +139,7 @@ class Signer:
         tx_hash = self.send(tx)
         rcpt = self._w3.eth.wait_for_transaction_receipt(tx_hash, timeout=timeout)
         if rcpt["status"] != 1:
-            raise RuntimeError(f"transaction {tx_hash} reverted")
+            raise TrnError(f"transaction {tx_hash} reverted")
         return rcpt
 
 
@@ -198,7 +202,7 @@ def anchor_pending(
             tx_hash = signer.send_recorded({"to": registry, "data": data, "gas": 60_000}, record)
         rcpt = w3.eth.wait_for_transaction_receipt(tx_hash, timeout=120)
         if rcpt["status"] != 1:
-            raise RuntimeError(f"anchor tx {tx_hash} for batch {batch['id']} reverted")
+            raise TrnError(f"anchor tx {tx_hash} for batch {batch['id']} reverted")
         store.mark_anchored(batch["id"], tx_hash, rcpt["blockNumber"], chain_id, registry)
         done.append(tx_hash)
     return done

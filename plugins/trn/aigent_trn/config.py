@@ -6,11 +6,12 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from .chain import DEFAULT_LOG_PAGE, PRESETS
+from .errors import TrnError
 
 DEX_PRECOMPILE = "0x000000000000000000000000000000000000DDDD"
 
 
-class TrnConfigError(ValueError):
+class TrnConfigError(TrnError, ValueError):
     """A ``settings.trn`` value is missing or malformed."""
 
 

@@ -1,5 +1,6 @@
 """One TRN service per agent: connection, signer, proof store, cached reads, and every
-value-moving call under the agent's spending policy.
+value-moving call under the agent's spending policy. It and the proof store live in the agent's
+plugin state (``ctx.state``): the agent's hooks share them, other agents never see them.
 
 web3 is synchronous here; calls run in worker threads so the event loop never blocks.
 """
@@ -10,16 +11,16 @@ import asyncio
 import time
 from collections.abc import Awaitable, Callable
 from decimal import Decimal
-from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from aigent import SpendDenied, format_amount
 
 from .config import TrnSettings
+from .errors import TrnError
 from .store import ProofStore
 
 if TYPE_CHECKING:
-    from aigent.interfaces import PluginContext
+    from aigent import PluginContext
 
     from .chain import Signer
 
@@ -27,20 +28,22 @@ T = TypeVar("T")
 NATIVE_DECIMALS = 18  # XRP as the EVM's native coin on TRN is scaled to 18 decimals
 
 
-class TrnError(RuntimeError):
-    """A TRN call could not be made; the message says why and what to fix."""
+def kept(ctx: PluginContext, key: str, make: Callable[[], T]) -> T:
+    """``ctx.state[key]``, made on first use: one per agent, shared by the plugin's hooks."""
+    if key not in ctx.state:
+        ctx.state[key] = make()
+    return ctx.state[key]  # type: ignore[no-any-return]
 
 
-_stores: dict[str, ProofStore] = {}
+def proof_store(ctx: PluginContext) -> ProofStore:
+    """The agent's proof store (``after_publish`` writes, the anchoring loop reads)."""
+    return kept(ctx, "store", lambda: ProofStore(ctx.data_dir / "trn_proofs.sqlite"))
 
 
-def store_for(data_dir: Path | str) -> ProofStore:
-    """One proof store per data directory in this process (the hook and the loop share it)."""
-    path = Path(data_dir) / "trn_proofs.sqlite"
-    key = str(path)
-    if key not in _stores:
-        _stores[key] = ProofStore(path)
-    return _stores[key]
+def service_for(ctx: PluginContext) -> TrnService:
+    """The agent's service: its context, actions and anchoring loop share one connection,
+    signer and cache."""
+    return kept(ctx, "service", lambda: TrnService(ctx))
 
 
 def to_units(amount: str | int | Decimal, decimals: int) -> int:
@@ -70,7 +73,7 @@ class TrnService:
     def __init__(self, ctx: PluginContext, settings: TrnSettings | None = None) -> None:
         self.ctx = ctx
         self.settings = settings or TrnSettings.parse(ctx.settings)
-        self.store = store_for(ctx.data_dir)
+        self.store = proof_store(ctx)
         self._w3: Any = None
         self._signer: Signer | None = None
         self._cache: dict[str, tuple[float, Any]] = {}
@@ -86,8 +89,8 @@ class TrnService:
                 s = self.settings
                 try:
                     self._w3 = await asyncio.to_thread(chain.connect, s.rpc_url, s.chain_id)
-                except RuntimeError as exc:
-                    raise TrnError(str(exc)) from exc
+                except TrnError:
+                    raise  # the wrong chain: the message says which setting to fix
                 except Exception as exc:
                     raise TrnError(f"cannot reach TRN RPC {s.rpc_url}: {exc}") from exc
             return self._w3

@@ -3,10 +3,24 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
+from pathlib import Path
 from typing import Any
 
 import pytest
-from aigent_trn.testing import run_anvil
+
+from aigent import Character, PluginContext, Secrets
+from tests.fixtures.anvil import run_anvil
+
+
+def trn_ctx(data_dir: Path, **settings: Any) -> PluginContext:
+    """The ``trn`` plugin's context in one agent (data in ``data_dir``), as its hooks get it."""
+    return PluginContext(
+        character=Character(name="Tester", settings={"trn": settings}),
+        secrets=Secrets({}),
+        data_dir=data_dir,
+        plugin="trn",
+        settings=settings,
+    )
 
 
 @pytest.fixture(scope="session")

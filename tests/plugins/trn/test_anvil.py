@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 from aigent_trn import after_publish, chain, merkle
@@ -12,6 +11,8 @@ from aigent_trn.receipt import check_receipt
 from aigent_trn.store import ProofStore
 
 from aigent.messages import Outgoing
+
+from .conftest import trn_ctx
 
 
 def test_wrong_chain_id_is_refused(anvil: dict) -> None:
@@ -23,7 +24,7 @@ def test_anchor_then_verify_and_crash_never_double_anchors(anvil: dict, tmp_path
     w3 = chain.connect(anvil["url"], 7672)
     signer = chain.Signer(w3, anvil["keys"][0])
     registry = chain.deploy_registry(w3, signer)
-    ctx = SimpleNamespace(data_dir=tmp_path, settings={"batch_size": 4})
+    ctx = trn_ctx(tmp_path, batch_size=4)
     msgs = [Outgoing(text=f"answer {i}", agent=signer.address) for i in range(4)]
     for m in msgs:
         after_publish(ctx, m)
@@ -75,7 +76,7 @@ def test_verify_command_good_tampered_unknown(anvil: dict, tmp_path: Path) -> No
     w3 = chain.connect(anvil["url"], 7672)
     signer = chain.Signer(w3, anvil["keys"][2])
     registry = chain.deploy_registry(w3, signer)
-    ctx = SimpleNamespace(data_dir=tmp_path, settings={"batch_size": 2})
+    ctx = trn_ctx(tmp_path, batch_size=2)
     msgs = [Outgoing(text=t, agent=signer.address) for t in ("yes", "no")]
     for m in msgs:
         after_publish(ctx, m)

@@ -9,7 +9,8 @@ from pathlib import Path
 
 import pytest
 from aigent_trn import chain
-from aigent_trn.testing import REPO, ensure_installed
+
+from tests.fixtures.anvil import REPO, ensure_installed
 
 CONTRACTS = ("AnchorRegistry", "SimpleToken", "DexRouterStandIn")
 

@@ -6,14 +6,16 @@ No chain here yet: these cover the offline half (encoding, proofs, SQLite store)
 from __future__ import annotations
 
 from pathlib import Path
-from types import SimpleNamespace
 
 import pytest
 from aigent_trn import after_publish, merkle
 from aigent_trn.receipt import check_receipt
 from aigent_trn.store import ProofStore
 
+from aigent import PluginContext
 from aigent.messages import Outgoing
+
+from .conftest import trn_ctx
 
 
 @pytest.mark.parametrize("n", [1, 2, 3, 7, 16, 33])
@@ -31,8 +33,8 @@ def test_leaf_and_node_are_domain_separated() -> None:
     assert merkle.leaf_hash(a + b) != merkle.node_hash(a, b)
 
 
-def _ctx(tmp_path: Path, batch_size: int) -> SimpleNamespace:
-    return SimpleNamespace(data_dir=tmp_path, settings={"batch_size": batch_size})
+def _ctx(tmp_path: Path, batch_size: int) -> PluginContext:
+    return trn_ctx(tmp_path, batch_size=batch_size)
 
 
 def test_published_messages_get_receipts_that_verify(tmp_path: Path) -> None:

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -16,6 +15,8 @@ from typer.testing import CliRunner
 
 from aigent.messages import Outgoing
 
+from .conftest import trn_ctx
+
 
 @pytest.fixture(scope="module")
 def published(anvil: dict[str, Any], tmp_path_factory: pytest.TempPathFactory) -> dict[str, Any]:
@@ -24,7 +25,7 @@ def published(anvil: dict[str, Any], tmp_path_factory: pytest.TempPathFactory) -
     w3 = chain.connect(anvil["url"], 7672)
     signer = chain.Signer(w3, anvil["keys"][7])
     registry = chain.deploy_registry(w3, signer)
-    ctx = SimpleNamespace(data_dir=data, settings={"batch_size": 2})
+    ctx = trn_ctx(data, batch_size=2)
     msgs = [Outgoing(text=t, agent="Ada") for t in ("buy 10 ROOT", "sell 5 XRP")]
     for m in msgs:
         after_publish(ctx, m)

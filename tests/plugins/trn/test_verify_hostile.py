@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
-from types import SimpleNamespace
 from typing import Any
 
 import pytest
@@ -22,6 +21,8 @@ from eth_account import Account
 from typer.testing import CliRunner
 
 from aigent.messages import Outgoing
+
+from .conftest import trn_ctx
 
 
 def _account(w3: Any) -> chain.Signer:
@@ -40,7 +41,7 @@ def _anchor(w3: Any, signer: chain.Signer, registry: str, root: str, size: int) 
 
 
 def _publish(data_dir: Path, agent: str, *texts: str) -> list[Outgoing]:
-    ctx = SimpleNamespace(data_dir=data_dir, settings={"batch_size": len(texts)})
+    ctx = trn_ctx(data_dir, batch_size=len(texts))
     msgs = [Outgoing(text=t, agent=agent) for t in texts]
     for m in msgs:
         after_publish(ctx, m)  # the last one seals the batch
