@@ -7,6 +7,7 @@ from pathlib import Path
 from typing import Any
 
 import pytest
+from aigent_trn import chain
 
 from aigent import Character, PluginContext, Secrets
 from tests.fixtures.anvil import run_anvil
@@ -27,3 +28,10 @@ def trn_ctx(data_dir: Path, **settings: Any) -> PluginContext:
 def anvil() -> Iterator[dict[str, Any]]:
     with run_anvil() as node:
         yield {"url": node.url, "keys": node.keys, "chain_id": node.chain_id}
+
+
+@pytest.fixture
+def registry(anvil: dict[str, Any]) -> str:
+    """A fresh AnchorRegistry (deployed with key 3, which agents in these tests never use)."""
+    w3 = chain.connect(anvil["url"], 7672)
+    return chain.deploy_registry(w3, chain.Signer(w3, anvil["keys"][3]))

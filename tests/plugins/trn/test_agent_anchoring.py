@@ -31,12 +31,6 @@ def _settings(anvil: dict[str, Any], registry: str, **extra: Any) -> dict[str, A
     }
 
 
-@pytest.fixture
-def registry(anvil: dict[str, Any]) -> str:
-    w3 = chain.connect(anvil["url"], 7672)
-    return chain.deploy_registry(w3, chain.Signer(w3, anvil["keys"][3]))
-
-
 async def _until(check: Callable[[], bool], seconds: float = 15.0) -> None:
     # the loop runs in the agent; polling its visible effect is what a user would do
     async with asyncio.timeout(seconds):
