@@ -3,25 +3,16 @@ keeps the built-in base its callers catch, and the public ones are importable fr
 
 from __future__ import annotations
 
-import importlib
-import inspect
-import pkgutil
-
 import aigent_connector
 import pytest
 from aigent_connector import ConnectorError, InvalidPacket, decode
 
+from tests.fixtures.exceptions import defined_exceptions
 
-def _defined_exceptions() -> list[type[BaseException]]:
-    found = []
-    for info in pkgutil.walk_packages(aigent_connector.__path__, "aigent_connector."):
-        if info.name.endswith(("cli", "aigent_plugin")):
-            continue  # typer/pluggy entry points: they define no errors, need extras
-        module = importlib.import_module(info.name)
-        for _, obj in inspect.getmembers(module, inspect.isclass):
-            if issubclass(obj, BaseException) and obj.__module__ == info.name:
-                found.append(obj)
-    return found
+
+def _defined_exceptions() -> list[type]:
+    # typer/pluggy entry points: they define no errors and need extras
+    return defined_exceptions(aigent_connector, skip=("cli", "aigent_plugin"))
 
 
 def test_every_exception_the_connector_defines_derives_from_the_root() -> None:
