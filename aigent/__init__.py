@@ -14,6 +14,7 @@ if TYPE_CHECKING:
     from aigent._progress import progress
     from aigent.actions import Action, moves_value
     from aigent.amounts import format_amount
+    from aigent.blocking import run as run_blocking
     from aigent.character import Character, Loop, ModelConfig, Price, Task, load_character
     from aigent.errors import (
         ActionBlocked,
@@ -95,6 +96,7 @@ _EXPORTS = {
     "SettlementEngine": "aigent.interfaces",
     "StreamingChatModel": "aigent.interfaces",
     "format_amount": "aigent.amounts",
+    "run_blocking": "aigent.blocking",
     "PaidAnswer": "aigent.messages",
     "PaymentError": "aigent.node",
     "load_character": "aigent.character",
@@ -134,7 +136,7 @@ _EXPORTS = {
     "wire_messages": "aigent.text_tools",
 }
 
-_RENAMED = {"enable_progress": "enable", "retry_delay": "delay"}
+_RENAMED = {"enable_progress": "enable", "retry_delay": "delay", "run_blocking": "run"}
 
 __all__ = [
     "CHARS_PER_TOKEN",
@@ -197,6 +199,7 @@ __all__ = [
     "redact",
     "retry_delay",
     "retryable",
+    "run_blocking",
     "secret_may_go_to",
     "tools_in_text",
     "wire_messages",

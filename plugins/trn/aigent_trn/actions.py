@@ -7,10 +7,16 @@ import json
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
+from aigent import moves_value
+
 from .service import from_units, to_units
 
 if TYPE_CHECKING:
     from .service import TrnService
+
+
+MAX_BLOCKS = 10_000
+"""The widest block range a model may ask transfers for."""
 
 
 def actions_for(get: Callable[[], TrnService]) -> list[Callable[..., Any]]:
@@ -35,20 +41,24 @@ def actions_for(get: Callable[[], TrnService]) -> list[Callable[..., Any]]:
         raw = await svc.allowance(token, owner, spender)
         return json.dumps({"allowance": from_units(raw, info["decimals"])})
 
+    @moves_value
     async def trn_token_transfer(token: str, to: str, amount: str) -> str:
         """Send an ERC-20 amount to an address, within the agent's spending limits."""
         return json.dumps({"tx": await get().transfer(token, to, await units(token, amount))})
 
+    @moves_value
     async def trn_token_approve(token: str, spender: str, amount: str) -> str:
         """Allow ``spender`` to move up to ``amount`` of the agent's token (counted as a spend)."""
         tx = await get().approve(token, spender, await units(token, amount))
         return json.dumps({"tx": tx})
 
+    @moves_value
     async def trn_token_transfer_from(token: str, owner: str, to: str, amount: str) -> str:
         """Move ``amount`` from ``owner`` (who approved the agent) to ``to``."""
         tx = await get().transfer_from(token, owner, to, await units(token, amount))
         return json.dumps({"tx": tx})
 
+    @moves_value
     async def trn_token_mint(token: str, to: str, amount: str) -> str:
         """Mint a token the agent deployed (it is the minter), within spending limits."""
         return json.dumps({"tx": await get().mint(token, to, await units(token, amount))})
@@ -60,6 +70,7 @@ def actions_for(get: Callable[[], TrnService]) -> list[Callable[..., Any]]:
         amounts = await svc.quote(to_units(amount_in, first["decimals"]), path)
         return json.dumps({"amount_out": from_units(amounts[-1], last["decimals"])})
 
+    @moves_value
     async def trn_dex_swap(amount_in: str, min_out: str, path: list[str]) -> str:
         """Swap exactly ``amount_in`` of path[0] for at least ``min_out`` of path[-1] on the
         TRN DEX, within the agent's spending limits."""
@@ -71,8 +82,10 @@ def actions_for(get: Callable[[], TrnService]) -> list[Callable[..., Any]]:
         return json.dumps({"tx": tx})
 
     async def trn_recent_transfers(token: str, address: str, blocks: int = 1000) -> str:
-        """Transfers of a token from or to an address in the last ``blocks`` blocks."""
-        return json.dumps(await get().recent_transfers(token, address, blocks))
+        """Transfers of a token from or to an address in the last ``blocks`` blocks (at most
+        10,000: a wider range is cut to the most recent 10,000)."""
+        span = max(1, min(blocks, MAX_BLOCKS))  # the model chooses it: never a chain-sized scan
+        return json.dumps(await get().recent_transfers(token, address, span))
 
     async def trn_anchoring_stats() -> str:
         """How many published messages are anchored on TRN, queued or waiting, and the last

@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable
 from decimal import Decimal
 from typing import TYPE_CHECKING, Any, TypeVar
 
-from aigent import SpendDenied, format_amount
+from aigent import SpendDenied, format_amount, run_blocking
 
 from .config import TrnSettings
 from .errors import TrnError
@@ -69,6 +69,17 @@ def from_units(units: int, decimals: int) -> str:
 _NOTHING_SENT = {"ContractLogicError", "ContractCustomError", "ContractPanicError"}
 
 
+# Chain calls block (web3 is synchronous), so they run in threads: reads and sends in small
+# pools of their own (aigent's run_blocking), because a send waits up to 120 s for its receipt
+# and cannot be cancelled. A hung node then holds at most those threads, never the pool every
+# other plugin (and the core) shares.
+READS, SENDS = "trn-read", "trn-send"
+
+
+async def _in_pool(pool: str, fn: Callable[..., T], *args: Any) -> T:
+    return await run_blocking(pool, fn, *args)
+
+
 class TrnService:
     def __init__(self, ctx: PluginContext, settings: TrnSettings | None = None) -> None:
         self.ctx = ctx
@@ -88,7 +99,7 @@ class TrnService:
 
                 s = self.settings
                 try:
-                    self._w3 = await asyncio.to_thread(chain.connect, s.rpc_url, s.chain_id)
+                    self._w3 = await _in_pool(READS, chain.connect, s.rpc_url, s.chain_id)
                 except TrnError:
                     raise  # the wrong chain: the message says which setting to fix
                 except Exception as exc:
@@ -119,7 +130,7 @@ class TrnService:
     async def run(self, fn: Callable[..., T], *args: Any) -> T:
         """``fn(w3, *args)`` in a worker thread."""
         w3 = await self.w3()
-        return await asyncio.to_thread(fn, w3, *args)
+        return await _in_pool(READS, fn, w3, *args)
 
     async def cached(self, key: str, make: Callable[[], Awaitable[T]]) -> T:
         hit = self._cache.get(key)
@@ -181,7 +192,7 @@ class TrnService:
             info["asset"], amount, to=destination, scale=info["decimals"], purpose=purpose
         ) as spend:
             try:
-                result = await asyncio.to_thread(send)
+                result = await _in_pool(SENDS, send)
             except Exception as exc:
                 if type(exc).__name__ == "TimeExhausted":
                     raise TrnError(f"{purpose}: sent, no receipt yet; reservation kept") from exc
@@ -259,7 +270,7 @@ class TrnService:
 
         token_address, _ = self.token(token)
         w3 = await self.w3()
-        head = await asyncio.to_thread(lambda: int(w3.eth.block_number))
+        head = await _in_pool(READS, lambda: int(w3.eth.block_number))
         start = max(0, head - blocks + 1)
         return await self.cached(
             f"transfers:{token_address}:{address}:{blocks}",

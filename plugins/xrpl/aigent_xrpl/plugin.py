@@ -7,8 +7,11 @@ import json
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from aigent import hookimpl
+from aigent import hookimpl, moves_value
 from aigent_xrpl.service import service_for
+
+MAX_TRANSACTIONS = 200
+"""The most transactions or offers a model may ask for at once."""
 
 if TYPE_CHECKING:
     from aigent import PluginContext
@@ -83,6 +86,7 @@ def register_context_providers(register: Callable[..., None], ctx: PluginContext
 
 @hookimpl
 def register_actions(register: Callable[..., None], ctx: PluginContext) -> None:
+    @moves_value
     async def xrpl_pay(
         destination: str, amount: str, currency: str = "XRP", issuer: str = "", purpose: str = ""
     ) -> str:
@@ -113,14 +117,18 @@ def register_actions(register: Callable[..., None], ctx: PluginContext) -> None:
         pays_issuer: str = "",
         limit: int = 10,
     ) -> str:
-        """Order book offers in which the taker gets one asset and pays the other."""
+        """Order book offers in which the taker gets one asset and pays the other (at most
+        200)."""
         offers = await service_for(ctx).book_offers(
-            _asset(gets_currency, gets_issuer), _asset(pays_currency, pays_issuer), limit
+            _asset(gets_currency, gets_issuer),
+            _asset(pays_currency, pays_issuer),
+            max(1, min(limit, MAX_TRANSACTIONS)),
         )
         return json.dumps(offers)
 
     async def xrpl_recent_transactions(account: str = "", limit: int = 10) -> str:
-        """Recent transactions of an XRPL account; the agent's own by default."""
+        """Recent transactions of an XRPL account (at most 200); the agent's own by default."""
+        limit = max(1, min(limit, MAX_TRANSACTIONS))  # the model chooses it: bounded
         return json.dumps(await service_for(ctx).recent_transactions(account or None, limit))
 
     for action in (

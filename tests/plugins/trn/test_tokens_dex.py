@@ -187,6 +187,10 @@ async def test_actions_and_context_from_the_installed_plugin(
     )
     actions = plugin_actions("trn", ctx)
     assert {"trn_token_transfer", "trn_dex_swap", "trn_dex_quote", "trn_balances"} <= set(actions)
+    assert {n for n, a in actions.items() if a.moves_value} == {
+        "trn_token_transfer", "trn_token_approve", "trn_token_transfer_from", "trn_token_mint",
+        "trn_dex_swap",
+    }  # fmt: skip
     quote = json.loads(
         await actions["trn_dex_quote"].run({"amount_in": "1", "path": ["AAA", "BBB"]})
     )
@@ -200,6 +204,13 @@ async def test_actions_and_context_from_the_installed_plugin(
         await actions["trn_recent_transfers"].run({"token": "AAA", "address": "0x" + "33" * 20})
     )
     assert moves[-1]["value"] == 15 * 10**17 and moves[-1]["from"] == watched
+    # The model picks the range: a chain-sized one is cut to the most recent 10,000 blocks.
+    await actions["trn_recent_transfers"].run(
+        {"token": "AAA", "address": "0x" + "33" * 20, "blocks": 10**12}
+    )
+    service = ctx.state["service"]
+    assert any(key.endswith(":10000") for key in service._cache)
+    assert not any(key.endswith(f":{10**12}") for key in service._cache)
 
     (provider,) = registered("trn", "register_context_providers", ctx)
     text = await provider.get(None, None)
