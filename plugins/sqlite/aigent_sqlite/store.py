@@ -36,6 +36,7 @@ from aigent import (
     PluginContext,
     Recalled,
     embedder_dimension,
+    run_blocking,
     within_budget,
 )
 
@@ -65,6 +66,10 @@ CREATE TABLE IF NOT EXISTS knowledge (
 """
 SHARED = "shared"  # the knowledge scope every agent of the file sees
 LOAD_SLICE = 4096
+CACHE_KIB = 512  # per connection: the matrices are the cache that matters, not SQLite's pages
+POOL = "memory"
+"""Recalls and writes run in one small pool of their own (aigent's run_blocking): few threads
+means few malloc arenas, which is most of what a busy agent's memory grew by otherwise."""
 MESSAGE_FIELDS = ("agent", "user", "room", "client", "message_id", "role", "at")
 
 
@@ -108,6 +113,7 @@ class SQLiteStore:
         conn.execute("PRAGMA journal_mode=WAL")
         conn.execute("PRAGMA synchronous=NORMAL")
         conn.execute("PRAGMA busy_timeout=10000")
+        conn.execute(f"PRAGMA cache_size=-{CACHE_KIB}")
         return conn
 
     def _guard(self) -> int:
@@ -169,7 +175,7 @@ class SQLiteStore:
             rows.append((*base, "user", exchange.at, m.text, blob(vectors[2 * i])))
             reply = exchange.reply.text
             rows.append((*base, "agent", exchange.at + 1e-6, reply, blob(vectors[2 * i + 1])))
-        await asyncio.to_thread(self._insert, rows)
+        await run_blocking(POOL, self._insert, rows)
 
     def _insert(self, rows: list[tuple[Any, ...]]) -> None:
         with self._write_lock:
@@ -219,7 +225,7 @@ class SQLiteStore:
         [vector] = await self.embedder.embed([message.text])
         if not self._ready.done():
             await self.ready()
-        found = await asyncio.to_thread(self._recall, vector, agent, message.identity)
+        found = await run_blocking(POOL, self._recall, vector, agent, message.identity)
         return within_budget(found, message.text, self.top_k, self.min_score, self.budget_chars)
 
     def _recall(self, vector: list[float], agent: str, user: str) -> list[Recalled]:
@@ -329,7 +335,7 @@ class SQLiteStore:
         """Best matches across all of the agent's messages (every user) and its knowledge."""
         [vector] = await self.embedder.embed([query])
         await self.ready()
-        return await asyncio.to_thread(self._search, vector, k)
+        return await run_blocking(POOL, self._search, vector, k)
 
     def _search(self, vector: list[float], k: int) -> list[Recalled]:
         from aigent_sqlite.vectors import Rows, as_query
