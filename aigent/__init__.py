@@ -65,7 +65,7 @@ if TYPE_CHECKING:
     from aigent.retries import delay as retry_delay
     from aigent.retries import parse_retry_after, retryable
     from aigent.runtime import Agent
-    from aigent.secrets import Secrets, is_local_url, redact, secret_may_go_to
+    from aigent.secrets import Secrets, is_local_url, key_for_host, redact, secret_may_go_to
     from aigent.spending import Spend, SpendDenied, SpendingPolicy
     from aigent.text_tools import parse_tool_calls, tools_in_text, wire_messages
 
@@ -128,6 +128,7 @@ _EXPORTS = {
     "parse_retry_after": "aigent.retries",
     "secret_may_go_to": "aigent.secrets",
     "is_local_url": "aigent.secrets",
+    "key_for_host": "aigent.secrets",
     "Spend": "aigent.spending",
     "SpendDenied": "aigent.spending",
     "SpendingPolicy": "aigent.spending",
@@ -191,6 +192,7 @@ __all__ = [
     "format_amount",
     "hookimpl",
     "is_local_url",
+    "key_for_host",
     "load_character",
     "moves_value",
     "parse_retry_after",

@@ -18,8 +18,12 @@ import threading
 import traceback
 from collections.abc import Mapping
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from aigent.errors import MissingSecret
+
+if TYPE_CHECKING:
+    from aigent.character import ModelConfig
 
 _known: set[str] = set()
 _lock = threading.Lock()
@@ -153,3 +157,24 @@ def is_local_url(url: str) -> bool:
         return ipaddress.ip_address(host).is_loopback
     except ValueError:
         return False
+
+
+def key_for_host(
+    plugin: str, config: ModelConfig, url: str, key_name: str | None, key: str | None
+) -> str | None:
+    """The model's key if it may go to ``url`` (see :func:`secret_may_go_to`), else None: the
+    provider's usual key is simply not sent over plain http to another host (an in-house server
+    there needs a key of its own). A key the file names for such a host (``api_key_secret``) is
+    refused, with the way to allow it."""
+    if key is None or secret_may_go_to(url, allow_insecure_http=config.allow_insecure_http):
+        return key
+    if config.api_key_secret:
+        from aigent.errors import PluginError
+
+        raise PluginError(
+            plugin,
+            f"model {config.model!r} would send {key_name} over plain http to {url}, where "
+            "anyone on the path can read it",
+            'use https, or add "allow_insecure_http": true to this model if that network is yours',
+        )
+    return None

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from aigent import MissingSecret, PluginError, hookimpl, secret_may_go_to
+from aigent import MissingSecret, hookimpl, key_for_host
 
 if TYPE_CHECKING:
     from aigent import ModelConfig, PluginContext
@@ -50,22 +50,8 @@ class LiteLLMProvider:
                     '"models": {"large": "local"} in the character'
                 )
             api_key = "no-key"
-        if (
-            api_base
-            and api_key not in (None, "no-key")
-            and not secret_may_go_to(api_base, allow_insecure_http=config.allow_insecure_http)
-        ):
-            if config.api_key_secret:  # the file asked for this key to go to that host
-                raise PluginError(
-                    "litellm",
-                    f"model {config.model!r} would send {key_name} over plain http to "
-                    f"{api_base}, where anyone on the path can read it",
-                    'use https, or add "allow_insecure_http": true to this model if that '
-                    "network is yours",
-                )
-            # The provider's usual key is never sent over plain http to another host: an
-            # in-house server there gets no key (it needs its own, named by api_key_secret).
-            api_key = "no-key"
+        if api_base and api_key != "no-key":
+            api_key = key_for_host("litellm", config, api_base, key_name, api_key) or "no-key"
         settings: dict[str, Any] = ctx.settings
         preload()  # at assembly, off the event loop: no message waits for the import
         return LiteLLMModel(

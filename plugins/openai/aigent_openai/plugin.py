@@ -5,7 +5,7 @@ from __future__ import annotations
 
 from typing import TYPE_CHECKING, Any
 
-from aigent import MissingSecret, PluginError, hookimpl, secret_may_go_to
+from aigent import MissingSecret, PluginError, hookimpl, key_for_host
 
 if TYPE_CHECKING:
     from aigent import ModelConfig, PluginContext
@@ -77,20 +77,7 @@ class OpenAIProvider:
                 "secrets; or run on the bundled local model, which needs no key: set "
                 '"models": {"large": "local"} in the character'
             )
-        if api_key is not None and not secret_may_go_to(
-            base, allow_insecure_http=config.allow_insecure_http
-        ):
-            if config.api_key_secret:  # the file asked for this key to go to that host
-                raise PluginError(
-                    "openai",
-                    f"model {config.model!r} would send {key_name} over plain http to "
-                    f"{base}, where anyone on the path can read it",
-                    'use https, or add "allow_insecure_http": true to this model if that '
-                    "network is yours",
-                )
-            # The provider's usual key is never sent over plain http to another host: an
-            # in-house server there gets no key (it needs its own, named by api_key_secret).
-            api_key = None
+        api_key = key_for_host("openai", config, base, key_name, api_key)
         settings: dict[str, Any] = ctx.settings
         return OpenAIModel(
             config.model,
