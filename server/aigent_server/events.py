@@ -11,7 +11,8 @@ import asyncio
 import itertools
 import time
 from collections import deque
-from collections.abc import AsyncIterator, Callable
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -61,13 +62,12 @@ class EventBus:
     def recent(self, accept: Filter) -> list[Event]:
         return [e for e in self._recent if accept(e)]
 
-    async def subscribe(self, accept: Filter) -> AsyncIterator[Event]:
+    @contextmanager
+    def subscription(self) -> Iterator[asyncio.Queue[Event]]:
+        """A queue of every event published while the block runs (filter when reading)."""
         queue: asyncio.Queue[Event] = asyncio.Queue(self._queue_size)
         self._subscribers.add(queue)
         try:
-            while True:
-                event = await queue.get()
-                if accept(event):
-                    yield event
+            yield queue
         finally:
             self._subscribers.discard(queue)

@@ -157,7 +157,9 @@ class Fleet:
             self._set_state(hosted, "starting")
             try:
                 character = await asyncio.to_thread(load_character, hosted.entry.source)
-                agent = Agent(character, data_dir=self.agent_dir(hosted.entry.name))
+                # An uploaded file must not choose where on the server's disk it writes.
+                own = None if hosted.entry.uploaded else character.data_dir
+                agent = Agent(character, data_dir=own or self.agent_dir(hosted.entry.name))
                 agent.spending.confirm = self._confirmer(hosted)
                 await agent.start()
             except Exception as exc:  # any plugin's failure: this agent fails, the rest run on
