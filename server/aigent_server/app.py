@@ -15,12 +15,12 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Annotated, Any
 
-from aigent import AigentError, Reply
 from fastapi import Depends, FastAPI, File, Form, Header, HTTPException, Request, UploadFile
 from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, Field
 
+from aigent import AigentError, Reply
 from aigent_server.auth import SESSION_COOKIE, Auth, AuthError, Caller
 from aigent_server.events import KINDS, Event, EventBus
 from aigent_server.fleet import Fleet, FleetError, Hosted
@@ -190,7 +190,9 @@ def create_app(settings: Settings) -> FastAPI:
         file gets 422 with the error ``aigent validate`` prints."""
         source = await _save_upload(settings.data_dir, file)
         try:
-            created = await fleet.add(source, who.owner, uploaded=True)
+            created = await fleet.add(
+                source, who.owner, uploaded=True, desired="running" if start else "stopped"
+            )
         except (AigentError, FleetError) as exc:
             shutil.rmtree(source.parent, ignore_errors=True)
             if isinstance(exc, FleetError):
@@ -219,7 +221,9 @@ def create_app(settings: Settings) -> FastAPI:
     ) -> dict[str, Any]:
         """A new character file for the agent (same name); a running agent restarts on it."""
         if not agent.entry.uploaded:
-            raise HTTPException(409, "this agent is loaded from a file on the server: edit it there")
+            raise HTTPException(
+                409, "this agent is loaded from a file on the server: edit it there"
+            )
         source = await _save_upload(settings.data_dir, file)
         try:
             await fleet.replace(agent, source)

@@ -98,7 +98,10 @@ class Auth:
             raise AuthError(401, "the signature is not from the address that asked to sign in")
         owner = OPERATOR if challenge.address in self._admins else challenge.address
         session = Session(
-            secrets.token_urlsafe(32), owner, secrets.token_urlsafe(24), time.time() + SESSION_SECONDS
+            secrets.token_urlsafe(32),
+            owner,
+            secrets.token_urlsafe(24),
+            time.time() + SESSION_SECONDS,
         )
         self._sessions[session.id] = session
         return session
@@ -123,8 +126,9 @@ class Auth:
         session = self._sessions.get(cookie or "")
         if session is None or session.expires_at < time.time():
             raise AuthError(
-                401, "sign in first (POST /api/auth/challenge, then /api/auth/verify), or send "
-                "Authorization: Bearer <AIGENT_SERVE_TOKEN>"
+                401,
+                "sign in first (POST /api/auth/challenge, then /api/auth/verify), or send "
+                "Authorization: Bearer <AIGENT_SERVE_TOKEN>",
             )
         if method not in ("GET", "HEAD", "OPTIONS") and not (
             csrf and hmac.compare_digest(csrf.encode(), session.csrf.encode())

@@ -50,7 +50,7 @@ class EventBus:
         self._subscribers: set[asyncio.Queue[Event]] = set()
         self._queue_size = queue_size
 
-    def publish(self, kind: str, agent: str, owner: str, **data: Any) -> Event:
+    def publish(self, kind: str, agent: str, owner: str, /, **data: Any) -> Event:
         event = Event(next(self._ids), kind, agent, owner, data)
         self._recent.append(event)
         for queue in self._subscribers:

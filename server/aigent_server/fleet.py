@@ -15,7 +15,6 @@ from typing import Any
 
 from aigent import Agent, AigentError, Character, Reply, Spend, load_character
 from aigent.amounts import format_amount
-
 from aigent_server.events import EventBus
 from aigent_server.registry import OPERATOR, Entry, Registry
 
@@ -97,7 +96,9 @@ class Fleet:
             raise FleetError(404, f"no agent named {name!r}")
         return hosted
 
-    async def add(self, source: Path, owner: str, *, uploaded: bool) -> Hosted:
+    async def add(
+        self, source: Path, owner: str, *, uploaded: bool, desired: str = "running"
+    ) -> Hosted:
         """Register the agent in ``source`` (validated: a bad file raises CharacterError)."""
         character = await asyncio.to_thread(load_character, source)
         existing = self.hosted.get(character.name)
@@ -109,7 +110,7 @@ class Fleet:
                 await self.registry.set_source(character.name, source)
             existing.character = character
             return existing
-        entry = Entry(character.name, owner, source, uploaded, "running", time.time())
+        entry = Entry(character.name, owner, source, uploaded, desired, time.time())
         await self.registry.add(entry)
         hosted = self.hosted[entry.name] = Hosted(entry, character=character)
         return hosted
@@ -144,7 +145,11 @@ class Fleet:
     async def start_desired(self) -> None:
         """At server start: every agent whose owner last wanted it running, side by side."""
         await asyncio.gather(
-            *(self.start(h, remember=False) for h in self.hosted.values() if h.entry.desired == "running")
+            *(
+                self.start(h, remember=False)
+                for h in self.hosted.values()
+                if h.entry.desired == "running"
+            )
         )
 
     async def start(self, hosted: Hosted, *, remember: bool = True) -> Hosted:
@@ -163,7 +168,9 @@ class Fleet:
                 agent.spending.confirm = self._confirmer(hosted)
                 await agent.start()
             except Exception as exc:  # any plugin's failure: this agent fails, the rest run on
-                message = str(exc) if isinstance(exc, AigentError) else f"{type(exc).__name__}: {exc}"
+                message = (
+                    str(exc) if isinstance(exc, AigentError) else f"{type(exc).__name__}: {exc}"
+                )
                 log.warning("agent %s failed to start: %s", hosted.entry.name, message)
                 self._set_state(hosted, "failed", message)
                 return hosted
@@ -307,16 +314,16 @@ class Fleet:
                 approved = False  # nobody answered: the payment does not happen
             finally:
                 hosted.pending.pop(pending.id, None)
-            self.bus.publish(
-                "confirmation.resolved", name, owner, id=pending.id, approved=approved
-            )
+            self.bus.publish("confirmation.resolved", name, owner, id=pending.id, approved=approved)
             return approved
 
         return confirm
 
     def _on_sale(self, hosted: Hosted) -> Callable[[int, str], None]:
         def sold(amount: int, sender: str) -> None:
-            self.bus.publish("sale", hosted.entry.name, hosted.entry.owner, amount=amount, sender=sender)
+            self.bus.publish(
+                "sale", hosted.entry.name, hosted.entry.owner, amount=amount, sender=sender
+            )
 
         return sold
 
