@@ -71,9 +71,9 @@ def eliza_file(folder: Path, model: OpenAIServer) -> Path:
     return path
 
 
-def shot(page: Any, name: str) -> None:
+def shot(page: Any, name: str, full_page: bool = True) -> None:
     ARTIFACTS.mkdir(exist_ok=True)
-    page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True)
+    page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=full_page)
 
 
 def test_a_new_wallet_signs_in_and_owns_what_it_creates(
@@ -193,6 +193,6 @@ def test_the_pages_fit_a_phone(browser: Any, web: Served, admin: Any) -> None:
             page.wait_for_selector(f'main[data-page="{name}"] .page-head')
             width = page.evaluate("document.documentElement.scrollWidth")
             assert width <= 390, f"{name} scrolls sideways on a phone ({width}px)"
-            shot(page, f"phone-{name}")
+            shot(page, f"phone-{name}", full_page=False)  # as the phone shows it
     finally:
         context.close()

@@ -33,10 +33,10 @@ export async function explorerPage(main) {
 
   function row(e) {
     return h("div", { class: `event ${e.kind.replace(".", "-")}`, "data-kind": e.kind },
-      h("span", { class: `tag ${e.kind.split(".")[0]}` }, LABELS[e.kind] || e.kind),
+      h("span", { class: `tag kind-${e.kind.split(".")[0]}` }, LABELS[e.kind] || e.kind),
       h("span", { class: "event-agent" }, e.agent),
       h("span", { class: "event-text" }, summary(e)),
-      e.receipts && Object.keys(e.receipts).length ? h("span", { class: "tag anchor", title: JSON.stringify(e.receipts) }, "anchored") : null,
+      e.receipts && Object.keys(e.receipts).length ? h("span", { class: "tag kind-anchor", title: JSON.stringify(e.receipts) }, "anchored") : null,
       h("time", {}, time(e.at)));
   }
 
