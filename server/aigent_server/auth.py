@@ -14,6 +14,7 @@ from aigent_server.registry import OPERATOR
 
 ADDRESS = re.compile(r"^0x[0-9a-fA-F]{40}$")
 CHALLENGE_SECONDS = 300.0
+MAX_CHALLENGES = 10_000
 SESSION_SECONDS = 7 * 86400.0
 SESSION_COOKIE = "aigent_session"
 CSRF_HEADER = "x-csrf-token"
@@ -64,6 +65,8 @@ class Auth:
         if not ADDRESS.match(address):
             raise AuthError(422, f"address {address!r} is not a 0x-prefixed 20-byte hex address")
         self._expire()
+        if len(self._challenges) >= MAX_CHALLENGES:  # unanswered ones must not fill memory
+            raise AuthError(429, "too many sign-ins under way: retry in a few minutes")
         nonce = secrets.token_hex(12)
         now = time.time()
         message = (
