@@ -101,6 +101,8 @@ class Fleet:
     ) -> Hosted:
         """Register the agent in ``source`` (validated: a bad file raises CharacterError)."""
         character = await asyncio.to_thread(load_character, source)
+        if uploaded:
+            _refuse_code(character)
         existing = self.hosted.get(character.name)
         if existing is not None:
             if existing.entry.owner != owner or uploaded:
@@ -118,6 +120,8 @@ class Fleet:
     async def replace(self, hosted: Hosted, source: Path) -> Hosted:
         """Load a new character file for ``hosted`` (same name), restarting it if it runs."""
         character = await asyncio.to_thread(load_character, source)
+        if hosted.entry.uploaded:
+            _refuse_code(character)
         if character.name != hosted.entry.name:
             raise FleetError(
                 422, f"the file names {character.name!r}; it must keep {hosted.entry.name!r}"
@@ -366,6 +370,19 @@ class Fleet:
 
 def slug(name: str) -> str:
     return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-") or "agent"
+
+
+def _refuse_code(character: Character) -> None:
+    """An uploaded file may use installed plugins only: a ``.py`` plugin or ``allow_paths``
+    would let whoever uploads it run code or read files on the server."""
+    scripts = [p for p in character.plugins if p.endswith(".py")]
+    if scripts or character.allow_paths:
+        what = "plugins " + ", ".join(scripts) if scripts else "allow_paths"
+        raise FleetError(
+            422,
+            f"an uploaded character may not name {what}: use installed plugins, or ask the "
+            "operator to serve the file from the command line",
+        )
 
 
 def _peek(source: Path) -> Character | None:

@@ -177,6 +177,12 @@ def test_a_broken_upload_gets_the_error_aigent_validate_prints(
         assert answer.json()["detail"] == expected
         assert "colour" in expected and "bio" in expected
         assert upload(client, "{not json", "b.json").status_code == 422
+        script = upload(client, {"name": "S", "plugins": ["tip.py"]}, "s.json")
+        assert (
+            script.status_code == 422 and "may not name plugins tip.py" in script.json()["detail"]
+        )
+        reach = upload(client, {"name": "R", "allow_paths": ["/"]}, "r.json")
+        assert reach.status_code == 422 and "allow_paths" in reach.json()["detail"]
         wrong_kind = upload(client, "{}", "notes.txt")
         assert wrong_kind.status_code == 422 and ".yaml" in wrong_kind.json()["detail"]
 
