@@ -1,0 +1,413 @@
+"""The HTTP face of the server: the REST API (OpenAPI at ``/api/openapi.json``), live events
+over SSE, sign-in, and the web app's static files, all on one port."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import re
+import secrets
+import shutil
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Annotated, Any
+
+from fastapi import Depends, FastAPI, File, Form, Header, HTTPException, Request, UploadFile
+from fastapi.responses import FileResponse, JSONResponse, Response, StreamingResponse
+from fastapi.staticfiles import StaticFiles
+from pydantic import BaseModel, Field
+
+from aigent import AigentError, Reply
+from aigent_server.auth import SESSION_COOKIE, Auth, AuthError, Caller
+from aigent_server.events import KINDS, Event, EventBus
+from aigent_server.fleet import Fleet, FleetError, Hosted
+from aigent_server.limits import Limits
+from aigent_server.registry import OPERATOR
+
+log = logging.getLogger("aigent.server")
+STATIC = Path(__file__).parent / "static"
+SUFFIXES = (".json", ".yaml", ".yml")
+KEEPALIVE = 15.0
+
+
+@dataclass
+class Settings:
+    data_dir: Path
+    files: list[Path] = field(default_factory=list)
+    """Character files to host, owned by the operator (a directory's files, already listed)."""
+    token: str | None = None
+    """The operator's API token (``AIGENT_SERVE_TOKEN``); None: no token works."""
+    admins: frozenset[str] = frozenset()
+    """Wallet addresses that sign in as the operator (and so see the file-loaded agents)."""
+    max_body: int = 1 << 20
+    rate: float = 20.0
+    burst: int = 200
+    confirm_timeout: float = 300.0
+    secure_cookies: bool = False
+    """Mark the session cookie Secure (behind HTTPS)."""
+
+
+class MessageIn(BaseModel):
+    text: str = Field(min_length=1, max_length=32_000)
+    user: str = Field(default="user", min_length=1, max_length=200)
+    room: str = Field(default="default", min_length=1, max_length=200)
+
+
+class ChallengeIn(BaseModel):
+    address: str
+
+
+class VerifyIn(BaseModel):
+    nonce: str
+    signature: str
+
+
+class ConfirmIn(BaseModel):
+    approve: bool
+
+
+class PatchIn(BaseModel):
+    desired: str | None = Field(default=None, pattern="^(running|stopped)$")
+
+
+def _caller(
+    request: Request,
+    authorization: Annotated[str | None, Header()] = None,
+    x_csrf_token: Annotated[str | None, Header()] = None,
+) -> Caller:
+    auth: Auth = request.app.state.auth
+    return auth.caller(
+        authorization, request.cookies.get(SESSION_COOKIE), request.method, x_csrf_token
+    )
+
+
+Who = Annotated[Caller, Depends(_caller)]
+
+
+def _hosted(name: str, who: Who, request: Request) -> Hosted:
+    fleet: Fleet = request.app.state.fleet
+    return fleet.get(name, who.owner)
+
+
+Agent = Annotated[Hosted, Depends(_hosted)]
+
+
+def create_app(settings: Settings) -> FastAPI:
+    bus = EventBus()
+    fleet = Fleet(settings.data_dir, bus, settings.confirm_timeout)
+    auth = Auth(settings.token, settings.admins)
+    starting: set[asyncio.Task[None]] = set()
+
+    @asynccontextmanager
+    async def lifespan(app: FastAPI) -> AsyncIterator[None]:
+        for file in settings.files:
+            await fleet.add(file, OPERATOR, uploaded=False)
+        # Agents start behind the server's own start: health answers while a slow one loads.
+        task = asyncio.create_task(fleet.start_desired())
+        starting.add(task)
+        task.add_done_callback(starting.discard)
+        try:
+            yield
+        finally:
+            task.cancel()
+            await fleet.close()
+
+    app = FastAPI(
+        title="aigent serve",
+        version="0.1.0",
+        openapi_url="/api/openapi.json",
+        docs_url="/api/docs",
+        redoc_url=None,
+        lifespan=lifespan,
+    )
+    app.state.fleet, app.state.bus, app.state.auth = fleet, bus, auth
+    app.add_middleware(Limits, rate=settings.rate, burst=settings.burst, max_body=settings.max_body)
+
+    @app.exception_handler(FleetError)
+    async def fleet_error(request: Request, exc: FleetError) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=exc.status)
+
+    @app.exception_handler(AuthError)
+    async def auth_error(request: Request, exc: AuthError) -> JSONResponse:
+        return JSONResponse({"detail": str(exc)}, status_code=exc.status)
+
+    # --- health and sign-in (no credentials needed) ------------------------------------------
+
+    @app.get("/api/health", tags=["server"])
+    async def health() -> dict[str, Any]:
+        states: dict[str, int] = {}
+        for h in fleet.hosted.values():
+            states[h.state] = states.get(h.state, 0) + 1
+        return {"ok": True, "agents": states}
+
+    @app.post("/api/auth/challenge", tags=["auth"])
+    async def challenge(body: ChallengeIn, request: Request) -> dict[str, str]:
+        """An EIP-4361-style message for the wallet to sign; valid for five minutes."""
+        domain = request.headers.get("host", "localhost")
+        message, nonce = auth.challenge(body.address, domain, str(request.base_url).rstrip("/"))
+        return {"message": message, "nonce": nonce}
+
+    @app.post("/api/auth/verify", tags=["auth"])
+    async def verify(body: VerifyIn, response: Response) -> dict[str, str]:
+        """Check the signed challenge and open a session (a cookie, plus a CSRF token to send
+        back in the ``X-CSRF-Token`` header on every state-changing request)."""
+        session = auth.verify(body.nonce, body.signature)
+        response.set_cookie(
+            SESSION_COOKIE,
+            session.id,
+            httponly=True,
+            samesite="strict",
+            secure=settings.secure_cookies,
+            path="/",
+        )
+        return {"address": session.owner, "csrf": session.csrf}
+
+    @app.get("/api/auth/session", tags=["auth"])
+    async def session(who: Who) -> dict[str, Any]:
+        return {"owner": who.owner, "csrf": who.session.csrf if who.session else None}
+
+    @app.post("/api/auth/logout", tags=["auth"])
+    async def logout(who: Who, response: Response) -> dict[str, bool]:
+        if who.session is not None:
+            auth.end(who.session)
+        response.delete_cookie(SESSION_COOKIE, path="/")
+        return {"ok": True}
+
+    # --- agents ------------------------------------------------------------------------------
+
+    @app.get("/api/agents", tags=["agents"])
+    async def list_agents(who: Who) -> list[dict[str, Any]]:
+        return [fleet.describe(h) for h in fleet.visible(who.owner)]
+
+    @app.post("/api/agents", tags=["agents"], status_code=201)
+    async def create_agent(
+        who: Who, file: Annotated[UploadFile, File()], start: Annotated[bool, Form()] = True
+    ) -> dict[str, Any]:
+        """Upload a character file (aigent, ElizaOS 0.x/1.x or ZerePy; JSON or YAML). A broken
+        file gets 422 with the error ``aigent validate`` prints."""
+        source = await _save_upload(settings.data_dir, file)
+        try:
+            created = await fleet.add(
+                source, who.owner, uploaded=True, desired="running" if start else "stopped"
+            )
+        except (AigentError, FleetError) as exc:
+            shutil.rmtree(source.parent, ignore_errors=True)
+            if isinstance(exc, FleetError):
+                raise
+            raise HTTPException(422, _named(str(exc), source, file.filename)) from None
+        if start:
+            await fleet.start(created)
+        return fleet.describe(created)
+
+    @app.get("/api/agents/{name}", tags=["agents"])
+    async def get_agent(agent: Agent) -> dict[str, Any]:
+        return fleet.describe(agent)
+
+    @app.patch("/api/agents/{name}", tags=["agents"])
+    async def patch_agent(agent: Agent, body: PatchIn) -> dict[str, Any]:
+        """Change what the server keeps the agent at (``desired``: running or stopped)."""
+        if body.desired == "running":
+            await fleet.start(agent)
+        elif body.desired == "stopped":
+            await fleet.stop(agent)
+        return fleet.describe(agent)
+
+    @app.put("/api/agents/{name}/character", tags=["agents"])
+    async def replace_character(
+        agent: Agent, file: Annotated[UploadFile, File()]
+    ) -> dict[str, Any]:
+        """A new character file for the agent (same name); a running agent restarts on it."""
+        if not agent.entry.uploaded:
+            raise HTTPException(
+                409, "this agent is loaded from a file on the server: edit it there"
+            )
+        source = await _save_upload(settings.data_dir, file)
+        try:
+            await fleet.replace(agent, source)
+        except (AigentError, FleetError) as exc:
+            shutil.rmtree(source.parent, ignore_errors=True)
+            if isinstance(exc, FleetError):
+                raise
+            raise HTTPException(422, _named(str(exc), source, file.filename)) from None
+        return fleet.describe(agent)
+
+    @app.delete("/api/agents/{name}", tags=["agents"], status_code=204)
+    async def delete_agent(agent: Agent) -> Response:
+        """Stop the agent and forget it (its data directory stays on disk)."""
+        await fleet.remove(agent)
+        return Response(status_code=204)
+
+    @app.post("/api/agents/{name}/start", tags=["agents"])
+    async def start_agent(agent: Agent) -> dict[str, Any]:
+        return fleet.describe(await fleet.start(agent))
+
+    @app.post("/api/agents/{name}/stop", tags=["agents"])
+    async def stop_agent(agent: Agent) -> dict[str, Any]:
+        return fleet.describe(await fleet.stop(agent))
+
+    # --- messages ----------------------------------------------------------------------------
+
+    @app.post(
+        "/api/agents/{name}/messages",
+        tags=["messages"],
+        responses={200: {"content": {"text/event-stream": {}}}},
+    )
+    async def message(agent: Agent, body: MessageIn, request: Request) -> Any:
+        """Send a message; the reply with its model, usage, timings and receipts. With
+        ``Accept: text/event-stream`` the text streams as ``text`` events, then a ``reply``."""
+        if "text/event-stream" not in request.headers.get("accept", ""):
+            reply = await fleet.chat(agent, body.text, body.user, body.room)
+            return _reply(reply)
+        if agent.state != "running":
+            raise FleetError(409, f"agent {agent.entry.name!r} is {agent.state}: start it first")
+        return StreamingResponse(
+            _streamed(fleet, agent, body), media_type="text/event-stream", headers=_NO_BUFFER
+        )
+
+    @app.get("/api/agents/{name}/messages", tags=["messages"])
+    async def history(agent: Agent, room: str = "default", limit: int = 100) -> dict[str, Any]:
+        """What the server saw in one room, oldest first, and the rooms there are."""
+        limit = max(1, min(limit, 1000))
+        return {
+            "room": room,
+            "messages": await fleet.registry.history(agent.entry.name, room, limit),
+            "rooms": await fleet.registry.rooms(agent.entry.name),
+        }
+
+    # --- money -------------------------------------------------------------------------------
+
+    @app.get("/api/agents/{name}/money", tags=["money"])
+    async def money(agent: Agent) -> dict[str, Any]:
+        """Earnings from paid messages, spending against limits, reservations on hold."""
+        return await asyncio.to_thread(fleet.money, agent)
+
+    @app.get("/api/agents/{name}/confirmations", tags=["money"])
+    async def confirmations(agent: Agent) -> list[dict[str, Any]]:
+        """Payments above ``confirm_above`` waiting for the owner's answer."""
+        return fleet.confirmations(agent)
+
+    @app.post("/api/agents/{name}/confirmations/{confirmation}", tags=["money"])
+    async def confirm(agent: Agent, confirmation: str, body: ConfirmIn) -> dict[str, Any]:
+        fleet.answer(agent, confirmation, body.approve)
+        return {"id": confirmation, "approved": body.approve}
+
+    # --- live events -------------------------------------------------------------------------
+
+    @app.get(
+        "/api/events", tags=["events"], responses={200: {"content": {"text/event-stream": {}}}}
+    )
+    async def events(
+        who: Who, agent: str | None = None, kind: str | None = None, since: int = 0
+    ) -> StreamingResponse:
+        """Server-sent events for the caller's agents: the recent ones first, then live.
+        ``kind`` filters by kind or by prefix (``message`` for ``message.in`` and ``.out``)."""
+        if kind is not None and not any(k == kind or k.startswith(kind + ".") for k in KINDS):
+            raise HTTPException(422, f"unknown kind {kind!r}; kinds are: {', '.join(KINDS)}")
+
+        def accept(event: Event) -> bool:
+            return (
+                event.id > since
+                and who.owner in (OPERATOR, event.owner)
+                and (agent is None or event.agent == agent)
+                and (kind is None or event.kind == kind or event.kind.startswith(kind + "."))
+            )
+
+        return StreamingResponse(
+            _event_stream(bus, accept), media_type="text/event-stream", headers=_NO_BUFFER
+        )
+
+    # --- the web app -------------------------------------------------------------------------
+
+    @app.get("/", include_in_schema=False)
+    async def index() -> FileResponse:
+        return FileResponse(STATIC / "index.html", headers={"cache-control": "no-cache"})
+
+    app.mount("/static", StaticFiles(directory=STATIC), name="static")
+    return app
+
+
+_NO_BUFFER = {"cache-control": "no-cache", "x-accel-buffering": "no"}
+
+
+def _sse(event: str, data: Any, id: int | None = None) -> bytes:
+    head = f"id: {id}\n" if id is not None else ""
+    return f"{head}event: {event}\ndata: {json.dumps(data)}\n\n".encode()
+
+
+def _reply(reply: Reply) -> dict[str, Any]:
+    return {
+        "text": reply.text,
+        "model": reply.model,
+        "usage": reply.usage.model_dump(),
+        "timings": reply.timings,
+        "receipts": reply.receipts,
+    }
+
+
+async def _streamed(fleet: Fleet, agent: Hosted, body: MessageIn) -> AsyncIterator[bytes]:
+    chunks: asyncio.Queue[str] = asyncio.Queue()
+    task = asyncio.create_task(
+        fleet.chat(agent, body.text, body.user, body.room, on_text=chunks.put_nowait)
+    )
+    try:
+        while not task.done() or not chunks.empty():
+            getter = asyncio.ensure_future(chunks.get())
+            await asyncio.wait({getter, task}, return_when=asyncio.FIRST_COMPLETED)
+            if getter.done():
+                yield _sse("text", {"text": getter.result()})
+            else:
+                getter.cancel()
+        try:
+            reply = task.result()
+        except FleetError as exc:
+            yield _sse("error", {"detail": str(exc), "status": exc.status})
+            return
+        yield _sse("reply", _reply(reply))
+    finally:
+        if not task.done():
+            # The client left mid-reply: the agent finishes (memory, hooks) without it.
+            task.add_done_callback(lambda t: t.cancelled() or t.exception())
+
+
+async def _event_stream(bus: EventBus, accept: Any) -> AsyncIterator[bytes]:
+    with bus.subscription() as live:
+        # Subscribed before reading the recent ones, so nothing falls between the two.
+        recent = bus.recent(accept)
+        seen = recent[-1].id if recent else 0
+        yield b": connected\n\n"  # flushes the headers at once, so the client knows it is live
+        for event in recent:
+            yield _sse(event.kind, event.public(), event.id)
+        while True:
+            try:
+                event = await asyncio.wait_for(live.get(), KEEPALIVE)
+            except TimeoutError:
+                yield b": keepalive\n\n"  # proxies drop idle connections
+                continue
+            if event.id > seen and accept(event):
+                yield _sse(event.kind, event.public(), event.id)
+
+
+async def _save_upload(data_dir: Path, file: UploadFile) -> Path:
+    name = Path(file.filename or "character.json").name
+    if not name.lower().endswith(SUFFIXES):
+        raise HTTPException(
+            422, f"{name}: not a character file; upload .json, .yaml or .yml (any supported format)"
+        )
+    safe = re.sub(r"[^A-Za-z0-9._-]", "_", name)
+    folder = data_dir / "uploads" / secrets.token_hex(8)
+    content = await file.read()
+    await asyncio.to_thread(_write, folder / safe, content)
+    return folder / safe
+
+
+def _write(path: Path, content: bytes) -> None:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    path.write_bytes(content)
+
+
+def _named(message: str, source: Path, filename: str | None) -> str:
+    """The validation error as ``aigent validate <the uploaded file>`` prints it."""
+    return message.replace(str(source), Path(filename or source.name).name)

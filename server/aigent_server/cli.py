@@ -1,0 +1,81 @@
+"""The ``serve`` command itself (imported only when the CLI is built)."""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from aigent_server.app import SUFFIXES
+
+Sources = Annotated[
+    list[Path] | None,
+    typer.Argument(help="Character files, or directories of them (.json, .yaml, .yml)."),
+]
+
+
+def serve(
+    sources: Sources = None,
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    data_dir: Annotated[
+        Path, typer.Option(help="Where the server keeps its registry, uploads and agents' data.")
+    ] = Path(".aigent/server"),
+    admin: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="A wallet address that signs in as the operator (sees the agents loaded from "
+            "files). Repeat for more; also AIGENT_SERVE_ADMINS, comma-separated."
+        ),
+    ] = None,
+) -> None:
+    """Host many agents behind one REST API, live events and a web app (on --port, 8000)."""
+    import uvicorn
+
+    from aigent import AigentError, load_character
+    from aigent_server.app import Settings, create_app
+
+    files: list[Path] = []
+    for source in sources or []:
+        if source.is_dir():
+            files.extend(sorted(p for p in source.iterdir() if p.suffix.lower() in SUFFIXES))
+        elif source.exists():
+            files.append(source)
+        else:
+            raise typer.BadParameter(f"{source}: no such file or directory", param_hint="SOURCES")
+    good: list[Path] = []
+    for file in files:
+        try:
+            load_character(file)
+        except AigentError as exc:
+            # One broken file must not keep the others from being served.
+            typer.secho(f"✗ {exc} (not served)", fg="red", err=True)
+            continue
+        good.append(file.resolve())
+    admins = {a.strip() for a in os.environ.get("AIGENT_SERVE_ADMINS", "").split(",") if a.strip()}
+    admins.update(admin or [])
+    token = os.environ.get("AIGENT_SERVE_TOKEN") or None
+    settings = Settings(
+        data_dir=data_dir.expanduser().resolve(),
+        files=good,
+        token=token,
+        admins=frozenset(admins),
+    )
+    where = f"http://{host}:{port}/"
+    typer.echo(f"serving {len(good)} agent file(s) at {where} (API: {where}api/docs)")
+    if token is None:
+        typer.echo("  no AIGENT_SERVE_TOKEN set: scripts cannot use the API, only signed-in users")
+    if host not in ("127.0.0.1", "localhost", "::1"):
+        typer.secho(
+            f"  listening on {host}: reachable from other machines; put HTTPS in front",
+            fg="yellow",
+        )
+    uvicorn.run(
+        create_app(settings),
+        host=host,
+        port=port,
+        log_level="warning",
+        timeout_graceful_shutdown=3,  # open event streams never end on their own
+    )

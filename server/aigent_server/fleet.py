@@ -1,0 +1,401 @@
+"""Many agents in one process, on one event loop: each started and stopped on its own, one
+that fails marked failed with its error while the others run on."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import time
+import uuid
+from collections.abc import Callable
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from aigent import Agent, AigentError, Character, Reply, Spend, load_character
+from aigent.amounts import format_amount
+from aigent_server.events import EventBus
+from aigent_server.registry import OPERATOR, Entry, Registry
+
+log = logging.getLogger("aigent.server")
+
+HOUR, DAY = 3600.0, 86400.0
+
+
+class FleetError(Exception):
+    """A request the fleet cannot carry out; ``status`` is the HTTP status that says why."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+
+
+@dataclass
+class Pending:
+    """A payment above ``confirm_above``, parked until its owner approves or denies it."""
+
+    id: str
+    agent: str
+    question: str
+    asset: str
+    amount: int
+    destination: str
+    purpose: str
+    created_at: float
+    expires_at: float
+    answer: asyncio.Future[bool] = field(repr=False)
+
+    def public(self) -> dict[str, Any]:
+        return {
+            "id": self.id,
+            "agent": self.agent,
+            "question": self.question,
+            "asset": self.asset,
+            "amount": self.amount,
+            "destination": self.destination,
+            "purpose": self.purpose,
+            "created_at": self.created_at,
+            "expires_at": self.expires_at,
+        }
+
+
+@dataclass
+class Hosted:
+    """One agent the server hosts: its registry entry and, while it runs, the Agent."""
+
+    entry: Entry
+    state: str = "stopped"  # stopped | starting | running | stopping | failed
+    error: str | None = None
+    agent: Agent | None = None
+    character: Character | None = None
+    pending: dict[str, Pending] = field(default_factory=dict)
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+
+
+class Fleet:
+    def __init__(self, data_dir: Path, bus: EventBus, confirm_timeout: float = 300.0) -> None:
+        self.data_dir = data_dir
+        self.bus = bus
+        self.confirm_timeout = confirm_timeout
+        self.registry = Registry(data_dir / "server.sqlite")
+        self.hosted: dict[str, Hosted] = {}
+        for entry in self.registry.entries():
+            self.hosted[entry.name] = Hosted(entry, character=_peek(entry.source))
+
+    # --- what is hosted ---------------------------------------------------------------------
+
+    def visible(self, owner: str) -> list[Hosted]:
+        """The agents ``owner`` may see: its own; the operator sees them all."""
+        return [h for h in self.hosted.values() if owner in (OPERATOR, h.entry.owner)]
+
+    def get(self, name: str, owner: str) -> Hosted:
+        hosted = self.hosted.get(name)
+        if hosted is None or owner not in (OPERATOR, hosted.entry.owner):
+            # Another user's agent is as absent as one that does not exist.
+            raise FleetError(404, f"no agent named {name!r}")
+        return hosted
+
+    async def add(
+        self, source: Path, owner: str, *, uploaded: bool, desired: str = "running"
+    ) -> Hosted:
+        """Register the agent in ``source`` (validated: a bad file raises CharacterError)."""
+        character = await asyncio.to_thread(load_character, source)
+        if uploaded:
+            _refuse_code(character)
+        existing = self.hosted.get(character.name)
+        if existing is not None:
+            if existing.entry.owner != owner or uploaded:
+                raise FleetError(409, f"an agent named {character.name!r} already exists")
+            if existing.entry.source != source:
+                existing.entry.source = source
+                await self.registry.set_source(character.name, source)
+            existing.character = character
+            return existing
+        entry = Entry(character.name, owner, source, uploaded, desired, time.time())
+        await self.registry.add(entry)
+        hosted = self.hosted[entry.name] = Hosted(entry, character=character)
+        return hosted
+
+    async def replace(self, hosted: Hosted, source: Path) -> Hosted:
+        """Load a new character file for ``hosted`` (same name), restarting it if it runs."""
+        character = await asyncio.to_thread(load_character, source)
+        if hosted.entry.uploaded:
+            _refuse_code(character)
+        if character.name != hosted.entry.name:
+            raise FleetError(
+                422, f"the file names {character.name!r}; it must keep {hosted.entry.name!r}"
+            )
+        was_running = hosted.state == "running"
+        await self.stop(hosted, remember=False)
+        old = hosted.entry.source
+        hosted.entry.source, hosted.character = source, character
+        await self.registry.set_source(hosted.entry.name, source)
+        if hosted.entry.uploaded and old != source:
+            _remove_upload(old)
+        if was_running:
+            await self.start(hosted)
+        return hosted
+
+    async def remove(self, hosted: Hosted) -> None:
+        await self.stop(hosted, remember=False)
+        await self.registry.remove(hosted.entry.name)
+        self.hosted.pop(hosted.entry.name, None)
+        if hosted.entry.uploaded:
+            _remove_upload(hosted.entry.source)
+
+    # --- lifecycle ---------------------------------------------------------------------------
+
+    async def start_desired(self) -> None:
+        """At server start: every agent whose owner last wanted it running, side by side."""
+        await asyncio.gather(
+            *(
+                self.start(h, remember=False)
+                for h in self.hosted.values()
+                if h.entry.desired == "running"
+            )
+        )
+
+    async def start(self, hosted: Hosted, *, remember: bool = True) -> Hosted:
+        async with hosted.lock:
+            if remember and hosted.entry.desired != "running":
+                hosted.entry.desired = "running"
+                await self.registry.set_desired(hosted.entry.name, "running")
+            if hosted.state == "running":
+                return hosted
+            self._set_state(hosted, "starting")
+            try:
+                character = await asyncio.to_thread(load_character, hosted.entry.source)
+                # An uploaded file must not choose where on the server's disk it writes.
+                own = None if hosted.entry.uploaded else character.data_dir
+                agent = Agent(character, data_dir=own or self.agent_dir(hosted.entry.name))
+                agent.spending.confirm = self._confirmer(hosted)
+                await agent.start()
+            except Exception as exc:  # any plugin's failure: this agent fails, the rest run on
+                message = (
+                    str(exc) if isinstance(exc, AigentError) else f"{type(exc).__name__}: {exc}"
+                )
+                log.warning("agent %s failed to start: %s", hosted.entry.name, message)
+                self._set_state(hosted, "failed", message)
+                return hosted
+            hosted.agent, hosted.character = agent, character
+            if agent.node is not None:
+                agent.node.on_sale.append(self._on_sale(hosted))
+            self._set_state(hosted, "running")
+            return hosted
+
+    async def stop(self, hosted: Hosted, *, remember: bool = True) -> Hosted:
+        async with hosted.lock:
+            if remember and hosted.entry.desired != "stopped":
+                hosted.entry.desired = "stopped"
+                await self.registry.set_desired(hosted.entry.name, "stopped")
+            for pending in list(hosted.pending.values()):
+                if not pending.answer.done():
+                    pending.answer.set_result(False)  # a stopping agent pays nothing unasked
+            agent, hosted.agent = hosted.agent, None
+            if agent is None:
+                if hosted.state == "failed" and remember:
+                    self._set_state(hosted, "stopped")
+                return hosted
+            self._set_state(hosted, "stopping")
+            try:
+                await agent.stop()
+            except Exception as exc:
+                self._set_state(hosted, "failed", f"{type(exc).__name__}: {exc}")
+                return hosted
+            self._set_state(hosted, "stopped")
+            return hosted
+
+    async def close(self) -> None:
+        """Stop everything (the desired states stay as they were, for the next start)."""
+        await asyncio.gather(*(self.stop(h, remember=False) for h in self.hosted.values()))
+        self.registry.close()
+
+    def agent_dir(self, name: str) -> Path:
+        return self.data_dir / "agents" / slug(name)
+
+    # --- messages ----------------------------------------------------------------------------
+
+    async def chat(
+        self,
+        hosted: Hosted,
+        text: str,
+        user: str,
+        room: str,
+        on_text: Callable[[str], None] | None = None,
+    ) -> Reply:
+        agent = hosted.agent
+        if agent is None or hosted.state != "running":
+            raise FleetError(409, f"agent {hosted.entry.name!r} is {hosted.state}: start it first")
+        name, owner = hosted.entry.name, hosted.entry.owner
+        self.bus.publish("message.in", name, owner, room=room, user=user, text=text)
+        await self.registry.record(name, room, user, "user", text)
+        try:
+            reply = await agent.chat(text, user=user, room=room, on_text=on_text)
+        except Exception as exc:
+            message = str(exc) if isinstance(exc, AigentError) else f"{type(exc).__name__}: {exc}"
+            self.bus.publish("agent.error", name, owner, room=room, error=message)
+            raise FleetError(502, f"agent {name!r} could not answer: {message}") from exc
+        await self.registry.record(name, room, name, "assistant", reply.text)
+        self.bus.publish(
+            "message.out",
+            name,
+            owner,
+            room=room,
+            text=reply.text,
+            model=reply.model,
+            receipts=reply.receipts,
+        )
+        return reply
+
+    # --- money -------------------------------------------------------------------------------
+
+    def money(self, hosted: Hosted) -> dict[str, Any]:
+        agent = hosted.agent
+        character = agent.character if agent else hosted.character
+        result: dict[str, Any] = {"earned": None, "spent": [], "held": []}
+        if agent is not None and agent.node is not None:
+            code, scale = agent.node.asset
+            amount, sold = agent.node.earnings.total()
+            result["earned"] = {
+                "asset": code,
+                "scale": scale,
+                "amount": amount,
+                "messages": sold,
+                "text": format_amount(amount, scale, code),
+            }
+        if character is not None and agent is not None:
+            for asset, limits in character.spending.items():
+                result["spent"].append(
+                    {
+                        "asset": asset,
+                        "scale": limits.asset_scale,
+                        "last_hour": agent.spending.spent(asset, HOUR),
+                        "last_day": agent.spending.spent(asset, DAY),
+                        "per_hour": limits.per_hour,
+                        "per_day": limits.per_day,
+                        "confirm_above": limits.confirm_above,
+                    }
+                )
+            result["held"] = [
+                {"id": i, "asset": a, "amount": n, "destination": d, "note": note}
+                for i, a, n, d, note in agent.spending.held()
+            ]
+        return result
+
+    def confirmations(self, hosted: Hosted) -> list[dict[str, Any]]:
+        return [p.public() for p in hosted.pending.values()]
+
+    def answer(self, hosted: Hosted, confirmation: str, approve: bool) -> None:
+        pending = hosted.pending.get(confirmation)
+        if pending is None or pending.answer.done():
+            raise FleetError(404, f"no pending confirmation {confirmation!r}")
+        pending.answer.set_result(approve)
+
+    def _confirmer(self, hosted: Hosted) -> Callable[[Spend, str], Any]:
+        async def confirm(spend: Spend, question: str) -> bool:
+            now = time.time()
+            pending = Pending(
+                id=uuid.uuid4().hex[:12],
+                agent=hosted.entry.name,
+                question=question,
+                asset=spend.asset,
+                amount=spend.amount,
+                destination=spend.destination,
+                purpose=spend.purpose,
+                created_at=now,
+                expires_at=now + self.confirm_timeout,
+                answer=asyncio.get_running_loop().create_future(),
+            )
+            hosted.pending[pending.id] = pending
+            name, owner = hosted.entry.name, hosted.entry.owner
+            self.bus.publish("confirmation.pending", name, owner, **pending.public())
+            try:
+                approved = await asyncio.wait_for(
+                    asyncio.shield(pending.answer), self.confirm_timeout
+                )
+            except TimeoutError:
+                approved = False  # nobody answered: the payment does not happen
+            finally:
+                hosted.pending.pop(pending.id, None)
+            self.bus.publish("confirmation.resolved", name, owner, id=pending.id, approved=approved)
+            return approved
+
+        return confirm
+
+    def _on_sale(self, hosted: Hosted) -> Callable[[int, str], None]:
+        def sold(amount: int, sender: str) -> None:
+            self.bus.publish(
+                "sale", hosted.entry.name, hosted.entry.owner, amount=amount, sender=sender
+            )
+
+        return sold
+
+    def _set_state(self, hosted: Hosted, state: str, error: str | None = None) -> None:
+        hosted.state, hosted.error = state, error
+        data: dict[str, Any] = {"state": state}
+        if error is not None:
+            data["error"] = error
+        self.bus.publish("agent.state", hosted.entry.name, hosted.entry.owner, **data)
+
+    # --- what the API shows ------------------------------------------------------------------
+
+    def describe(self, hosted: Hosted) -> dict[str, Any]:
+        character = hosted.character
+        agent = hosted.agent
+        node = agent.node if agent is not None else None
+        earned = None
+        if node is not None:
+            code, scale = node.asset
+            earned = format_amount(node.earnings.total()[0], scale, code)
+        return {
+            "name": hosted.entry.name,
+            "owner": hosted.entry.owner,
+            "state": hosted.state,
+            "desired": hosted.entry.desired,
+            "error": hosted.error,
+            "format": character.format if character else None,
+            "model": (
+                ", ".join(m.model for m in character.models.chain("large")) if character else None
+            )
+            or "local",
+            "price": str(character.price) if character and character.price else None,
+            "address": node.address if node is not None else None,
+            "earned": earned,
+            "bio": list(character.bio)[:3] if character else [],
+            "pending_confirmations": len(hosted.pending),
+            "created_at": hosted.entry.created_at,
+        }
+
+
+def slug(name: str) -> str:
+    return re.sub(r"[^a-z0-9]+", "-", name.lower()).strip("-") or "agent"
+
+
+def _refuse_code(character: Character) -> None:
+    """An uploaded file may use installed plugins only: a ``.py`` plugin or ``allow_paths``
+    would let whoever uploads it run code or read files on the server."""
+    scripts = [p for p in character.plugins if p.endswith(".py")]
+    if scripts or character.allow_paths:
+        what = "plugins " + ", ".join(scripts) if scripts else "allow_paths"
+        raise FleetError(
+            422,
+            f"an uploaded character may not name {what}: use installed plugins, or ask the "
+            "operator to serve the file from the command line",
+        )
+
+
+def _peek(source: Path) -> Character | None:
+    """The character behind a registry entry, for listing before it starts (None if broken)."""
+    try:
+        return load_character(source)
+    except AigentError:
+        return None
+
+
+def _remove_upload(source: Path) -> None:
+    source.unlink(missing_ok=True)
+    try:
+        source.parent.rmdir()
+    except OSError:
+        pass

@@ -1,0 +1,125 @@
+"""The server's registry, in SQLite under its data directory: which agents it hosts, who owns
+each, the state each should be in, and the conversations it saw. It survives a restart: an
+agent that was running is started again, one that was stopped stays stopped."""
+
+from __future__ import annotations
+
+import sqlite3
+import threading
+import time
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from aigent import blocking
+
+OPERATOR = "operator"
+"""The owner of agents loaded from files on the command line, and of the API token."""
+
+_SCHEMA = """
+CREATE TABLE IF NOT EXISTS agents (
+    name TEXT PRIMARY KEY,
+    owner TEXT NOT NULL,
+    source TEXT NOT NULL,
+    uploaded INTEGER NOT NULL,
+    desired TEXT NOT NULL,
+    created_at REAL NOT NULL
+);
+CREATE TABLE IF NOT EXISTS messages (
+    id INTEGER PRIMARY KEY AUTOINCREMENT,
+    agent TEXT NOT NULL,
+    room TEXT NOT NULL,
+    user TEXT NOT NULL,
+    role TEXT NOT NULL,
+    text TEXT NOT NULL,
+    at REAL NOT NULL
+);
+CREATE INDEX IF NOT EXISTS messages_by_room ON messages (agent, room, id);
+"""
+
+
+@dataclass
+class Entry:
+    """One hosted agent as the registry knows it."""
+
+    name: str
+    owner: str
+    source: Path
+    """The character file the agent is loaded from (read again at each start)."""
+    uploaded: bool
+    """Uploaded through the API: the server keeps the file and deletes it with the agent."""
+    desired: str
+    """``running`` or ``stopped``: what the operator or owner asked for last."""
+    created_at: float
+
+
+class Registry:
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.executescript(_SCHEMA)
+        self._lock = threading.Lock()
+
+    def _run(self, sql: str, args: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        with self._lock:
+            return self._db.execute(sql, args).fetchall()
+
+    async def _do(self, sql: str, args: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
+        # A durable write must not stall every agent on the loop while it syncs.
+        return await blocking.run("records", self._run, sql, args)
+
+    def entries(self) -> list[Entry]:
+        rows = self._run(
+            "SELECT name, owner, source, uploaded, desired, created_at FROM agents ORDER BY name"
+        )
+        return [Entry(r[0], r[1], Path(r[2]), bool(r[3]), r[4], r[5]) for r in rows]
+
+    async def add(self, entry: Entry) -> None:
+        await self._do(
+            "INSERT INTO agents (name, owner, source, uploaded, desired, created_at) "
+            "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT(name) DO UPDATE SET source = excluded.source",
+            (
+                entry.name,
+                entry.owner,
+                str(entry.source),
+                int(entry.uploaded),
+                entry.desired,
+                entry.created_at,
+            ),
+        )
+
+    async def set_desired(self, name: str, desired: str) -> None:
+        await self._do("UPDATE agents SET desired = ? WHERE name = ?", (desired, name))
+
+    async def set_source(self, name: str, source: Path) -> None:
+        await self._do("UPDATE agents SET source = ? WHERE name = ?", (str(source), name))
+
+    async def remove(self, name: str) -> None:
+        await self._do("DELETE FROM agents WHERE name = ?", (name,))
+        await self._do("DELETE FROM messages WHERE agent = ?", (name,))
+
+    async def record(self, agent: str, room: str, user: str, role: str, text: str) -> None:
+        await self._do(
+            "INSERT INTO messages (agent, room, user, role, text, at) VALUES (?, ?, ?, ?, ?, ?)",
+            (agent, room, user, role, text, time.time()),
+        )
+
+    async def history(self, agent: str, room: str, limit: int) -> list[dict[str, Any]]:
+        rows = await self._do(
+            "SELECT user, role, text, at FROM messages WHERE agent = ? AND room = ? "
+            "ORDER BY id DESC LIMIT ?",
+            (agent, room, limit),
+        )
+        return [{"user": r[0], "role": r[1], "text": r[2], "at": r[3]} for r in reversed(rows)]
+
+    async def rooms(self, agent: str) -> list[str]:
+        rows = await self._do(
+            "SELECT room FROM messages WHERE agent = ? GROUP BY room ORDER BY MAX(id) DESC",
+            (agent,),
+        )
+        return [r[0] for r in rows]
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()

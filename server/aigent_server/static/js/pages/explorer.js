@@ -1,0 +1,53 @@
+// The explorer: the live feed of what happens to your agents.
+import { feed, listen } from "../events.js";
+import { empty, h, header, time } from "../ui.js";
+
+const LABELS = {
+  "message.in": "in", "message.out": "out", "agent.state": "state", "agent.error": "error",
+  "confirmation.pending": "confirm?", "confirmation.resolved": "confirmed", sale: "sale",
+};
+
+function summary(e) {
+  switch (e.kind) {
+    case "message.in": return `${e.user} → ${e.text}`;
+    case "message.out": return e.text;
+    case "agent.state": return e.error ? `${e.state}: ${e.error}` : e.state;
+    case "agent.error": return e.error;
+    case "confirmation.pending": return e.question;
+    case "confirmation.resolved": return e.approved ? "approved" : "denied";
+    case "sale": return `earned ${e.amount} from ${e.sender}`;
+    default: return JSON.stringify(e);
+  }
+}
+
+export async function explorerPage(main) {
+  const kind = h("select", { id: "kind-filter", onchange: () => render() },
+    h("option", { value: "" }, "All events"),
+    h("option", { value: "message" }, "Messages"),
+    h("option", { value: "agent" }, "Agent state"),
+    h("option", { value: "confirmation" }, "Confirmations"),
+    h("option", { value: "sale" }, "Sales"));
+  const status = h("span", { class: "live" });
+  const list = h("div", { class: "feed", id: "feed" });
+  main.append(header("Explorer", "Messages, state changes, confirmations and sales, as they happen.", status, kind), h("div", { class: "card" }, list));
+
+  function row(e) {
+    return h("div", { class: `event ${e.kind.replace(".", "-")}`, "data-kind": e.kind },
+      h("span", { class: `tag kind-${e.kind.split(".")[0]}` }, LABELS[e.kind] || e.kind),
+      h("span", { class: "event-agent" }, e.agent),
+      h("span", { class: "event-text" }, summary(e)),
+      e.receipts && Object.keys(e.receipts).length ? h("span", { class: "tag kind-anchor", title: JSON.stringify(e.receipts) }, "anchored") : null,
+      h("time", {}, time(e.at)));
+  }
+
+  function render() {
+    status.className = `live ${feed.live ? "on" : ""}`;
+    status.textContent = feed.live ? "live" : "connecting";
+    const chosen = kind.value;
+    const events = feed.events.filter((e) => !chosen || e.kind === chosen || e.kind.startsWith(chosen + ".")).slice(-200).reverse();
+    list.replaceChildren(...(events.length ? events.map(row) : [empty("Nothing yet", "Talk to an agent and watch it here.")]));
+  }
+
+  render();
+  return listen(() => render());
+}
