@@ -62,17 +62,28 @@ def serve(settings: Settings) -> Served:
         create_app(settings),
         host="127.0.0.1",
         port=0,
-        log_level="warning",
+        log_level="info",  # its start-up errors, if any, reach the test report
         timeout_graceful_shutdown=1,
         lifespan="on",
     )
     server = uvicorn.Server(config)
-    thread = threading.Thread(target=server.run, daemon=True)
+    failure: list[BaseException] = []
+
+    def run() -> None:
+        try:
+            server.run()
+        except BaseException as exc:  # kept, to say why the server did not start
+            failure.append(exc)
+            raise
+
+    thread = threading.Thread(target=run, daemon=True)
     thread.start()
-    deadline = time.monotonic() + 20
+    deadline = time.monotonic() + 60  # generous: the whole suite may be running beside it
     while not server.started:
         if not thread.is_alive() or time.monotonic() > deadline:
-            raise RuntimeError("the test server did not start")
+            why = repr(failure[0]) if failure else "no exception (see the log above)"
+            alive = "still starting" if thread.is_alive() else "its thread ended"
+            raise RuntimeError(f"the test server did not start ({alive}): {why}")
         time.sleep(0.02)
     port = server.servers[0].sockets[0].getsockname()[1]
     return Served(f"http://127.0.0.1:{port}", server, thread, settings.data_dir)
