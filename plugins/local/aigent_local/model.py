@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import atexit
 import importlib.util
 import logging
 import threading
@@ -35,6 +36,20 @@ RETRY_HEAT = 0.5
 log = logging.getLogger("aigent.local")
 
 _loaded: dict[tuple[str, int, str | None], Any] = {}
+
+
+def _close_all() -> None:
+    """Free the loaded models while the interpreter still works: left to ``Llama.__del__``
+    at shutdown, llama.cpp's free function is already gone and every exit prints a
+    traceback."""
+    for llama in _loaded.values():
+        try:
+            llama.close()
+        except Exception:  # shutting down: nothing to do about it
+            pass
+    _loaded.clear()
+
+
 _load_lock = threading.Lock()
 
 
@@ -111,6 +126,8 @@ class LocalModel:
         key = (str(self.path.resolve()), self.n_ctx, self.chat_format)
         with _load_lock:
             if key not in _loaded:
+                if not _loaded:
+                    atexit.register(_close_all)
                 with progress(f"loading local model {self.path.name}"):
                     from llama_cpp import Llama
 
