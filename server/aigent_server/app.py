@@ -21,6 +21,7 @@ from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, Field
 
 from aigent import AigentError, Reply
+from aigent_server.anchors import VerifyError, check
 from aigent_server.auth import SESSION_COOKIE, Auth, AuthError, Caller
 from aigent_server.events import KINDS, Event, EventBus
 from aigent_server.fleet import Fleet, FleetError, Hosted
@@ -63,6 +64,13 @@ class ChallengeIn(BaseModel):
 class VerifyIn(BaseModel):
     nonce: str
     signature: str
+
+
+class ReceiptIn(BaseModel):
+    receipt: dict[str, Any]
+    """A message's TRN receipt (``receipts.trn`` of a reply)."""
+    text: str | None = None
+    """The message's text, when the caller wants it checked against the receipt too."""
 
 
 class ConfirmIn(BaseModel):
@@ -277,6 +285,21 @@ def create_app(settings: Settings) -> FastAPI:
             "rooms": await fleet.registry.rooms(agent.entry.name),
         }
 
+    @app.get("/api/agents/{name}/messages/{message_id}/receipt", tags=["anchors"])
+    async def receipt(agent: Agent, message_id: str) -> dict[str, Any]:
+        """The receipts a reply came with (by the reply's ``id``), as anchored so far."""
+        return {"id": message_id, "receipts": await fleet.receipts(agent, message_id)}
+
+    @app.post("/api/verify", tags=["anchors"])
+    async def verify_receipt(who: Who, body: ReceiptIn) -> dict[str, Any]:
+        """Check a receipt offline: the message hashes to its leaf, the proof leads to its root.
+        ``verified`` stays false: the on-chain check is ``aigent verify``'s, with an RPC URL and
+        the agent's registry and anchoring address."""
+        try:
+            return check(body.receipt, body.text)
+        except VerifyError as exc:
+            raise HTTPException(422, str(exc)) from None
+
     # --- money -------------------------------------------------------------------------------
 
     @app.get("/api/agents/{name}/money", tags=["money"])
@@ -339,6 +362,7 @@ def _sse(event: str, data: Any, id: int | None = None) -> bytes:
 
 def _reply(reply: Reply) -> dict[str, Any]:
     return {
+        "id": reply.message_id,
         "text": reply.text,
         "model": reply.model,
         "usage": reply.usage.model_dump(),

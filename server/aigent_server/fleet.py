@@ -19,6 +19,8 @@ from aigent_server.events import EventBus
 from aigent_server.registry import OPERATOR, Entry, Registry
 
 log = logging.getLogger("aigent.server")
+LIVE_RECEIPTS = 1000
+"""Replies per agent whose receipts are followed as they are anchored (the rest: as stored)."""
 
 HOUR, DAY = 3600.0, 86400.0
 
@@ -70,6 +72,8 @@ class Hosted:
     agent: Agent | None = None
     character: Character | None = None
     pending: dict[str, Pending] = field(default_factory=dict)
+    receipts: dict[str, dict[str, Any]] = field(default_factory=dict)
+    """The latest replies' receipts, by message id, as the agent keeps updating them."""
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
 
@@ -236,17 +240,34 @@ class Fleet:
             message = str(exc) if isinstance(exc, AigentError) else f"{type(exc).__name__}: {exc}"
             self.bus.publish("agent.error", name, owner, room=room, error=message)
             raise FleetError(502, f"agent {name!r} could not answer: {message}") from exc
-        await self.registry.record(name, room, name, "assistant", reply.text)
+        await self.registry.record(
+            name, room, name, "assistant", reply.text, reply.message_id, reply.receipts
+        )
+        # The same dict the anchoring loop fills in later: a receipt asked for after its batch
+        # is anchored shows the anchor, though the history holds it as it was at the reply.
+        hosted.receipts[reply.message_id] = reply.receipts
+        while len(hosted.receipts) > LIVE_RECEIPTS:
+            hosted.receipts.pop(next(iter(hosted.receipts)))
         self.bus.publish(
             "message.out",
             name,
             owner,
             room=room,
+            message_id=reply.message_id,
             text=reply.text,
             model=reply.model,
             receipts=reply.receipts,
         )
         return reply
+
+    async def receipts(self, hosted: Hosted, message_id: str) -> dict[str, Any]:
+        live = hosted.receipts.get(message_id)
+        if live is not None:
+            return live
+        stored = await self.registry.receipts(hosted.entry.name, message_id)
+        if stored is None:
+            raise FleetError(404, f"no reply {message_id!r} of agent {hosted.entry.name!r}")
+        return stored
 
     # --- money -------------------------------------------------------------------------------
 
