@@ -300,6 +300,21 @@ def create_app(settings: Settings) -> FastAPI:
         except VerifyError as exc:
             raise HTTPException(422, str(exc)) from None
 
+    # --- memory ------------------------------------------------------------------------------
+
+    @app.get("/api/agents/{name}/memory", tags=["memory"])
+    async def memory_search(agent: Agent, q: str, k: int = 5) -> dict[str, Any]:
+        """The agent's best matches for ``q`` in its conversations and knowledge, with scores."""
+        if not q.strip():
+            raise HTTPException(422, "q is empty: say what to look for")
+        return {"query": q, "results": await fleet.search(agent, q, max(1, min(k, 50)))}
+
+    @app.post("/api/agents/{name}/knowledge", tags=["memory"], status_code=201)
+    async def add_knowledge(agent: Agent, file: Annotated[UploadFile, File()]) -> dict[str, Any]:
+        """A text or markdown file (up to 512 KiB) for the agent's knowledge, kept in its data
+        directory and ingested at once (a file of the same name is replaced)."""
+        return await fleet.add_knowledge(agent, file.filename, await file.read())
+
     # --- money -------------------------------------------------------------------------------
 
     @app.get("/api/agents/{name}/money", tags=["money"])
