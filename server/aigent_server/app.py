@@ -27,6 +27,7 @@ from aigent_server.events import KINDS, Event, EventBus
 from aigent_server.fleet import Fleet, FleetError, Hosted
 from aigent_server.limits import Limits
 from aigent_server.registry import OPERATOR
+from aigent_server.watch import Watcher
 
 log = logging.getLogger("aigent.server")
 STATIC = Path(__file__).parent / "static"
@@ -49,6 +50,9 @@ class Settings:
     confirm_timeout: float = 300.0
     secure_cookies: bool = False
     """Mark the session cookie Secure (behind HTTPS)."""
+    watch: list[Path] = field(default_factory=list)
+    """Directories whose character files come, change and go while the server runs."""
+    watch_seconds: float = 1.0
 
 
 class MessageIn(BaseModel):
@@ -114,13 +118,19 @@ def create_app(settings: Settings) -> FastAPI:
         for file in settings.files:
             await fleet.add(file, OPERATOR, uploaded=False)
         # Agents start behind the server's own start: health answers while a slow one loads.
-        task = asyncio.create_task(fleet.start_desired())
-        starting.add(task)
-        task.add_done_callback(starting.discard)
+        tasks = [asyncio.create_task(fleet.start_desired())]
+        if settings.watch:
+            watcher = Watcher(fleet, settings.watch, SUFFIXES, settings.watch_seconds)
+            tasks.append(asyncio.create_task(watcher.run()))
+        for task in tasks:
+            starting.add(task)
+            task.add_done_callback(starting.discard)
         try:
             yield
         finally:
-            task.cancel()
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)  # none mid-change at close
             await fleet.close()
 
     app = FastAPI(
