@@ -4,10 +4,13 @@ One model for everything: the tests' OpenAI wire-format stand-in (``peers/model_
 answering at once, in a thread of this process. Agents are in aigent's default configuration:
 memory on (the default store and embedder), connector on, the model ``openai/stand-in``.
 
-- chat overhead: the same agent, the same messages, one at a time. In-process: ``Agent.chat``
-  in this process. Over HTTP: ``POST /api/agents/{name}/messages`` (operator token) to a server
-  in its own process, from an httpx client here. Overhead = HTTP percentile minus in-process
+- chat overhead: the same agent, the same messages, one at a time, the two ways taking turns
+  message by message. In-process: ``Agent.chat`` in this process. Over HTTP:
+  ``POST /api/agents/{name}/messages`` (operator token) to a server in its own process, from a
+  blocking httpx client here. Overhead = HTTP percentile minus in-process
   percentile: routing, auth, JSON, the server's history writes and events, loopback TCP.
+- the floor: ``GET /api/health`` one at a time, the same way: the httpx client, loopback TCP,
+  uvicorn and the middleware, with no agent, auth or storage behind it.
 - messages/s: N clients (asyncio tasks in this process, one keep-alive connection each), each
   sending its messages one after the other, spread across 10 agents (client i talks to agent
   i % 10 in a room of its own); messages / wall time. The clients and the model share these
@@ -147,33 +150,44 @@ class Server:
         self.log.close()
 
 
-async def in_process(root: Path, url: str, messages: int) -> list[float]:
+async def paired(
+    root: Path, url: str, server: Server, messages: int
+) -> tuple[list[float], list[float]]:
+    """In-process and over HTTP, one message each in turn, so that the machine's load (shared
+    cores) weighs on both alike."""
     from aigent import Agent, Character
 
     data = {**character("Agent0", url), "data_dir": str(root / "inproc")}
-    times: list[float] = []
-    async with Agent(Character.model_validate(data)) as agent:
-        for i in range(WARMUP + messages):
-            start = time.perf_counter()
-            await agent.chat(f"question {i}", user="bench", room="bench")
-            if i >= WARMUP:
-                times.append((time.perf_counter() - start) * 1000)
-    return times
+    base: list[float] = []
+    http: list[float] = []
+    with httpx.Client(base_url=server.url, headers=HEADERS, timeout=30) as client:
+        async with Agent(Character.model_validate(data)) as agent:
+            for i in range(WARMUP + messages):
+                start = time.perf_counter()
+                await agent.chat(f"question {i}", user="bench", room="bench")
+                middle = time.perf_counter()
+                # Blocking on purpose: a sync client costs less per request than an async one.
+                answer = client.post(  # noqa: ASYNC212
+                    "/api/agents/Agent0/messages",
+                    json={"text": f"question {i}", "user": "bench", "room": "bench"},
+                )
+                end = time.perf_counter()
+                answer.raise_for_status()
+                if i >= WARMUP:
+                    base.append((middle - start) * 1000)
+                    http.append((end - middle) * 1000)
+    return base, http
 
 
-def over_http(server: Server, messages: int) -> list[float]:
+def floor(server: Server, requests: int) -> list[float]:
+    """``GET /api/health`` one at a time: what any request costs, client and TCP included."""
     times: list[float] = []
     with httpx.Client(base_url=server.url, headers=HEADERS, timeout=30) as client:
-        for i in range(WARMUP + messages):
+        for i in range(WARMUP + requests):
             start = time.perf_counter()
-            answer = client.post(
-                "/api/agents/Agent0/messages",
-                json={"text": f"question {i}", "user": "bench", "room": "bench"},
-            )
-            elapsed = (time.perf_counter() - start) * 1000
-            answer.raise_for_status()
+            client.get("/api/health").raise_for_status()
             if i >= WARMUP:
-                times.append(elapsed)
+                times.append((time.perf_counter() - start) * 1000)
     return times
 
 
@@ -241,7 +255,6 @@ def main() -> None:
     root = Path(tempfile.mkdtemp(prefix="aigent-serve-bench-"))
     os.environ.setdefault("OPENAI_API_KEY", "sk-bench")
     try:
-        base = asyncio.run(in_process(root, model.url, args.messages))
         for count in (1, 100, 10):  # the 10-agent server stays up for the load figures
             server = Server(root, count, model.url)
             try:
@@ -250,7 +263,8 @@ def main() -> None:
                 results[f"RSS, {count} idle agents (MiB)"] = rss_mib(server.proc.pid)
                 if count != 10:
                     continue
-                http = over_http(server, args.messages)
+                base, http = asyncio.run(paired(root, model.url, server, args.messages))
+                results["GET /api/health p50 (ms)"] = pct(floor(server, args.messages), 50)
                 for p in (50, 95):
                     results[f"in-process p{p} (ms)"] = pct(base, p)
                     results[f"HTTP p{p} (ms)"] = pct(http, p)

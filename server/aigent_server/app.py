@@ -85,7 +85,10 @@ class PatchIn(BaseModel):
     desired: str | None = Field(default=None, pattern="^(running|stopped)$")
 
 
-def _caller(
+# Both dependencies are async though they never await: FastAPI runs a plain ``def`` one in its
+# thread pool, two thread hops on every request (most of what the door added to a chat), and
+# the sessions they read are the event loop's.
+async def _caller(
     request: Request,
     authorization: Annotated[str | None, Header()] = None,
     x_csrf_token: Annotated[str | None, Header()] = None,
@@ -99,7 +102,7 @@ def _caller(
 Who = Annotated[Caller, Depends(_caller)]
 
 
-def _hosted(name: str, who: Who, request: Request) -> Hosted:
+async def _hosted(name: str, who: Who, request: Request) -> Hosted:
     fleet: Fleet = request.app.state.fleet
     return fleet.get(name, who.owner)
 

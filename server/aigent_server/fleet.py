@@ -18,7 +18,7 @@ from aigent.amounts import format_amount
 from aigent.interfaces import SearchableMemory
 from aigent_server import knowledge
 from aigent_server.events import EventBus
-from aigent_server.registry import OPERATOR, Entry, Registry
+from aigent_server.registry import OPERATOR, Entry, Registry, Said
 
 log = logging.getLogger("aigent.server")
 LIVE_RECEIPTS = 1000
@@ -239,15 +239,18 @@ class Fleet:
             raise FleetError(409, f"agent {hosted.entry.name!r} is {hosted.state}: start it first")
         name, owner = hosted.entry.name, hosted.entry.owner
         self.bus.publish("message.in", name, owner, room=room, user=user, text=text)
-        await self.registry.record(name, room, user, "user", text)
+        said = Said(user, "user", text)
         try:
             reply = await agent.chat(text, user=user, room=room, on_text=on_text)
         except Exception as exc:
             message = str(exc) if isinstance(exc, AigentError) else f"{type(exc).__name__}: {exc}"
             self.bus.publish("agent.error", name, owner, room=room, error=message)
+            await self.registry.record(name, room, said)
             raise FleetError(502, f"agent {name!r} could not answer: {message}") from exc
+        # The message and its reply in one write: a durable write per message is most of
+        # what the HTTP door adds to a chat.
         await self.registry.record(
-            name, room, name, "assistant", reply.text, reply.message_id, reply.receipts
+            name, room, said, Said(name, "assistant", reply.text, reply.message_id, reply.receipts)
         )
         # The same dict the anchoring loop fills in later: a receipt asked for after its batch
         # is anchored shows the anchor, though the history holds it as it was at the reply.

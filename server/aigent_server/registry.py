@@ -57,11 +57,26 @@ class Entry:
     created_at: float
 
 
+@dataclass
+class Said:
+    """One message for the history: who said it, and for a reply its id and receipts."""
+
+    user: str
+    role: str
+    text: str
+    message_id: str | None = None
+    receipts: dict[str, Any] | None = None
+
+
 class Registry:
     def __init__(self, path: Path) -> None:
         path.parent.mkdir(parents=True, exist_ok=True)
         self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
         self._db.execute("PRAGMA journal_mode=WAL")
+        # Durable when the process dies, consistent always; a power cut may lose the last
+        # writes. A sync per commit cost 0.4 ms on every message here (the history is the
+        # server's view; each agent's memory keeps the conversation too).
+        self._db.execute("PRAGMA synchronous=NORMAL")
         self._db.executescript(_SCHEMA)
         columns = {r[1] for r in self._db.execute("PRAGMA table_info(messages)")}
         for column in ("message_id", "receipts"):
@@ -108,30 +123,23 @@ class Registry:
         await self._do("DELETE FROM agents WHERE name = ?", (name,))
         await self._do("DELETE FROM messages WHERE agent = ?", (name,))
 
-    async def record(
-        self,
-        agent: str,
-        room: str,
-        user: str,
-        role: str,
-        text: str,
-        message_id: str | None = None,
-        receipts: dict[str, Any] | None = None,
-    ) -> None:
-        await self._do(
-            "INSERT INTO messages (agent, room, user, role, text, at, message_id, receipts) "
-            "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-            (
-                agent,
-                room,
-                user,
-                role,
-                text,
-                time.time(),
-                message_id,
-                json.dumps(receipts) if receipts is not None else None,
-            ),
-        )
+    async def record(self, agent: str, room: str, *rows: Said) -> None:
+        """Messages of one room, in order, in one transaction (one write per exchange)."""
+        now = time.time()
+        args = [
+            (agent, room, r.user, r.role, r.text, now, r.message_id,
+             json.dumps(r.receipts) if r.receipts is not None else None)
+            for r in rows
+        ]  # fmt: skip
+        await blocking.run("records", self._record, args)
+
+    def _record(self, args: list[tuple[Any, ...]]) -> None:
+        with self._lock, self._db:
+            self._db.executemany(
+                "INSERT INTO messages (agent, room, user, role, text, at, message_id, receipts) "
+                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+                args,
+            )
 
     async def history(self, agent: str, room: str, limit: int) -> list[dict[str, Any]]:
         rows = await self._do(
