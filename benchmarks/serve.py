@@ -8,13 +8,16 @@ memory on (the default store and embedder), connector on, the model ``openai/sta
   message by message. In-process: ``Agent.chat`` in this process. Over HTTP:
   ``POST /api/agents/{name}/messages`` (operator token) to a server in its own process, from a
   blocking httpx client here. Overhead = HTTP percentile minus in-process
-  percentile: routing, auth, JSON, the server's history writes and events, loopback TCP.
+  percentile: routing, auth, JSON, the server's history write and events, loopback TCP and the
+  client. A second figure without the noise of two separate calls: each HTTP call's time minus
+  the agent's own ``timings.total`` in its reply (the same agent, in the server).
 - the floor: ``GET /api/health`` one at a time, the same way: the httpx client, loopback TCP,
   uvicorn and the middleware, with no agent, auth or storage behind it.
 - messages/s: N clients (asyncio tasks in this process, one keep-alive connection each), each
   sending its messages one after the other, spread across 10 agents (client i talks to agent
   i % 10 in a room of its own); messages / wall time. The clients and the model share these
-  cores with the server, so this is a floor, not the server's ceiling.
+  cores with the server, so this is a floor, not the server's ceiling; the server's CPU time
+  per message (all its threads: agents, memory, HTTP) says what one core of it would carry.
 - event latency: an SSE client on ``/api/events?kind=message.out``; for each of 50 messages,
   the time it read the event minus the time the server published it (same clock).
 - RSS: VmRSS of a server process hosting 1, 10 and 100 idle agents (all running, none has
@@ -93,6 +96,12 @@ def free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def cpu_seconds(pid: int) -> float:
+    """User and system CPU time of process ``pid`` so far (all its threads)."""
+    fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / os.sysconf("SC_CLK_TCK")
+
+
 def rss_mib(pid: int) -> float:
     for line in Path(f"/proc/{pid}/status").read_text().splitlines():
         if line.startswith("VmRSS:"):
@@ -152,7 +161,7 @@ class Server:
 
 async def paired(
     root: Path, url: str, server: Server, messages: int
-) -> tuple[list[float], list[float]]:
+) -> tuple[list[float], list[float], list[float]]:
     """In-process and over HTTP, one message each in turn, so that the machine's load (shared
     cores) weighs on both alike."""
     from aigent import Agent, Character
@@ -160,6 +169,7 @@ async def paired(
     data = {**character("Agent0", url), "data_dir": str(root / "inproc")}
     base: list[float] = []
     http: list[float] = []
+    door: list[float] = []
     with httpx.Client(base_url=server.url, headers=HEADERS, timeout=30) as client:
         async with Agent(Character.model_validate(data)) as agent:
             for i in range(WARMUP + messages):
@@ -176,7 +186,8 @@ async def paired(
                 if i >= WARMUP:
                     base.append((middle - start) * 1000)
                     http.append((end - middle) * 1000)
-    return base, http
+                    door.append((end - middle) * 1000 - answer.json()["timings"]["total"])
+    return base, http, door
 
 
 def floor(server: Server, requests: int) -> list[float]:
@@ -263,15 +274,21 @@ def main() -> None:
                 results[f"RSS, {count} idle agents (MiB)"] = rss_mib(server.proc.pid)
                 if count != 10:
                     continue
-                base, http = asyncio.run(paired(root, model.url, server, args.messages))
+                base, http, door = asyncio.run(paired(root, model.url, server, args.messages))
+                results["HTTP minus the agent's own total, p50 (ms)"] = pct(door, 50)
                 results["GET /api/health p50 (ms)"] = pct(floor(server, args.messages), 50)
                 for p in (50, 95):
                     results[f"in-process p{p} (ms)"] = pct(base, p)
                     results[f"HTTP p{p} (ms)"] = pct(http, p)
                     results[f"overhead p{p} (ms)"] = pct(http, p) - pct(base, p)
                 for clients, each in ((10, 30), (100, 5)):
+                    cpu = cpu_seconds(server.proc.pid)
                     rate = asyncio.run(throughput(server, clients, each))
+                    used = cpu_seconds(server.proc.pid) - cpu
                     results[f"messages/s, {clients} clients / 10 agents"] = rate
+                    results[f"server CPU per message, {clients} clients (ms)"] = (
+                        used * 1000 / (clients * each)
+                    )
                 latency = event_latency(server, 50)
                 results["event latency p50 (ms)"] = pct(latency, 50)
                 results["event latency p95 (ms)"] = pct(latency, 95)
