@@ -36,6 +36,7 @@ import argparse
 import asyncio
 import json
 import os
+import shutil
 import socket
 import subprocess
 import sys
@@ -297,6 +298,11 @@ def main() -> None:
                 )
             finally:
                 server.stop()
+    except BaseException:
+        print(f"failed; the servers' logs are in {root}", file=sys.stderr)
+        raise
+    else:
+        shutil.rmtree(root, ignore_errors=True)
     finally:
         model.stop()
     if args.json:
