@@ -21,11 +21,13 @@ from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, Field
 
 from aigent import AigentError, Reply
+from aigent_server.anchors import VerifyError, check
 from aigent_server.auth import SESSION_COOKIE, Auth, AuthError, Caller
 from aigent_server.events import KINDS, Event, EventBus
 from aigent_server.fleet import Fleet, FleetError, Hosted
 from aigent_server.limits import Limits
 from aigent_server.registry import OPERATOR
+from aigent_server.watch import Watcher
 
 log = logging.getLogger("aigent.server")
 STATIC = Path(__file__).parent / "static"
@@ -48,6 +50,9 @@ class Settings:
     confirm_timeout: float = 300.0
     secure_cookies: bool = False
     """Mark the session cookie Secure (behind HTTPS)."""
+    watch: list[Path] = field(default_factory=list)
+    """Directories whose character files come, change and go while the server runs."""
+    watch_seconds: float = 1.0
 
 
 class MessageIn(BaseModel):
@@ -65,6 +70,13 @@ class VerifyIn(BaseModel):
     signature: str
 
 
+class ReceiptIn(BaseModel):
+    receipt: dict[str, Any]
+    """A message's TRN receipt (``receipts.trn`` of a reply)."""
+    text: str | None = None
+    """The message's text, when the caller wants it checked against the receipt too."""
+
+
 class ConfirmIn(BaseModel):
     approve: bool
 
@@ -73,7 +85,10 @@ class PatchIn(BaseModel):
     desired: str | None = Field(default=None, pattern="^(running|stopped)$")
 
 
-def _caller(
+# Both dependencies are async though they never await: FastAPI runs a plain ``def`` one in its
+# thread pool, two thread hops on every request (most of what the door added to a chat), and
+# the sessions they read are the event loop's.
+async def _caller(
     request: Request,
     authorization: Annotated[str | None, Header()] = None,
     x_csrf_token: Annotated[str | None, Header()] = None,
@@ -87,7 +102,7 @@ def _caller(
 Who = Annotated[Caller, Depends(_caller)]
 
 
-def _hosted(name: str, who: Who, request: Request) -> Hosted:
+async def _hosted(name: str, who: Who, request: Request) -> Hosted:
     fleet: Fleet = request.app.state.fleet
     return fleet.get(name, who.owner)
 
@@ -106,13 +121,19 @@ def create_app(settings: Settings) -> FastAPI:
         for file in settings.files:
             await fleet.add(file, OPERATOR, uploaded=False)
         # Agents start behind the server's own start: health answers while a slow one loads.
-        task = asyncio.create_task(fleet.start_desired())
-        starting.add(task)
-        task.add_done_callback(starting.discard)
+        tasks = [asyncio.create_task(fleet.start_desired())]
+        if settings.watch:
+            watcher = Watcher(fleet, settings.watch, SUFFIXES, settings.watch_seconds)
+            tasks.append(asyncio.create_task(watcher.run()))
+        for task in tasks:
+            starting.add(task)
+            task.add_done_callback(starting.discard)
         try:
             yield
         finally:
-            task.cancel()
+            for task in tasks:
+                task.cancel()
+            await asyncio.gather(*tasks, return_exceptions=True)  # none mid-change at close
             await fleet.close()
 
     app = FastAPI(
@@ -277,6 +298,36 @@ def create_app(settings: Settings) -> FastAPI:
             "rooms": await fleet.registry.rooms(agent.entry.name),
         }
 
+    @app.get("/api/agents/{name}/messages/{message_id}/receipt", tags=["anchors"])
+    async def receipt(agent: Agent, message_id: str) -> dict[str, Any]:
+        """The receipts a reply came with (by the reply's ``id``), as anchored so far."""
+        return {"id": message_id, "receipts": await fleet.receipts(agent, message_id)}
+
+    @app.post("/api/verify", tags=["anchors"])
+    async def verify_receipt(who: Who, body: ReceiptIn) -> dict[str, Any]:
+        """Check a receipt offline: the message hashes to its leaf, the proof leads to its root.
+        ``verified`` stays false: the on-chain check is ``aigent verify``'s, with an RPC URL and
+        the agent's registry and anchoring address."""
+        try:
+            return check(body.receipt, body.text)
+        except VerifyError as exc:
+            raise HTTPException(422, str(exc)) from None
+
+    # --- memory ------------------------------------------------------------------------------
+
+    @app.get("/api/agents/{name}/memory", tags=["memory"])
+    async def memory_search(agent: Agent, q: str, k: int = 5) -> dict[str, Any]:
+        """The agent's best matches for ``q`` in its conversations and knowledge, with scores."""
+        if not q.strip():
+            raise HTTPException(422, "q is empty: say what to look for")
+        return {"query": q, "results": await fleet.search(agent, q, max(1, min(k, 50)))}
+
+    @app.post("/api/agents/{name}/knowledge", tags=["memory"], status_code=201)
+    async def add_knowledge(agent: Agent, file: Annotated[UploadFile, File()]) -> dict[str, Any]:
+        """A text or markdown file (up to 512 KiB) for the agent's knowledge, kept in its data
+        directory and ingested at once (a file of the same name is replaced)."""
+        return await fleet.add_knowledge(agent, file.filename, await file.read())
+
     # --- money -------------------------------------------------------------------------------
 
     @app.get("/api/agents/{name}/money", tags=["money"])
@@ -339,6 +390,7 @@ def _sse(event: str, data: Any, id: int | None = None) -> bytes:
 
 def _reply(reply: Reply) -> dict[str, Any]:
     return {
+        "id": reply.message_id,
         "text": reply.text,
         "model": reply.model,
         "usage": reply.usage.model_dump(),

@@ -12,7 +12,10 @@ from aigent_server.app import SUFFIXES
 
 Sources = Annotated[
     list[Path] | None,
-    typer.Argument(help="Character files, or directories of them (.json, .yaml, .yml)."),
+    typer.Argument(
+        help="Character files, or directories of them (.json, .yaml, .yml); a directory is "
+        "watched: files added, changed or removed there while the server runs are followed."
+    ),
 ]
 
 
@@ -38,8 +41,10 @@ def serve(
     from aigent_server.app import Settings, create_app
 
     files: list[Path] = []
+    folders: list[Path] = []
     for source in sources or []:
         if source.is_dir():
+            folders.append(source.resolve())
             files.extend(sorted(p for p in source.iterdir() if p.suffix.lower() in SUFFIXES))
         elif source.exists():
             files.append(source)
@@ -62,9 +67,12 @@ def serve(
         files=good,
         token=token,
         admins=frozenset(admins),
+        watch=folders,
     )
     where = f"http://{host}:{port}/"
     typer.echo(f"serving {len(good)} agent file(s) at {where} (API: {where}api/docs)")
+    for folder in folders:
+        typer.echo(f"  watching {folder}: files added, changed or removed there are followed")
     if token is None:
         typer.echo("  no AIGENT_SERVE_TOKEN set: scripts cannot use the API, only signed-in users")
     if host not in ("127.0.0.1", "localhost", "::1"):

@@ -15,10 +15,14 @@ from typing import Any
 
 from aigent import Agent, AigentError, Character, Reply, Spend, load_character
 from aigent.amounts import format_amount
+from aigent.interfaces import SearchableMemory
+from aigent_server import knowledge
 from aigent_server.events import EventBus
-from aigent_server.registry import OPERATOR, Entry, Registry
+from aigent_server.registry import OPERATOR, Entry, Registry, Said
 
 log = logging.getLogger("aigent.server")
+LIVE_RECEIPTS = 1000
+"""Replies per agent whose receipts are followed as they are anchored (the rest: as stored)."""
 
 HOUR, DAY = 3600.0, 86400.0
 
@@ -70,6 +74,10 @@ class Hosted:
     agent: Agent | None = None
     character: Character | None = None
     pending: dict[str, Pending] = field(default_factory=dict)
+    receipts: dict[str, dict[str, Any]] = field(default_factory=dict)
+    data_dir: Path | None = None
+    """Where the running agent keeps its data (set at start)."""
+    """The latest replies' receipts, by message id, as the agent keeps updating them."""
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
 
@@ -168,7 +176,9 @@ class Fleet:
                 character = await asyncio.to_thread(load_character, hosted.entry.source)
                 # An uploaded file must not choose where on the server's disk it writes.
                 own = None if hosted.entry.uploaded else character.data_dir
-                agent = Agent(character, data_dir=own or self.agent_dir(hosted.entry.name))
+                data_dir = Path(own) if own else self.agent_dir(hosted.entry.name)
+                await asyncio.to_thread(knowledge.attach, character, data_dir)
+                agent = Agent(character, data_dir=data_dir)
                 agent.spending.confirm = self._confirmer(hosted)
                 await agent.start()
             except Exception as exc:  # any plugin's failure: this agent fails, the rest run on
@@ -178,7 +188,7 @@ class Fleet:
                 log.warning("agent %s failed to start: %s", hosted.entry.name, message)
                 self._set_state(hosted, "failed", message)
                 return hosted
-            hosted.agent, hosted.character = agent, character
+            hosted.agent, hosted.character, hosted.data_dir = agent, character, data_dir
             if agent.node is not None:
                 agent.node.on_sale.append(self._on_sale(hosted))
             self._set_state(hosted, "running")
@@ -229,24 +239,75 @@ class Fleet:
             raise FleetError(409, f"agent {hosted.entry.name!r} is {hosted.state}: start it first")
         name, owner = hosted.entry.name, hosted.entry.owner
         self.bus.publish("message.in", name, owner, room=room, user=user, text=text)
-        await self.registry.record(name, room, user, "user", text)
+        said = Said(user, "user", text)
         try:
             reply = await agent.chat(text, user=user, room=room, on_text=on_text)
         except Exception as exc:
             message = str(exc) if isinstance(exc, AigentError) else f"{type(exc).__name__}: {exc}"
             self.bus.publish("agent.error", name, owner, room=room, error=message)
+            await self.registry.record(name, room, said)
             raise FleetError(502, f"agent {name!r} could not answer: {message}") from exc
-        await self.registry.record(name, room, name, "assistant", reply.text)
+        # The message and its reply in one write: a durable write per message is most of
+        # what the HTTP door adds to a chat.
+        await self.registry.record(
+            name, room, said, Said(name, "assistant", reply.text, reply.message_id, reply.receipts)
+        )
+        # The same dict the anchoring loop fills in later: a receipt asked for after its batch
+        # is anchored shows the anchor, though the history holds it as it was at the reply.
+        hosted.receipts[reply.message_id] = reply.receipts
+        while len(hosted.receipts) > LIVE_RECEIPTS:
+            hosted.receipts.pop(next(iter(hosted.receipts)))
         self.bus.publish(
             "message.out",
             name,
             owner,
             room=room,
+            message_id=reply.message_id,
             text=reply.text,
             model=reply.model,
             receipts=reply.receipts,
         )
         return reply
+
+    async def receipts(self, hosted: Hosted, message_id: str) -> dict[str, Any]:
+        live = hosted.receipts.get(message_id)
+        if live is not None:
+            return live
+        stored = await self.registry.receipts(hosted.entry.name, message_id)
+        if stored is None:
+            raise FleetError(404, f"no reply {message_id!r} of agent {hosted.entry.name!r}")
+        return stored
+
+    # --- memory ------------------------------------------------------------------------------
+
+    def _running(self, hosted: Hosted) -> Agent:
+        if hosted.agent is None or hosted.state != "running":
+            raise FleetError(409, f"agent {hosted.entry.name!r} is {hosted.state}: start it first")
+        return hosted.agent
+
+    async def search(self, hosted: Hosted, query: str, k: int) -> list[dict[str, Any]]:
+        agent = self._running(hosted)
+        store = _searchable(agent, hosted.entry.name)
+        return knowledge.found(await store.search(query, k))
+
+    async def add_knowledge(
+        self, hosted: Hosted, filename: str | None, content: bytes
+    ) -> dict[str, Any]:
+        agent = self._running(hosted)
+        store = _searchable(agent, hosted.entry.name)
+        assert hosted.data_dir is not None  # set whenever the agent runs
+        try:
+            path = await asyncio.to_thread(knowledge.save, hosted.data_dir, filename, content)
+        except knowledge.KnowledgeError as exc:
+            raise FleetError(exc.status, str(exc)) from None
+        report = await store.ingest()
+        return {
+            "file": path.name,
+            "added": report.added,
+            "unchanged": report.unchanged,
+            "removed": report.removed,
+            "skipped": report.skipped,
+        }
 
     # --- money -------------------------------------------------------------------------------
 
@@ -383,6 +444,13 @@ def _refuse_code(character: Character) -> None:
             f"an uploaded character may not name {what}: use installed plugins, or ask the "
             "operator to serve the file from the command line",
         )
+
+
+def _searchable(agent: Agent, name: str) -> SearchableMemory:
+    try:
+        return knowledge.searchable(agent.memory, name)
+    except knowledge.KnowledgeError as exc:
+        raise FleetError(exc.status, str(exc)) from None
 
 
 def _peek(source: Path) -> Character | None:

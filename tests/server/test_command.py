@@ -74,6 +74,11 @@ def test_aigent_serve_hosts_a_directory(tmp_path: Path, model: OpenAIServer) -> 
             time.sleep(0.05)
         agents = httpx.get(f"{url}/api/agents", headers={"Authorization": "Bearer t0ken"}).json()
         assert [a["name"] for a in agents] == ["Ada"]
+        # The directory is watched: a file dropped in while it runs is served.
+        (folder / "bo.json").write_text(json.dumps(character(model, "Bo")), encoding="utf-8")
+        while httpx.get(f"{url}/api/health", timeout=1).json()["agents"].get("running") != 2:
+            assert time.monotonic() < deadline + 30, "the new file was not picked up"
+            time.sleep(0.1)
     finally:
         process.send_signal(signal.SIGINT)
         _, err = process.communicate(timeout=20)

@@ -16,7 +16,7 @@ from aigent_server.app import Settings
 from eth_account import Account
 
 from tests.fixtures.openai_server import OpenAIServer, reply, tool_call, trickle
-from tests.server.conftest import TOKEN, Served, serve
+from tests.server.conftest import TOKEN, Served, character, serve
 
 ROOT = Path(__file__).resolve().parents[2]
 ELIZA0 = ROOT / "tests" / "data" / "characters" / "eliza0.character.json"
@@ -196,5 +196,47 @@ def test_the_pages_fit_a_phone(browser: Any, web: Served, admin: Any) -> None:
             width = page.evaluate("document.documentElement.scrollWidth")
             assert width <= 390, f"{name} scrolls sideways on a phone ({width}px)"
             shot(page, f"phone-{name}", full_page=False)  # as the phone shows it
+    finally:
+        context.close()
+
+
+def test_the_explorer_checks_a_replys_receipt(
+    browser: Any, web: Served, tmp_path: Path, model: OpenAIServer
+) -> None:
+    """A user's agent with aigent-trn's receipts (sealed at once, never sent on chain): its
+    reply in the explorer has a verify button; the proof checks, the chain is not claimed."""
+    trn = {"network": "local", "anchor": False, "batch_size": 1}
+    data = character(model, "Witness", plugins=["trn"], settings={"trn": trn})
+    path = tmp_path / "witness.json"
+    path.write_text(json.dumps(data), encoding="utf-8")
+    context = browser.new_context(viewport={"width": 1280, "height": 860})
+    page = context.new_page()
+    try:
+        page.goto(web.url + "/")
+        page.wait_for_selector("body[data-ready]")
+        page.click("text=Open your wallet")
+        page.click("#create-wallet")
+        page.click("#sign-in")
+        page.wait_for_selector("#agent-grid")
+        page.set_input_files("#upload", str(path))
+        page.wait_for_selector('[data-agent="Witness"] [data-state="running"]')
+        model.queue(reply("witnessed"))
+        status = page.evaluate(
+            """async () => {
+              const s = await (await fetch("/api/auth/session")).json();
+              const r = await fetch("/api/agents/Witness/messages", {method: "POST",
+                headers: {"Content-Type": "application/json", "X-CSRF-Token": s.csrf},
+                body: JSON.stringify({text: "did you see it?"})});
+              return r.status;
+            }"""
+        )
+        assert status == 200
+        page.goto(web.url + "/#/explorer")
+        row = '.event[data-kind="message.out"]:has-text("witnessed")'
+        page.click(f"{row} button.verify")
+        page.wait_for_selector(f'{row} .verify-result[data-ok="true"]')
+        result = page.text_content(f"{row} .verify-result") or ""
+        assert "proof ok" in result and "not checked" in result
+        shot(page, "8-explorer-verify")
     finally:
         context.close()
