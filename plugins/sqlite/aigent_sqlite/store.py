@@ -136,13 +136,13 @@ class SQLiteStore:
 
     def _open_in_background(self) -> None:
         try:
-            if self.ctx.character.knowledge or self._has_rows():
-                # numpy (the slow part of opening) only when there is something to score: a
-                # new agent imports it at its first recall that finds rows, after it is ready.
-                import aigent_sqlite.vectors  # noqa: F401
-
             if self.ctx.character.knowledge:
-                self.ingester.ingest()
+                self.ingester.ingest()  # needs no numpy: vectors are stored as plain bytes
+            if self._has_rows():
+                # numpy (the slow part of opening) only when there is something to score: an
+                # agent with nothing stored (an empty knowledge folder included) imports it at
+                # its first recall that finds rows, after it is ready.
+                import aigent_sqlite.vectors  # noqa: F401
         except BaseException as exc:
             self.ctx.log.exception("memory could not be opened")
             self._ready.set_exception(exc)
