@@ -12,6 +12,8 @@ other secret in the environment, since that token is sent to the url the caller 
     GET    /health                      status, ILP address, peers connected
     GET    /metrics                     Prometheus text format
     POST   /send                        {destination, amount, data?, condition?, expires_in?}
+    POST   /ilp/send                    {destination, amount, data, timeoutMs?}: agent-runtime's
+                                        shape, condition SHA-256(SHA-256(data))
     GET    /peers                       peers and whether their link is up
     POST   /peers                       {account, relation, asset_code, url?, token_env?, ...}
     DELETE /peers/{account}
@@ -23,6 +25,7 @@ other secret in the environment, since that token is sent to the url the caller 
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import hashlib
@@ -57,6 +60,18 @@ class SendRequest(BaseModel):
     condition: str | None = None
     """Base64 of 32 bytes; left out, a random one is made (a probe nobody can fulfill)."""
     expires_in: float = Field(30.0, gt=0, le=3600)
+
+
+class IlpSendRequest(BaseModel):
+    """agent-runtime's ``POST /ilp/send``: its services send with this and expect its answer."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    destination: str
+    amount: str = Field(pattern=r"^[0-9]{1,20}$")
+    data: str
+    """Base64; the condition is SHA-256(SHA-256(data)), so whoever sees the data can fulfil."""
+    timeoutMs: int = Field(30_000, gt=0, le=3_600_000)  # the wire name
 
 
 class RouteRequest(BaseModel):
@@ -129,6 +144,7 @@ class AdminServer:
                 web.get("/health", self.health),
                 web.get("/metrics", self.metrics),
                 web.post("/send", self.send),
+                web.post("/ilp/send", self.ilp_send),
                 web.get("/peers", self.peers),
                 web.post("/peers", self.add_peer),
                 web.delete("/peers/{account}", self.remove_peer),
@@ -217,17 +233,60 @@ class AdminServer:
             )
         except InvalidPacket as exc:
             return _error(400, str(exc))
+        answer = await self._send(prepare, "/send")
+        if isinstance(answer, web.Response):
+            return answer
+        return web.json_response({**packet_json(answer), "condition": _b64(condition)})
+
+    async def ilp_send(self, request: web.Request) -> web.Response:
+        """agent-runtime's send: 200 with ``accepted`` true (and the fulfillment) or false (and
+        the reject's code and message), 400 for a bad request, 408 when no answer came in
+        ``timeoutMs``."""
+        body: IlpSendRequest = await _body(request, IlpSendRequest)
+        try:
+            data = base64.b64decode(body.data, validate=True)
+        except (binascii.Error, ValueError):
+            return _error(400, "data must be base64")
+        fulfillment = hashlib.sha256(data).digest()
+        seconds = body.timeoutMs / 1000
+        try:
+            prepare = Prepare(
+                int(body.amount),
+                datetime.now(UTC) + timedelta(seconds=seconds),
+                hashlib.sha256(fulfillment).digest(),
+                body.destination,
+                data,
+            )
+        except InvalidPacket as exc:
+            return _error(400, str(exc))
+        try:
+            answer = await asyncio.wait_for(self._send(prepare, "/ilp/send"), seconds)
+        except TimeoutError:
+            return _error(408, f"no answer within {body.timeoutMs} ms")
+        if isinstance(answer, web.Response):
+            return answer
+        out: dict[str, Any] = {"accepted": isinstance(answer, Fulfill)}
+        out["fulfilled"] = out["accepted"]
+        if isinstance(answer, Fulfill):
+            out["fulfillment"] = _b64(answer.fulfillment)
+        else:
+            out |= {"code": answer.code, "message": answer.message}
+        if answer.data:
+            out["data"] = _b64(answer.data)
+        return web.json_response(out)
+
+    async def _send(self, prepare: Prepare, route: str) -> Fulfill | Reject | web.Response:
         if prepare.amount and not self.allow_send:
             return _error(
                 403,
-                "POST /send with an amount moves value outside any spending policy, so it is "
-                "off: set admin.allow_send: true in the node's config to allow it (packets of "
-                "amount 0 are always allowed)",
+                f"POST {route} with an amount moves value outside any spending policy, so it "
+                "is off: set admin.allow_send: true in the node's config to allow it (packets "
+                "of amount 0 are always allowed)",
             )
         answer = await self.node.connector.send(prepare)
         if not isinstance(answer, Fulfill | Reject):
             return _error(502, "the next hop answered with a Prepare")
-        return web.json_response({**packet_json(answer), "condition": _b64(condition)})
+        return answer
 
     async def peers(self, request: web.Request) -> web.Response:
         connector = self.node.connector

@@ -43,13 +43,16 @@ def validate(config: ConfigFile) -> None:
             peer.resolve_token(f"{config}: peers.{name}.token_env")
         if cfg.admin is not None:
             cfg.admin.resolve_token(f"{config}: admin.token_env")
+        if cfg.local_delivery is not None:
+            cfg.local_delivery.resolve_token(f"{config}: local_delivery.token_env")
     except ConfigError as exc:
         raise _fail(str(exc)) from None
     where = cfg.address or f"(address from parent {cfg.parent})"
     listen = f"BTP on {cfg.listen.host}:{cfg.listen.port}" if cfg.listen else "no BTP listener"
     admin = f"admin on {cfg.admin.host}:{cfg.admin.port}" if cfg.admin else "no admin API"
+    handler = f", packets to {cfg.local_delivery.url}" if cfg.local_delivery else ""
     typer.echo(f"✓ {config}: node {cfg.node_id} {where}, {len(cfg.peers)} peers, "
-               f"{len(cfg.routes)} routes, {listen}, {admin}")  # fmt: skip
+               f"{len(cfg.routes)} routes, {listen}, {admin}{handler}")  # fmt: skip
 
 
 @app.command()

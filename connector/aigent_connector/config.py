@@ -154,6 +154,16 @@ class AdminConfig(Secret):
         return self
 
 
+class DeliveryConfig(Secret):
+    """Packets for this node go to a service in another process: ``POST {url}/handle-packet``
+    (see :mod:`aigent_connector.delivery`). ``token_env`` (or ``token``), if set, is sent to it
+    as ``Authorization: Bearer``."""
+
+    url: str = Field(pattern=r"^https?://")
+    timeout: float = Field(30.0, gt=0, le=600)
+    """Seconds to wait for the service (never past the packet's expiry)."""
+
+
 class RouteConfig(_Model):
     prefix: str
     account: str
@@ -197,6 +207,8 @@ class NodeConfig(_Model):
     power cut), or handed to the OS (``os``: survives a killed process, not a crash of the
     machine; many times the packets per second when few are in flight)."""
     admin: AdminConfig | None = None
+    local_delivery: DeliveryConfig | None = None
+    """Answer packets for this node by a service over HTTP (agent-runtime's shape)."""
     expiry_margin: float = Field(1.0, ge=0)
     max_hold: float = Field(30.0, gt=0)
     spread: Decimal = Field(Decimal(0), ge=0, lt=1)

@@ -24,6 +24,7 @@ from aigent_connector.rates import OneToOne, RateSource, StaticRates
 if TYPE_CHECKING:
     from aigent_connector.admin import AdminServer
     from aigent_connector.ccp import RouteBroadcaster
+    from aigent_connector.delivery import HttpDelivery
 
 log = logging.getLogger("aigent.connector.node")
 
@@ -100,6 +101,7 @@ class Node:
         self.btp_port: int | None = None
         self.admin: AdminServer | None = None
         self.ccp: RouteBroadcaster | None = None
+        self.delivery: HttpDelivery | None = None
         self.tokens: dict[str, str] = {}
         self.token_envs: dict[str, str] = {}
         """The variable each peer's token came from, by account."""
@@ -112,6 +114,9 @@ class Node:
         admin = self.config.admin
         if admin is not None and admin.token_env == variable:
             return "the admin API"
+        delivery = self.config.local_delivery
+        if delivery is not None and delivery.token_env == variable:
+            return "local delivery"
         owners = {n: p.token_env for n, p in self.config.peers.items()} | self.token_envs
         return next((name for name, env in owners.items() if env == variable), None)
 
@@ -128,6 +133,10 @@ class Node:
             self.tokens[name] = token
         admin_token = (
             config.admin.resolve_token("admin.token_env") if config.admin is not None else None
+        )
+        delivery = config.local_delivery
+        delivery_token = (
+            delivery.resolve_token("local_delivery.token_env") if delivery is not None else None
         )
         ledger = self.connector.ledger
         recovered = ledger.recover()
@@ -167,6 +176,14 @@ class Node:
             )
             for route in config.routes:
                 self.connector.routes.add(route.prefix, route.account)
+            if delivery is not None:
+                from aigent_connector.delivery import HttpDelivery
+
+                # Only now is the address known (IL-DCP): it names us in the service's rejects.
+                self.delivery = HttpDelivery(
+                    self.connector.address, delivery.url, delivery_token, delivery.timeout
+                )
+                self.connector.set_packet_handler(self.delivery)
             if self.ccp is not None:
                 self.ccp.start()
             if config.admin is not None and admin_token is not None:
@@ -250,6 +267,9 @@ class Node:
             await self.admin.stop()
             self.admin = None
         await self.connector.stop()
+        if self.delivery is not None:
+            await self.delivery.close()
+            self.delivery = None
         self.connector.ledger.close()
 
     async def __aenter__(self) -> Node:
