@@ -16,7 +16,7 @@ import socket
 import threading
 import time
 from collections.abc import Iterator
-from contextlib import closing
+from contextlib import closing, contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -116,14 +116,14 @@ def xrpl_settings(ledger: TestLedger, who: str) -> dict[str, Any]:
     }
 
 
-@pytest.fixture(scope="module")
-def pair(
+@contextmanager
+def running_pair(
     tmp_path_factory: pytest.TempPathFactory,
     model: OpenAIServer,
     xrpl_ledger: TestLedger,
-    wallets: dict[str, Wallet],
+    admins: frozenset[str] = frozenset(),
 ) -> Iterator[tuple[Served, Served, str]]:
-    """(Bob's server, Alice's server, Bob's SPSP URL)."""
+    """(Bob's server, Alice's server, Bob's SPSP URL); ``admins`` sign in as the operator."""
     folder = tmp_path_factory.mktemp("money-characters")
     btp, spsp = free_port(), free_port()
     bob = character(
@@ -171,7 +171,7 @@ def pair(
     (folder / "alice.json").write_text(json.dumps(alice), encoding="utf-8")
     bob_server = serve(
         Settings(data_dir=tmp_path_factory.mktemp("bob-server"), files=[folder / "bob.json"],
-                 token=TOKEN)
+                 token=TOKEN, admins=admins)
     )  # fmt: skip
     try:
         with bob_server.operator() as client:
@@ -179,7 +179,7 @@ def pair(
                      what="Bob running")  # fmt: skip
         alice_server = serve(
             Settings(data_dir=tmp_path_factory.mktemp("alice-server"),
-                     files=[folder / "alice.json"], token=TOKEN)
+                     files=[folder / "alice.json"], token=TOKEN, admins=admins)
         )  # fmt: skip
         try:
             with alice_server.operator() as client:
@@ -199,6 +199,32 @@ def pair(
         bob_server.stop()
 
 
+@pytest.fixture(scope="module")
+def pair(
+    tmp_path_factory: pytest.TempPathFactory,
+    model: OpenAIServer,
+    xrpl_ledger: TestLedger,
+    wallets: dict[str, Wallet],
+) -> Iterator[tuple[Served, Served, str]]:
+    with running_pair(tmp_path_factory, model, xrpl_ledger) as running:
+        yield running
+
+
+def pay_and_settle(alice: httpx.Client, model: OpenAIServer, bob_spsp: str) -> None:
+    """Alice's model calls ask_agent; Bob's model answers the paid question; Alice replies."""
+    model.queue(
+        tool_call(
+            "ask_agent",
+            {"receiver": bob_spsp, "question": "what is a connector?", "max_price": 5000},
+        ),
+        reply("a connector forwards packets"),
+        reply("Bob says: a connector forwards packets"),
+    )
+    answer = alice.post("/api/agents/Alice/messages", json={"text": "ask Bob"})
+    assert answer.status_code == 200, answer.text
+    assert answer.json()["text"] == "Bob says: a connector forwards packets"
+
+
 def test_a_paid_message_and_its_settlement_show_in_the_api_and_as_events(
     pair: tuple[Served, Served, str], model: OpenAIServer, xrpl_ledger: TestLedger,
     wallets: dict[str, Wallet],
@@ -206,18 +232,7 @@ def test_a_paid_message_and_its_settlement_show_in_the_api_and_as_events(
     bob_server, alice_server, bob_spsp = pair
     bob, alice = bob_server.operator(), alice_server.operator()
     with bob, alice:
-        # Alice's model calls ask_agent; Bob's model answers the paid question; Alice replies.
-        model.queue(
-            tool_call(
-                "ask_agent",
-                {"receiver": bob_spsp, "question": "what is a connector?", "max_price": 5000},
-            ),
-            reply("a connector forwards packets"),
-            reply("Bob says: a connector forwards packets"),
-        )
-        answer = alice.post("/api/agents/Alice/messages", json={"text": "ask Bob"})
-        assert answer.status_code == 200, answer.text
-        assert answer.json()["text"] == "Bob says: a connector forwards packets"
+        pay_and_settle(alice, model, bob_spsp)
 
         # --- the paid message, on Bob's side: earnings, ledger, the event
         earnings = bob.get("/api/agents/Bob/earnings", params={"every": "hour"}).json()
