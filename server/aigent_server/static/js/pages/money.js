@@ -188,7 +188,7 @@ export async function moneyPage(main, [chosen]) {
             h("span", { class: "muted small" }, `${a.min_balance === null ? "−∞" : amount(a.min_balance, a.scale)} … ${a.max_balance === null ? "∞" : amount(a.max_balance, a.scale)}`),
             h("span", { class: "small" }, a.settle_threshold === null ? "—" : `${amount(a.settle_threshold, a.scale)} → ${amount(a.settle_to, a.scale)}`),
             h("span", { class: "small" }, a.settlement_engine || "—"))))
-      : h("p", { class: "muted small" }, ledger ? "No peers: this agent is reachable only over SPSP." : "Its connector is off.");
+      : h("p", { class: "muted small" }, ledger ? "No peers configured (connector.peers in the character)." : "Its connector is off.");
 
     const peers = settlements ? settlements.peers : [];
     const channels = peers.length
