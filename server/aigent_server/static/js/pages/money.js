@@ -197,7 +197,7 @@ export async function moneyPage(main, [chosen]) {
             p.settlements.length ? h("span", { class: "muted small" }, `${p.settlements.filter((x) => x.state === "done").length} settled, ${p.settlements.filter((x) => x.state !== "done").length} pending`) : null),
           ...(p.channels || []).map((c) => h("div", { class: "channel", "data-channel": c.channel },
             h("div", { class: "row between small" },
-              h("span", {}, h("span", { class: `tag ${c.direction === "in" ? "kind-sale" : "kind-message"}` }, c.direction === "in" ? "paid to us" : "we pay"), " ",
+              h("span", {}, h("span", { class: `tag ${c.direction === "in" ? "kind-paid_message" : "kind-message"}` }, c.direction === "in" ? "paid to us" : "we pay"), " ",
                 h("span", { class: "mono", title: c.channel }, `${c.channel.slice(0, 8)}…${c.channel.slice(-4)}`)),
               pill(c.state)),
             h("div", { class: "bar stacked" }, h("div", { class: "redeemed", style: share(c.redeemed, c.capacity) }),
