@@ -106,6 +106,16 @@ def test_the_money_page_charts_earnings_and_shows_ledger_and_channels(
         assert page.locator('.payment[data-state="spent"]').count() == 2
         page.wait_for_selector("svg.chart text.chart-empty")  # Alice sells nothing: empty state
         shot(page, "money-payer-desktop")
+        # The explorer tells the same story as it happened, filtered to settlements.
+        page.goto(alice.url + "/#/explorer")
+        page.wait_for_selector('.event[data-kind="settlement.claim_sent"]')
+        page.wait_for_selector('.event[data-kind="payment.committed"]')
+        page.select_option("#kind-filter", "settlement")
+        kinds = page.locator(".event").evaluate_all("rows => rows.map(r => r.dataset.kind)")
+        assert kinds == ["settlement.claim_sent", "settlement.channel_opened"], kinds
+        assert "claim for 0.001 XRP to bob" in (page.text_content(".event") or "")
+        page.select_option("#kind-filter", "")
+        shot(page, "explorer-money")
     finally:
         ctx.close()
 

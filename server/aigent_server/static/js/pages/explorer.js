@@ -24,7 +24,8 @@ function summary(e) {
     case "confirmation.pending": return e.question;
     case "confirmation.resolved": return e.approved ? "approved" : "denied";
     case "paid_message": return `earned ${money(e.amount, e.scale, e.asset)} from ${e.sender}`;
-    case "payment.committed": return `paid ${money(e.amount, e.scale, e.asset)} to ${e.destination}${e.purpose ? ` (${e.purpose})` : ""}`;
+    // The purpose names the payee as the user knows it; a STREAM address is noise.
+    case "payment.committed": return `paid ${money(e.amount, e.scale, e.asset)}: ${e.purpose || `to ${e.destination}`}`;
     case "payment.released": return `released ${money(e.amount, e.scale, e.asset)} to ${e.destination}: nothing moved`;
     case "payment.held": return `held ${money(e.amount, e.scale, e.asset)} to ${e.destination}: ${e.note}`;
     case "settlement.claim_sent": return `claim for ${money(e.amount, e.scale, e.asset)} to ${e.peer} (total ${money(e.total, e.scale, e.asset)})`;
