@@ -433,7 +433,13 @@ class AgentNode:
         out = []
         for account, engine in sorted(self.engine_of.items()):
             history = settler.history(account) if settler is not None else []
-            channels = engine.channels(account) if isinstance(engine, ReportsChannels) else None
+            channels = None
+            if isinstance(engine, ReportsChannels):
+                try:
+                    channels = engine.channels(account)
+                except Exception as exc:  # a report must not take the rest down with it
+                    log.warning("%s: engine for %s cannot list its channels: %s",
+                                self.name, account, exc)  # fmt: skip
             out.append(
                 {
                     "peer": account,

@@ -4,6 +4,7 @@ that fails marked failed with its error while the others run on."""
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import re
 import time
@@ -390,10 +391,13 @@ class Fleet:
 
         def observed(kind: str, data: Mapping[str, Any]) -> None:
             name, owner = hosted.entry.name, hosted.entry.owner
+            # A copy in plain JSON: a plugin's stray bytes or Decimal must not break every
+            # client's stream, nor a later change to its dict rewrite the event.
+            plain = json.loads(json.dumps(data, default=str))
             if kind in KINDS:
-                self.bus.publish(kind, name, owner, **data)
+                self.bus.publish(kind, name, owner, **plain)
             else:
-                self.bus.publish("plugin.event", name, owner, event=kind, **data)
+                self.bus.publish("plugin.event", name, owner, event=kind, **plain)
 
         return observed
 

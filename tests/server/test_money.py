@@ -368,3 +368,40 @@ def test_an_anchored_batch_shows_in_the_api_and_as_an_event(
             assert anvil.keys[6] not in json.dumps(service)
     finally:
         served.stop()
+
+
+EMITTER = """
+from decimal import Decimal
+
+from aigent import hookimpl
+
+
+@hookimpl
+def register_services(register, ctx):
+    class Started:
+        name = "started"
+
+        async def start(self):
+            ctx.emit("tally.started", rate=Decimal("0.25"))
+
+        async def stop(self):
+            pass
+
+    register(Started())
+"""
+
+
+def test_a_plugins_own_kind_arrives_as_plugin_event_in_plain_json(
+    tmp_path: Path, model: OpenAIServer
+) -> None:
+    (tmp_path / "tally.py").write_text(EMITTER, encoding="utf-8")
+    path = tmp_path / "counter.json"
+    path.write_text(json.dumps(character(model, "Counter", plugins=["tally.py"])), encoding="utf-8")
+    served = serve(Settings(data_dir=tmp_path / "server", files=[path], token=TOKEN))
+    try:
+        with served.operator() as client:
+            ((name, event),) = read_events(client, 1, agent="Counter", kind="plugin")
+            assert name == "plugin.event" and event["event"] == "tally.started"
+            assert event["rate"] == "0.25" and event["plugin"]  # a Decimal, as text
+    finally:
+        served.stop()
