@@ -28,6 +28,7 @@ if TYPE_CHECKING:
     )
     from aigent.hookspecs import hookimpl
     from aigent.interfaces import (
+        ChannelState,
         ChatModel,
         Client,
         ContextProvider,
@@ -40,6 +41,8 @@ if TYPE_CHECKING:
         Payments,
         PluginContext,
         Recalled,
+        ReportsAnchoring,
+        ReportsChannels,
         SettlementEngine,
         StreamingChatModel,
     )
@@ -94,6 +97,9 @@ _EXPORTS = {
     "ModelProvider": "aigent.interfaces",
     "Payments": "aigent.interfaces",
     "SettlementEngine": "aigent.interfaces",
+    "ChannelState": "aigent.interfaces",
+    "ReportsAnchoring": "aigent.interfaces",
+    "ReportsChannels": "aigent.interfaces",
     "StreamingChatModel": "aigent.interfaces",
     "format_amount": "aigent.amounts",
     "run_blocking": "aigent.blocking",
@@ -145,6 +151,7 @@ __all__ = [
     "ActionBlocked",
     "Agent",
     "AigentError",
+    "ChannelState",
     "Character",
     "CharacterError",
     "ChatMessage",
@@ -176,6 +183,8 @@ __all__ = [
     "PublishBlocked",
     "Recalled",
     "Reply",
+    "ReportsAnchoring",
+    "ReportsChannels",
     "Secrets",
     "SettlementEngine",
     "Spend",

@@ -249,6 +249,7 @@ def _node(agent: Agent) -> NodeParts:
         config=config,
         engines=engines,
         answer=agent.handle,
+        observers=agent.ctx.observers,
     )
 
 

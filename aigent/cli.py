@@ -16,6 +16,8 @@ from aigent.errors import AigentError
 
 if TYPE_CHECKING:
     import asyncio
+    from collections.abc import Mapping
+    from typing import Any
 
     from aigent.character import Character
     from aigent.runtime import Agent
@@ -242,17 +244,17 @@ def _banner(agents: list[Agent]) -> None:
         )
         if agent.node is not None:
             typer.secho(f"  {agent.node.status()}", fg="green", err=True)
-            agent.node.on_sale.append(functools.partial(_show_sale, agent))
+            agent.observe(functools.partial(_show_sale, agent))
 
 
-def _show_sale(agent: Agent, amount: int, sender: str) -> None:
+def _show_sale(agent: Agent, kind: str, data: Mapping[str, Any]) -> None:
     from aigent.amounts import format_amount
 
-    assert agent.node is not None
-    code, scale = agent.node.asset
+    if kind != "paid_message" or agent.node is None:
+        return
     typer.secho(
-        f"  {agent.name} earned {format_amount(amount, scale, code)} from {sender} "
-        f"(in all, {agent.node.earned()})",
+        f"  {agent.name} earned {format_amount(data['amount'], data['scale'], data['asset'])} "
+        f"from {data['sender']} (in all, {agent.node.earned()})",
         fg="green",
         err=True,
     )

@@ -7,7 +7,9 @@ import time
 from collections.abc import AsyncIterator, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
+
+from aigent.observe import Observers, check
 
 if TYPE_CHECKING:
     from aigent_connector import Connector
@@ -51,7 +53,19 @@ class PluginContext:
     """The agent's spending policy: every plugin that moves value reserves through it."""
     payments: Payments | None = None
     """The agent's payment node, to pay or ask other agents (None: its connector is off)."""
+    observers: Observers = field(default_factory=Observers, repr=False)
+    """Who watches the agent; plugins tell them through :meth:`emit`."""
     _homes: dict[str, dict[str, Any]] = field(default_factory=dict, repr=False)
+
+    def emit(self, kind: str, **data: Any) -> None:
+        """Tell the agent's observers what happened (``agent.observe``): a claim sent, a
+        batch anchored. ``kind`` is a dotted lower-case name (``aigent.observe.KINDS`` lists
+        the known ones), ``data`` plain JSON values; the plugin's name is added as
+        ``plugin``. Cheap when nobody watches; an observer that fails never reaches here."""
+        check(kind, data)  # always: a plugin's mistake shows before anyone watches
+        if not self.observers:
+            return
+        self.observers.emit(kind, {**data, "plugin": self.plugin})
 
     @property
     def state(self) -> dict[str, Any]:
@@ -72,6 +86,7 @@ class PluginContext:
             log=logging.getLogger(f"aigent.{name}"),
             spending=self.spending,
             payments=self.payments,
+            observers=self.observers,
             _homes=self._homes,
         )
 
@@ -209,4 +224,54 @@ class SettlementEngine(Protocol):
 
     async def close(self) -> None:
         """Stop background work and let go of files (redeeming what is held, say)."""
+        ...
+
+
+@dataclass(frozen=True)
+class ChannelState:
+    """One payment channel a settlement engine holds with a peer, as its engine last knew it.
+    Amounts are in the channel's asset at ``asset_scale`` (drops for XRP)."""
+
+    peer: str
+    """The connector account it settles with."""
+    channel: str
+    """Its id on its ledger."""
+    direction: Literal["out", "in"]
+    """``out``: this agent pays through it; ``in``: the peer pays this agent."""
+    asset_code: str
+    asset_scale: int
+    capacity: int
+    """What is locked in the channel."""
+    claimed: int
+    """The best claim's cumulative total (signed, for ``out``; held, for ``in``)."""
+    redeemed: int
+    """Of ``claimed``, what has been paid out on chain."""
+    state: Literal["open", "closed"] = "open"
+    expires_at: float | None = None
+    """POSIX seconds after which the channel can no longer pay (None: no expiry known)."""
+
+
+@runtime_checkable
+class ReportsChannels(Protocol):
+    """A settlement engine that can list its channels (optional beside
+    :class:`SettlementEngine`: an engine without channels, or one written before this, is
+    simply not asked). Called on the event loop: read local state only, quickly."""
+
+    def channels(self, account: str) -> list[ChannelState]:
+        """The channels this engine holds with peer ``account``."""
+        ...
+
+
+@runtime_checkable
+class ReportsAnchoring(Protocol):
+    """A service that anchors the agent's published messages (TRN's loop, say) and can say
+    how far it got: ``aigent serve`` shows it. Called in a worker thread; plain JSON values."""
+
+    name: str
+
+    def anchoring(self, recent: int = 20) -> dict[str, Any]:
+        """Counts (``queued_messages``, ``sealed_batches``, ``anchored_batches``,
+        ``anchored_messages``), the ``recent`` latest batches (``id``, ``root``, ``count``,
+        ``status``, ``tx_hash``, ``block_number``, ``sealed_at``, ``anchored_at``), and
+        ``last_error`` (None when the last round worked)."""
         ...

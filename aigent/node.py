@@ -11,6 +11,7 @@ The connector is imported when the agent starts, never by ``import aigent``.
 
 from __future__ import annotations
 
+import dataclasses
 import json
 import logging
 import os
@@ -27,6 +28,7 @@ from aigent import blocking
 from aigent.amounts import format_amount
 from aigent.errors import AigentError
 from aigent.messages import PaidAnswer
+from aigent.observe import Observers
 
 if TYPE_CHECKING:
     from aigent.character import Character, ConnectorSettings, Price
@@ -38,6 +40,8 @@ log = logging.getLogger("aigent.node")
 
 PAID_CLIENT = "ilp"
 ASK_TIMEOUT = 60.0
+BUCKETS = {"hour": 3600, "day": 86400}
+MAX_BUCKETS = 2000
 
 
 class PaymentError(AigentError):
@@ -94,6 +98,31 @@ class Earnings:
         amount, count = row.fetchone()
         return int(amount), int(count)
 
+    def over_time(
+        self, every: str, since: float, until: float | None = None
+    ) -> list[tuple[float, int, int]]:
+        """(bucket start, amount, messages) for every hour or day (UTC) from the one holding
+        ``since`` to the one holding ``until`` (now), empty buckets included, oldest first."""
+        if every not in BUCKETS:
+            raise ValueError(f"every must be one of {', '.join(BUCKETS)}, not {every!r}")
+        size = BUCKETS[every]
+        end = time.time() if until is None else until
+        first, last = int(since // size), int(end // size)
+        if last < first:
+            return []
+        if last - first + 1 > MAX_BUCKETS:
+            raise ValueError(
+                f"from {since:.0f} to {end:.0f} is {last - first + 1} buckets of an {every}; "
+                f"at most {MAX_BUCKETS}: ask from a later since, or by day"
+            )
+        rows = self._conn().execute(
+            "SELECT CAST(at / ? AS INTEGER) AS b, SUM(amount), COUNT(*) FROM sales "
+            "WHERE at >= ? AND at < ? GROUP BY b",
+            (size, first * size, (last + 1) * size),
+        )
+        found = {int(b): (int(amount), int(count)) for b, amount, count in rows}
+        return [(float(b * size), *found.get(b, (0, 0))) for b in range(first, last + 1)]
+
     def close(self) -> None:
         if self._db is not None:
             self._db.close()
@@ -116,6 +145,8 @@ class NodeParts:
     """The settlement engine of each peer account that names one, built by its plugin."""
     answer: Callable[[Incoming], Awaitable[Reply]]
     """Runs a paid message through the agent (its ``handle``)."""
+    observers: Observers = field(default_factory=Observers)
+    """The agent's observers, told ``paid_message`` after each paid message."""
 
 
 class AgentNode:
@@ -134,8 +165,9 @@ class AgentNode:
         self.spsp: Any = None
         self.spsp_url: str | None = None
         self.engines: list[Any] = []
-        self.on_sale: list[Any] = []
-        """Callbacks ``fn(amount, sender)`` after each paid message (the CLI prints a line)."""
+        self.engine_of: dict[str, Any] = {}
+        """The started settlement engine of each peer account."""
+        self.observers = parts.observers
 
     # --- lifecycle -------------------------------------------------------------------------------
 
@@ -181,6 +213,7 @@ class AgentNode:
             self.connector.set_settlement_engine(account, engine)
             await engine.start()
             self.engines.append(engine)
+            self.engine_of[account] = engine
         code, scale = self.asset
         if self.price is not None and (self.price.asset_code, self.price.asset_scale) != (
             code,
@@ -221,6 +254,7 @@ class AgentNode:
                 log.warning("%s: settlement engine did not close cleanly: %s",
                             self.name, exc)  # fmt: skip
         self.engines.clear()
+        self.engine_of.clear()
         if self.node is not None:
             await self.node.stop()
             self.node = None
@@ -241,9 +275,14 @@ class AgentNode:
         sale = _Sale(sender=account)
         answer = await self.receiver.handle(prepare, context=sale)
         if isinstance(answer, Fulfill) and sale.answered:
-            await blocking.run("records", self.earnings.book, sale, self.asset[0])
-            for callback in self.on_sale:
-                callback(sale.amount, sale.sender)
+            code, scale = self.asset
+            await blocking.run("records", self.earnings.book, sale, code)
+            if self.observers:
+                self.observers.emit(
+                    "paid_message",
+                    {"amount": sale.amount, "asset": code, "scale": scale,
+                     "sender": sale.sender, "message_id": sale.message_id},
+                )  # fmt: skip
         return answer
 
     async def _on_request(self, incoming: Any) -> Any:
@@ -354,6 +393,67 @@ class AgentNode:
                 raise PaymentError(
                     f"{purpose} stopped after {exc.result.sent} of {amount}: {why}"
                 ) from None
+
+    # --- reports --------------------------------------------------------------------------------
+
+    def accounts(self) -> list[dict[str, Any]]:
+        """The connector's peer accounts: balance (positive: the peer owes this agent), credit
+        limits, settlement threshold, whether the link is up, and the settlement engine."""
+        if self.connector is None:
+            return []
+        out = []
+        for name, peer in sorted(self.connector.peers.items()):
+            account = self.connector.ledger.account(name)
+            engine = self.engine_of.get(name)
+            out.append(
+                {
+                    "peer": name,
+                    "relation": peer.relation,
+                    "asset": peer.asset_code,
+                    "scale": peer.asset_scale,
+                    "connected": bool(self.connector.connected(name)),
+                    "balance": account.balance,
+                    "reserved_in": account.reserved_in,
+                    "reserved_out": account.reserved_out,
+                    "min_balance": account.min_balance,
+                    "max_balance": account.max_balance,
+                    "settle_threshold": account.settle_threshold,
+                    "settle_to": account.settle_to,
+                    "settlement_engine": getattr(engine, "name", None),
+                }
+            )
+        return out
+
+    def settlements(self) -> list[dict[str, Any]]:
+        """Per peer with a settlement engine: the settlements the connector asked of it
+        (id, amount, state, settled) and the engine's channels, when it can tell them."""
+        from aigent.interfaces import ReportsChannels
+
+        settler = self.connector.settler if self.connector is not None else None
+        out = []
+        for account, engine in sorted(self.engine_of.items()):
+            history = settler.history(account) if settler is not None else []
+            channels = None
+            if isinstance(engine, ReportsChannels):
+                try:
+                    channels = engine.channels(account)
+                except Exception as exc:  # a report must not take the rest down with it
+                    log.warning("%s: engine for %s cannot list its channels: %s",
+                                self.name, account, exc)  # fmt: skip
+            out.append(
+                {
+                    "peer": account,
+                    "engine": getattr(engine, "name", type(engine).__name__),
+                    "settlements": [
+                        {"id": i, "amount": amount, "state": state, "settled": settled}
+                        for i, amount, state, settled in history
+                    ],
+                    "channels": (
+                        None if channels is None else [dataclasses.asdict(c) for c in channels]
+                    ),
+                }
+            )
+        return out
 
     @property
     def btp_port(self) -> int | None:

@@ -33,6 +33,7 @@ from aigent.interfaces import (
     Exchange,
     MemoryStore,
     PluginContext,
+    ReportsAnchoring,
 )
 from aigent.memory import WriteBehind
 from aigent.messages import (
@@ -46,6 +47,7 @@ from aigent.messages import (
     Usage,
 )
 from aigent.models import stream_or_chat
+from aigent.observe import Observer, Observers
 from aigent.plugins import Plugins
 from aigent.prompt import system_prompt
 from aigent.secrets import Secrets, redact
@@ -82,13 +84,17 @@ class Agent:
         self.data_dir = Path(
             data_dir or character.data_dir or Path(".aigent") / _slug(character.name)
         ).expanduser()
-        self.spending = SpendingPolicy(character.spending, self.data_dir / "spending.sqlite")
+        self.observers = Observers()
+        self.spending = SpendingPolicy(
+            character.spending, self.data_dir / "spending.sqlite", observers=self.observers
+        )
         self.ctx = PluginContext(
             character=character,
             secrets=self.secrets,
             data_dir=self.data_dir,
             spending=self.spending,
             payments=self if character.connector.enabled else None,
+            observers=self.observers,
         )
         self.plugins = Plugins()
         self._code_plugins = list(plugins)
@@ -122,6 +128,19 @@ class Agent:
     def __repr__(self) -> str:
         return f"Agent({self.name!r})"
 
+    def observe(self, callback: Observer) -> Callable[[], None]:
+        """Call ``callback(kind, data)`` for what happens to the agent's money: payments
+        committed, released or held, paid messages, settlements, anchored batches (the kinds
+        are in ``aigent.observe.KINDS``; plugins may add their own). Subscribe before
+        :meth:`start` to see what starting does. Returns a function that unsubscribes."""
+        return self.observers.add(callback)
+
+    def anchoring(self, recent: int = 20) -> dict[str, dict[str, Any]]:
+        """How each running anchoring service stands, by its name (blocking: SQLite reads)."""
+        return {
+            s.name: s.anchoring(recent) for s in self._running if isinstance(s, ReportsAnchoring)
+        }
+
     # --- assembling ------------------------------------------------------------------------------
 
     def assemble(self) -> None:
@@ -152,6 +171,7 @@ class Agent:
             # Closed by a stop: opened again (cheap; the store's slow parts run in background).
             self.memory = await asyncio.to_thread(open_memory, self)
         started: list[Client] = []
+        self.observers.bind(asyncio.get_running_loop())
         try:
             if self.character.connector.enabled:
                 from aigent.node import AgentNode

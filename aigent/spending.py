@@ -39,6 +39,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from aigent import blocking
 from aigent.amounts import format_amount, rescale
 from aigent.errors import AigentError
+from aigent.observe import Observers
 
 log = logging.getLogger("aigent.spending")
 
@@ -110,11 +111,14 @@ class SpendingPolicy:
         db_path: Path,
         confirm: Confirm | None = None,
         clock: Callable[[], float] = time.time,
+        observers: Observers | None = None,
     ) -> None:
         self.limits = limits
         self.db_path = db_path
         self.confirm = confirm
         self.clock = clock
+        self.observers = observers if observers is not None else Observers()
+        """Told ``payment.committed``, ``.released`` or ``.held`` as each spend settles."""
         self._db: sqlite3.Connection | None = None
         self._lock = asyncio.Lock()  # one reservation's check-and-write at a time
         self._db_lock = threading.Lock()  # the connection, used from the records threads
@@ -190,16 +194,25 @@ class SpendingPolicy:
                 )
             else:
                 why = "cancelled" if isinstance(exc, asyncio.CancelledError) else repr(exc)[:200]
-                settle = functools.partial(self.hold, spend, f"outcome unknown: {why}")
+                why = f"outcome unknown: {why}"
+                settle = functools.partial(self.hold, spend, why)
             # Shielded: a second cancel must not leave the record half-told.
             await asyncio.shield(blocking.run("records", settle))
+            if spend._outcome == 0:
+                self._tell("released", spend, spend.amount)
+            elif spend._outcome is not None:
+                self._tell("committed", spend, spend.counted(spend._outcome))
+            else:
+                self._tell("held", spend, spend.amount, note=why)
             raise
         if spend._outcome == 0:
             await blocking.run("records", self.release, spend)
+            self._tell("released", spend, spend.amount)
         else:
             moved = spend._outcome
             final = None if moved is None else spend.counted(moved)
             await blocking.run("records", self._set_state, spend, "spent", final)
+            self._tell("committed", spend, spend.amount if final is None else final)
 
     def check_destination(self, asset: str, destination: str) -> None:
         """Refuse, before anything is fetched or sent, a destination (an ILP address, a payment
@@ -311,10 +324,54 @@ class SpendingPolicy:
         """A held reservation's outcome became known (a receipt arrived, or the rail says the
         payment failed): it becomes a spend, or is released."""
         with self._db_lock:
-            self._conn().execute(
+            db = self._conn()
+            row = db.execute(
+                "SELECT asset, amount, destination, purpose FROM spends "
+                "WHERE id = ? AND state = 'held'",
+                (spend_id,),
+            ).fetchone()
+            db.execute(
                 "UPDATE spends SET state = ? WHERE id = ? AND state = 'held'",
                 ("spent" if moved else "released", spend_id),
             )
+        if row is not None:
+            spend = Spend(row[0], int(row[1]), row[2], row[3], spend_id)
+            self._tell("committed" if moved else "released", spend, spend.amount)
+
+    def recent(self, limit: int = 50) -> list[dict[str, object]]:
+        """The latest reservations and spends, newest first (amounts at the limits' scale)."""
+        with self._db_lock:
+            rows = (
+                self._conn()
+                .execute(
+                    "SELECT id, at, asset, amount, destination, purpose, state, note FROM spends "
+                    "ORDER BY at DESC LIMIT ?",
+                    (limit,),
+                )
+                .fetchall()
+            )
+        keys = ("id", "at", "asset", "amount", "destination", "purpose", "state", "note")
+        out = [dict(zip(keys, row, strict=True)) for row in rows]
+        for item in out:
+            limits = self.limits.get(str(item["asset"]))
+            item["scale"] = limits.asset_scale if limits is not None else None
+        return out
+
+    def _tell(self, what: str, spend: Spend, amount: int, note: str | None = None) -> None:
+        if not self.observers:
+            return
+        limits = self.limits.get(spend.asset)
+        data: dict[str, object] = {
+            "asset": spend.asset,
+            "amount": amount,
+            "scale": limits.asset_scale if limits is not None else None,
+            "destination": spend.destination,
+            "purpose": spend.purpose,
+            "spend_id": spend.id,
+        }
+        if note is not None:
+            data["note"] = note
+        self.observers.emit(f"payment.{what}", data)
 
     def _set_state(self, spend: Spend, state: str, amount: int | None = None) -> None:
         with self._db_lock:

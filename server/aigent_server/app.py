@@ -370,6 +370,10 @@ def create_app(settings: Settings) -> FastAPI:
             _event_stream(bus, accept), media_type="text/event-stream", headers=_NO_BUFFER
         )
 
+    from aigent_server.money import router as money_routes  # here: it imports Agent from us
+
+    app.include_router(money_routes)
+
     # --- the web app -------------------------------------------------------------------------
 
     @app.get("/", include_in_schema=False)

@@ -16,6 +16,8 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from typing import Any
 
+from aigent.observe import KINDS as OBSERVED
+
 KINDS = (
     "message.in",
     "message.out",
@@ -23,7 +25,8 @@ KINDS = (
     "agent.error",
     "confirmation.pending",
     "confirmation.resolved",
-    "sale",
+    *OBSERVED,  # what agents tell their observers: payments, paid messages, settlements, anchors
+    "plugin.event",  # a plugin's own observation kind, named in ``event``
 )
 
 
@@ -37,7 +40,8 @@ class Event:
     at: float = field(default_factory=time.time)
 
     def public(self) -> dict[str, Any]:
-        return {"id": self.id, "kind": self.kind, "agent": self.agent, "at": self.at, **self.data}
+        # The envelope last: no data key can stand in for the id a client resumes from.
+        return {**self.data, "id": self.id, "kind": self.kind, "agent": self.agent, "at": self.at}
 
 
 Filter = Callable[[Event], bool]

@@ -4,11 +4,12 @@ that fails marked failed with its error while the others run on."""
 from __future__ import annotations
 
 import asyncio
+import json
 import logging
 import re
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -16,8 +17,9 @@ from typing import Any
 from aigent import Agent, AigentError, Character, Reply, Spend, load_character
 from aigent.amounts import format_amount
 from aigent.interfaces import SearchableMemory
+from aigent.observe import Observer
 from aigent_server import knowledge
-from aigent_server.events import EventBus
+from aigent_server.events import KINDS, EventBus
 from aigent_server.registry import OPERATOR, Entry, Registry, Said
 
 log = logging.getLogger("aigent.server")
@@ -180,6 +182,7 @@ class Fleet:
                 await asyncio.to_thread(knowledge.attach, character, data_dir)
                 agent = Agent(character, data_dir=data_dir)
                 agent.spending.confirm = self._confirmer(hosted)
+                agent.observe(self._observer(hosted))  # before start: starting may pay
                 await agent.start()
             except Exception as exc:  # any plugin's failure: this agent fails, the rest run on
                 message = (
@@ -189,8 +192,6 @@ class Fleet:
                 self._set_state(hosted, "failed", message)
                 return hosted
             hosted.agent, hosted.character, hosted.data_dir = agent, character, data_dir
-            if agent.node is not None:
-                agent.node.on_sale.append(self._on_sale(hosted))
             self._set_state(hosted, "running")
             return hosted
 
@@ -384,13 +385,21 @@ class Fleet:
 
         return confirm
 
-    def _on_sale(self, hosted: Hosted) -> Callable[[int, str], None]:
-        def sold(amount: int, sender: str) -> None:
-            self.bus.publish(
-                "sale", hosted.entry.name, hosted.entry.owner, amount=amount, sender=sender
-            )
+    def _observer(self, hosted: Hosted) -> Observer:
+        """Publishes what the agent observes (payments, paid messages, settlements, anchors)
+        as live events; a plugin's own kinds as ``plugin.event``."""
 
-        return sold
+        def observed(kind: str, data: Mapping[str, Any]) -> None:
+            name, owner = hosted.entry.name, hosted.entry.owner
+            # A copy in plain JSON: a plugin's stray bytes or Decimal must not break every
+            # client's stream, nor a later change to its dict rewrite the event.
+            plain = json.loads(json.dumps(data, default=str))
+            if kind in KINDS:
+                self.bus.publish(kind, name, owner, **plain)
+            else:
+                self.bus.publish("plugin.event", name, owner, event=kind, **plain)
+
+        return observed
 
     def _set_state(self, hosted: Hosted, state: str, error: str | None = None) -> None:
         hosted.state, hosted.error = state, error

@@ -14,6 +14,8 @@ import logging
 import time
 from typing import TYPE_CHECKING, Any
 
+from aigent import redact
+
 from .errors import TrnError
 from .service import TrnService, kept
 
@@ -118,11 +120,36 @@ class AnchorLoop:
         while oldest is not None and time.time() - oldest >= s.batch_seconds:
             store.seal(s.batch_size)
             oldest = store.oldest_queued_at()
-        if not store.unanchored():
+        pending = [b["id"] for b in store.unanchored()]
+        if not pending:
             return []
         signer = await svc.signer()
-        done = await svc.run(chain.anchor_pending, signer, store, s.registry, s.from_block)
+        try:
+            done = await svc.run(chain.anchor_pending, signer, store, s.registry, s.from_block)
+        finally:  # batches anchored before a later one failed are told too
+            self._tell(pending)
         if done:
             log.info("trn: anchored %d batch(es): %s", len(done), ", ".join(done))
         self.waiting.update(store)
         return done
+
+    def _tell(self, batch_ids: list[int]) -> None:
+        store = self.service.store
+        for batch in reversed(store.batches(len(batch_ids), batch_ids)):
+            if batch["status"] == "anchored":
+                self.service.ctx.emit(
+                    "anchor.batch", batch=batch["id"], root=batch["root"],
+                    tx_hash=batch["tx_hash"], block_number=batch["block_number"],
+                    count=batch["count"], chain_id=batch["chain_id"], contract=batch["contract"],
+                )  # fmt: skip
+
+    def anchoring(self, recent: int = 20) -> dict[str, Any]:
+        """How anchoring stands (``aigent.ReportsAnchoring``): the counts, the latest batches,
+        the last error and whether the loop runs."""
+        return {
+            **self.service.anchoring_stats(),
+            "chain_id": self.service.settings.chain_id,
+            "running": self._task is not None and not self._task.done(),
+            "last_error": redact(self.last_error) if self.last_error else None,
+            "batches": self.service.store.batches(recent),
+        }

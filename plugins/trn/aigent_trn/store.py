@@ -184,6 +184,22 @@ class ProofStore:
         }
 
     @_locked
+    def batches(self, limit: int = 20, ids: list[int] | None = None) -> list[dict[str, Any]]:
+        """The latest ``limit`` batches (or those in ``ids``), newest first."""
+        query = (
+            "SELECT id, root, size, status, tx_hash, block_number, chain_id, contract, "
+            "sealed_at, anchored_at FROM batches"
+        )
+        args: tuple[Any, ...] = ()
+        if ids is not None:
+            query += f" WHERE id IN ({','.join('?' * len(ids))})"
+            args = tuple(ids)
+        rows = self._db.execute(query + " ORDER BY id DESC LIMIT ?", (*args, limit)).fetchall()
+        keys = ("id", "root", "count", "status", "tx_hash", "block_number", "chain_id",
+                "contract", "sealed_at", "anchored_at")  # fmt: skip
+        return [dict(zip(keys, row, strict=True)) for row in rows]
+
+    @_locked
     def receipt(self, message_id: str) -> dict[str, Any] | None:
         row = self._db.execute(
             "SELECT i.leaf, i.canonical, i.proof, b.root, b.status, b.tx_hash, b.block_number, "

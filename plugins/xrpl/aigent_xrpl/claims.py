@@ -112,6 +112,8 @@ class ClaimStore:
         columns = {row[1] for row in self.db.execute("PRAGMA table_info(channels)")}
         if "expires" not in columns:  # a store from before channels could expire
             self.db.execute("ALTER TABLE channels ADD COLUMN expires REAL")
+        if "closed" not in columns:  # a store from before closes were recorded
+            self.db.execute("ALTER TABLE channels ADD COLUMN closed REAL")
 
     def add_channel(self, channel: str, peer: str, direction: str, amount: int) -> None:
         self.db.execute(
@@ -224,6 +226,25 @@ class ClaimStore:
             (now,),
         ).fetchone()
         return float(row[0]) if row and row[0] is not None else None
+
+    def mark_closed(self, channel: str, at: float) -> bool:
+        """Record that ``channel`` is closed; False if it was known already."""
+        cursor = self.db.execute(
+            "UPDATE channels SET closed = ? WHERE channel = ? AND closed IS NULL",
+            (at, channel.upper()),
+        )
+        return cursor.rowcount > 0
+
+    def states(self, peer: str) -> list[tuple[str, str, int, int, int, float | None, bool]]:
+        """(channel, direction, capacity, best claim, redeemed, expires, closed) of every
+        channel with ``peer``, oldest first."""
+        rows = self.db.execute(
+            "SELECT c.channel, c.direction, c.amount, COALESCE(b.amount, 0), "
+            "COALESCE(b.redeemed, 0), c.expires, c.closed IS NOT NULL FROM channels c "
+            "LEFT JOIN claims b ON b.channel = c.channel WHERE c.peer = ? ORDER BY c.rowid",
+            (peer,),
+        ).fetchall()
+        return [(r[0], r[1], int(r[2]), int(r[3]), int(r[4]), r[5], bool(r[6])) for r in rows]
 
     def mark_redeemed(self, channel: str, amount: int) -> None:
         self.db.execute(

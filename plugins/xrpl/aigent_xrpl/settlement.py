@@ -35,7 +35,7 @@ from aigent_xrpl.signatures import is_canonical
 if TYPE_CHECKING:
     from aigent_connector import Connector
 
-    from aigent import PluginContext
+    from aigent import ChannelState, PluginContext
     from aigent_xrpl.btp_claims import ClaimExchange
 
 SendClaim = Callable[[str, dict[str, Any]], Awaitable[None]]
@@ -97,6 +97,7 @@ class PaychanEngine:
             if node.get("CreatedNode", {}).get("LedgerEntryType") == "PayChannel"
         )
         self.store.add_channel(channel, peer, "out", drops)
+        self._emit("channel_opened", peer, str(channel), capacity=drops, destination=destination)
         return str(channel)
 
     async def fund_channel(self, peer: str, drops: int) -> None:
@@ -109,6 +110,36 @@ class PaychanEngine:
         )
         await self._spend(drops, destination, f"payment channel to {peer}", tx)
         self.store.add_channel(channel, peer, "out", amount + drops)
+        self._emit("channel_funded", peer, channel, amount=drops, capacity=amount + drops)
+
+    def _emit(self, what: str, peer: str, channel: str, **data: Any) -> None:
+        self.ctx.emit(
+            f"settlement.{what}", peer=peer, channel=channel, asset="XRP", scale=6,
+            engine=self.name, **data,
+        )  # fmt: skip
+
+    def channels(self, account: str) -> list[ChannelState]:
+        """The channels with peer ``account`` as this engine's store knows them (no ledger
+        round trip: what is locked, claimed and redeemed, and when it expires)."""
+        from aigent import ChannelState
+
+        return [
+            ChannelState(
+                peer=account,
+                channel=channel,
+                direction="in" if direction == "in" else "out",
+                asset_code="XRP",
+                asset_scale=6,
+                capacity=capacity,
+                claimed=claimed,
+                redeemed=redeemed,
+                state="closed" if closed else "open",
+                expires_at=expires,
+            )
+            for channel, direction, capacity, claimed, redeemed, expires, closed in (
+                self.store.states(account)
+            )
+        ]
 
     async def _spend(self, drops: int, destination: str, purpose: str, tx: Any) -> dict[str, Any]:
         """Under the spending policy: a transaction the ledger refused never counts; one whose
@@ -137,6 +168,7 @@ class PaychanEngine:
         claim = await self.create_claim(account, amount, settlement_id)
         if self.send_claim is not None:
             await self.send_claim(account, claim.to_json())
+        self._emit("claim_sent", account, claim.channel, amount=amount, total=claim.amount)
         return amount
 
     async def _ensure_capacity(self, account: str, amount: int) -> None:
@@ -247,6 +279,10 @@ class PaychanEngine:
             self.store.save_incoming(claim, account, int(channel["amount"]), previous, expires)
         if expires is not None:
             self._wake.set()  # the redeem loop may have to act before its next round
+        self._emit(
+            "claim_received", account, claim.channel, amount=claim.amount - previous,
+            total=claim.amount,
+        )  # fmt: skip
         return claim.amount - previous
 
     async def _channel_entry(self, channel_id: str) -> dict[str, Any]:
@@ -290,10 +326,12 @@ class PaychanEngine:
         if best is None:
             return 0
         claim, _redeemed = best
+        peer = next((p for c, p in self.store.channels("in") if c == channel), "")
         try:
             on_ledger = int((await self._channel_entry(channel))["balance"])
         except XrplError as exc:
             if "entryNotFound" in str(exc):
+                self._closed(peer, channel, _redeemed)
                 return 0  # the channel is gone (closed): nothing left to redeem
             raise
         redeemed = 0
@@ -310,6 +348,8 @@ class PaychanEngine:
                 )
             )
             paid = _paid_when_closed(result, channel)
+            if paid is not None:
+                self._closed(peer, channel, paid)
             if paid is not None and paid < claim.amount:
                 # an expired channel is closed by any claim, which then pays nothing
                 raise XrplError(
@@ -318,16 +358,24 @@ class PaychanEngine:
                     f"{claim.amount - paid} drops credited to the peer are lost"
                 )
             redeemed = claim.amount - on_ledger
+            self._emit("redeemed", peer, channel, amount=redeemed, total=claim.amount)
         elif close:
-            await self.xrpl.submit(
+            result = await self.xrpl.submit(
                 PaymentChannelClaim(
                     account=self.xrpl.wallet.address,
                     channel=channel,
                     flags=PaymentChannelClaimFlag.TF_CLOSE,
                 )
             )
+            paid = _paid_when_closed(result, channel)
+            if paid is not None:
+                self._closed(peer, channel, paid)
         self.store.mark_redeemed(channel, claim.amount)
         return redeemed
+
+    def _closed(self, peer: str, channel: str, redeemed: int) -> None:
+        if self.store.mark_closed(channel, self.clock()):
+            self._emit("channel_closed", peer, channel, redeemed=redeemed)
 
     def _seconds_to_next_redeem(self, due: float) -> float:
         """Until the periodic round (``due``, monotonic), or sooner: halfway into the last

@@ -180,3 +180,45 @@ async def test_a_crash_neither_loses_a_claim_nor_spends_twice(
     assert ledger.channels[channel]["balance"] == 1_000_000
     restarted.store.close()
     payee_again.store.close()
+
+
+async def test_the_engine_tells_observers_and_lists_its_channels(
+    ledger: TestLedger, make_ctx: MakeCtx
+) -> None:
+    alice, bob = new_wallet(ledger), new_wallet(ledger)
+    seen: list[tuple[str, str, dict[str, object]]] = []
+    payer_ctx = make_ctx(alice, CHANNEL_LIMITS, name="alice")
+    payee_ctx = make_ctx(bob, CHANNEL_LIMITS, name="bob")
+    payer_ctx.observers.add(lambda kind, data: seen.append(("alice", kind, dict(data))))
+    payee_ctx.observers.add(lambda kind, data: seen.append(("bob", kind, dict(data))))
+    payer, payee = PaychanEngine(payer_ctx), PaychanEngine(payee_ctx)
+    channel = await payer.open_channel("bob", bob.address, 2_000_000)
+    await payer.fund_channel("bob", 1_000_000)
+    claims: list[dict[str, object]] = []
+
+    async def send(peer: str, claim: dict[str, object]) -> None:
+        claims.append(claim)
+
+    payer.send_claim = send
+    await payer.settle("bob", 700)
+    await payee.receive_claim("alice", claims[0])
+    assert await payee.redeem() == 700
+    (incoming,) = payee.channels("alice")
+    assert (incoming.direction, incoming.claimed, incoming.redeemed, incoming.state) == (
+        "in", 700, 700, "open")  # fmt: skip
+    await payee.redeem(close=True)
+    assert payee.channels("alice")[0].state == "closed"
+    (outgoing,) = payer.channels("bob")
+    assert (outgoing.direction, outgoing.capacity, outgoing.claimed) == ("out", 3_000_000, 700)
+    told = [(who, kind.removeprefix("settlement.")) for who, kind, _ in seen
+            if kind.startswith("settlement.")]  # fmt: skip
+    assert told == [
+        ("alice", "channel_opened"), ("alice", "channel_funded"), ("alice", "claim_sent"),
+        ("bob", "claim_received"), ("bob", "redeemed"), ("bob", "channel_closed"),
+    ]  # fmt: skip
+    details = {kind: data for _, kind, data in seen}
+    assert details["settlement.channel_funded"]["capacity"] == 3_000_000
+    assert details["settlement.claim_received"]["channel"] == channel
+    assert details["settlement.channel_closed"]["redeemed"] == 700
+    await payee.close()
+    await payer.close()

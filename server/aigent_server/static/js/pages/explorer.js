@@ -5,8 +5,15 @@ import { empty, h, header, time } from "../ui.js";
 
 const LABELS = {
   "message.in": "in", "message.out": "out", "agent.state": "state", "agent.error": "error",
-  "confirmation.pending": "confirm?", "confirmation.resolved": "confirmed", sale: "sale",
+  "confirmation.pending": "confirm?", "confirmation.resolved": "confirmed", paid_message: "paid msg",
+  "payment.committed": "paid", "payment.released": "released", "payment.held": "held",
+  "settlement.claim_sent": "claim out", "settlement.claim_received": "claim in", "settlement.channel_opened": "channel",
+  "settlement.channel_funded": "funded", "settlement.channel_closed": "closed", "settlement.redeemed": "redeemed",
+  "anchor.batch": "anchored", "plugin.event": "plugin",
 };
+
+const money = (n, scale, asset) => `${(n / 10 ** (scale || 0)).toLocaleString(undefined, { maximumFractionDigits: scale || 0 })} ${asset || ""}`.trim();
+const cut = (id) => (id && id.length > 16 ? `${id.slice(0, 8)}…${id.slice(-4)}` : id);
 
 function summary(e) {
   switch (e.kind) {
@@ -16,7 +23,19 @@ function summary(e) {
     case "agent.error": return e.error;
     case "confirmation.pending": return e.question;
     case "confirmation.resolved": return e.approved ? "approved" : "denied";
-    case "sale": return `earned ${e.amount} from ${e.sender}`;
+    case "paid_message": return `earned ${money(e.amount, e.scale, e.asset)} from ${e.sender}`;
+    // The purpose names the payee as the user knows it; a STREAM address is noise.
+    case "payment.committed": return `paid ${money(e.amount, e.scale, e.asset)}: ${e.purpose || `to ${e.destination}`}`;
+    case "payment.released": return `released ${money(e.amount, e.scale, e.asset)} to ${e.destination}: nothing moved`;
+    case "payment.held": return `held ${money(e.amount, e.scale, e.asset)} to ${e.destination}: ${e.note}`;
+    case "settlement.claim_sent": return `claim for ${money(e.amount, e.scale, e.asset)} to ${e.peer} (total ${money(e.total, e.scale, e.asset)})`;
+    case "settlement.claim_received": return `claim for ${money(e.amount, e.scale, e.asset)} from ${e.peer} (total ${money(e.total, e.scale, e.asset)})`;
+    case "settlement.channel_opened": return `opened channel ${cut(e.channel)} to ${e.peer} with ${money(e.capacity, e.scale, e.asset)}`;
+    case "settlement.channel_funded": return `added ${money(e.amount, e.scale, e.asset)} to channel ${cut(e.channel)}`;
+    case "settlement.channel_closed": return `channel ${cut(e.channel)} with ${e.peer} closed`;
+    case "settlement.redeemed": return `redeemed ${money(e.amount, e.scale, e.asset)} on channel ${cut(e.channel)}`;
+    case "anchor.batch": return `batch #${e.batch} of ${e.count} anchored in tx ${cut(e.tx_hash)}`;
+    case "plugin.event": return `${e.plugin || "plugin"}: ${e.event}`;
     default: return JSON.stringify(e);
   }
 }
@@ -69,14 +88,17 @@ export async function explorerPage(main) {
     h("option", { value: "message" }, "Messages"),
     h("option", { value: "agent" }, "Agent state"),
     h("option", { value: "confirmation" }, "Confirmations"),
-    h("option", { value: "sale" }, "Sales"));
+    h("option", { value: "paid_message" }, "Paid messages"),
+    h("option", { value: "payment" }, "Payments"),
+    h("option", { value: "settlement" }, "Settlements"),
+    h("option", { value: "anchor" }, "Anchors"));
   const status = h("span", { class: "live" });
   const list = h("div", { class: "feed", id: "feed" });
-  main.append(header("Explorer", "Messages, state changes, confirmations and sales, as they happen.", status, kind), h("div", { class: "card" }, list));
+  main.append(header("Explorer", "Messages, payments, settlements, anchors and state changes, as they happen.", status, kind), h("div", { class: "card" }, list));
 
   function row(e) {
     return h("div", { class: `event ${e.kind.replace(".", "-")}`, "data-kind": e.kind },
-      h("span", { class: `tag kind-${e.kind.split(".")[0]}` }, LABELS[e.kind] || e.kind),
+      h("span", { class: `tag kind-${e.kind.split(".")[0]}`, title: e.kind }, LABELS[e.kind] || e.kind),
       h("span", { class: "event-agent" }, e.agent),
       h("span", { class: "event-text" }, summary(e)),
       extras(e),
