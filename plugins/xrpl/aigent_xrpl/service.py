@@ -229,6 +229,7 @@ class XrplService:
         first (a trust line); without one nothing is submitted."""
         currency_code(currency)
         account_address(destination, "destination")
+        amount_of(amount)
         me = self.wallet.address
         if destination == me:
             raise XrplInputError("an issuer cannot issue to itself: name the holder's address")
