@@ -53,9 +53,8 @@ async def test_a_created_token_is_named_by_its_symbol_and_governed_by_its_limits
 ) -> None:
     limits = {"MKR": Limits(asset_scale=2, max_per_payment=100_00, per_day=200_00)}
     actions = plugin_actions("trn", make_ctx(limits))
-    made = json.loads(
-        await actions["trn_token_create"].run({"name": "Maker Coin", "symbol": "MKR", "decimals": 6})
-    )
+    create = {"name": "Maker Coin", "symbol": "MKR", "decimals": 6}
+    made = json.loads(await actions["trn_token_create"].run(create))
     assert made["symbol"] == "MKR" and made["decimals"] == 6 and made["chain_id"] == 7672
     me = chain.Signer(chain.connect(anvil["url"], 7672), anvil["keys"][KEY]).address
     bob = "0x" + "b0" * 20

@@ -66,9 +66,7 @@ async def test_a_holder_trusts_the_issuer_and_the_issuer_issues_within_its_limit
     ]
 
 
-async def test_bad_input_is_refused_with_what_to_fix(
-    ledger: TestLedger, make_ctx: MakeCtx
-) -> None:
+async def test_bad_input_is_refused_with_what_to_fix(ledger: TestLedger, make_ctx: MakeCtx) -> None:
     issuer, holder = new_wallet(ledger), new_wallet(ledger)
     actions = plugin_actions("xrpl", make_ctx(holder, AGC))
     trust = actions["xrpl_trust_set"].fn
