@@ -24,6 +24,7 @@ KINDS = (
     "confirmation.pending",
     "confirmation.resolved",
     "sale",
+    "token",
 )
 
 

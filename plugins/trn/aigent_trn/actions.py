@@ -74,9 +74,12 @@ def actions_for(get: Callable[[], TrnService]) -> list[Callable[..., Any]]:
         return json.dumps(await get().holdings())
 
     @moves_value
-    async def trn_token_mint(token: str, to: str, amount: str) -> str:
-        """Mint a token the agent deployed (it is the minter), within spending limits."""
-        return json.dumps({"tx": await get().mint(token, to, await units(token, amount))})
+    async def trn_token_mint(token: str, amount: str, to: str = "") -> str:
+        """Mint a token the agent created (it is the minter) to ``to``, the agent itself by
+        default, within the spending limits for the token."""
+        svc = get()
+        to = to or await svc.address()
+        return json.dumps({"tx": await svc.mint(token, to, await units(token, amount))})
 
     async def trn_dex_quote(amount_in: str, path: list[str]) -> str:
         """Quote a DEX swap: how much of the last token ``amount_in`` of the first one buys."""
