@@ -1,5 +1,5 @@
 // One live feed per tab (GET /api/events), shared by the pages that show it.
-const KINDS = ["message.in", "message.out", "agent.state", "agent.error", "confirmation.pending", "confirmation.resolved", "sale"];
+const KINDS = ["message.in", "message.out", "agent.state", "agent.error", "confirmation.pending", "confirmation.resolved", "sale", "token"];
 export const feed = { events: [], listeners: new Set(), source: null, live: false };
 
 export function connect() {

@@ -5,7 +5,7 @@ import { empty, h, header, time } from "../ui.js";
 
 const LABELS = {
   "message.in": "in", "message.out": "out", "agent.state": "state", "agent.error": "error",
-  "confirmation.pending": "confirm?", "confirmation.resolved": "confirmed", sale: "sale",
+  "confirmation.pending": "confirm?", "confirmation.resolved": "confirmed", sale: "sale", token: "token",
 };
 
 function summary(e) {
@@ -17,6 +17,7 @@ function summary(e) {
     case "confirmation.pending": return e.question;
     case "confirmation.resolved": return e.approved ? "approved" : "denied";
     case "sale": return `earned ${e.amount} from ${e.sender}`;
+    case "token": return [e.action, e.amount || e.limit, e.symbol || e.token || e.currency].filter(Boolean).join(" ") + (e.ok ? "" : ` — not done: ${e.error}`);
     default: return JSON.stringify(e);
   }
 }
