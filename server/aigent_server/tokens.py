@@ -42,11 +42,14 @@ Amount = Field(min_length=1, max_length=80, description='a decimal amount as tex
 
 
 class CreateIn(BaseModel):
-    chain: Literal["trn"] = "trn"
-    """Only TRN deploys a token; on the XRPL a currency exists once it is issued (mint)."""
-    name: str = Field(min_length=1, max_length=64)
-    symbol: str = Field(min_length=1, max_length=11)
+    chain: Literal["trn", "xrpl"] = "trn"
+    name: str = Field(default="", max_length=64)
+    """TRN: the token's name."""
+    symbol: str = Field(default="", max_length=11)
+    """TRN: its symbol (capital letters and digits), which names it from then on."""
     decimals: int = Field(default=18, ge=0, le=36)
+    currency: str = Field(default="", max_length=40)
+    """XRPL: the code of the currency the agent will issue (three characters, or 40 hex)."""
 
 
 class MintIn(BaseModel):
@@ -88,12 +91,18 @@ async def holdings(agent: Agent, request: Request) -> dict[str, Any]:
 
 @router.post("/api/agents/{name}/tokens", status_code=201)
 async def create(agent: Agent, body: CreateIn, request: Request) -> dict[str, Any]:
-    """Create an ERC-20 token on TRN that the agent mints. Its symbol names it from then on,
-    and is the asset its limits are kept under: ``spending.<SYMBOL>`` in the character governs
-    minting and sending it (without that entry it is never minted)."""
-    args = {"name": body.name, "symbol": body.symbol, "decimals": body.decimals}
-    made = await _act(request, agent, "trn", "trn_token_create", args, "created")
-    return {"chain": "trn", **made}
+    """On TRN, deploy an ERC-20 token the agent mints. Its symbol names it from then on, and
+    is the asset its limits are kept under: ``spending.<SYMBOL>`` in the character governs
+    minting and sending it (without that entry it is never minted). On the XRPL, make the
+    agent the issuer of ``currency`` (its account set to let holders pass it on, the code
+    remembered); issuing it is then a mint, under ``spending.<CURRENCY>``."""
+    if body.chain == "xrpl":
+        args: dict[str, Any] = {"currency": body.currency}
+        made = await _act(request, agent, "xrpl", "xrpl_currency_create", args, "created")
+    else:
+        args = {"name": body.name, "symbol": body.symbol, "decimals": body.decimals}
+        made = await _act(request, agent, "trn", "trn_token_create", args, "created")
+    return {"chain": body.chain, **made}
 
 
 @router.post("/api/agents/{name}/tokens/{token}/mint")

@@ -169,6 +169,14 @@ def test_a_trust_line_then_an_issued_currency_on_the_xrpl(
     served: Served = world["served"]
     issuer, holder = world["minter"].address, world["holder"].address
     with served.operator() as client:
+        made = client.post("/api/agents/Minter/tokens", json={"chain": "xrpl", "currency": "AGC"})
+        assert made.status_code == 201, made.text
+        assert made.json() == {"chain": "xrpl", "currency": "AGC", "issuer": issuer}
+        listed = client.get("/api/agents/Minter/tokens").json()["xrpl"]["currencies"]
+        assert listed == [{"currency": "AGC", "outstanding": "0", "holders": 0}]
+        bad = client.post("/api/agents/Minter/tokens", json={"chain": "xrpl", "currency": "A"})
+        assert bad.status_code == 422 and "not an XRPL currency code" in bad.json()["detail"]
+
         issue = "/api/agents/Minter/tokens/AGC/mint"
         early = client.post(issue, json={"chain": "xrpl", "to": holder, "amount": "5"})
         assert early.status_code == 422 and "no trust line for AGC" in early.json()["detail"]
@@ -196,6 +204,7 @@ def test_a_trust_line_then_an_issued_currency_on_the_xrpl(
         assert minter["issued"] == [
             {"currency": "AGC", "holder": holder, "amount": "25", "limit": "500"}
         ]
+        assert minter["currencies"] == [{"currency": "AGC", "outstanding": "25", "holders": 1}]
         mine = client.get("/api/agents/Holder/tokens").json()
         assert "trn" not in mine  # no TRN plugin, no TRN section
         assert mine["xrpl"]["holding"][0]["balance"] == "25"

@@ -20,7 +20,10 @@ from tests.server.test_web import browser as browser  # the fixture, shared
 pytestmark = pytest.mark.skipif(
     CHROMIUM is None, reason="no chromium binary (Debian: apt-get install chromium)"
 )
-SPENDING = {"MKR": {"asset_scale": 2, "max_per_payment": 100_00, "per_day": 1_000_00}}
+SPENDING = {
+    "MKR": {"asset_scale": 2, "max_per_payment": 100_00, "per_day": 1_000_00},
+    "AGC": {"asset_scale": 2, "max_per_payment": 100_00},
+}
 
 
 @pytest.fixture(scope="module")
@@ -52,6 +55,11 @@ def site(
         yield running
     finally:
         running.stop()
+
+
+def held_on_xrpl(site: Served) -> str:
+    with site.operator() as client:
+        return str(client.get("/api/agents/Minter/tokens").json()["xrpl"]["address"])
 
 
 def test_create_a_token_and_mint_it(browser: Any, site: Served, chains: Chains, admin: Any) -> None:
@@ -91,6 +99,22 @@ def test_create_a_token_and_mint_it(browser: Any, site: Served, chains: Chains, 
         page.wait_for_selector("#mint-error:not([hidden])")
         assert "maximum per payment of 100 MKR" in (page.text_content("#mint-error") or "")
         assert chains.trn_balance(mkr["address"], held["address"]) == 42_500_000
+        shot(page, "8-tokens-refused", full_page=False)
+
+        # the XRPL: a currency code, then issued to a holder that trusts the agent for it
+        page.click("#create-chain-xrpl")
+        page.fill("#create-currency", "agc")
+        page.click("#create-submit")
+        page.wait_for_selector('#xrpl-tokens [data-currency="AGC"]')
+        assert page.input_value("#mint-token") == "xrpl:AGC"
+        holder = chains.wallet()
+        issuer = held_on_xrpl(site)
+        chains.ledger.set_trust_line(holder.address, issuer, "AGC", "1000")
+        page.fill("#mint-amount", "5")
+        page.fill("#mint-to", holder.address)
+        page.click("#mint-submit")
+        page.wait_for_selector('#xrpl-tokens [data-currency="AGC"] .balance:text-is("−5")')
+        assert chains.ledger.line_balance(holder.address, issuer, "AGC") == 5
         shot(page, "8-tokens")
 
         page.set_viewport_size({"width": 390, "height": 844})

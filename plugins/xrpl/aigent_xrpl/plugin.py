@@ -95,6 +95,15 @@ def register_actions(register: Callable[..., None], ctx: PluginContext) -> None:
         result = await service_for(ctx).pay(destination, amount, currency, issuer or None, purpose)
         return json.dumps({"hash": result.get("hash"), "result": "tesSUCCESS"})
 
+    # Moves no value, but reconfigures the account (DefaultRipple) and costs a fee: only
+    # channels that may spend lead to it.
+    @moves_value
+    async def xrpl_currency_create(currency: str) -> str:
+        """Become the issuer of a currency on the XRPL (a three-letter code such as AGC): the
+        account is set up for it and the code remembered. Accounts that trust the agent for it
+        can then be issued it with xrpl_issue."""
+        return json.dumps(await service_for(ctx).create_currency(currency))
+
     @moves_value
     async def xrpl_issue(currency: str, destination: str, amount: str) -> str:
         """Issue the agent's own currency (it is the issuer) to an account that trusts it
@@ -153,6 +162,7 @@ def register_actions(register: Callable[..., None], ctx: PluginContext) -> None:
 
     for action in (
         xrpl_pay,
+        xrpl_currency_create,
         xrpl_issue,
         xrpl_trust_set,
         xrpl_balances,

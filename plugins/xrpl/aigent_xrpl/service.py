@@ -9,6 +9,7 @@ import time
 from decimal import ROUND_CEILING, Decimal
 from typing import TYPE_CHECKING, Any
 
+from aigent_xrpl.currencies import IssuedCurrencies
 from aigent_xrpl.errors import XrplError, XrplInputError
 
 if TYPE_CHECKING:
@@ -19,6 +20,8 @@ if TYPE_CHECKING:
     from aigent import PluginContext, Spend
 
 TESTNET_URL = "https://s.altnet.rippletest.net:51234"
+LSF_DEFAULT_RIPPLE = 0x00800000
+"""An account's flag that lets its issued currencies pass between holders (rippling)."""
 # rippled's currency codes: three characters from this set (never "XRP"), or 40 hex digits
 STANDARD_CODE = re.compile(r"^[A-Za-z0-9?!@#$%^&*<>(){}\[\]|]{3}$")
 HEX_CODE = re.compile(r"^[0-9A-Fa-f]{40}$")
@@ -86,6 +89,14 @@ class XrplService:
         self.clock = time.monotonic
         self._cache: dict[str, tuple[float, Any]] = {}
         self._inflight: dict[str, asyncio.Future[dict[str, Any]]] = {}
+        self._currencies: IssuedCurrencies | None = None
+
+    @property
+    def currencies(self) -> IssuedCurrencies:
+        """The currencies the agent issues (kept in its data directory)."""
+        if self._currencies is None:
+            self._currencies = IssuedCurrencies(self.ctx.data_dir / "xrpl_currencies.sqlite")
+        return self._currencies
 
     @property
     def wallet(self) -> Wallet:
@@ -222,6 +233,23 @@ class XrplService:
         ) as spend:
             return await self.submit(tx, spend)
 
+    async def create_currency(self, currency: str) -> dict[str, Any]:
+        """Make the agent an issuer of ``currency``: turn on DefaultRipple on its account (once;
+        without it holders cannot pass the currency to one another) and remember the code, so
+        it is listed before anyone trusts the agent for it. It moves no value; it costs a fee
+        only when the flag is not set yet."""
+        from xrpl.models import AccountSet
+        from xrpl.models.transactions import AccountSetAsfFlag
+
+        currency_code(currency)
+        me = self.wallet.address
+        info = await self.request("account_info", account=me, ledger_index="validated")
+        if not int(info["account_data"].get("Flags", 0)) & LSF_DEFAULT_RIPPLE:
+            flag = AccountSetAsfFlag.ASF_DEFAULT_RIPPLE
+            await self.submit(AccountSet(account=me, set_flag=flag))
+        await asyncio.to_thread(self.currencies.add, me, currency, time.time())
+        return {"currency": currency, "issuer": me}
+
     async def issue(self, currency: str, destination: str, amount: str) -> dict[str, Any]:
         """Issue ``amount`` of the agent's own ``currency`` to ``destination``: a Payment of
         an issued currency whose issuer is the agent, under the spending limits for
@@ -283,8 +311,9 @@ class XrplService:
 
     async def holdings(self) -> dict[str, Any]:
         """The agent's account: its XRP, the trust lines on which it holds others' currencies,
-        and those on which others hold the currencies it issues (a line the peer extended to
-        the agent, not the agent to the peer)."""
+        those on which others hold the currencies it issues (a line the peer extended to the
+        agent, not the agent to the peer), and the currencies it issues with how much of each
+        is out (those it created, held by nobody yet, too)."""
         from xrpl.utils import drops_to_xrp
 
         me = self.wallet.address
@@ -310,8 +339,27 @@ class XrplService:
                         "limit": line["limit"],
                     }
                 )
+        outstanding = {code: Decimal(0) for code in self.currencies.of(me)}
+        for line in issued:
+            outstanding[line["currency"]] = outstanding.get(line["currency"], Decimal(0)) + (
+                Decimal(line["amount"])
+            )
+        currencies = [
+            {
+                "currency": code,
+                "outstanding": f"{total:f}",
+                "holders": sum(1 for x in issued if x["currency"] == code),
+            }
+            for code, total in outstanding.items()
+        ]
         xrp = f"{drops_to_xrp(info['account_data']['Balance']).normalize():f}"
-        return {"address": me, "xrp": xrp, "holding": holding, "issued": issued}
+        return {
+            "address": me,
+            "xrp": xrp,
+            "holding": holding,
+            "issued": issued,
+            "currencies": currencies,
+        }
 
     async def trust_lines(self, address: str | None = None) -> list[dict[str, Any]]:
         who = address or self.wallet.address

@@ -8,6 +8,7 @@ from decimal import Decimal
 
 import pytest
 from aigent_xrpl.errors import XrplInputError
+from aigent_xrpl.service import LSF_DEFAULT_RIPPLE
 from aigent_xrpl.testledger import TestLedger
 
 from aigent.spending import Limits, SpendDenied
@@ -63,6 +64,29 @@ async def test_a_holder_trusts_the_issuer_and_the_issuer_issues_within_its_limit
     assert issued["address"] == issuer.address and issued["holding"] == []
     assert issued["issued"] == [
         {"currency": "AGC", "holder": holder.address, "amount": "140", "limit": "1000"}
+    ]
+    assert issued["currencies"] == [{"currency": "AGC", "outstanding": "140", "holders": 1}]
+
+
+async def test_creating_a_currency_sets_the_account_up_once_and_is_remembered(
+    ledger: TestLedger, make_ctx: MakeCtx
+) -> None:
+    issuer = new_wallet(ledger)
+    create = plugin_actions("xrpl", make_ctx(issuer, {}, name="issuer"))["xrpl_currency_create"]
+    made = json.loads(await create.run({"currency": "AGC"}))
+    assert made == {"currency": "AGC", "issuer": issuer.address}
+    assert ledger.accounts[issuer.address]["flags"] & LSF_DEFAULT_RIPPLE
+    await create.run({"currency": "BEE"})  # the flag is set: no second AccountSet, no fee
+    assert ledger.balance(issuer.address) == 100_000_000 - 10
+    with pytest.raises(XrplInputError, match="not an XRPL currency code"):
+        await create.fn(currency="TOOLONG")
+
+    # a new process on the same data directory lists both, held by nobody yet
+    again = plugin_actions("xrpl", make_ctx(issuer, {}, name="issuer"))
+    listed = json.loads(await again["xrpl_tokens"].run({}))
+    assert listed["currencies"] == [
+        {"currency": "AGC", "outstanding": "0", "holders": 0},
+        {"currency": "BEE", "outstanding": "0", "holders": 0},
     ]
 
 

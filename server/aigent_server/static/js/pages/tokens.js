@@ -60,7 +60,7 @@ function balanceRow(t) {
 function lineRow(currency, who, value, sub, attrs) {
   return h("div", { class: "token-row", ...attrs },
     h("div", { class: "token-badge xrpl" }, currency.slice(0, 3)),
-    h("div", { class: "grow" }, h("div", { class: "strong" }, currency), h("div", { class: "muted small mono ellipsis", title: who }, sub)),
+    h("div", { class: "grow" }, h("div", { class: "strong" }, currency), h("div", { class: "muted small ellipsis", title: who }, sub)),
     balanceCell(value));
 }
 
@@ -104,7 +104,8 @@ export async function tokensPage(main, [chosen]) {
           h("div", { class: "grow" }, h("div", { class: "strong" }, "XRP ", kindPill("native")), h("div", { class: "muted small" }, "the ledger's own coin")),
           balanceCell(x.xrp)),
         ...x.holding.map((l) => lineRow(l.currency, l.issuer, l.balance, `from ${short(l.issuer)} · limit ${l.limit}`, { "data-line": `${l.currency}/${l.issuer}` })),
-        ...x.issued.map((l) => lineRow(l.currency, l.holder, `−${l.amount}`, `issued to ${short(l.holder)}`, { "data-issued": `${l.currency}/${l.holder}` })),
+        ...x.currencies.map((c) => lineRow(c.currency, x.address, c.outstanding === "0" ? "0" : `−${c.outstanding}`,
+          `issued by this agent · ${c.holders} holder${c.holders === 1 ? "" : "s"}`, { "data-currency": c.currency })),
       ];
       cards.push(chainCard("XRP Ledger", x.address, h("div", { class: "token-list", id: "xrpl-tokens" }, ...rows), x.error));
     }
@@ -122,8 +123,7 @@ export async function tokensPage(main, [chosen]) {
     const created = held.trn && !held.trn.error ? held.trn.tokens.filter((t) => t.kind === "created") : [];
     const mintable = [...created.map((t) => ({ value: `trn:${t.symbol}`, label: `${t.symbol} · TRN` }))];
     if (held.xrpl && !held.xrpl.error) {
-      const mine = new Set(held.xrpl.issued.map((l) => l.currency));
-      for (const c of mine) mintable.push({ value: `xrpl:${c}`, label: `${c} · XRPL (issue)` });
+      for (const c of held.xrpl.currencies) mintable.push({ value: `xrpl:${c.currency}`, label: `${c.currency} · XRPL (issue)` });
     }
     const sendable = [];
     if (held.trn && !held.trn.error) for (const t of held.trn.tokens) if (t.kind !== "native") sendable.push({ value: `trn:${t.symbol}`, label: `${t.symbol} · TRN` });
@@ -139,18 +139,53 @@ export async function tokensPage(main, [chosen]) {
       built = true;
       const cards = [];
       const done = async (message) => { toast(message, "ok"); await render(); };
-      if (held.trn) {
-        const tname = input("create-name", { placeholder: "Maker Coin", maxlength: 64, required: true });
-        const symbol = input("create-symbol", { placeholder: "MKR", maxlength: 11, required: true, oninput: () => (symbol.value = symbol.value.toUpperCase()) });
+      if (held.trn || held.xrpl) {
+        // One card, one chain at a time: an ERC-20 on TRN, or a currency code on the XRPL.
+        let chain = held.trn ? "trn" : "xrpl";
+        const caps = (el) => () => (el.value = el.value.toUpperCase());
+        const tname = input("create-name", { placeholder: "Maker Coin", maxlength: 64 });
+        const symbol = input("create-symbol", { placeholder: "MKR", maxlength: 11 });
+        symbol.oninput = caps(symbol);
         const decimals = input("create-decimals", { type: "number", min: 0, max: 36, value: 18, inputmode: "numeric" });
-        cards.push(form("create", "Create a token", "An ERC-20 on TRN that this agent mints. Its symbol is the asset of its spending limits.",
-          [field("Name", tname), h("div", { class: "field-pair" }, field("Symbol", symbol), field("Decimals", decimals))], "Create token",
+        const code = input("create-currency", { placeholder: "AGC", maxlength: 40 });
+        code.oninput = caps(code);
+        const trnFields = h("div", { class: "token-form-fields" }, field("Name", tname),
+          h("div", { class: "field-pair" }, field("Symbol", symbol), field("Decimals", decimals)));
+        const xrplFields = h("div", { class: "token-form-fields" }, field("Currency code", code, "Three letters or digits. Holders trust this agent for it; then mint to issue it."));
+        const note = h("p", { class: "muted small" });
+        const tabs = h("div", { class: "segmented", role: "tablist" });
+        let submitLabel = null;
+        const show = (to) => {
+          chain = to;
+          trnFields.hidden = chain !== "trn";
+          xrplFields.hidden = chain !== "xrpl";
+          note.textContent = chain === "trn"
+            ? "An ERC-20 on TRN that this agent mints. Its symbol is the asset of its spending limits."
+            : "A currency this agent issues on the XRP Ledger, under the spending limits for its code.";
+          for (const b of tabs.children) b.classList.toggle("on", b.dataset.chain === chain);
+          if (submitLabel) submitLabel.textContent = chain === "trn" ? "Create token" : "Create currency";
+        };
+        for (const [c, label] of [["trn", "TRN"], ["xrpl", "XRPL"]]) {
+          if (held[c]) tabs.append(h("button", { type: "button", id: `create-chain-${c}`, "data-chain": c, onclick: () => show(c) }, label));
+        }
+        const card = form("create", "Create", null, [tabs.children.length > 1 ? tabs : null, note, trnFields, xrplFields].filter(Boolean), "Create token",
           async () => {
-            const made = await api("POST", `${path}/tokens`, { name: tname.value, symbol: symbol.value, decimals: Number(decimals.value) });
-            tname.value = symbol.value = "";
-            await done(`${made.symbol} created`);
-            mintToken.value = `trn:${made.symbol}`;
-          }));
+            if (chain === "trn") {
+              const made = await api("POST", `${path}/tokens`, { name: tname.value, symbol: symbol.value, decimals: Number(decimals.value) });
+              tname.value = symbol.value = "";
+              await done(`${made.symbol} created`);
+              mintToken.value = `trn:${made.symbol}`;
+            } else {
+              const made = await api("POST", `${path}/tokens`, { chain: "xrpl", currency: code.value });
+              code.value = "";
+              await done(`${made.currency} ready to issue`);
+              mintToken.value = `xrpl:${made.currency}`;
+            }
+            mintFollow();
+          });
+        submitLabel = card.querySelector("#create-submit");
+        show(chain);
+        cards.push(card);
       }
       if (held.trn || held.xrpl) {
         const amount = input("mint-amount", { placeholder: "100", inputmode: "decimal", required: true });
@@ -172,18 +207,6 @@ export async function tokensPage(main, [chosen]) {
             await api("POST", `${path}/tokens/${enc(token)}/mint`, { chain, amount: amount.value, to: to.value.trim() });
             amount.value = "";
             await done(`Minted ${token}`);
-          }));
-      }
-      if (held.xrpl) {
-        const currency = input("issue-currency", { placeholder: "AGC", maxlength: 40, required: true, oninput: () => (currency.value = currency.value.toUpperCase()) });
-        const holder = input("issue-to", { placeholder: "r…", required: true });
-        const amount = input("issue-amount", { placeholder: "100", inputmode: "decimal", required: true });
-        cards.push(form("issue", "Issue a currency", "On the XRPL a currency exists once issued: pick a code, send it to an account that trusts this agent.",
-          [field("Currency code", currency), field("Holder", holder), field("Amount", amount)], "Issue",
-          async () => {
-            await api("POST", `${path}/tokens/${enc(currency.value)}/mint`, { chain: "xrpl", to: holder.value.trim(), amount: amount.value });
-            amount.value = "";
-            await done(`Issued ${currency.value}`);
           }));
       }
       if (held.trn || held.xrpl) {
