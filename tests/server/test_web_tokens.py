@@ -117,6 +117,13 @@ def test_create_a_token_and_mint_it(browser: Any, site: Served, chains: Chains, 
         assert chains.ledger.line_balance(holder.address, issuer, "AGC") == 5
         shot(page, "8-tokens")
 
+        # what happened, and what was refused, is in the explorer's live feed
+        page.click('#tabs a[data-page="explorer"]')
+        page.wait_for_selector('.event[data-kind="token"]:has-text("minted 42.5 MKR")')
+        refused = page.text_content('.event[data-kind="token"]:has-text("250 MKR")') or ""
+        assert "not minted: refused 250 MKR" in refused
+        shot(page, "8-tokens-explorer", full_page=False)
+
         page.set_viewport_size({"width": 390, "height": 844})
         page.goto(site.url + "/#/tokens/Minter")
         page.wait_for_selector('#trn-tokens [data-token="MKR"]')

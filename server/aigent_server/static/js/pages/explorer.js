@@ -17,7 +17,7 @@ function summary(e) {
     case "confirmation.pending": return e.question;
     case "confirmation.resolved": return e.approved ? "approved" : "denied";
     case "sale": return `earned ${e.amount} from ${e.sender}`;
-    case "token": return [e.action, e.amount || e.limit, e.symbol || e.token || e.currency].filter(Boolean).join(" ") + (e.ok ? "" : ` — not done: ${e.error}`);
+    case "token": return e.ok ? [e.action, e.amount || e.limit, e.symbol || e.token || e.currency].filter(Boolean).join(" ") : `not ${e.action}: ${e.error}`;
     default: return JSON.stringify(e);
   }
 }

@@ -117,6 +117,7 @@ export async function tokensPage(main, [chosen]) {
   // the chains the agent reaches.
   let built = false;
   let mintFollow = () => {};
+  let fresh = null; // a token just created: selected for minting as soon as it is listed
   const mintToken = h("select", { id: "mint-token" });
   const sendToken = h("select", { id: "send-token" });
   function options() {
@@ -129,7 +130,7 @@ export async function tokensPage(main, [chosen]) {
     if (held.trn && !held.trn.error) for (const t of held.trn.tokens) if (t.kind !== "native") sendable.push({ value: `trn:${t.symbol}`, label: `${t.symbol} · TRN` });
     if (held.xrpl && !held.xrpl.error) for (const l of held.xrpl.holding) sendable.push({ value: `xrpl:${l.currency}:${l.issuer}`, label: `${l.currency} · XRPL (${short(l.issuer)})` });
     for (const [sel, list, none] of [[mintToken, mintable, "Create a token first"], [sendToken, sendable, "No tokens to send yet"]]) {
-      const keep = sel.value;
+      const keep = sel === mintToken && list.some((o) => o.value === fresh) ? fresh : sel.value;
       sel.replaceChildren(...(list.length ? list.map((o) => h("option", { value: o.value, selected: o.value === keep }, o.label)) : [h("option", { value: "" }, none)]));
     }
   }
@@ -173,15 +174,14 @@ export async function tokensPage(main, [chosen]) {
             if (chain === "trn") {
               const made = await api("POST", `${path}/tokens`, { name: tname.value, symbol: symbol.value, decimals: Number(decimals.value) });
               tname.value = symbol.value = "";
+              fresh = `trn:${made.symbol}`;
               await done(`${made.symbol} created`);
-              mintToken.value = `trn:${made.symbol}`;
             } else {
               const made = await api("POST", `${path}/tokens`, { chain: "xrpl", currency: code.value });
               code.value = "";
+              fresh = `xrpl:${made.currency}`;
               await done(`${made.currency} ready to issue`);
-              mintToken.value = `xrpl:${made.currency}`;
             }
-            mintFollow();
           });
         submitLabel = card.querySelector("#create-submit");
         show(chain);
@@ -206,7 +206,7 @@ export async function tokensPage(main, [chosen]) {
             if (!token) throw new Error("Create a token first, or set up a currency to issue.");
             await api("POST", `${path}/tokens/${enc(token)}/mint`, { chain, amount: amount.value, to: to.value.trim() });
             amount.value = "";
-            await done(`Minted ${token}`);
+            await done(chain === "xrpl" ? `Issued ${token}` : `Minted ${token}`);
           }));
       }
       if (held.trn || held.xrpl) {
@@ -235,6 +235,7 @@ export async function tokensPage(main, [chosen]) {
       forms.replaceChildren(...cards);
     }
     options();
+    if (mintToken.value === fresh) fresh = null; // chosen once; the user's choice from then on
     mintFollow();
   }
 
