@@ -58,11 +58,19 @@ class ModelResponse(BaseModel):
     usage: Usage = Field(default_factory=Usage)
 
 
+ActionError = Literal["unknown", "denied", "invalid", "timeout", "failed"]
+
+
 class ActionResult(BaseModel):
     name: str
     arguments: dict[str, Any] = Field(default_factory=dict)
     ok: bool
     output: str
+    error: ActionError | None = None
+    """Why it did not run, for code that must tell failures apart (an HTTP door, say):
+    ``unknown`` action; ``denied`` by a policy (``spend_from``, a ``before_action`` hook, the
+    spending limits); ``invalid`` arguments (a ``ValueError``); ``timeout``; ``failed`` (it
+    ran and raised). None when ``ok``."""
 
 
 class Incoming(BaseModel):

@@ -37,6 +37,7 @@ from aigent.interfaces import (
 )
 from aigent.memory import WriteBehind
 from aigent.messages import (
+    ActionError,
     ActionResult,
     ChatMessage,
     Incoming,
@@ -51,7 +52,7 @@ from aigent.observe import Observer, Observers
 from aigent.plugins import Plugins
 from aigent.prompt import system_prompt
 from aigent.secrets import Secrets, redact
-from aigent.spending import SpendingPolicy
+from aigent.spending import SpendDenied, SpendingPolicy
 from aigent.sync import SyncRunner
 
 if TYPE_CHECKING:
@@ -423,9 +424,10 @@ class Agent:
         if action is None:
             known = ", ".join(self.actions) or "none"
             return ActionResult(
-                name=name, arguments=arguments, ok=False,
+                name=name, arguments=arguments, ok=False, error="unknown",
                 output=f"error: there is no action {name!r} (available: {known})",
             )  # fmt: skip
+        error: ActionError
         try:
             if action.moves_value and not self.may_spend(message):
                 client = message.client if message is not None else "direct"
@@ -447,13 +449,20 @@ class Agent:
             output = await action.run(arguments)
             return ActionResult(name=name, arguments=arguments, ok=True, output=output)
         except TimeoutError:
-            output = f"error: {name} timed out after {action.timeout:g}s"
+            output, error = f"error: {name} timed out after {action.timeout:g}s", "timeout"
         except ActionBlocked as exc:
-            output = f"error: {name} was not run: {exc}"
+            output, error = f"error: {name} was not run: {exc}", "denied"
         except Exception as exc:
             output = f"error: {name} failed: {redact(str(exc)) or type(exc).__name__}"
+            error = (
+                "denied"
+                if isinstance(exc, SpendDenied)
+                else "invalid"
+                if isinstance(exc, ValueError)
+                else "failed"
+            )
             log.warning("%s: action %s failed: %s", self.name, name, exc)
-        return ActionResult(name=name, arguments=arguments, ok=False, output=output)
+        return ActionResult(name=name, arguments=arguments, ok=False, output=output, error=error)
 
     async def _evaluate(self, message: Incoming, reply: Reply) -> None:
         async def run(evaluator: Evaluator) -> None:

@@ -380,6 +380,9 @@ def create_app(settings: Settings) -> FastAPI:
     async def index() -> FileResponse:
         return FileResponse(STATIC / "index.html", headers={"cache-control": "no-cache"})
 
+    from aigent_server.tokens import router as tokens  # its routes use this module's dependencies
+
+    app.include_router(tokens)
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     return app
 

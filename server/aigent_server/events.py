@@ -27,6 +27,7 @@ KINDS = (
     "confirmation.resolved",
     *OBSERVED,  # what agents tell their observers: payments, paid messages, settlements, anchors
     "plugin.event",  # a plugin's own observation kind, named in ``event``
+    "token",
 )
 
 

@@ -10,6 +10,7 @@ import re
 import time
 import uuid
 from collections.abc import Callable, Mapping
+from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -27,6 +28,10 @@ LIVE_RECEIPTS = 1000
 """Replies per agent whose receipts are followed as they are anchored (the rest: as stored)."""
 
 HOUR, DAY = 3600.0, 86400.0
+OWNER_ASKED: ContextVar[bool] = ContextVar("owner_asked", default=False)
+"""True while an action runs for its owner's own API request (the tokens routes): that request
+is the confirmation ``confirm_above`` asks for. The caps still bind; only the question is
+skipped, since the one who would answer it is the one asking."""
 
 
 class FleetError(Exception):
@@ -356,6 +361,8 @@ class Fleet:
 
     def _confirmer(self, hosted: Hosted) -> Callable[[Spend, str], Any]:
         async def confirm(spend: Spend, question: str) -> bool:
+            if OWNER_ASKED.get():
+                return True
             now = time.time()
             pending = Pending(
                 id=uuid.uuid4().hex[:12],

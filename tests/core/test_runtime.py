@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from pydantic import BaseModel
 
-from aigent import Action, Agent, Outgoing, PluginError, hookimpl
+from aigent import Action, Agent, Outgoing, PluginError, SpendDenied, hookimpl
 
 
 def scripted() -> Any:
@@ -136,6 +136,40 @@ async def test_before_action_blocks_below_the_model(scripted_character) -> None:
         reply = await agent.chat("get_weather please")
     assert reply.actions[0].ok is False
     assert "was not run: blocked by" in reply.actions[0].output
+
+
+async def test_an_action_that_did_not_run_says_why_for_code(scripted_character) -> None:
+    class Spender:
+        @hookimpl
+        def register_actions(self, register: Any) -> None:
+            async def overspend() -> str:
+                """Pays too much."""
+                raise SpendDenied("refused: over the maximum per payment")
+
+            async def odd(n: int) -> str:
+                """Refuses odd numbers."""
+                if n % 2:
+                    raise ValueError(f"{n} is odd")
+                return "even"
+
+            register(overspend)
+            register(odd)
+
+    async with Agent.from_file(scripted_character(), plugins=[Tools(), Spender()]) as agent:
+        results = {
+            "ok": await agent.run_action("odd", {"n": 2}),
+            "unknown": await agent.run_action("fly", {}),
+            "denied": await agent.run_action("overspend", {}),
+            "invalid": await agent.run_action("odd", {"n": 3}),
+            "arguments": await agent.run_action("odd", {"n": "three"}),
+            "timeout": await agent.run_action("slow_sleep", {}),
+            "failed": await agent.run_action("explode", {}),
+        }
+    assert {k: r.error for k, r in results.items()} == {
+        "ok": None, "unknown": "unknown", "denied": "denied", "invalid": "invalid",
+        "arguments": "invalid", "timeout": "timeout", "failed": "failed",
+    }  # fmt: skip
+    assert results["denied"].output.endswith("refused: over the maximum per payment")
 
 
 class Transfer(BaseModel):

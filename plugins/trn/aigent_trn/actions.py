@@ -58,10 +58,28 @@ def actions_for(get: Callable[[], TrnService]) -> list[Callable[..., Any]]:
         tx = await get().transfer_from(token, owner, to, await units(token, amount))
         return json.dumps({"tx": tx})
 
+    # Creating a token moves no value by itself (minting does, and is counted), but it spends
+    # gas and makes the agent the minter of a new asset: only channels that may spend lead to it.
     @moves_value
-    async def trn_token_mint(token: str, to: str, amount: str) -> str:
-        """Mint a token the agent deployed (it is the minter), within spending limits."""
-        return json.dumps({"tx": await get().mint(token, to, await units(token, amount))})
+    async def trn_token_create(name: str, symbol: str, decimals: int = 18) -> str:
+        """Create a new ERC-20 token on TRN that the agent mints (it deploys the contract).
+        ``symbol`` (capital letters and digits) names it from then on in the token actions;
+        minting and sending it stay within the spending limits set for that symbol."""
+        token = await get().create_token(name, symbol, decimals)
+        return json.dumps(token.public())
+
+    async def trn_tokens() -> str:
+        """The agent's TRN account and what it holds: native XRP, the configured tokens and
+        the tokens it created, with balances."""
+        return json.dumps(await get().holdings())
+
+    @moves_value
+    async def trn_token_mint(token: str, amount: str, to: str = "") -> str:
+        """Mint a token the agent created (it is the minter) to ``to``, the agent itself by
+        default, within the spending limits for the token."""
+        svc = get()
+        to = to or await svc.address()
+        return json.dumps({"tx": await svc.mint(token, to, await units(token, amount))})
 
     async def trn_dex_quote(amount_in: str, path: list[str]) -> str:
         """Quote a DEX swap: how much of the last token ``amount_in`` of the first one buys."""
@@ -100,6 +118,8 @@ def actions_for(get: Callable[[], TrnService]) -> list[Callable[..., Any]]:
         trn_token_approve,
         trn_token_transfer_from,
         trn_token_mint,
+        trn_token_create,
+        trn_tokens,
         trn_dex_quote,
         trn_dex_swap,
         trn_recent_transfers,

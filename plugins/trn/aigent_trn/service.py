@@ -16,7 +16,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 from aigent import SpendDenied, format_amount, run_blocking
 
 from .config import TrnSettings
-from .errors import TrnError
+from .created import CreatedToken, CreatedTokens, check_new
+from .errors import TrnError, TrnInputError
 from .store import ProofStore
 
 if TYPE_CHECKING:
@@ -40,6 +41,11 @@ def proof_store(ctx: PluginContext) -> ProofStore:
     return kept(ctx, "store", lambda: ProofStore(ctx.data_dir / "trn_proofs.sqlite"))
 
 
+def created_tokens(ctx: PluginContext) -> CreatedTokens:
+    """The tokens the agent created, by symbol (kept across restarts)."""
+    return kept(ctx, "created", lambda: CreatedTokens(ctx.data_dir / "trn_tokens.sqlite"))
+
+
 def service_for(ctx: PluginContext) -> TrnService:
     """The agent's service: its context, actions and anchoring loop share one connection,
     signer and cache."""
@@ -51,12 +57,14 @@ def to_units(amount: str | int | Decimal, decimals: int) -> int:
     try:
         value = Decimal(str(amount))
     except Exception as exc:
-        raise TrnError(f"not a number: {amount!r}") from exc
+        raise TrnInputError(f"not a number: {amount!r}") from exc
+    if not value.is_finite():
+        raise TrnInputError(f"not a number: {amount!r}")
     units = value.scaleb(decimals)
-    if units != units.to_integral_value() or not value.is_finite():
-        raise TrnError(f"{amount} has more than {decimals} decimals")
+    if units != units.to_integral_value():
+        raise TrnInputError(f"{amount} has more than {decimals} decimals")
     if units <= 0:
-        raise TrnError(f"amount must be positive, got {amount}")
+        raise TrnInputError(f"amount must be positive, got {amount}")
     return int(units)
 
 
@@ -85,6 +93,8 @@ class TrnService:
         self.ctx = ctx
         self.settings = settings or TrnSettings.parse(ctx.settings)
         self.store = proof_store(ctx)
+        self.created = created_tokens(ctx)
+        self._create_lock = asyncio.Lock()
         self._w3: Any = None
         self._signer: Signer | None = None
         self._cache: dict[str, tuple[float, Any]] = {}
@@ -142,17 +152,29 @@ class TrnService:
 
     # --- tokens -----------------------------------------------------------------------------
     def token(self, token: str) -> tuple[str, str]:
-        """(checksum address, spending asset name) for a configured name or an address."""
+        """(checksum address, spending asset name) for a configured name, the symbol of a token
+        the agent created, or an address. A created token's asset is its symbol, whether it is
+        named by symbol or by address: one set of limits, ``spending.<SYMBOL>``, governs it."""
         from web3 import Web3
 
         for name, address in self.settings.tokens.items():
             if token in (name, address) or token.lower() == address.lower():
                 return Web3.to_checksum_address(address), name
+        created = self.created.get(self.settings.chain_id, token)
+        if created is not None:
+            return Web3.to_checksum_address(created.address), created.symbol
         if not Web3.is_address(token):
-            known = ", ".join(self.settings.tokens) or "none configured"
-            raise TrnError(f"unknown token {token!r}: give an address or a name ({known})")
+            known = [*self.settings.tokens, *(t.symbol for t in self.created_here())]
+            raise TrnInputError(
+                f"unknown token {token!r}: give an address or a name "
+                f"({', '.join(known) or 'none configured or created'})"
+            )
         checksum = Web3.to_checksum_address(token)
         return checksum, f"erc20:{checksum}"
+
+    def created_here(self) -> list[CreatedToken]:
+        """The tokens the agent created on the chain it is connected to."""
+        return self.created.on(self.settings.chain_id)
 
     async def token_info(self, token: str) -> dict[str, Any]:
         from . import tokens
@@ -169,6 +191,36 @@ class TrnService:
         signer = await self.signer()
         return await self.run(tokens.deploy_token, signer, name, symbol, decimals)
 
+    async def create_token(self, name: str, symbol: str, decimals: int = 18) -> CreatedToken:
+        """Deploy a token the agent mints and remember it under ``symbol``, which then names
+        it in every token call and is the asset its spending limits are kept under. Costs gas
+        only (minting is what the policy counts). A symbol already in use (configured in
+        settings.trn.tokens, or created before on this chain) is refused before any gas is
+        spent."""
+        from . import tokens
+
+        check_new(name, symbol, decimals)
+        async with self._create_lock:  # two creations of one symbol: the second is refused
+            chain_id = self.settings.chain_id
+            existing = self.created.get(chain_id, symbol)
+            if symbol in self.settings.tokens or existing is not None:
+                where = existing.address if existing else self.settings.tokens[symbol]
+                raise TrnInputError(
+                    f"the agent already has a token {symbol} ({where}): choose another symbol"
+                )
+            w3, signer = await self.w3(), await self.signer()
+
+            def deploy_and_record() -> CreatedToken:
+                # one thread call: an action timing out while the deploy is mined still
+                # leaves the token recorded, never a contract nobody remembers
+                address = tokens.deploy_token(w3, signer, name, symbol, decimals)
+                token = CreatedToken(chain_id, symbol, name, address, decimals, time.time())
+                self.created.add(token)
+                return token
+
+            token = await _in_pool(SENDS, deploy_and_record)
+        return token
+
     async def _spend(
         self,
         token: str,
@@ -184,7 +236,7 @@ class TrnService:
         was refused before it was sent); a send that timed out or was cancelled may still be
         mined, so its reservation stays held."""
         if amount <= 0:
-            raise TrnError(f"amount must be positive, got {amount}")
+            raise TrnInputError(f"amount must be positive, got {amount}")
         if self.ctx.spending is None:
             raise SpendDenied("this agent has no spending policy, so it may not move value")
         info = await self.token_info(token)
@@ -256,12 +308,46 @@ class TrnService:
         )
 
     async def balances(self, owner: str | None = None) -> dict[str, str]:
-        """Native XRP and every configured token, in human units."""
+        """Native XRP, every configured token and every token the agent created, in human
+        units."""
         out = {"XRP": from_units(await self.native_balance(owner), NATIVE_DECIMALS)}
-        for name in self.settings.tokens:
+        for name in [*self.settings.tokens, *(t.symbol for t in self.created_here())]:
             info = await self.token_info(name)
             out[name] = from_units(await self.token_balance(name, owner), info["decimals"])
         return out
+
+    async def holdings(self) -> dict[str, Any]:
+        """The agent's account and what it holds, one row per asset: the native coin, the
+        configured tokens, the tokens it created (with name, contract and decimals)."""
+        me = await self.address()
+        rows: list[dict[str, Any]] = [
+            {
+                "symbol": "XRP",
+                "kind": "native",
+                "decimals": NATIVE_DECIMALS,
+                "balance": from_units(await self.native_balance(me), NATIVE_DECIMALS),
+            }
+        ]
+        for name in self.settings.tokens:
+            info = await self.token_info(name)
+            rows.append(
+                {
+                    "symbol": name,
+                    "kind": "configured",
+                    "address": info["address"],
+                    "decimals": info["decimals"],
+                    "balance": from_units(await self.token_balance(name, me), info["decimals"]),
+                }
+            )
+        for t in self.created_here():
+            rows.append(
+                {
+                    **t.public(),
+                    "kind": "created",
+                    "balance": from_units(await self.token_balance(t.symbol, me), t.decimals),
+                }
+            )
+        return {"address": me, "chain_id": self.settings.chain_id, "tokens": rows}
 
     async def recent_transfers(
         self, token: str, address: str, blocks: int = 1000

@@ -95,6 +95,30 @@ def register_actions(register: Callable[..., None], ctx: PluginContext) -> None:
         result = await service_for(ctx).pay(destination, amount, currency, issuer or None, purpose)
         return json.dumps({"hash": result.get("hash"), "result": "tesSUCCESS"})
 
+    # Moves no value, but reconfigures the account (DefaultRipple) and costs a fee: only
+    # channels that may spend lead to it.
+    @moves_value
+    async def xrpl_currency_create(currency: str) -> str:
+        """Become the issuer of a currency on the XRPL (a three-letter code such as AGC): the
+        account is set up for it and the code remembered. Accounts that trust the agent for it
+        can then be issued it with xrpl_issue."""
+        return json.dumps(await service_for(ctx).create_currency(currency))
+
+    @moves_value
+    async def xrpl_issue(currency: str, destination: str, amount: str) -> str:
+        """Issue the agent's own currency (it is the issuer) to an account that trusts it
+        for that currency, within the spending limits for the currency."""
+        result = await service_for(ctx).issue(currency, destination, amount)
+        return json.dumps({"hash": result.get("hash"), "result": "tesSUCCESS"})
+
+    # See XrplService.trust_set for how a trust line stands to the spending policy.
+    @moves_value
+    async def xrpl_trust_set(currency: str, issuer: str, limit: str) -> str:
+        """Trust ``issuer`` for up to ``limit`` of its ``currency`` (a trust line), so the
+        agent can hold and receive it; a limit of 0 lowers the line to nothing."""
+        result = await service_for(ctx).trust_set(currency, issuer, limit)
+        return json.dumps({"hash": result.get("hash"), "result": "tesSUCCESS"})
+
     async def xrpl_balances(account: str = "") -> str:
         """Balances (XRP and trust lines) of an XRPL account; the agent's own by default."""
         return json.dumps(await service_for(ctx).balances(account or None))
@@ -102,6 +126,11 @@ def register_actions(register: Callable[..., None], ctx: PluginContext) -> None:
     async def xrpl_trust_lines(account: str = "") -> str:
         """Trust lines of an XRPL account; the agent's own by default."""
         return json.dumps(await service_for(ctx).trust_lines(account or None))
+
+    async def xrpl_tokens() -> str:
+        """The agent's XRPL account: its XRP, the currencies it holds on trust lines, and the
+        currencies it issued with what each holder holds."""
+        return json.dumps(await service_for(ctx).holdings())
 
     async def xrpl_amm_info(
         currency: str, issuer: str = "", currency2: str = "XRP", issuer2: str = ""
@@ -133,8 +162,12 @@ def register_actions(register: Callable[..., None], ctx: PluginContext) -> None:
 
     for action in (
         xrpl_pay,
+        xrpl_currency_create,
+        xrpl_issue,
+        xrpl_trust_set,
         xrpl_balances,
         xrpl_trust_lines,
+        xrpl_tokens,
         xrpl_amm_info,
         xrpl_book_offers,
         xrpl_recent_transactions,

@@ -4,11 +4,13 @@ from __future__ import annotations
 
 import asyncio
 import copy
+import re
 import time
 from decimal import ROUND_CEILING, Decimal
 from typing import TYPE_CHECKING, Any
 
-from aigent_xrpl.errors import XrplError
+from aigent_xrpl.currencies import IssuedCurrencies
+from aigent_xrpl.errors import XrplError, XrplInputError
 
 if TYPE_CHECKING:
     from xrpl.asyncio.clients import AsyncJsonRpcClient
@@ -18,6 +20,45 @@ if TYPE_CHECKING:
     from aigent import PluginContext, Spend
 
 TESTNET_URL = "https://s.altnet.rippletest.net:51234"
+LSF_DEFAULT_RIPPLE = 0x00800000
+"""An account's flag that lets its issued currencies pass between holders (rippling)."""
+# rippled's currency codes: three characters from this set (never "XRP"), or 40 hex digits
+STANDARD_CODE = re.compile(r"^[A-Za-z0-9?!@#$%^&*<>(){}\[\]|]{3}$")
+HEX_CODE = re.compile(r"^[0-9A-Fa-f]{40}$")
+
+
+def currency_code(currency: str) -> str:
+    """``currency`` if it can name an issued currency on the XRPL; a clear error otherwise."""
+    if currency.upper() == "XRP":
+        raise XrplInputError("XRP is the ledger's own coin, not an issued currency")
+    if not (STANDARD_CODE.match(currency) or HEX_CODE.match(currency)):
+        raise XrplInputError(
+            f"currency {currency!r} is not an XRPL currency code: use three letters or digits "
+            "(USD, EUR, AGC) or 40 hex digits"
+        )
+    return currency
+
+
+def amount_of(amount: str, what: str = "amount", zero: bool = False) -> Decimal:
+    """A decimal amount given as text; positive (or zero, where ``zero`` allows it)."""
+    try:
+        value = Decimal(str(amount))
+    except ArithmeticError:
+        raise XrplInputError(f"{what} is not a number: {amount!r}") from None
+    if not value.is_finite() or value < 0 or (value == 0 and not zero):
+        least = "zero or more" if zero else "positive"
+        raise XrplInputError(f"{what} must be {least}, got {amount!r}")
+    return value
+
+
+def account_address(address: str, what: str) -> str:
+    from xrpl.core.addresscodec import is_valid_classic_address
+
+    if not is_valid_classic_address(address):
+        raise XrplInputError(f"{what} {address!r} is not an XRPL address (r...)")
+    return address
+
+
 # Per process, not per agent: two agents (or an agent and its settlement engine) may hold the
 # same wallet, and one account's transactions must take its sequence numbers one at a time.
 _locks: dict[str, asyncio.Lock] = {}
@@ -48,6 +89,14 @@ class XrplService:
         self.clock = time.monotonic
         self._cache: dict[str, tuple[float, Any]] = {}
         self._inflight: dict[str, asyncio.Future[dict[str, Any]]] = {}
+        self._currencies: IssuedCurrencies | None = None
+
+    @property
+    def currencies(self) -> IssuedCurrencies:
+        """The currencies the agent issues (kept in its data directory)."""
+        if self._currencies is None:
+            self._currencies = IssuedCurrencies(self.ctx.data_dir / "xrpl_currencies.sqlite")
+        return self._currencies
 
     @property
     def wallet(self) -> Wallet:
@@ -163,12 +212,15 @@ class XrplService:
         from xrpl.models import IssuedCurrencyAmount, Payment
         from xrpl.utils import xrp_to_drops
 
+        account_address(destination, "destination")
         if currency.upper() == "XRP":
-            value: Any = xrp_to_drops(Decimal(amount))
+            value: Any = xrp_to_drops(amount_of(amount))
             asset, units, scale = "XRP", int(value), 6  # drops
         else:
+            currency_code(currency)
+            amount = format(amount_of(amount), "f")
             if not issuer:
-                raise XrplError(f"paying {currency} needs the issuer's address")
+                raise XrplInputError(f"paying {currency} needs the issuer's address")
             value = IssuedCurrencyAmount(currency=currency, issuer=issuer, value=amount)
             scale = int(self.ctx.settings.get("issued_scale", 6))
             exact = Decimal(amount).scaleb(scale)
@@ -181,6 +233,71 @@ class XrplService:
         ) as spend:
             return await self.submit(tx, spend)
 
+    async def create_currency(self, currency: str) -> dict[str, Any]:
+        """Make the agent an issuer of ``currency``: turn on DefaultRipple on its account (once;
+        without it holders cannot pass the currency to one another) and remember the code, so
+        it is listed before anyone trusts the agent for it. It moves no value; it costs a fee
+        only when the flag is not set yet."""
+        from xrpl.models import AccountSet
+        from xrpl.models.transactions import AccountSetAsfFlag
+
+        currency_code(currency)
+        me = self.wallet.address
+        info = await self.request("account_info", account=me, ledger_index="validated")
+        if not int(info["account_data"].get("Flags", 0)) & LSF_DEFAULT_RIPPLE:
+            flag = AccountSetAsfFlag.ASF_DEFAULT_RIPPLE
+            await self.submit(AccountSet(account=me, set_flag=flag))
+        await asyncio.to_thread(self.currencies.add, me, currency, time.time())
+        return {"currency": currency, "issuer": me}
+
+    async def issue(self, currency: str, destination: str, amount: str) -> dict[str, Any]:
+        """Issue ``amount`` of the agent's own ``currency`` to ``destination``: a Payment of
+        an issued currency whose issuer is the agent, under the spending limits for
+        ``currency`` like any payment of it. The destination must trust the agent for it
+        first (a trust line); without one nothing is submitted."""
+        currency_code(currency)
+        account_address(destination, "destination")
+        amount_of(amount)
+        me = self.wallet.address
+        if destination == me:
+            raise XrplInputError("an issuer cannot issue to itself: name the holder's address")
+        lines = await self.request("account_lines", account=destination, peer=me)
+        if not any(x["account"] == me and x["currency"] == currency for x in lines["lines"]):
+            raise XrplInputError(
+                f"{destination} has no trust line for {currency} issued by {me}: it must set "
+                f"one first (xrpl_trust_set with currency {currency} and issuer {me})"
+            )
+        return await self.pay(destination, amount, currency, me, purpose=f"issue {currency}")
+
+    async def trust_set(self, currency: str, issuer: str, limit: str) -> dict[str, Any]:
+        """Create or change the agent's trust line to ``issuer`` for ``currency`` (a limit of
+        0 lowers it to nothing).
+
+        A trust line moves no value: it says how much of the issuer's currency the agent is
+        willing to hold. So it reserves nothing against the spending caps, which count what
+        leaves the agent (counting the exposure would eat the cap real payments need). What it
+        risks is the issuer's credit, plus the owner reserve it locks: the action is
+        ``@moves_value`` (only channels in ``spend_from`` lead to it), and where the owner
+        limited whom the agent deals with in that currency (``spending.<currency>.allowlist``)
+        the issuer must be on that list."""
+        from xrpl.models import IssuedCurrencyAmount, TrustSet
+
+        currency_code(currency)
+        account_address(issuer, "issuer")
+        value = amount_of(limit, "limit", zero=True)
+        if issuer == self.wallet.address:
+            raise XrplInputError("the agent issues this currency itself: it needs no trust line")
+        if self.ctx.spending is None:
+            raise XrplError("this agent has no spending policy, so it may not set trust lines")
+        self.ctx.spending.check_destination(currency, issuer)
+        tx = TrustSet(
+            account=self.wallet.address,
+            limit_amount=IssuedCurrencyAmount(
+                currency=currency, issuer=issuer, value=format(value, "f")
+            ),
+        )
+        return await self.submit(tx)
+
     # -- reads for analysis ------------------------------------------------------------------
     async def balances(self, address: str | None = None) -> dict[str, str]:
         from xrpl.utils import drops_to_xrp
@@ -191,6 +308,58 @@ class XrplService:
         for line in await self.trust_lines(who):
             out[f"{line['currency']}/{line['account']}"] = line["balance"]
         return out
+
+    async def holdings(self) -> dict[str, Any]:
+        """The agent's account: its XRP, the trust lines on which it holds others' currencies,
+        those on which others hold the currencies it issues (a line the peer extended to the
+        agent, not the agent to the peer), and the currencies it issues with how much of each
+        is out (those it created, held by nobody yet, too)."""
+        from xrpl.utils import drops_to_xrp
+
+        me = self.wallet.address
+        info = await self.cached("account_info", account=me, ledger_index="validated")
+        holding, issued = [], []
+        for line in await self.trust_lines(me):
+            theirs = Decimal(line.get("limit_peer", "0")) > 0 and Decimal(line["limit"]) == 0
+            if theirs:
+                issued.append(
+                    {
+                        "currency": line["currency"],
+                        "holder": line["account"],
+                        "amount": f"{-Decimal(line['balance']):f}",
+                        "limit": line.get("limit_peer", "0"),
+                    }
+                )
+            else:
+                holding.append(
+                    {
+                        "currency": line["currency"],
+                        "issuer": line["account"],
+                        "balance": line["balance"],
+                        "limit": line["limit"],
+                    }
+                )
+        outstanding = {code: Decimal(0) for code in self.currencies.of(me)}
+        for line in issued:
+            outstanding[line["currency"]] = outstanding.get(line["currency"], Decimal(0)) + (
+                Decimal(line["amount"])
+            )
+        currencies = [
+            {
+                "currency": code,
+                "outstanding": f"{total:f}",
+                "holders": sum(1 for x in issued if x["currency"] == code),
+            }
+            for code, total in outstanding.items()
+        ]
+        xrp = f"{drops_to_xrp(info['account_data']['Balance']).normalize():f}"
+        return {
+            "address": me,
+            "xrp": xrp,
+            "holding": holding,
+            "issued": issued,
+            "currencies": currencies,
+        }
 
     async def trust_lines(self, address: str | None = None) -> list[dict[str, Any]]:
         who = address or self.wallet.address

@@ -16,6 +16,8 @@ What it checks, on every ``submit``:
 - Payment: XRP (creating the destination when it gets at least the base reserve) and issued
   currencies between the issuer and holders, or holder to holder through the issuer, only over
   trust lines that exist (``tecPATH_DRY``) and within their limits; TrustSet creates/changes one;
+- AccountSet: only ``asfDefaultRipple`` (set and cleared, shown as ``lsfDefaultRipple`` in
+  ``account_info``'s ``Flags``); the flag is kept, not enforced (no rippling is modelled);
 - PaymentChannelCreate/Fund/Claim: channel IDs computed as rippled does; only the source funds;
   claims with a signature are verified (fully canonical, as rippled) against the channel's public
   key over ``encode_for_signing_claim``, must raise the balance, and stay within the signed amount
@@ -62,6 +64,8 @@ BASE_FEE = 10
 RESERVE_BASE = 1_000_000
 RESERVE_INC = 200_000
 RIPPLE_EPOCH = 946684800
+ASF_DEFAULT_RIPPLE = 8
+LSF_DEFAULT_RIPPLE = 0x00800000
 TF_CLOSE = 0x00020000
 TF_RENEW = 0x00010000
 
@@ -290,6 +294,16 @@ class TestLedger:
             raise _Fail("tecINSUF_RESERVE_LINE", "not enough XRP for the owner reserve")
         self._set_line(tx["Account"], limit["issuer"], limit["currency"], Decimal(limit["value"]))
 
+    def _apply_AccountSet(self, tx: dict[str, Any], meta: dict[str, Any]) -> None:
+        account = self.accounts[tx["Account"]]
+        for key, on in (("SetFlag", True), ("ClearFlag", False)):
+            if key not in tx:
+                continue
+            if tx[key] != ASF_DEFAULT_RIPPLE:
+                raise _Fail("temINVALID_FLAG", "the test ledger supports only asfDefaultRipple")
+            flags = account.get("flags", 0)
+            account["flags"] = flags | LSF_DEFAULT_RIPPLE if on else flags & ~LSF_DEFAULT_RIPPLE
+
     def _apply_PaymentChannelCreate(self, tx: dict[str, Any], meta: dict[str, Any]) -> None:
         src, dst, drops = tx["Account"], tx["Destination"], int(tx["Amount"])
         if src == dst or drops <= 0:
@@ -481,7 +495,7 @@ class TestLedger:
                 "Sequence": acct["sequence"],
                 "OwnerCount": acct["owner_count"],
                 "LedgerEntryType": "AccountRoot",
-                "Flags": 0,
+                "Flags": acct.get("flags", 0),
             },
             "ledger_current_index": self.ledger_index + 1,
             "validated": p.get("ledger_index") == "validated",

@@ -189,7 +189,7 @@ async def test_actions_and_context_from_the_installed_plugin(
     assert {"trn_token_transfer", "trn_dex_swap", "trn_dex_quote", "trn_balances"} <= set(actions)
     assert {n for n, a in actions.items() if a.moves_value} == {
         "trn_token_transfer", "trn_token_approve", "trn_token_transfer_from", "trn_token_mint",
-        "trn_dex_swap",
+        "trn_token_create", "trn_dex_swap",
     }  # fmt: skip
     quote = json.loads(
         await actions["trn_dex_quote"].run({"amount_in": "1", "path": ["AAA", "BBB"]})

@@ -21,8 +21,10 @@ async def test_actions_and_context_from_the_installed_plugin(
     actions = plugin_actions("xrpl", ctx)
     assert {"xrpl_pay", "xrpl_balances", "xrpl_amm_info", "xrpl_book_offers"} <= set(actions)
     assert "destination" in actions["xrpl_pay"].spec().parameters["properties"]
-    # Only paying moves value: it alone is kept off channels that may not spend.
-    assert {n for n, a in actions.items() if a.moves_value} == {"xrpl_pay"}
+    # Paying, issuing and trusting an issuer are kept off channels that may not spend.
+    assert {n for n, a in actions.items() if a.moves_value} == {
+        "xrpl_pay", "xrpl_currency_create", "xrpl_issue", "xrpl_trust_set",
+    }  # fmt: skip
 
     await actions["xrpl_pay"].run({"destination": bob.address, "amount": "0.75"})
     assert ledger.balance(bob.address) == 100_750_000

@@ -1,7 +1,7 @@
 // One live feed per tab (GET /api/events), shared by the pages that show it.
 const KINDS = ["message.in", "message.out", "agent.state", "agent.error", "confirmation.pending", "confirmation.resolved",
   "payment.committed", "payment.released", "payment.held", "paid_message", "settlement.claim_sent", "settlement.claim_received",
-  "settlement.channel_opened", "settlement.channel_funded", "settlement.channel_closed", "settlement.redeemed", "anchor.batch", "plugin.event"];
+  "settlement.channel_opened", "settlement.channel_funded", "settlement.channel_closed", "settlement.redeemed", "anchor.batch", "plugin.event", "token"];
 export const feed = { events: [], listeners: new Set(), source: null, live: false };
 
 export function connect() {

@@ -1,4 +1,4 @@
-// The web app: a hash router over five pages, all talking to the same process's API.
+// The web app: a hash router over its pages, all talking to the same process's API.
 import { restore, session } from "./api.js";
 import { connect } from "./events.js";
 import { h, short } from "./ui.js";
@@ -6,9 +6,10 @@ import { agentsPage } from "./pages/agents.js";
 import { chatPage } from "./pages/chat.js";
 import { explorerPage } from "./pages/explorer.js";
 import { moneyPage } from "./pages/money.js";
+import { tokensPage } from "./pages/tokens.js";
 import { walletPage } from "./pages/wallet.js";
 
-const PAGES = { agents: agentsPage, chat: chatPage, explorer: explorerPage, money: moneyPage, wallet: walletPage };
+const PAGES = { agents: agentsPage, chat: chatPage, explorer: explorerPage, money: moneyPage, tokens: tokensPage, wallet: walletPage };
 let leave = null;
 
 export async function route() {

@@ -9,7 +9,7 @@ const LABELS = {
   "payment.committed": "paid", "payment.released": "released", "payment.held": "held",
   "settlement.claim_sent": "claim out", "settlement.claim_received": "claim in", "settlement.channel_opened": "channel",
   "settlement.channel_funded": "funded", "settlement.channel_closed": "closed", "settlement.redeemed": "redeemed",
-  "anchor.batch": "anchored", "plugin.event": "plugin",
+  "anchor.batch": "anchored", "plugin.event": "plugin", token: "token",
 };
 
 const money = (n, scale, asset) => `${(n / 10 ** (scale || 0)).toLocaleString(undefined, { maximumFractionDigits: scale || 0 })} ${asset || ""}`.trim();
@@ -36,6 +36,7 @@ function summary(e) {
     case "settlement.redeemed": return `redeemed ${money(e.amount, e.scale, e.asset)} on channel ${cut(e.channel)}`;
     case "anchor.batch": return `batch #${e.batch} of ${e.count} anchored in tx ${cut(e.tx_hash)}`;
     case "plugin.event": return `${e.plugin || "plugin"}: ${e.event}`;
+    case "token": return e.ok ? [e.action, e.amount || e.limit, e.symbol || e.token || e.currency].filter(Boolean).join(" ") : `not ${e.action}: ${e.error}`;
     default: return JSON.stringify(e);
   }
 }
