@@ -159,8 +159,24 @@ def parse(body: Any) -> Fields:
     try:
         return Fields.model_validate(body)
     except ValidationError as exc:
-        lines = [f"{field}: {what}" for field, what in validation_problems(exc)]
-        raise HTTPException(422, "\n".join(lines)) from None
+        paths = [_path(e["loc"]) for e in exc.errors(include_url=False)]
+        problems = validation_problems(exc)
+        lines = [f"{p}: {what}" for p, (_, what) in zip(paths, problems, strict=True)]
+        raise HTTPException(422, "\n".join(dict.fromkeys(lines))) from None
+
+
+def _path(loc: tuple[Any, ...]) -> str:
+    # aigent's field_path drops upper-case parts as type names, and assets (XRP) are upper case.
+    out = ""
+    for part in loc:
+        if isinstance(part, int):
+            out += f"[{part}]"
+        elif not ("[" in part or part in _TYPE_TAGS or part.startswith("function-")):
+            out += f".{part}" if out else part
+    return out
+
+
+_TYPE_TAGS = {"str", "int", "float", "bool", "dict", "list", "none"}
 
 
 def merge(data: dict[str, Any], given: Fields) -> dict[str, Any]:
