@@ -433,6 +433,7 @@ class Fleet:
         return {
             "name": hosted.entry.name,
             "owner": hosted.entry.owner,
+            "uploaded": hosted.entry.uploaded,
             "state": hosted.state,
             "desired": hosted.entry.desired,
             "error": hosted.error,
