@@ -147,16 +147,14 @@ class Hosts:
 
     def check(self, character: Character) -> list[str]:
         """Every problem with what ``character`` names, one line each (empty: all allowed)."""
-        return (
-            [p for field, url in named_urls(character) if (p := self.problem(field, url))]
-            + [
-                p
-                for field, host, port in listeners(character)
-                if (p := self.listen_problem(field, host, port))
-            ]
-            + _ledger_path(character)
-            + _prefix_entries(character)
-        )
+        urls = [p for field, url in named_urls(character) if (p := self.problem(field, url))]
+        ports = [
+            p
+            for field, host, port in listeners(character)
+            if (p := self.listen_problem(field, host, port))
+        ]
+        others = _ledger_path(character) + _prefix_entries(character) + _borrowed_keys(character)
+        return urls + ports + others
 
     def plugin(self) -> ReceiverCheck:
         """The check of receivers the model picks, for an uploaded agent's plugins."""
@@ -241,6 +239,19 @@ def _ledger_path(character: Character) -> list[str]:
             "directory: give a plain file name, or leave it out"
         ]
     return []
+
+
+def _borrowed_keys(character: Character) -> list[str]:
+    # api_key_secret sends the named secret to the model's host as its key: from the server's
+    # environment that could be any of the operator's secrets, sent where they do not belong.
+    return [
+        f"models.{role}[{i}].api_key_secret: an uploaded character may name only a key it "
+        f"brings in its own secrets, not {config.api_key_secret!r} from the server's "
+        "environment; leave it out to use the provider's usual key"
+        for role in ("large", "small", "embedding")
+        for i, config in enumerate(getattr(character.models, role))
+        if config.api_key_secret and config.api_key_secret not in character.secrets
+    ]
 
 
 def _prefix_entries(character: Character) -> list[str]:

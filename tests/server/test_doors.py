@@ -342,6 +342,38 @@ def test_an_uploaded_character_reaches_only_allowed_hosts(
 
 
 @pytest.mark.parametrize(
+    ("fields", "field", "why"),
+    [
+        (
+            {"connector": {"ledger_path": "/tmp/elsewhere.sqlite"}},
+            "connector.ledger_path",
+            "stays in its data directory",
+        ),
+        (
+            {"spending": {"XRP": {"per_day": 10, "allowlist": ["https://api.openai.com."]}}},
+            "spending.XRP.allowlist[0]",
+            "may not end in '.'",
+        ),
+        (
+            {"models": {"large": {"model": "openai/gpt-4o-mini", "api_key_secret": "XRPL_SEED"}}},
+            "models.large[0].api_key_secret",
+            "only a key it brings in its own secrets",
+        ),
+    ],
+)
+def test_other_ways_out_are_refused(
+    served: Served, model: OpenAIServer, fields: dict[str, Any], field: str, why: str
+) -> None:
+    user, _ = sign_in(served)
+    with closing(user):
+        data = character(model, "Wanderer")
+        data.update(fields)
+        answer = upload(user, data)
+        assert answer.status_code == 422, answer.text
+        assert answer.json()["detail"].startswith(f"{field}:") and why in answer.text
+
+
+@pytest.mark.parametrize(
     ("url", "why"),
     [
         ("https://api.openai.com@127.0.0.1:5432/", "not a plain URL"),  # user info
@@ -461,3 +493,57 @@ def test_the_default_hosts_cover_what_the_plugins_know() -> None:
     with pytest.raises(ValueError, match="not a host"):
         parse_rule("http://x/")
     assert parse_rule("LocalHost:11434") == parse_rule("localhost:11434")
+
+
+def test_aigent_serve_takes_allowed_hosts_from_the_flag_and_the_environment(
+    tmp_path: Path, model: OpenAIServer
+) -> None:
+    import os
+    import signal
+    import subprocess
+    import sys
+
+    from tests.server.test_command import free_port
+
+    command = [sys.executable, "-m", "aigent.cli", "serve", "--data-dir", str(tmp_path / "d")]
+    bad = subprocess.run(
+        [*command, "--allow-host", "http://x/"], capture_output=True, text=True, timeout=60
+    )
+    assert bad.returncode == 2 and "is not a host to allow" in bad.stderr
+    port = free_port()
+    env = {**os.environ, "AIGENT_SERVE_TOKEN": "t0ken", "AIGENT_SERVE_ALLOW_HOSTS": "10.9.8.7"}
+    process = subprocess.Popen(
+        [
+            *command,
+            "--port",
+            str(port),
+            *("--allow-host", "127.0.0.1:5432"),
+            *("--allow-host", stand_in(model)),
+        ],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        url = f"http://127.0.0.1:{port}"
+        wait_for(lambda: _up(url), timeout=30, what="aigent serve to come up")
+        with httpx.Client(base_url=url, headers={"Authorization": "Bearer t0ken"}) as operator:
+            for memory, status in [
+                ("http://127.0.0.1:5432", 201),  # the flag
+                ("http://10.9.8.7:8000", 201),  # the environment, any port
+                ("http://127.0.0.1:5433", 422),  # neither
+            ]:
+                data = character(model, f"M{status}{memory[-4:]}", memory={"url": memory})
+                assert upload(operator, data).status_code == status, memory
+    finally:
+        process.send_signal(signal.SIGINT)
+        out, _ = process.communicate(timeout=20)
+    assert f"uploaded characters may also reach: 10.9.8.7, 127.0.0.1:5432, {stand_in(model)}" in out
+
+
+def _up(url: str) -> bool:
+    try:
+        return httpx.get(f"{url}/api/health", timeout=1).status_code == 200
+    except httpx.HTTPError:
+        return False

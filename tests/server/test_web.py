@@ -58,7 +58,8 @@ def web(
             files=files,
             token=TOKEN,
             admins=frozenset({admin.address}),
-            allow_hosts=(stand_in(model),),
+            # The model stand-in, and the local TRN network the explorer test's agent names.
+            allow_hosts=(stand_in(model), "127.0.0.1:8545"),
         )
     )
     try:

@@ -165,9 +165,7 @@ def test_new_agents_from_a_template_and_a_form_then_edited(
         shot(page, "doors-5-agents")
         # Edit: the form opens with the agent's fields; saved changes reach its file.
         page.click('[data-agent="Scout"] button.edit')
-        page.wait_for_function(
-            "document.querySelector('[name=\"bio\"]').value === 'Finds things.'"
-        )
+        page.wait_for_function("document.querySelector('[name=\"bio\"]').value === 'Finds things.'")
         assert page.input_value('[name="spending.per_day"]') == "0.5"
         page.fill('[name="bio"]', "Finds things, fast.")
         page.click("#editor-save")
@@ -207,4 +205,3 @@ def test_the_dialog_and_the_tokens_fit_a_phone(browser: Any, doors: Served) -> N
         shot(page, "doors-phone-wallet", full_page=True)
     finally:
         context.close()
-
