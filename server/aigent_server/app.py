@@ -226,6 +226,7 @@ def create_app(settings: Settings) -> FastAPI:
         ``template``, ...: see /api/templates). Either way a broken character gets 422 naming
         the field, as ``aigent validate`` would."""
         form = file is None
+        filename: str | None
         if file is None:
             if "json" not in request.headers.get("content-type", ""):
                 raise HTTPException(422, "send a character file (multipart: file) or JSON fields")

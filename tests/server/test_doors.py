@@ -21,6 +21,10 @@ from aigent_server.sessions import Sessions, digest
 from tests.fixtures.openai_server import OpenAIServer, reply, tool_call
 from tests.server.conftest import TOKEN, Served, character, serve, sign_in, stand_in, wait_for
 
+ELIZA0 = (
+    Path(__file__).resolve().parents[2] / "tests" / "data" / "characters" / "eliza0.character.json"
+)
+
 
 def running(client: httpx.Client, name: str) -> dict[str, Any]:
     def check() -> dict[str, Any] | None:
@@ -216,6 +220,25 @@ def test_templates_and_an_agent_made_from_fields(served: Served, model: OpenAISe
         renamed = user.patch("/api/agents/Quill/fields", json={"name": "Other"})
         assert renamed.status_code == 422 and renamed.json()["detail"].startswith("name:")
         assert user.delete("/api/agents/Quill").status_code == 204
+
+
+def test_an_elizaos_upload_is_edited_as_fields_and_saved_as_aigent(served: Served) -> None:
+    eliza = json.loads(ELIZA0.read_text(encoding="utf-8"))
+    eliza["clients"] = []
+    eliza["knowledge"] = [k for k in eliza["knowledge"] if isinstance(k, str)]
+    user, _ = sign_in(served)
+    with closing(user):
+        assert upload(user, eliza, "eliza0.character.json").status_code == 201
+        before = user.get("/api/agents/Trader Joe/fields").json()
+        assert before["format"] == "eliza-0.x" and before["topics"]
+        edited = user.patch("/api/agents/Trader Joe/fields", json={"bio": ["Trades less now."]})
+        assert edited.status_code == 200, edited.text
+        assert edited.json()["format"] == "aigent"
+        after = user.get("/api/agents/Trader Joe/fields").json()
+        assert after["bio"] == ["Trades less now."]
+        assert after["topics"] == before["topics"] and after["style"] == before["style"]
+        assert after["model"] == before["model"]
+        assert user.delete("/api/agents/Trader Joe").status_code == 204
 
 
 @pytest.mark.parametrize(

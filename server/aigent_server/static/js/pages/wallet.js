@@ -28,7 +28,7 @@ export async function walletPage(main) {
   }
   const external = available() && !signedIn
     ? [h("div", { class: "wallet-or" }, "or"),
-       h("button", { id: "browser-wallet", onclick: (e) => enter(e.currentTarget, signInWithBrowserWallet) }, "Use a browser wallet")]
+       h("button", { id: "browser-wallet", class: "browser-wallet", onclick: (e) => enter(e.currentTarget, signInWithBrowserWallet) }, "Use a browser wallet")]
     : [];
   const signOutButton = () =>
     h("button", { id: "sign-out", onclick: async () => { await signOut(); disconnect(); toast("Signed out"); route(); } }, "Sign out");
