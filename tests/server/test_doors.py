@@ -332,6 +332,11 @@ INTERNAL = "http://127.0.0.1:5432/"
             "127.0.0.1:7768",
         ),
         (
+            {"connector": {"local_delivery": {"url": "http://127.0.0.1:3000"}}},
+            "connector.local_delivery.url",
+            "127.0.0.1:3000",
+        ),
+        (
             {"connector": {"listen": {"host": "0.0.0.0", "port": 7768}}},
             "connector.listen",
             "0.0.0.0:7768",
