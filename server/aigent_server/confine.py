@@ -162,16 +162,17 @@ class Hosts:
 
 
 def parse_rule(entry: str) -> Where:
-    text = entry.strip().lower()
-    host, _, port = text.rpartition(":") if text.count(":") == 1 else (text, "", "")
-    if not re.fullmatch(r"[a-z0-9.-]+|\[[0-9a-f:.]+\]", host or "-") or (
-        port and not port.isdigit()
-    ):
+    match = _RULE.match(entry.strip())
+    if match is None:
         raise ValueError(
             f"{entry!r} is not a host to allow: give a name or address, optionally with a "
-            "port (api.example.com, 127.0.0.1:11434)"
+            "port (api.example.com, 127.0.0.1:11434, [::1]:8080)"
         )
-    return Where(host.rstrip("."), int(port) if port else None)
+    port = match["port"]
+    return Where(match["host"].lower().rstrip("."), int(port) if port else None)
+
+
+_RULE = re.compile(r"^(?P<host>\[[0-9a-f:.]+\]|[a-z0-9.-]+)(?::(?P<port>[0-9]{1,5}))?$", re.I)
 
 
 def named_urls(character: Character) -> Iterator[tuple[str, str]]:
@@ -185,7 +186,7 @@ def named_urls(character: Character) -> Iterator[tuple[str, str]]:
     yield from _walk("settings", character.settings)
     yield from _walk("connector", character.connector.node)
     for key, value in character.secrets.items():
-        if looks_like_url(value):
+        if "://" in value:  # not a "$..." pointer test: a password may start with "$"
             yield f"secrets.{key}", value
     trn = character.settings.get("trn")
     if isinstance(trn, dict) and trn.get("network") == "local" and not trn.get("rpc_url"):

@@ -521,6 +521,8 @@ def test_the_default_hosts_cover_what_the_plugins_know() -> None:
     with pytest.raises(ValueError, match="not a host"):
         parse_rule("http://x/")
     assert parse_rule("LocalHost:11434") == parse_rule("localhost:11434")
+    assert hosts.allows(where("http://[::1]:8080/")) is False  # type: ignore[arg-type]
+    assert Hosts(["[::1]:8080"]).allows(where("http://[::1]:8080/x"))  # type: ignore[arg-type]
 
 
 def test_aigent_serve_takes_allowed_hosts_from_the_flag_and_the_environment(
