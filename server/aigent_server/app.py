@@ -6,9 +6,6 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import re
-import secrets
-import shutil
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
@@ -20,13 +17,15 @@ from fastapi.responses import FileResponse, JSONResponse, Response, StreamingRes
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, Field
 
-from aigent import AigentError, Reply
+from aigent import Reply
 from aigent_server.anchors import VerifyError, check
 from aigent_server.auth import SESSION_COOKIE, Auth, AuthError, Caller
+from aigent_server.confine import Hosts
 from aigent_server.events import KINDS, Event, EventBus
 from aigent_server.fleet import Fleet, FleetError, Hosted
 from aigent_server.limits import Limits
 from aigent_server.registry import OPERATOR
+from aigent_server.sessions import SESSION_SECONDS, Sessions
 from aigent_server.watch import Watcher
 
 log = logging.getLogger("aigent.server")
@@ -53,6 +52,9 @@ class Settings:
     watch: list[Path] = field(default_factory=list)
     """Directories whose character files come, change and go while the server runs."""
     watch_seconds: float = 1.0
+    allow_hosts: tuple[str, ...] = ()
+    """Hosts (``name`` or ``name:port``) uploaded characters may reach besides the public API
+    hosts aigent knows (see aigent_server.confine)."""
 
 
 class MessageIn(BaseModel):
@@ -112,8 +114,12 @@ Agent = Annotated[Hosted, Depends(_hosted)]
 
 def create_app(settings: Settings) -> FastAPI:
     bus = EventBus()
-    fleet = Fleet(settings.data_dir, bus, settings.confirm_timeout)
-    auth = Auth(settings.token, settings.admins)
+    fleet = Fleet(settings.data_dir, bus, settings.confirm_timeout, Hosts(settings.allow_hosts))
+    from aigent_server import apikeys, forms
+
+    auth = Auth(
+        settings.token, Sessions(fleet.registry), apikeys.ApiKeys(fleet.registry), settings.admins
+    )
     starting: set[asyncio.Task[None]] = set()
 
     @asynccontextmanager
@@ -145,6 +151,10 @@ def create_app(settings: Settings) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.fleet, app.state.bus, app.state.auth = fleet, bus, auth
+    app.state.apikeys = auth.keys
+    app.state.data_dir = settings.data_dir
+    app.include_router(apikeys.router)
+    app.include_router(forms.router)
     app.add_middleware(Limits, rate=settings.rate, burst=settings.burst, max_body=settings.max_body)
 
     @app.exception_handler(FleetError)
@@ -175,10 +185,11 @@ def create_app(settings: Settings) -> FastAPI:
     async def verify(body: VerifyIn, response: Response) -> dict[str, str]:
         """Check the signed challenge and open a session (a cookie, plus a CSRF token to send
         back in the ``X-CSRF-Token`` header on every state-changing request)."""
-        session = auth.verify(body.nonce, body.signature)
+        sid, session = await auth.verify(body.nonce, body.signature)
         response.set_cookie(
             SESSION_COOKIE,
-            session.id,
+            sid,
+            max_age=int(SESSION_SECONDS),
             httponly=True,
             samesite="strict",
             secure=settings.secure_cookies,
@@ -193,7 +204,7 @@ def create_app(settings: Settings) -> FastAPI:
     @app.post("/api/auth/logout", tags=["auth"])
     async def logout(who: Who, response: Response) -> dict[str, bool]:
         if who.session is not None:
-            auth.end(who.session)
+            await auth.end(who.session)
         response.delete_cookie(SESSION_COOKIE, path="/")
         return {"ok": True}
 
@@ -205,20 +216,32 @@ def create_app(settings: Settings) -> FastAPI:
 
     @app.post("/api/agents", tags=["agents"], status_code=201)
     async def create_agent(
-        who: Who, file: Annotated[UploadFile, File()], start: Annotated[bool, Form()] = True
+        who: Who,
+        request: Request,
+        file: Annotated[UploadFile | None, File()] = None,
+        start: Annotated[bool, Form()] = True,
     ) -> dict[str, Any]:
-        """Upload a character file (aigent, ElizaOS 0.x/1.x or ZerePy; JSON or YAML). A broken
-        file gets 422 with the error ``aigent validate`` prints."""
-        source = await _save_upload(settings.data_dir, file)
-        try:
-            created = await fleet.add(
+        """Upload a character file (aigent, ElizaOS 0.x/1.x or ZerePy; JSON or YAML), or send
+        its fields as JSON (``name``, ``bio``, ``system``, ``model``, ``price``, ``spending``,
+        ``template``, ...: see /api/templates). Either way a broken character gets 422 naming
+        the field, as ``aigent validate`` would."""
+        form = file is None
+        filename: str | None
+        if file is None:
+            if "json" not in request.headers.get("content-type", ""):
+                raise HTTPException(422, "send a character file (multipart: file) or JSON fields")
+            filename, content, start = await forms.from_request(request)
+        else:
+            filename, content = file.filename, await file.read()
+        created = await forms.install(
+            settings.data_dir,
+            filename,
+            content,
+            lambda source: fleet.add(
                 source, who.owner, uploaded=True, desired="running" if start else "stopped"
-            )
-        except (AigentError, FleetError) as exc:
-            shutil.rmtree(source.parent, ignore_errors=True)
-            if isinstance(exc, FleetError):
-                raise
-            raise HTTPException(422, _named(str(exc), source, file.filename)) from None
+            ),
+            form=form,
+        )
         if start:
             await fleet.start(created)
         return fleet.describe(created)
@@ -245,14 +268,12 @@ def create_app(settings: Settings) -> FastAPI:
             raise HTTPException(
                 409, "this agent is loaded from a file on the server: edit it there"
             )
-        source = await _save_upload(settings.data_dir, file)
-        try:
-            await fleet.replace(agent, source)
-        except (AigentError, FleetError) as exc:
-            shutil.rmtree(source.parent, ignore_errors=True)
-            if isinstance(exc, FleetError):
-                raise
-            raise HTTPException(422, _named(str(exc), source, file.filename)) from None
+        await forms.install(
+            settings.data_dir,
+            file.filename,
+            await file.read(),
+            lambda source: fleet.replace(agent, source),
+        )
         return fleet.describe(agent)
 
     @app.delete("/api/agents/{name}", tags=["agents"], status_code=204)
@@ -447,26 +468,3 @@ async def _event_stream(bus: EventBus, accept: Any) -> AsyncIterator[bytes]:
                 continue
             if event.id > seen and accept(event):
                 yield _sse(event.kind, event.public(), event.id)
-
-
-async def _save_upload(data_dir: Path, file: UploadFile) -> Path:
-    name = Path(file.filename or "character.json").name
-    if not name.lower().endswith(SUFFIXES):
-        raise HTTPException(
-            422, f"{name}: not a character file; upload .json, .yaml or .yml (any supported format)"
-        )
-    safe = re.sub(r"[^A-Za-z0-9._-]", "_", name)
-    folder = data_dir / "uploads" / secrets.token_hex(8)
-    content = await file.read()
-    await asyncio.to_thread(_write, folder / safe, content)
-    return folder / safe
-
-
-def _write(path: Path, content: bytes) -> None:
-    path.parent.mkdir(parents=True, exist_ok=True)
-    path.write_bytes(content)
-
-
-def _named(message: str, source: Path, filename: str | None) -> str:
-    """The validation error as ``aigent validate <the uploaded file>`` prints it."""
-    return message.replace(str(source), Path(filename or source.name).name)

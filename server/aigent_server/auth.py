@@ -1,5 +1,6 @@
 """Who is asking: a wallet's signature (EIP-4361-style sign-in, then a session cookie with a
-CSRF token) or the operator's API token (``Authorization: Bearer``)."""
+CSRF token, kept by :mod:`aigent_server.sessions`), a user's API key or the operator's API
+token (both ``Authorization: Bearer``)."""
 
 from __future__ import annotations
 
@@ -9,13 +10,17 @@ import secrets
 import time
 from dataclasses import dataclass
 from datetime import UTC, datetime
+from typing import TYPE_CHECKING
 
 from aigent_server.registry import OPERATOR
+
+if TYPE_CHECKING:
+    from aigent_server.apikeys import ApiKeys
+    from aigent_server.sessions import Session, Sessions
 
 ADDRESS = re.compile(r"^0x[0-9a-fA-F]{40}$")
 CHALLENGE_SECONDS = 300.0
 MAX_CHALLENGES = 10_000
-SESSION_SECONDS = 7 * 86400.0
 SESSION_COOKIE = "aigent_session"
 CSRF_HEADER = "x-csrf-token"
 
@@ -34,19 +39,10 @@ class Challenge:
 
 
 @dataclass
-class Session:
-    id: str
-    owner: str
-    """A lower-case address, or OPERATOR."""
-    csrf: str
-    expires_at: float
-
-
-@dataclass
 class Caller:
     owner: str
     session: Session | None
-    """None for the API token, which carries no cookie and so needs no CSRF check."""
+    """None for an API token or key, which carries no cookie and so needs no CSRF check."""
 
 
 def _iso(t: float) -> str:
@@ -54,11 +50,18 @@ def _iso(t: float) -> str:
 
 
 class Auth:
-    def __init__(self, token: str | None, admins: frozenset[str] = frozenset()) -> None:
+    def __init__(
+        self,
+        token: str | None,
+        sessions: Sessions,
+        keys: ApiKeys,
+        admins: frozenset[str] = frozenset(),
+    ) -> None:
         self._token = token
         self._admins = frozenset(a.lower() for a in admins)
         self._challenges: dict[str, Challenge] = {}
-        self._sessions: dict[str, Session] = {}
+        self.sessions = sessions
+        self.keys = keys
 
     def challenge(self, address: str, domain: str, uri: str) -> tuple[str, str]:
         """An EIP-4361 message for ``address`` to sign, and its nonce."""
@@ -83,8 +86,9 @@ class Auth:
         self._challenges[nonce] = Challenge(address.lower(), message, now + CHALLENGE_SECONDS)
         return message, nonce
 
-    def verify(self, nonce: str, signature: str) -> Session:
-        """Check the signature over the challenge ``nonce`` names; a nonce is good once."""
+    async def verify(self, nonce: str, signature: str) -> tuple[str, Session]:
+        """Check the signature over the challenge ``nonce`` names (a nonce is good once); the
+        new session's id (for the cookie) and the session."""
         from eth_account import Account
         from eth_account.messages import encode_defunct
 
@@ -100,17 +104,10 @@ class Auth:
         if signer.lower() != challenge.address:
             raise AuthError(401, "the signature is not from the address that asked to sign in")
         owner = OPERATOR if challenge.address in self._admins else challenge.address
-        session = Session(
-            secrets.token_urlsafe(32),
-            owner,
-            secrets.token_urlsafe(24),
-            time.time() + SESSION_SECONDS,
-        )
-        self._sessions[session.id] = session
-        return session
+        return await self.sessions.open(owner)
 
-    def end(self, session: Session) -> None:
-        self._sessions.pop(session.id, None)
+    async def end(self, session: Session) -> None:
+        await self.sessions.end(session)
 
     def caller(
         self, authorization: str | None, cookie: str | None, method: str, csrf: str | None
@@ -119,15 +116,20 @@ class Auth:
         check on a state-changing request)."""
         if authorization:
             scheme, _, token = authorization.partition(" ")
-            if (
-                scheme.lower() == "bearer"
-                and self._token
-                and hmac.compare_digest(token.strip().encode(), self._token.encode())
-            ):
-                return Caller(OPERATOR, None)
-            raise AuthError(401, "the API token is not valid")
-        session = self._sessions.get(cookie or "")
-        if session is None or session.expires_at < time.time():
+            token = token.strip()
+            if scheme.lower() == "bearer" and token:
+                if self._token and hmac.compare_digest(token.encode(), self._token.encode()):
+                    return Caller(OPERATOR, None)
+                owner = self.keys.owner_of(token)
+                if owner is not None:
+                    return Caller(owner, None)
+            raise AuthError(
+                401,
+                "the API token is not valid (revoked or expired?): make a new one on the "
+                "wallet page",
+            )
+        session = self.sessions.get(cookie)
+        if session is None:
             raise AuthError(
                 401,
                 "sign in first (POST /api/auth/challenge, then /api/auth/verify), or send "
@@ -143,5 +145,3 @@ class Auth:
         now = time.time()
         for nonce in [n for n, c in self._challenges.items() if c.expires_at < now]:
             del self._challenges[nonce]
-        for sid in [s for s, v in self._sessions.items() if v.expires_at < now]:
-            del self._sessions[sid]

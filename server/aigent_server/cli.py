@@ -33,12 +33,21 @@ def serve(
             "files). Repeat for more; also AIGENT_SERVE_ADMINS, comma-separated."
         ),
     ] = None,
+    allow_host: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="A host (name, or name:port) that uploaded characters may reach, besides the "
+            "public API hosts aigent knows: e.g. 127.0.0.1:11434 for a local Ollama. Repeat for "
+            "more; also AIGENT_SERVE_ALLOW_HOSTS, comma-separated."
+        ),
+    ] = None,
 ) -> None:
     """Host many agents behind one REST API, live events and a web app (on --port, 8000)."""
     import uvicorn
 
     from aigent import AigentError, load_character
     from aigent_server.app import Settings, create_app
+    from aigent_server.confine import ENV, parse_rule
 
     files: list[Path] = []
     folders: list[Path] = []
@@ -62,17 +71,27 @@ def serve(
     admins = {a.strip() for a in os.environ.get("AIGENT_SERVE_ADMINS", "").split(",") if a.strip()}
     admins.update(admin or [])
     token = os.environ.get("AIGENT_SERVE_TOKEN") or None
+    allowed = [h.strip() for h in os.environ.get(ENV, "").split(",") if h.strip()]
+    allowed.extend(allow_host or [])
+    for entry in allowed:
+        try:
+            parse_rule(entry)
+        except ValueError as exc:
+            raise typer.BadParameter(str(exc), param_hint="--allow-host") from None
     settings = Settings(
         data_dir=data_dir.expanduser().resolve(),
         files=good,
         token=token,
         admins=frozenset(admins),
         watch=folders,
+        allow_hosts=tuple(allowed),
     )
     where = f"http://{host}:{port}/"
     typer.echo(f"serving {len(good)} agent file(s) at {where} (API: {where}api/docs)")
     for folder in folders:
         typer.echo(f"  watching {folder}: files added, changed or removed there are followed")
+    if allowed:
+        typer.echo(f"  uploaded characters may also reach: {', '.join(allowed)}")
     if token is None:
         typer.echo("  no AIGENT_SERVE_TOKEN set: scripts cannot use the API, only signed-in users")
     if host not in ("127.0.0.1", "localhost", "::1"):

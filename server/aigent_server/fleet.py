@@ -20,6 +20,7 @@ from aigent.amounts import format_amount
 from aigent.interfaces import SearchableMemory
 from aigent.observe import Observer
 from aigent_server import knowledge
+from aigent_server.confine import Hosts
 from aigent_server.events import KINDS, EventBus
 from aigent_server.registry import OPERATOR, Entry, Registry, Said
 
@@ -89,8 +90,16 @@ class Hosted:
 
 
 class Fleet:
-    def __init__(self, data_dir: Path, bus: EventBus, confirm_timeout: float = 300.0) -> None:
+    def __init__(
+        self,
+        data_dir: Path,
+        bus: EventBus,
+        confirm_timeout: float = 300.0,
+        hosts: Hosts | None = None,
+    ) -> None:
         self.data_dir = data_dir
+        self.hosts = hosts or Hosts()
+        """Where uploaded characters may connect (see aigent_server.confine)."""
         self.bus = bus
         self.confirm_timeout = confirm_timeout
         self.registry = Registry(data_dir / "server.sqlite")
@@ -117,7 +126,7 @@ class Fleet:
         """Register the agent in ``source`` (validated: a bad file raises CharacterError)."""
         character = await asyncio.to_thread(load_character, source)
         if uploaded:
-            _refuse_code(character)
+            self._confine(character)
         existing = self.hosted.get(character.name)
         if existing is not None:
             if existing.entry.owner != owner or uploaded:
@@ -136,7 +145,7 @@ class Fleet:
         """Load a new character file for ``hosted`` (same name), restarting it if it runs."""
         character = await asyncio.to_thread(load_character, source)
         if hosted.entry.uploaded:
-            _refuse_code(character)
+            self._confine(character)
         if character.name != hosted.entry.name:
             raise FleetError(
                 422, f"the file names {character.name!r}; it must keep {hosted.entry.name!r}"
@@ -184,14 +193,20 @@ class Fleet:
                 # An uploaded file must not choose where on the server's disk it writes.
                 own = None if hosted.entry.uploaded else character.data_dir
                 data_dir = Path(own) if own else self.agent_dir(hosted.entry.name)
+                guards: list[object] = []
+                if hosted.entry.uploaded:  # again: the operator's allowed hosts may have changed
+                    self._confine(character)
+                    guards.append(self.hosts.plugin())
                 await asyncio.to_thread(knowledge.attach, character, data_dir)
-                agent = Agent(character, data_dir=data_dir)
+                agent = Agent(character, data_dir=data_dir, plugins=guards)
                 agent.spending.confirm = self._confirmer(hosted)
                 agent.observe(self._observer(hosted))  # before start: starting may pay
                 await agent.start()
             except Exception as exc:  # any plugin's failure: this agent fails, the rest run on
                 message = (
-                    str(exc) if isinstance(exc, AigentError) else f"{type(exc).__name__}: {exc}"
+                    str(exc)
+                    if isinstance(exc, AigentError | FleetError)
+                    else f"{type(exc).__name__}: {exc}"
                 )
                 log.warning("agent %s failed to start: %s", hosted.entry.name, message)
                 self._set_state(hosted, "failed", message)
@@ -226,6 +241,12 @@ class Fleet:
         """Stop everything (the desired states stay as they were, for the next start)."""
         await asyncio.gather(*(self.stop(h, remember=False) for h in self.hosted.values()))
         self.registry.close()
+
+    def _confine(self, character: Character) -> None:
+        _refuse_code(character)
+        problems = self.hosts.check(character)
+        if problems:
+            raise FleetError(422, "\n".join(problems))
 
     def agent_dir(self, name: str) -> Path:
         return self.data_dir / "agents" / slug(name)
@@ -428,6 +449,7 @@ class Fleet:
         return {
             "name": hosted.entry.name,
             "owner": hosted.entry.owner,
+            "uploaded": hosted.entry.uploaded,
             "state": hosted.state,
             "desired": hosted.entry.desired,
             "error": hosted.error,

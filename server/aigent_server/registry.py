@@ -93,6 +93,10 @@ class Registry:
         # A durable write must not stall every agent on the loop while it syncs.
         return await blocking.run("records", self._run, sql, args)
 
+    # The server's other tables (sessions, API keys) live in the same file, through these.
+    execute = _run
+    execute_async = _do
+
     def entries(self) -> list[Entry]:
         rows = self._run(
             "SELECT name, owner, source, uploaded, desired, created_at FROM agents ORDER BY name"

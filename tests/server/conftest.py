@@ -131,13 +131,28 @@ def files(tmp_path_factory: pytest.TempPathFactory, model: OpenAIServer) -> list
 
 
 @pytest.fixture(scope="module")
-def served(tmp_path_factory: pytest.TempPathFactory, files: list[Path]) -> Iterator[Served]:
+def served(
+    tmp_path_factory: pytest.TempPathFactory, files: list[Path], model: OpenAIServer
+) -> Iterator[Served]:
     data = tmp_path_factory.mktemp("server")
-    running = serve(Settings(data_dir=data, files=files, token=TOKEN, max_body=64 * 1024))
+    running = serve(
+        Settings(
+            data_dir=data,
+            files=files,
+            token=TOKEN,
+            max_body=64 * 1024,
+            allow_hosts=(stand_in(model),),
+        )
+    )
     try:
         yield running
     finally:
         running.stop()
+
+
+def stand_in(model: OpenAIServer) -> str:
+    """The model stand-in's host:port, for uploaded characters to be let reach it."""
+    return model.url.split("/")[2]
 
 
 def sign_in(served: Served, key: Any = None) -> tuple[httpx.Client, str]:

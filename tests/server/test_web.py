@@ -16,7 +16,7 @@ from aigent_server.app import Settings
 from eth_account import Account
 
 from tests.fixtures.openai_server import OpenAIServer, reply, tool_call, trickle
-from tests.server.conftest import TOKEN, Served, character, serve
+from tests.server.conftest import TOKEN, Served, character, serve, stand_in
 
 ROOT = Path(__file__).resolve().parents[2]
 ELIZA0 = ROOT / "tests" / "data" / "characters" / "eliza0.character.json"
@@ -49,11 +49,18 @@ def admin() -> Any:
 
 @pytest.fixture(scope="module")
 def web(
-    tmp_path_factory: pytest.TempPathFactory, files: list[Path], admin: Any
+    tmp_path_factory: pytest.TempPathFactory, files: list[Path], admin: Any, model: OpenAIServer
 ) -> Iterator[Served]:
     data = tmp_path_factory.mktemp("web")
     running = serve(
-        Settings(data_dir=data, files=files, token=TOKEN, admins=frozenset({admin.address}))
+        Settings(
+            data_dir=data,
+            files=files,
+            token=TOKEN,
+            admins=frozenset({admin.address}),
+            # The model stand-in, and the local TRN network the explorer test's agent names.
+            allow_hosts=(stand_in(model), "127.0.0.1:8545"),
+        )
     )
     try:
         yield running

@@ -48,7 +48,7 @@ export async function signIn(address, sign) {
   const challenge = await api("POST", "/api/auth/challenge", { address });
   const result = await api("POST", "/api/auth/verify", {
     nonce: challenge.nonce,
-    signature: sign(challenge.message),
+    signature: await sign(challenge.message), // a browser wallet signs asynchronously
   });
   csrf = result.csrf;
   session.owner = result.address;

@@ -1,5 +1,7 @@
-// Agents: what runs, its model, price and earnings; create from a file; start and stop.
+// Agents: what runs, its model, price and earnings; create (template, form, file); edit; start
+// and stop.
 import { api } from "../api.js";
+import { openEditor } from "./agent-editor.js";
 import { listen } from "../events.js";
 import { empty, h, header, pill, toast } from "../ui.js";
 
@@ -7,7 +9,7 @@ export async function agentsPage(main) {
   const grid = h("div", { class: "grid", id: "agent-grid" });
   const error = h("pre", { class: "error-box", id: "upload-error", hidden: true });
   const input = h("input", { type: "file", id: "upload", accept: ".json,.yaml,.yml", hidden: true, onchange: () => upload(input.files[0]) });
-  const drop = h("label", { class: "button primary", for: "upload" }, "+ New agent from file");
+  const drop = h("button", { class: "primary", id: "new-agent", onclick: () => openEditor({ upload: input, onDone: render }) }, "+ New agent");
   main.append(header("Agents", "Character files in aigent, ElizaOS or ZerePy format.", drop), input, error, grid);
 
   async function upload(file) {
@@ -58,6 +60,7 @@ export async function agentsPage(main) {
           ? h("a", { class: "button primary", href: `#/chat/${encodeURIComponent(agent.name)}` }, "Chat")
           : h("button", { class: "primary", onclick: () => act(agent, "start") }, "Start"),
         running ? h("button", { onclick: () => act(agent, "stop") }, "Stop") : null,
+        agent.uploaded ? h("button", { class: "edit", onclick: () => openEditor({ agent, onDone: render }) }, "Edit") : null,
         h("button", { class: "ghost danger", onclick: () => act(agent, "delete") }, "Delete")),
     );
   }
@@ -67,7 +70,7 @@ export async function agentsPage(main) {
     grid.replaceChildren(
       ...(agents.length
         ? agents.map(card)
-        : [empty("No agents yet", "Upload a character file to create your first agent.", h("label", { class: "button", for: "upload" }, "Choose a file"))]),
+        : [empty("No agents yet", "Start from a template, fill a form, or upload a character file.", h("button", { onclick: () => openEditor({ upload: input, onDone: render }) }, "Create your first agent"))]),
     );
   }
 
