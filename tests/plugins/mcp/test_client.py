@@ -27,7 +27,8 @@ async def test_a_stdio_servers_tools_are_actions_the_model_calls(
     openai_server.queue(tool_call("calc_add", {"a": 2, "b": 40}), reply("it is 42"))
     async with Agent.from_file(path) as agent:
         answer = await agent.chat("what is 2 + 40?")
-    offered = {t["function"]["name"]: t["function"] for t in openai_server.requests[0].body["tools"]}
+    tools = openai_server.requests[0].body["tools"]
+    offered = {t["function"]["name"]: t["function"] for t in tools}
     assert {"calc_add", "calc_shout", "calc_buy", "calc_hang"} <= set(offered)
     add = offered["calc_add"]
     assert add["description"] == "Add two numbers."
@@ -94,9 +95,7 @@ async def test_a_tool_that_hangs_times_out_and_the_server_still_answers(
     assert after.ok and after.output == "2"
 
 
-async def test_a_tool_error_and_bad_arguments_reach_the_model(
-    mcp_character, openai_server
-) -> None:
+async def test_a_tool_error_and_bad_arguments_reach_the_model(mcp_character, openai_server) -> None:
     path = mcp_character({"calc": stdio_server()})
     async with Agent.from_file(path) as agent:
         broken = await agent.run_action("calc_broken", {})
@@ -215,9 +214,7 @@ async def test_an_elizaos_1x_character_with_plugin_mcp_works_unchanged(
         ),
     ],
 )
-async def test_bad_settings_are_named(
-    mcp_character, openai_server, servers, expected
-) -> None:
+async def test_bad_settings_are_named(mcp_character, openai_server, servers, expected) -> None:
     agent = Agent.from_file(mcp_character(servers))
     with pytest.raises(PluginError, match="plugin 'mcp'") as caught:
         await agent.start()
