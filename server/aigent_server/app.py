@@ -26,6 +26,7 @@ from aigent_server.auth import SESSION_COOKIE, Auth, AuthError, Caller
 from aigent_server.events import KINDS, Event, EventBus
 from aigent_server.fleet import Fleet, FleetError, Hosted
 from aigent_server.limits import Limits
+from aigent_server.mcp import mount as mount_mcp
 from aigent_server.registry import OPERATOR
 from aigent_server.watch import Watcher
 
@@ -145,6 +146,7 @@ def create_app(settings: Settings) -> FastAPI:
         lifespan=lifespan,
     )
     app.state.fleet, app.state.bus, app.state.auth = fleet, bus, auth
+    mount_mcp(app)  # /mcp/<name>: MCP over streamable HTTP, behind the same sign-in
     app.add_middleware(Limits, rate=settings.rate, burst=settings.burst, max_body=settings.max_body)
 
     @app.exception_handler(FleetError)
