@@ -150,7 +150,17 @@ class Connection:
         client = self._client
         if client is None:
             raise ToolFailed(f"{self.describe()} is not running ({self._ended or 'stopped'})")
-        return await client.call_tool(tool, arguments)
+        from mcp import MCPError
+        from mcp.types import CONNECTION_CLOSED
+
+        try:
+            return await client.call_tool(tool, arguments)
+        except MCPError as exc:
+            if exc.code != CONNECTION_CLOSED:
+                raise  # the server answered with an error: it refused the request
+            raise ToolFailed(f"{self.describe()}: {_reason(exc)}") from exc
+        except Exception as exc:  # the connection, not the tool: say which server
+            raise ToolFailed(f"{self.describe()}: {_reason(exc)}") from exc
 
     def _failed(self, why: str, hint: str = "") -> PluginError:
         said = self._said()
@@ -226,7 +236,9 @@ def _action(ctx: PluginContext, connection: Connection, tool: Tool) -> Action:
             try:
                 result = await connection.call(tool.name, arguments)
             except MCPError:
-                spend.nothing_moved()  # refused as a request (unknown tool, bad params): not run
+                # The server answered the request with an error (unknown tool, bad params): the
+                # tool did not run. A lost connection is a ToolFailed: the outcome is unknown.
+                spend.nothing_moved()
                 raise
             return _text(result)
 

@@ -3,7 +3,9 @@ model over the OpenAI wire format, under before_action and the spending policy."
 
 from __future__ import annotations
 
+import asyncio
 import os
+import signal
 import sys
 from typing import Any
 
@@ -116,6 +118,19 @@ async def test_servers_start_and_stop_with_the_agent(mcp_character, openai_serve
             with pytest.raises(ProcessLookupError):
                 os.kill(pid, 0)
     assert len(set(pids)) == 4
+
+
+async def test_a_server_that_dies_is_named_when_its_tool_is_called(
+    mcp_character, openai_server
+) -> None:
+    path = mcp_character({"calc": stdio_server()})
+    async with Agent.from_file(path) as agent:
+        pid = int((await agent.run_action("calc_pid", {})).output)
+        os.kill(pid, signal.SIGKILL)
+        await asyncio.sleep(0.3)
+        after = await agent.run_action("calc_add", {"a": 1, "b": 1})
+    assert not after.ok
+    assert f"MCP server 'calc' ({sys.executable} " in after.output
 
 
 @pytest.mark.parametrize(
