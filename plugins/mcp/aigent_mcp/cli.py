@@ -52,12 +52,14 @@ async def serve_stdio(agent: Agent, actions: bool) -> None:
     async def running() -> Agent:
         return agent
 
-    await agent.start(clients=False)  # the MCP client is this agent's only client here
-    try:
-        server = agent_server(
-            agent.name, running, actions=lambda _: actions, description=describe(agent)
-        )
-        async with stdio_server() as (read, write):
+    # The transport first: while it runs, anything written to fd 1 (a native library loading
+    # a model, say) goes to stderr, so only the protocol reaches the client.
+    async with stdio_server() as (read, write):
+        await agent.start(clients=False)  # the MCP client is this agent's only client here
+        try:
+            server = agent_server(
+                agent.name, running, actions=lambda _: actions, description=describe(agent)
+            )
             await server.run(read, write, server.create_initialization_options())
-    finally:
-        await agent.stop()
+        finally:
+            await agent.stop()

@@ -3,6 +3,8 @@
 
 from __future__ import annotations
 
+import json
+import subprocess
 import sys
 from collections.abc import Callable
 from pathlib import Path
@@ -31,6 +33,7 @@ def tip(to: str, amount: int) -> str:
 
 @hookimpl
 def register_actions(register):
+    print("tools loaded")  # stray stdout, as native libraries write: must not reach the client
     register(weather)
     register(tip)
 '''
@@ -94,3 +97,34 @@ async def test_with_actions_value_moving_ones_need_mcp_in_spend_from(
         tip = await client.call_tool("tip", {"to": "bob", "amount": 5})
     assert "tip" in names
     assert tip.content[0].text == "tipped bob 5"  # type: ignore[union-attr]
+
+
+def test_stdout_carries_only_the_protocol(write_character, tmp_path, openai_server) -> None:
+    # The SDK's client skips lines it cannot parse; a stricter host would not: read the wire.
+    path = served(write_character, tmp_path, openai_server)
+    initialize = {
+        "jsonrpc": "2.0",
+        "id": 1,
+        "method": "initialize",
+        "params": {
+            "protocolVersion": "2025-11-25",
+            "capabilities": {},
+            "clientInfo": {"name": "strict-host", "version": "1"},
+        },
+    }
+    process = subprocess.Popen(
+        [AIGENT, "mcp", "serve", str(path)],
+        stdin=subprocess.PIPE,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        out, err = process.communicate(json.dumps(initialize) + "\n", timeout=60)
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    first = json.loads(out.splitlines()[0])
+    assert first["id"] == 1 and first["result"]["serverInfo"]["name"] == "Served"
+    assert "tools loaded" in err and "tools loaded" not in out
