@@ -63,7 +63,10 @@ class Connection:
     async def open(self) -> None:
         """Start the server (or reach it) and list its tools; a failure names the server."""
         ready: asyncio.Future[None] = asyncio.get_running_loop().create_future()
+        # Read even when nobody waits any more (a timeout), so asyncio does not complain.
+        ready.add_done_callback(lambda f: f.cancelled() or f.exception())
         self._closing.clear()
+        self._ended = None
         self._task = asyncio.create_task(self._hold(ready), name=f"mcp:{self.name}")
         try:
             await asyncio.wait_for(asyncio.shield(ready), self.settings.start_timeout)

@@ -157,6 +157,15 @@ async def test_a_server_that_fails_to_start_fails_the_agent_and_is_named(
     assert "calc_add" not in agent.actions
 
 
+async def test_a_server_that_never_answers_times_out_and_is_named(
+    mcp_character, openai_server
+) -> None:
+    mute = {"command": sys.executable, "args": ["-c", "import time; time.sleep(60)"]}
+    path = mcp_character({"mute": {**mute, "start_timeout": 1}})
+    with pytest.raises(PluginError, match=r"MCP server 'mute' \(.*\) could not start: did not "):
+        await Agent.from_file(path).start()
+
+
 async def test_a_value_moving_tool_pays_its_price_under_the_spending_policy(
     mcp_character, openai_server, ledger
 ) -> None:
