@@ -104,7 +104,7 @@ def assemble(agent: Agent, code_plugins: Sequence[object], load_installed: bool)
     built.memory = open_memory(agent)
     ctx = agent.ctx
     for reg in plugins.collect("register_actions", only_enabled=True, ctx=ctx):
-        action = _as_action(reg.value)
+        action = as_action(reg.value)
         action.plugin = reg.plugin
         built.actions.setdefault(action.name, action)  # the first in precedence order wins
     for reg in plugins.collect("register_context_providers", only_enabled=True, ctx=ctx):
@@ -253,7 +253,8 @@ def _node(agent: Agent) -> NodeParts:
     )
 
 
-def _as_action(obj: Any) -> Action:
+def as_action(obj: Any) -> Action:
+    """What ``register_actions`` (or a service's ``actions()``) gave, as an Action."""
     if isinstance(obj, Action):
         return obj
     if callable(obj):

@@ -71,6 +71,7 @@ ELIZA_PLUGINS: dict[str, str] = {
     "groq": "model:groq",
     "xai": "model:xai",
     "grok": "model:xai",
+    "mcp": "plugin:mcp",  # aigent-mcp reads the same settings.mcp.servers
 }
 
 ZEREPY_LLMS = {
@@ -348,7 +349,10 @@ def _from_eliza1(c: Eliza1) -> tuple[dict[str, Any], list[str]]:
     secrets.update(c.secrets)
     data["secrets"] = secrets
     for key, value in c.settings.items():
-        if not isinstance(value, str | int | float | bool):
+        if key in data["plugins"] and isinstance(value, dict):
+            # A plugin's own block (settings.mcp for @elizaos/plugin-mcp) is its settings here too.
+            data.setdefault("settings", {})[key] = value
+        elif not isinstance(value, str | int | float | bool):
             warnings.append(f"settings.{key}: ignored (only plain values are read)")
     data["models"] = _eliza1_models(c, warnings)
     for key in c.model_extra or {}:
@@ -411,6 +415,8 @@ def _eliza_plugins(
             )
         elif target.startswith("client:"):
             clients.append(target.removeprefix("client:"))
+        elif target.startswith("plugin:"):
+            plugins.append(target.removeprefix("plugin:"))
         # Built-ins and model plugins need nothing here: models are chosen by id.
     return plugins, clients
 

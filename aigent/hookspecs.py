@@ -97,7 +97,9 @@ def register_clients(register: Callable[..., None]) -> None:
 def register_services(register: Callable[..., None], ctx: PluginContext) -> None:
     """Contribute background services that run while the agent runs (an anchoring loop, say):
     ``register(service)``, an object with async ``start()`` and ``stop()``. Only plugins the
-    agent uses are asked; services start after the connector and stop before it."""
+    agent uses are asked; services start after the connector and stop before it. A service
+    that learns its actions only once it runs (an MCP server's tools) may also have
+    ``actions()``, called after ``start()``: they are the agent's until it stops."""
 
 
 @hookspec

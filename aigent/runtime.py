@@ -17,7 +17,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
 from aigent.actions import Action
-from aigent.assembly import assemble, open_memory
+from aigent.assembly import as_action, assemble, open_memory
 from aigent.character import Character, load_character
 from aigent.errors import (
     ActionBlocked,
@@ -114,6 +114,7 @@ class Agent:
             lambda: deque(maxlen=HISTORY_TURNS * 2)
         )
         self._running: list[Client] = []  # the services and clients started, in order
+        self._late_actions: list[str] = []  # actions services brought when they started
         self._node_parts: NodeParts | None = None
         self._assembled = False
         self._started = False
@@ -185,8 +186,10 @@ class Agent:
                 owner = self._owners.get(id(client), getattr(client, "name", "client"))
                 await _configure_async(owner, client.start)
                 started.append(client)
+                self._adopt_actions(client, owner)
             self._running = started
         except BaseException:
+            self._drop_late_actions()
             for client in reversed(started):
                 await _quietly(client.stop())
             if self.node is not None:
@@ -204,6 +207,7 @@ class Agent:
     async def stop(self) -> None:
         if not self._started:
             return
+        self._drop_late_actions()
         for client in reversed(self._running):
             await _quietly(client.stop())
         self._running = []
@@ -218,6 +222,35 @@ class Agent:
             self.memory = None
         self.spending.close()
         self._started = False
+
+    def _adopt_actions(self, service: Client, owner: str) -> None:
+        """Actions a service knows only once it runs (an MCP server's tools, listed by the
+        server): they join the agent's actions until it stops. A name already taken keeps its
+        first owner, as at assembly."""
+        found = getattr(service, "actions", None)
+        if not callable(found):
+            return
+        try:
+            late = [as_action(obj) for obj in found()]
+        except Exception as exc:
+            raise PluginError(
+                owner, f"could not list its actions ({type(exc).__name__}: {redact(str(exc))})"
+            ) from exc
+        for action in late:
+            if action.name in self.actions:
+                log.warning(
+                    "%s: %s's action %r is ignored: %s already has one by that name",
+                    self.name, owner, action.name, self.actions[action.name].plugin or "the agent",
+                )  # fmt: skip
+                continue
+            action.plugin = owner
+            self.actions[action.name] = action
+            self._late_actions.append(action.name)
+
+    def _drop_late_actions(self) -> None:
+        for name in self._late_actions:
+            self.actions.pop(name, None)
+        self._late_actions = []
 
     async def __aenter__(self) -> Agent:
         await self.start()

@@ -24,6 +24,7 @@ from aigent_server.confine import Hosts
 from aigent_server.events import KINDS, Event, EventBus
 from aigent_server.fleet import Fleet, FleetError, Hosted
 from aigent_server.limits import Limits
+from aigent_server.mcp import mount as mount_mcp
 from aigent_server.registry import OPERATOR
 from aigent_server.sessions import SESSION_SECONDS, Sessions
 from aigent_server.watch import Watcher
@@ -155,6 +156,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.data_dir = settings.data_dir
     app.include_router(apikeys.router)
     app.include_router(forms.router)
+    mount_mcp(app)  # /mcp/<name>: MCP over streamable HTTP, behind the same sign-in
     app.add_middleware(Limits, rate=settings.rate, burst=settings.burst, max_body=settings.max_body)
 
     @app.exception_handler(FleetError)

@@ -475,8 +475,22 @@ def _refuse_code(character: Character) -> None:
     """An uploaded file may use installed plugins only: a ``.py`` plugin or ``allow_paths``
     would let whoever uploads it run code or read files on the server."""
     scripts = [p for p in character.plugins if p.endswith(".py")]
-    if scripts or character.allow_paths:
-        what = "plugins " + ", ".join(scripts) if scripts else "allow_paths"
+    mcp = character.settings.get("mcp")
+    servers = mcp.get("servers") if isinstance(mcp, dict) else None
+    # An MCP server's command is a program the server would run: code, like a .py plugin.
+    commands = [
+        f"settings.mcp.servers.{name}.command"
+        for name, server in (servers.items() if isinstance(servers, dict) else [])
+        if isinstance(server, dict) and "command" in server
+    ]
+    if scripts or character.allow_paths or commands:
+        what = (
+            "plugins " + ", ".join(scripts)
+            if scripts
+            else ", ".join(commands)
+            if commands
+            else "allow_paths"
+        )
         raise FleetError(
             422,
             f"an uploaded character may not name {what}: use installed plugins, or ask the "

@@ -71,5 +71,6 @@ def test_the_core_imports_no_plugin() -> None:
                 for name in names:
                     assert not name.startswith(
                         ("aigent_trn", "aigent_xrpl", "aigent_twitter", "aigent_chroma",
-                         "aigent_litellm", "aigent_local", "aigent_openai", "aigent_sqlite")
+                         "aigent_litellm", "aigent_local", "aigent_openai", "aigent_sqlite",
+                         "aigent_mcp")
                     ), f"{file.name} imports {name}"  # fmt: skip

@@ -172,6 +172,47 @@ async def test_an_action_that_did_not_run_says_why_for_code(scripted_character) 
     assert results["denied"].output.endswith("refused: over the maximum per payment")
 
 
+async def test_a_service_brings_actions_it_learns_when_it_starts(scripted_character) -> None:
+    class Lister:
+        """Knows its actions only once started, as an MCP client does after tools/list."""
+
+        name = "lister"
+
+        def __init__(self) -> None:
+            self.tools: list[Any] = []
+
+        async def start(self) -> None:
+            async def get_time(zone: str = "UTC") -> str:
+                """The time in a zone."""
+                return f"noon in {zone}"
+
+            async def get_weather(city: str) -> str:
+                """Taken already: the first owner keeps the name."""
+                return "never"
+
+            self.tools = [get_time, get_weather]
+
+        async def stop(self) -> None:
+            self.tools = []
+
+        def actions(self) -> list[Any]:
+            return self.tools
+
+    class Services:
+        @hookimpl
+        def register_services(self, register: Any) -> None:
+            register(Lister())
+
+    agent = Agent.from_file(scripted_character(), plugins=[Tools(), Services()])
+    async with agent:
+        reply = await agent.chat("get_time please")
+        offered = [t.name for t in scripted().CALLS[-1]["tools"]]
+        weather = await agent.run_action("get_weather", {"city": "Oslo"})
+    assert offered.count("get_weather") == 1 and "get_time" in offered
+    assert reply.actions[0].ok and weather.output == "Oslo: 21°C"
+    assert "get_time" not in agent.actions and "get_weather" in agent.actions  # gone at stop
+
+
 class Transfer(BaseModel):
     to: str
     amount: int
