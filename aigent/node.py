@@ -500,21 +500,31 @@ def connector_config(
     raw["ledger_path"] = str(ledger if ledger.is_absolute() else data_dir / ledger)
     wanted: dict[str, str] = {}
     for account, peer in (raw.get("peers") or {}).items():
-        if not isinstance(peer, dict):
-            continue
-        if peer.get("settlement"):
+        if isinstance(peer, dict) and peer.get("settlement"):
             wanted[account] = str(peer.pop("settlement"))
-        env = peer.get("token_env")
-        if env and peer.get("token") is None and secrets.get(env):
-            peer["token"] = secrets.get(env)  # the agent's secrets include .env
-    admin = raw.get("admin")
-    if isinstance(admin, dict) and admin.get("token_env") and secrets.get(admin["token_env"]):
-        admin.setdefault("token", secrets.get(admin["token_env"]))
     source = f"{character.source or name} (connector)"
-    try:
-        return parse_config(raw, source), wanted
-    except ConfigError as exc:
-        raise CharacterError(source, [("", str(exc).replace(f"{source}: ", ""))]) from None
+
+    def parsed() -> Any:
+        try:
+            return parse_config(raw, source)
+        except ConfigError as exc:
+            raise CharacterError(source, [("", str(exc).replace(f"{source}: ", ""))]) from None
+
+    parsed()  # the section's shape first: a wrong field is named before a missing secret
+    holders = [(f"peers.{account}", peer) for account, peer in (raw.get("peers") or {}).items()]
+    holders += [(part, raw.get(part)) for part in ("admin", "local_delivery")]
+    for where, holder in holders:
+        env = holder.get("token_env") if isinstance(holder, dict) else None
+        if env and holder.get("token") is None:
+            # From the agent's secrets (its own, .env, the environment it was given), and
+            # only from there: the connector would read the whole process environment.
+            value = secrets.get(str(env))
+            if value is None:
+                problem = (f"{env} is not set: set it in the environment or a .env file, or "
+                           "add it to the character's secrets")  # fmt: skip
+                raise CharacterError(source, [(f"{where}.token_env", problem)])
+            holder["token"] = value
+    return parsed(), wanted
 
 
 async def _resolve(receiver: str) -> tuple[Any, dict[str, Any]]:

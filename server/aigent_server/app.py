@@ -54,6 +54,8 @@ class Settings:
     """Directories whose character files come, change and go while the server runs."""
     watch_seconds: float = 1.0
     allow_hosts: tuple[str, ...] = ()
+    share_env: tuple[str, ...] = ()
+    """Names in the server's environment uploaded characters may read besides model keys."""
     """Hosts (``name`` or ``name:port``) uploaded characters may reach besides the public API
     hosts aigent knows (see aigent_server.confine)."""
 
@@ -115,7 +117,13 @@ Agent = Annotated[Hosted, Depends(_hosted)]
 
 def create_app(settings: Settings) -> FastAPI:
     bus = EventBus()
-    fleet = Fleet(settings.data_dir, bus, settings.confirm_timeout, Hosts(settings.allow_hosts))
+    fleet = Fleet(
+        settings.data_dir,
+        bus,
+        settings.confirm_timeout,
+        Hosts(settings.allow_hosts),
+        settings.share_env,
+    )
     from aigent_server import apikeys, forms
 
     auth = Auth(

@@ -41,13 +41,21 @@ def serve(
             "more; also AIGENT_SERVE_ALLOW_HOSTS, comma-separated."
         ),
     ] = None,
+    share_env: Annotated[
+        list[str] | None,
+        typer.Option(
+            help="A variable of the server's environment uploaded characters may read as a "
+            "secret (they see only model providers' API keys otherwise: never a wallet seed, a "
+            "peer token or X credentials). Repeat for more; also AIGENT_SERVE_SHARE_ENV."
+        ),
+    ] = None,
 ) -> None:
     """Host many agents behind one REST API, live events and a web app (on --port, 8000)."""
     import uvicorn
 
     from aigent import AigentError, load_character
     from aigent_server.app import Settings, create_app
-    from aigent_server.confine import ENV, parse_rule
+    from aigent_server.confine import ENV, SHARE_ENV, parse_rule
 
     files: list[Path] = []
     folders: list[Path] = []
@@ -78,6 +86,8 @@ def serve(
             parse_rule(entry)
         except ValueError as exc:
             raise typer.BadParameter(str(exc), param_hint="--allow-host") from None
+    shared = [n.strip() for n in os.environ.get(SHARE_ENV, "").split(",") if n.strip()]
+    shared.extend(share_env or [])
     settings = Settings(
         data_dir=data_dir.expanduser().resolve(),
         files=good,
@@ -85,6 +95,7 @@ def serve(
         admins=frozenset(admins),
         watch=folders,
         allow_hosts=tuple(allowed),
+        share_env=tuple(shared),
     )
     where = f"http://{host}:{port}/"
     typer.echo(f"serving {len(good)} agent file(s) at {where} (API: {where}api/docs)")
@@ -92,6 +103,8 @@ def serve(
         typer.echo(f"  watching {folder}: files added, changed or removed there are followed")
     if allowed:
         typer.echo(f"  uploaded characters may also reach: {', '.join(allowed)}")
+    if shared:
+        typer.echo(f"  uploaded characters may also read: {', '.join(shared)}")
     if token is None:
         typer.echo("  no AIGENT_SERVE_TOKEN set: scripts cannot use the API, only signed-in users")
     if host not in ("127.0.0.1", "localhost", "::1"):

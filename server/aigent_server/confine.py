@@ -18,8 +18,9 @@ Operator files (the command line, watched folders) are not confined.
 
 from __future__ import annotations
 
+import os
 import re
-from collections.abc import Iterable, Iterator
+from collections.abc import Iterable, Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import PurePath
 from typing import Any
@@ -30,6 +31,38 @@ from aigent.secrets import is_local_url
 
 ENV = "AIGENT_SERVE_ALLOW_HOSTS"
 FLAG = "--allow-host"
+SHARE_ENV = "AIGENT_SERVE_SHARE_ENV"
+SHARE_FLAG = "--share-env"
+
+SHARED_KEYS = (
+    # Model providers' keys (aigent-openai's PROVIDERS, plus litellm's with a key): an uploaded
+    # agent may use the operator's model, and each key goes only to its own provider's host
+    # (aigent.secrets.key_for_host; api_base is confined above).
+    "OPENAI_API_KEY",
+    "XAI_API_KEY",
+    "GROQ_API_KEY",
+    "TOGETHERAI_API_KEY",
+    "DEEPSEEK_API_KEY",
+    "OPENROUTER_API_KEY",
+    "MISTRAL_API_KEY",
+    "ANTHROPIC_API_KEY",
+    "GEMINI_API_KEY",
+)
+"""What an uploaded character sees of the server's environment, unless the operator shares
+more: never a wallet's seed or key (``XRPL_SEED``, ``TRN_PRIVATE_KEY``), a peer's token, an X
+account's credentials or a database URL. Such an agent signs with what its own ``secrets``
+bring, or with nothing."""
+
+
+def environment(
+    share: Iterable[str] = (), environ: Mapping[str, str] | None = None
+) -> dict[str, str]:
+    """The environment an uploaded character's secrets are read from: the model keys in
+    :data:`SHARED_KEYS` and the names the operator shares (``--share-env``), nothing else."""
+    source = os.environ if environ is None else environ
+    names = {*SHARED_KEYS, *share}
+    return {name: source[name] for name in names if source.get(name)}
+
 
 DEFAULT_HOSTS = (
     # Model providers (aigent-openai's PROVIDERS, plus the litellm-only ones with a key).

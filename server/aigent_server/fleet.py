@@ -9,7 +9,7 @@ import logging
 import re
 import time
 import uuid
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterable, Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -19,8 +19,9 @@ from aigent import Agent, AigentError, Character, Reply, Spend, load_character
 from aigent.amounts import format_amount
 from aigent.interfaces import SearchableMemory
 from aigent.observe import Observer
+from aigent.secrets import Secrets
 from aigent_server import knowledge
-from aigent_server.confine import Hosts
+from aigent_server.confine import Hosts, environment
 from aigent_server.events import KINDS, EventBus
 from aigent_server.registry import OPERATOR, Entry, Registry, Said
 
@@ -96,10 +97,13 @@ class Fleet:
         bus: EventBus,
         confirm_timeout: float = 300.0,
         hosts: Hosts | None = None,
+        share_env: Iterable[str] = (),
     ) -> None:
         self.data_dir = data_dir
         self.hosts = hosts or Hosts()
         """Where uploaded characters may connect (see aigent_server.confine)."""
+        self.share_env = tuple(share_env)
+        """Names in the server's environment uploaded characters may read besides model keys."""
         self.bus = bus
         self.confirm_timeout = confirm_timeout
         self.registry = Registry(data_dir / "server.sqlite")
@@ -194,11 +198,16 @@ class Fleet:
                 own = None if hosted.entry.uploaded else character.data_dir
                 data_dir = Path(own) if own else self.agent_dir(hosted.entry.name)
                 guards: list[object] = []
+                secrets = None
                 if hosted.entry.uploaded:  # again: the operator's allowed hosts may have changed
                     self._confine(character)
                     guards.append(self.hosts.plugin())
+                    # A stranger's file must not sign with the operator's wallet or post as
+                    # the operator's X account: it reads its own secrets and the model keys,
+                    # never the server's .env or the rest of its environment.
+                    secrets = Secrets(character.secrets, [], environment(self.share_env))
                 await asyncio.to_thread(knowledge.attach, character, data_dir)
-                agent = Agent(character, data_dir=data_dir, plugins=guards)
+                agent = Agent(character, data_dir=data_dir, plugins=guards, secrets=secrets)
                 agent.spending.confirm = self._confirmer(hosted)
                 agent.observe(self._observer(hosted))  # before start: starting may pay
                 await agent.start()

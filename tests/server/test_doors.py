@@ -577,3 +577,56 @@ def _up(url: str) -> bool:
         return httpx.get(f"{url}/api/health", timeout=1).status_code == 200
     except httpx.HTTPError:
         return False
+
+
+def test_an_uploaded_character_reads_only_model_keys_and_what_is_shared(
+    tmp_path: Path, model: OpenAIServer, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    """The server's environment holds the operator's secrets (a wallet seed, a peer's token);
+    a stranger's file sees its own secrets and the model keys, and what the operator shares."""
+    from aigent_server.confine import environment
+
+    monkeypatch.setenv("OPERATOR_BTP_TOKEN", "the-operators-peer-token")
+    monkeypatch.setenv("XRPL_SEED", "sEdTheOperatorsSeed")
+    monkeypatch.setenv("OPENAI_API_KEY", "sk-operator")
+    seen = environment(("OPERATOR_BTP_TOKEN",))
+    assert seen["OPENAI_API_KEY"] == "sk-operator" and "XRPL_SEED" not in seen
+    assert "XRPL_SEED" not in environment() and "OPERATOR_BTP_TOKEN" not in environment()
+
+    borrowing = character(
+        model,
+        "Borrower",
+        connector={"listen": {"port": 0},
+                   "peers": {"op": {"relation": "child", "token_env": "OPERATOR_BTP_TOKEN"}}},
+    )  # fmt: skip
+    for share, fails in (((), True), (("OPERATOR_BTP_TOKEN",), False)):
+        settings = Settings(
+            data_dir=tmp_path / f"d{len(share)}",
+            token=TOKEN,
+            allow_hosts=(stand_in(model),),
+            share_env=share,
+        )
+        server = serve(settings)
+        try:
+            operator = server.operator()
+            assert upload(operator, borrowing).status_code == 201
+            operator.post("/api/agents/Borrower/start")
+            agent = settled(operator, "Borrower")
+            if fails:
+                assert agent["state"] == "failed"
+                assert "peers.op.token_env: OPERATOR_BTP_TOKEN is not set" in agent["error"]
+            else:
+                assert agent["state"] == "running", agent["error"]
+        finally:
+            server.stop()
+
+
+def settled(client: httpx.Client, name: str) -> dict[str, Any]:
+    """The agent once it is running or has failed."""
+
+    def check() -> dict[str, Any] | None:
+        agent: dict[str, Any] = client.get(f"/api/agents/{name}").json()
+        return agent if agent["state"] in ("running", "failed") else None
+
+    found: dict[str, Any] = wait_for(check, what=f"{name} to start or fail")
+    return found
