@@ -15,7 +15,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from aigent import Agent, AigentError, Character, Reply, Spend, load_character
+from aigent import Agent, AigentError, Character, Incoming, Reply, Spend, load_character
 from aigent.amounts import format_amount
 from aigent.interfaces import SearchableMemory
 from aigent.observe import Observer
@@ -269,15 +269,20 @@ class Fleet:
         user: str,
         room: str,
         on_text: Callable[[str], None] | None = None,
+        *,
+        client: str = "direct",
     ) -> Reply:
+        """One message to a running agent, on the channel ``client`` (the REST API is
+        ``direct``), kept in the history and told as events."""
         agent = hosted.agent
         if agent is None or hosted.state != "running":
             raise FleetError(409, f"agent {hosted.entry.name!r} is {hosted.state}: start it first")
         name, owner = hosted.entry.name, hosted.entry.owner
-        self.bus.publish("message.in", name, owner, room=room, user=user, text=text)
+        self.bus.publish("message.in", name, owner, room=room, user=user, text=text, client=client)
         said = Said(user, "user", text)
         try:
-            reply = await agent.chat(text, user=user, room=room, on_text=on_text)
+            message = Incoming(text=text, user=user, room=room, client=client)
+            reply = await agent.handle(message, on_text=on_text)
         except Exception as exc:
             message = str(exc) if isinstance(exc, AigentError) else f"{type(exc).__name__}: {exc}"
             self.bus.publish("agent.error", name, owner, room=room, error=message)

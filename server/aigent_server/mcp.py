@@ -29,7 +29,7 @@ if TYPE_CHECKING:
     from fastapi import FastAPI
     from mcp.server.streamable_http_manager import StreamableHTTPSessionManager
 
-    from aigent import Agent
+    from aigent import Agent, Incoming, Reply
 
 PATH = "/mcp/{name}"
 
@@ -115,10 +115,26 @@ class McpDoors:
             settings = agent.character.settings.get("mcp")
             return isinstance(settings, dict) and settings.get("expose_actions") is True
 
+        async def answer(agent: Agent, message: Incoming) -> Reply:
+            # Through the fleet, so an ask over MCP is in the history and the live events.
+            hosted = fleet.hosted.get(name)
+            if hosted is None or hosted.agent is not agent:
+                raise Unavailable(f"agent {name!r} restarted or left: ask again")
+            try:
+                return await fleet.chat(
+                    hosted, message.text, message.user, message.room, client=message.client
+                )
+            except FleetError as exc:
+                raise Unavailable(str(exc)) from None
+
         hosted = fleet.hosted.get(name)
         bio = hosted.character.bio if hosted is not None and hosted.character else []
         server = agent_server(
-            name, running, actions=expose_actions, description=" ".join(bio)[:300] or None
+            name,
+            running,
+            actions=expose_actions,
+            description=" ".join(bio)[:300] or None,
+            answer=answer,
         )
         return StreamableHTTPSessionManager(app=server)
 

@@ -87,6 +87,15 @@ async def test_the_sdk_client_asks_a_hosted_agent(mcp_served: Served, model: Ope
     assert not result.is_error
     assert result.content[0].text == "Ada here"  # type: ignore[union-attr]
     assert result.structured_content is not None and "receipts" in result.structured_content
+    # Through the fleet: in the room's history and the live events, from the channel "mcp".
+    with mcp_served.operator() as operator:
+        said = operator.get("/api/agents/Ada/messages", params={"room": "ide"}).json()
+        assert [m["text"] for m in said["messages"]] == ["who are you?", "Ada here"]
+        with operator.stream(
+            "GET", "/api/events", params={"agent": "Ada", "kind": "message.in"}
+        ) as events:
+            line = next(line for line in events.iter_lines() if line.startswith("data:"))
+    assert '"client": "mcp"' in line and "who are you?" in line
 
 
 async def test_actions_are_tools_when_the_character_exposes_them(mcp_served: Served) -> None:
@@ -149,7 +158,10 @@ def test_an_uploaded_character_may_not_run_an_mcp_server_command(mcp_served: Ser
     with mcp_served.operator() as api:
         refused = upload(api, runs, "runner.json")
         file = {"file": ("reacher.json", json.dumps(reaches))}
-        allowed = api.post("/api/agents", files=file, data={"start": "false"})  # not reached
+        elsewhere = api.post("/api/agents", files=file, data={"start": "false"})
     assert refused.status_code == 422
     assert "may not name settings.mcp.servers.sh.command" in refused.json()["detail"]
-    assert allowed.status_code == 201
+    # A URL server is a host like any other: only one the operator allows (confine.py).
+    assert elsewhere.status_code == 422
+    detail = elsewhere.json()["detail"]
+    assert "settings.mcp.servers.w.url" in detail and "--allow-host" in detail

@@ -11,7 +11,7 @@ from __future__ import annotations
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
-from aigent import Agent, AigentError, Incoming, redact
+from aigent import Agent, AigentError, Incoming, Reply, redact
 
 from . import CHANNEL
 
@@ -55,9 +55,12 @@ def agent_server(
     *,
     actions: Callable[[Agent], bool],
     description: str | None = None,
+    answer: Callable[[Agent, Incoming], Awaitable[Reply]] | None = None,
 ) -> Server[Any]:
     """The MCP server for one agent. ``agent()`` gives the running agent (or raises
-    :class:`Unavailable`); ``actions(agent)`` says whether its actions are tools too."""
+    :class:`Unavailable`); ``actions(agent)`` says whether its actions are tools too;
+    ``answer(agent, message)`` runs an ``ask`` (``agent.handle`` unless a host, such as
+    ``aigent serve`` keeping its history and events, has its own way)."""
     from mcp.server import Server
     from mcp.types import CallToolResult, ListToolsResult, TextContent, Tool
 
@@ -87,7 +90,7 @@ def agent_server(
         except Unavailable as exc:
             return failed(str(exc))
         if params.name == ASK:
-            return await _ask(current, arguments, failed)
+            return await _ask(current, arguments, failed, answer)
         if not actions(current) or params.name not in offered(current):
             return failed(f"{name} has no tool {params.name!r}; tools/list says which it has")
         message = Incoming(text=f"(MCP tools/call {params.name})", user="mcp", client=CHANNEL)
@@ -106,7 +109,10 @@ def agent_server(
 
 
 async def _ask(
-    agent: Agent, arguments: dict[str, Any], failed: Callable[[str], CallToolResult]
+    agent: Agent,
+    arguments: dict[str, Any],
+    failed: Callable[[str], CallToolResult],
+    answer: Callable[[Agent, Incoming], Awaitable[Reply]] | None,
 ) -> CallToolResult:
     from mcp.types import TextContent
 
@@ -120,7 +126,9 @@ async def _ask(
         client=CHANNEL,
     )
     try:
-        reply = await agent.handle(message)
+        reply = await (answer(agent, message) if answer else agent.handle(message))
+    except Unavailable as exc:
+        return failed(str(exc))
     except AigentError as exc:
         return failed(f"{agent.name} could not answer: {exc}")
     except Exception as exc:  # a plugin's own error: one line, secrets out
