@@ -39,6 +39,7 @@ from typing import Any
 
 import aiohttp
 
+from aigent_connector.errors import ConnectorError
 from aigent_connector.packets import MAX_DATA, Fulfill, Prepare, Reject
 
 log = logging.getLogger("aigent.connector.delivery")
@@ -78,7 +79,7 @@ def ilp_code(code: object) -> str:
     return BUSINESS_CODES.get(code, "F99") if isinstance(code, str) else "F99"
 
 
-class Malformed(ValueError):
+class Malformed(ConnectorError, ValueError):
     """The service's answer is not one the connector can act on."""
 
 
