@@ -79,7 +79,7 @@ def ilp_code(code: object) -> str:
     return BUSINESS_CODES.get(code, "F99") if isinstance(code, str) else "F99"
 
 
-class Malformed(ConnectorError, ValueError):
+class _Malformed(ConnectorError, ValueError):
     """The service's answer is not one the connector can act on."""
 
 
@@ -87,11 +87,11 @@ def _data(value: object, what: str) -> bytes:
     if value is None or value == "":
         return b""
     if not isinstance(value, str):
-        raise Malformed(f"{what} is not a base64 string")
+        raise _Malformed(f"{what} is not a base64 string")
     try:
         raw = base64.b64decode(value, validate=True)
     except (binascii.Error, ValueError):
-        raise Malformed(f"{what} is not valid base64") from None
+        raise _Malformed(f"{what} is not valid base64") from None
     return raw
 
 
@@ -141,22 +141,22 @@ class HttpDelivery:
             return self._reject("T00", f"the packet handler answered HTTP {status}")
         try:
             return self._answer(prepare, raw)
-        except Malformed as exc:
+        except _Malformed as exc:
             log.warning("packet handler %s: %s", self.url, exc)
             return self._reject("T00", f"the packet handler's answer is malformed: {exc}")
 
     def _answer(self, prepare: Prepare, raw: bytes) -> Fulfill | Reject:
         if len(raw) > MAX_RESPONSE:
-            raise Malformed(f"it is over {MAX_RESPONSE} bytes")
+            raise _Malformed(f"it is over {MAX_RESPONSE} bytes")
         try:
             answer: Any = json.loads(raw)
         except (UnicodeDecodeError, json.JSONDecodeError):
-            raise Malformed("it is not JSON") from None
+            raise _Malformed("it is not JSON") from None
         if not isinstance(answer, dict) or not isinstance(answer.get("accept"), bool):
-            raise Malformed('it has no boolean "accept"')
+            raise _Malformed('it has no boolean "accept"')
         data = _data(answer.get("data"), "data")
         if len(data) > MAX_DATA:
-            raise Malformed(f"data is {len(data)} bytes, over {MAX_DATA}")
+            raise _Malformed(f"data is {len(data)} bytes, over {MAX_DATA}")
         if not answer["accept"]:
             reason = answer.get("rejectReason")
             reason = reason if isinstance(reason, dict) else {}
