@@ -19,6 +19,7 @@ import logging
 from collections.abc import Coroutine, Iterable, Mapping
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from aigent import tracing
 from aigent.errors import AigentError
 
 if TYPE_CHECKING:
@@ -100,6 +101,11 @@ class WriteBehind:
             await self._write(batch)
 
     async def _write(self, batch: list[Exchange]) -> None:
+        # A trace of its own: the write happens after the replies it carries were sent.
+        with tracing.span("memory.write", agent=self.agent, exchanges=len(batch)):
+            await self._write_batch(batch)
+
+    async def _write_batch(self, batch: list[Exchange]) -> None:
         for attempt in (1, 2):
             try:
                 await self.store.remember(batch, self.agent)

@@ -24,7 +24,7 @@ from typing import TYPE_CHECKING, Any
 
 from pydantic import BaseModel, ConfigDict, ValidationError
 
-from aigent import blocking
+from aigent import blocking, tracing
 from aigent.amounts import format_amount
 from aigent.errors import AigentError
 from aigent.messages import PaidAnswer
@@ -273,7 +273,11 @@ class AgentNode:
         from aigent_connector.packets import Fulfill
 
         sale = _Sale(sender=account)
-        answer = await self.receiver.handle(prepare, context=sale)
+        # A paid message's trace starts here: the payment, then the message under it.
+        with tracing.span("payment", direction="in", peer=account, amount=prepare.amount) as span:
+            answer = await self.receiver.handle(prepare, context=sale)
+            if span is not None:
+                span.set_attribute("aigent.fulfilled", isinstance(answer, Fulfill))
         if isinstance(answer, Fulfill) and sale.answered:
             code, scale = self.asset
             await blocking.run("records", self.earnings.book, sale, code)
@@ -374,6 +378,13 @@ class AgentNode:
     async def _stream(self, details: Any, amount: int, data: bytes, purpose: str) -> Any:
         """One STREAM payment under the spending policy: reserved first; released if nothing
         left this node, spent if any of it did."""
+        code = self.asset[0]
+        with tracing.span("payment", direction="out", asset=code, amount=amount):
+            return await self._stream_under_policy(details, amount, data, purpose)
+
+    async def _stream_under_policy(
+        self, details: Any, amount: int, data: bytes, purpose: str
+    ) -> Any:
         from aigent_connector.stream import StreamPaymentError, stream_pay
 
         code, scale = self.asset

@@ -16,6 +16,7 @@ from collections.abc import Awaitable, Callable, Sequence
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, TypeVar
 
+from aigent import tracing
 from aigent.actions import Action
 from aigent.assembly import as_action, assemble, open_memory
 from aigent.character import Character, load_character
@@ -169,6 +170,7 @@ class Agent:
         if self._started:
             return
         await asyncio.to_thread(self.assemble)
+        tracing.configure()  # once per process, from OpenTelemetry's own variables
         if self.memory is None and self.character.memory.enabled:
             # Closed by a stop: opened again (cheap; the store's slow parts run in background).
             self.memory = await asyncio.to_thread(open_memory, self)
@@ -221,6 +223,7 @@ class Agent:
             await _quietly(self.memory.close())
             self.memory = None
         self.spending.close()
+        tracing.flush()  # the last messages' spans reach the collector before the process ends
         self._started = False
 
     def _adopt_actions(self, service: Client, owner: str) -> None:
@@ -291,10 +294,25 @@ class Agent:
         """
         if not self._started:
             await self.start()
+        with tracing.span(
+            "aigent.message",
+            agent=self.name,
+            client=message.client,
+            kind=message.kind,
+            message_id=message.id,
+            length=len(message.text),
+        ):
+            return await self._handle(message, on_text, publish)
+
+    async def _handle(
+        self, message: Incoming, on_text: Callable[[str], None] | None, publish: bool
+    ) -> Reply:
+        span = tracing.span  # each stage its own span, under the message's
         t0 = time.perf_counter()
         timings: dict[str, float] = {}
 
-        context = await self._context(message)
+        with span("context", providers=len(self.providers), memory=self.memory is not None):
+            context = await self._context(message)
         timings["context"] = _ms(t0)
 
         history = self._history[(message.identity, message.room)]
@@ -320,28 +338,32 @@ class Agent:
         )
 
         t = time.perf_counter()
-        await self._evaluate(message, reply)
+        if self.evaluators:
+            with span("evaluators", count=len(self.evaluators)):
+                await self._evaluate(message, reply)
         timings["evaluators"] = _ms(t)
 
         t = time.perf_counter()
-        history.append(ChatMessage(role="user", content=message.text))
-        history.append(ChatMessage(role="assistant", content=reply.text))
-        if self._memory_writes is not None:
-            # Written behind: the reply does not wait for the store (aigent/memory.py).
-            self._memory_writes.put(Exchange(message, reply.model_copy()))
+        with span("memory", written_behind=self._memory_writes is not None):
+            history.append(ChatMessage(role="user", content=message.text))
+            history.append(ChatMessage(role="assistant", content=reply.text))
+            if self._memory_writes is not None:
+                # Written behind: the reply does not wait for the store (aigent/memory.py).
+                self._memory_writes.put(Exchange(message, reply.model_copy()))
         timings["memory"] = _ms(t)
 
         t = time.perf_counter()
         if publish:
-            outgoing = await self.publish(
-                Outgoing(
-                    text=reply.text,
-                    agent=self.name,
-                    client=message.client,
-                    room=message.room,
-                    in_reply_to=message.id,
+            with span("publish", client=message.client):
+                outgoing = await self.publish(
+                    Outgoing(
+                        text=reply.text,
+                        agent=self.name,
+                        client=message.client,
+                        room=message.room,
+                        in_reply_to=message.id,
+                    )
                 )
-            )
             reply.text = outgoing.text
             reply.receipts = outgoing.receipts
         timings["publish"] = _ms(t)
@@ -422,7 +444,7 @@ class Agent:
         model_ms = action_ms = 0.0
         for _ in range(MAX_TOOL_ROUNDS + 1):
             t = time.perf_counter()
-            response = await self._call_model(messages, tools, on_text)
+            response = await self._traced_model(messages, tools, on_text)
             model_ms += _ms(t)
             usage.add(response.usage)
             if not response.tool_calls or not tools:
@@ -442,10 +464,25 @@ class Agent:
             action_ms += _ms(t)
         # Out of rounds: ask once more without tools so the user still gets an answer.
         t = time.perf_counter()
-        response = await self._call_model(messages, (), on_text)
+        response = await self._traced_model(messages, (), on_text)
         model_ms += _ms(t)
         usage.add(response.usage)
         return response, results, usage, model_ms, action_ms
+
+    async def _traced_model(
+        self,
+        messages: list[ChatMessage],
+        tools: Sequence[ToolSpec],
+        on_text: Callable[[str], None] | None,
+    ) -> ModelResponse:
+        with tracing.span("model", messages=len(messages), tools=len(tools)) as span:
+            response = await self._call_model(messages, tools, on_text)
+            if span is not None:  # traces on: what came back
+                span.set_attribute("aigent.model", response.model)
+                span.set_attribute("aigent.input_tokens", response.usage.prompt_tokens)
+                span.set_attribute("aigent.output_tokens", response.usage.completion_tokens)
+                span.set_attribute("aigent.tool_calls", len(response.tool_calls))
+            return response
 
     async def run_action(
         self, name: str, arguments: dict[str, Any], message: Incoming | None = None
@@ -453,6 +490,17 @@ class Agent:
         """Run one action under the ``before_action`` policy hooks; ``message`` is the one that
         led to it (None: called from code, as the app). Never raises: a failure is reported in
         the result, which the model sees."""
+        with tracing.span("action", action=name) as span:
+            result = await self._run_action(name, arguments, message)
+            if span is not None:
+                span.set_attribute("aigent.ok", result.ok)
+                if result.error is not None:
+                    span.set_attribute("aigent.error", result.error)
+            return result
+
+    async def _run_action(
+        self, name: str, arguments: dict[str, Any], message: Incoming | None
+    ) -> ActionResult:
         action = self.actions.get(name)
         if action is None:
             known = ", ".join(self.actions) or "none"

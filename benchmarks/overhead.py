@@ -28,8 +28,12 @@ What the figures include and leave out:
 - RSS: VmRSS of the driver process at ready and right after its 1,000th message (warm-up and
   measured messages count; the rest are sent 10 in flight). The model server is not in it.
 
+- with ``--traces``, a further column: aigent exporting every message's trace over OTLP to a
+  collector stand-in in this parent process (it reads and drops the requests), and a line on
+  what traces cost when off (no endpoint set, the default): the spans a message opens, timed.
+
 Run: uv run --all-packages python benchmarks/overhead.py [--messages 300] [--rounds 1]
-     [--only aigent|elizaos] [--json]
+     [--only aigent|elizaos] [--traces] [--json]
 (``--rss-after M`` moves the RSS reading to the M-th message: for the suite's smoke run only.)
 A benchmark, not a test: targets are printed as PASS/MISS, never enforced.
 """
@@ -262,13 +266,71 @@ def compile_bytecode(python: str) -> None:
                    capture_output=True)  # fmt: skip
 
 
-def sides(only: str | None, url: str, data_dir: Path, rss_after: int) -> list[Side]:
+class TraceSink:
+    """An OTLP/HTTP collector stand-in: takes ``POST /v1/traces`` and answers 200, counting
+    bytes; the spans are not decoded (that would be the collector's cost, not the agent's)."""
+
+    def __init__(self) -> None:
+        from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
+
+        sink = self
+        self.bytes = 0
+
+        class Handler(BaseHTTPRequestHandler):
+            def do_POST(self) -> None:
+                sink.bytes += len(self.rfile.read(int(self.headers.get("content-length", 0))))
+                self.send_response(200)
+                self.end_headers()
+
+            def log_message(self, *args: Any) -> None:
+                pass
+
+        self.server = ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_address[1]}"
+        import threading
+
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def stop(self) -> None:
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def traces_off_cost() -> str:
+    """What a message pays for traces when they are off: the spans it opens (a message with
+    no action: message, context, model, memory, publish), each a call that hands back one
+    shared do-nothing object, timed in this process."""
+    import timeit
+
+    from aigent import tracing
+
+    assert not tracing.enabled()
+
+    def message() -> None:
+        for name in ("aigent.message", "context", "model", "memory", "publish"):
+            with tracing.span(name, agent="a", length=5):
+                pass
+
+    n = 100_000
+    seconds = min(timeit.repeat(message, number=n, repeat=5))
+    return f"{seconds / n * 1e6:.2f} µs a message (5 spans, timed off the message path)"
+
+
+def sides(
+    only: str | None, url: str, data_dir: Path, rss_after: int, traces: str | None = None
+) -> list[Side]:
     env = {**os.environ, "BENCH_RSS_AFTER": str(rss_after)}
+    for name in [n for n in env if n.startswith("OTEL_")]:
+        del env[name]  # the columns say whether traces are on, not the caller's shell
     out: list[Side] = []
     if only in (None, "aigent"):
         compile_bytecode(sys.executable)
         driver = [str(PEERS / "aigent_driver.py"), "--url", url, "--data-dir", str(data_dir)]
         out.append(Side("aigent", sys.executable, driver, env))
+        if traces is not None:
+            traced = [*driver[:-1], str(data_dir.with_name("aigent-traced-data"))]
+            otel = {"OTEL_EXPORTER_OTLP_ENDPOINT": traces, "OTEL_SERVICE_NAME": "aigent-bench"}
+            out.append(Side("aigent traced", sys.executable, traced, {**env, **otel}))
     if only in (None, "elizaos"):
         python = str(elizaos_environment.python(create=True))
         eliza_env = {**env, "OPENAI_BASE_URL": url, "OPENAI_API_KEY": "sk-bench",
@@ -324,6 +386,9 @@ def main() -> None:
     parser.add_argument("--only", choices=["aigent", "elizaos"], help="run one side only")
     parser.add_argument("--rss-after", type=int, default=1000, help=argparse.SUPPRESS)
     parser.add_argument("--json", action="store_true", help="also print the figures as JSON")
+    parser.add_argument(
+        "--traces", action="store_true", help="add aigent exporting traces over OTLP"
+    )
     args = parser.parse_args()
     if args.messages < 10 or args.rounds < 1 or args.rss_after < 1:
         parser.error("--messages must be at least 10 (one per worker at 10 in flight), "
@@ -331,10 +396,13 @@ def main() -> None:
 
     work = Path(tempfile.mkdtemp(prefix="aigent-overhead-"))
     server = ModelServer().start()
+    sink = TraceSink() if args.traces else None
     chosen: list[Side] = []
     started = time.monotonic()
     try:
-        chosen = sides(args.only, server.url, work / "aigent-data", args.rss_after)
+        chosen = sides(
+            args.only, server.url, work / "aigent-data", args.rss_after, sink and sink.url
+        )
         for side in chosen:  # one at a time: start-up is timed alone
             side.start(server, work)
         for _ in range(args.rounds):  # interleaved, so a noisy moment hits every side
@@ -348,6 +416,8 @@ def main() -> None:
         for side in chosen:
             side.stop()
         server.stop()
+        if sink is not None:
+            sink.stop()
         shutil.rmtree(work, ignore_errors=True)
 
     results = {side.name: side.figures() for side in chosen}
@@ -361,8 +431,11 @@ def main() -> None:
         print(f"  {side.name}: " + "; ".join(f"{k} {v}" for k, v in side.setup.items()))
     print(
         "\noverhead = chat minus the bare POST of the same body (same percentile); ratios are "
-        "aigent / elizaOS (above 1: aigent is higher, worse except for messages/s)."
+        "aigent / the other column (above 1: aigent is higher, worse except for messages/s)."
     )
+    if sink is not None:
+        print(f"\ntraces: {sink.bytes:,} bytes of OTLP reached the collector stand-in.")
+        print(f"traces off (the default): {traces_off_cost()}.")
     for side in chosen:
         if side.stages:
             print(f"\n{side.name}'s own account of the same messages (reply.timings, 1 in flight):")

@@ -14,7 +14,7 @@ import logging
 import time
 from typing import TYPE_CHECKING, Any
 
-from aigent import redact
+from aigent import redact, tracing
 
 from .errors import TrnError
 from .service import TrnService, kept
@@ -124,10 +124,14 @@ class AnchorLoop:
         if not pending:
             return []
         signer = await svc.signer()
-        try:
-            done = await svc.run(chain.anchor_pending, signer, store, s.registry, s.from_block)
-        finally:  # batches anchored before a later one failed are told too
-            self._tell(pending)
+        # A trace of its own: a batch carries many messages, anchored after their replies.
+        with tracing.span("anchoring.batch", batches=len(pending)) as span:
+            try:
+                done = await svc.run(chain.anchor_pending, signer, store, s.registry, s.from_block)
+            finally:  # batches anchored before a later one failed are told too
+                self._tell(pending)
+            if span is not None:
+                span.set_attribute("aigent.anchored", len(done))
         if done:
             log.info("trn: anchored %d batch(es): %s", len(done), ", ".join(done))
         self.waiting.update(store)

@@ -6,7 +6,7 @@ from __future__ import annotations
 from collections.abc import Callable
 from typing import TYPE_CHECKING, Any
 
-from aigent import hookimpl
+from aigent import hookimpl, tracing
 
 from .canonical import canonical_bytes, channel_of
 from .merkle import leaf_hash
@@ -31,11 +31,12 @@ def after_publish(ctx: PluginContext, message: Outgoing) -> None:
 
     data = canonical_bytes(message.agent, message.text, message.created_at, channel_of(message))
     store = proof_store(ctx)
-    store.enqueue(message.id, leaf_hash(data), data)
     settings = ctx.settings or {}
     batch_size = int(settings.get("batch_size", 256)) if isinstance(settings, dict) else 256
-    sealed = store.queued() >= batch_size and store.seal(batch_size) is not None
-    receipt = store.receipt(message.id)
+    with tracing.span("anchoring", queued=True, message_id=message.id):
+        store.enqueue(message.id, leaf_hash(data), data)
+        sealed = store.queued() >= batch_size and store.seal(batch_size) is not None
+        receipt = store.receipt(message.id)
     message.receipts["trn"] = receipt
     if receipt is not None and "anchor" not in receipt:
         waiting_receipts(ctx).track(message.id, message.receipts)
