@@ -17,12 +17,12 @@ from fastapi.responses import FileResponse, JSONResponse, Response, StreamingRes
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, Field
 
-from aigent import Reply
 from aigent_server.anchors import VerifyError, check
 from aigent_server.auth import SESSION_COOKIE, Auth, AuthError, Caller
 from aigent_server.confine import Hosts
 from aigent_server.events import KINDS, Event, EventBus
 from aigent_server.fleet import Fleet, FleetError, Hosted
+from aigent_server.hot import MessageDoor, MessageIn, reply_fields, reply_json
 from aigent_server.limits import Limits
 from aigent_server.mcp import mount as mount_mcp
 from aigent_server.registry import OPERATOR
@@ -58,12 +58,6 @@ class Settings:
     """Names in the server's environment uploaded characters may read besides model keys."""
     """Hosts (``name`` or ``name:port``) uploaded characters may reach besides the public API
     hosts aigent knows (see aigent_server.confine)."""
-
-
-class MessageIn(BaseModel):
-    text: str = Field(min_length=1, max_length=32_000)
-    user: str = Field(default="user", min_length=1, max_length=200)
-    room: str = Field(default="default", min_length=1, max_length=200)
 
 
 class ChallengeIn(BaseModel):
@@ -165,6 +159,8 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(apikeys.router)
     app.include_router(forms.router)
     mount_mcp(app)  # /mcp/<name>: MCP over streamable HTTP, behind the same sign-in
+    # Added first, so it runs inside the rate limit and the body cap added next.
+    app.add_middleware(MessageDoor, fleet=fleet, auth=auth)
     app.add_middleware(Limits, rate=settings.rate, burst=settings.burst, max_body=settings.max_body)
 
     @app.exception_handler(FleetError)
@@ -173,7 +169,8 @@ def create_app(settings: Settings) -> FastAPI:
 
     @app.exception_handler(AuthError)
     async def auth_error(request: Request, exc: AuthError) -> JSONResponse:
-        return JSONResponse({"detail": str(exc)}, status_code=exc.status)
+        challenge = {"www-authenticate": "Bearer"} if exc.status == 401 else None
+        return JSONResponse({"detail": str(exc)}, status_code=exc.status, headers=challenge)
 
     # --- health and sign-in (no credentials needed) ------------------------------------------
 
@@ -311,8 +308,8 @@ def create_app(settings: Settings) -> FastAPI:
         """Send a message; the reply with its model, usage, timings and receipts. With
         ``Accept: text/event-stream`` the text streams as ``text`` events, then a ``reply``."""
         if "text/event-stream" not in request.headers.get("accept", ""):
-            reply = await fleet.chat(agent, body.text, body.user, body.room)
-            return _reply(reply)
+            # Served by MessageDoor (hot.py) in front of FastAPI; here when it is not there.
+            return Response(await reply_json(fleet, agent, body), media_type="application/json")
         if agent.state != "running":
             raise FleetError(409, f"agent {agent.entry.name!r} is {agent.state}: start it first")
         return StreamingResponse(
@@ -426,17 +423,6 @@ def _sse(event: str, data: Any, id: int | None = None) -> bytes:
     return f"{head}event: {event}\ndata: {json.dumps(data)}\n\n".encode()
 
 
-def _reply(reply: Reply) -> dict[str, Any]:
-    return {
-        "id": reply.message_id,
-        "text": reply.text,
-        "model": reply.model,
-        "usage": reply.usage.model_dump(),
-        "timings": reply.timings,
-        "receipts": reply.receipts,
-    }
-
-
 async def _streamed(fleet: Fleet, agent: Hosted, body: MessageIn) -> AsyncIterator[bytes]:
     chunks: asyncio.Queue[str] = asyncio.Queue()
     task = asyncio.create_task(
@@ -455,7 +441,7 @@ async def _streamed(fleet: Fleet, agent: Hosted, body: MessageIn) -> AsyncIterat
         except FleetError as exc:
             yield _sse("error", {"detail": str(exc), "status": exc.status})
             return
-        yield _sse("reply", _reply(reply))
+        yield _sse("reply", reply_fields(reply))
     finally:
         if not task.done():
             # The client left mid-reply: the agent finishes (memory, hooks) without it.

@@ -249,6 +249,7 @@ class Fleet:
     async def close(self) -> None:
         """Stop everything (the desired states stay as they were, for the next start)."""
         await asyncio.gather(*(self.stop(h, remember=False) for h in self.hosted.values()))
+        await self.registry.drain()
         self.registry.close()
 
     def _confine(self, character: Character) -> None:
@@ -286,11 +287,11 @@ class Fleet:
         except Exception as exc:
             message = str(exc) if isinstance(exc, AigentError) else f"{type(exc).__name__}: {exc}"
             self.bus.publish("agent.error", name, owner, room=room, error=message)
-            await self.registry.record(name, room, said)
+            self.registry.record(name, room, said)
             raise FleetError(502, f"agent {name!r} could not answer: {message}") from exc
-        # The message and its reply in one write: a durable write per message is most of
-        # what the HTTP door adds to a chat.
-        await self.registry.record(
+        # The message and its reply queued as one write, made behind the reply: a durable
+        # write on the reply's path was most of what the HTTP door added to a chat.
+        self.registry.record(
             name, room, said, Said(name, "assistant", reply.text, reply.message_id, reply.receipts)
         )
         # The same dict the anchoring loop fills in later: a receipt asked for after its batch

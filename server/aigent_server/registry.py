@@ -4,7 +4,9 @@ agent that was running is started again, one that was stopped stays stopped."""
 
 from __future__ import annotations
 
+import asyncio
 import json
+import logging
 import sqlite3
 import threading
 import time
@@ -13,6 +15,8 @@ from pathlib import Path
 from typing import Any
 
 from aigent import blocking
+
+log = logging.getLogger("aigent.server")
 
 OPERATOR = "operator"
 """The owner of agents loaded from files on the command line, and of the API token."""
@@ -84,6 +88,8 @@ class Registry:
                 self._db.execute(f"ALTER TABLE messages ADD COLUMN {column} TEXT")
         self._db.executescript(_INDEXES)
         self._lock = threading.Lock()
+        self._pending: list[tuple[Any, ...]] = []
+        self._writer: asyncio.Task[None] | None = None
 
     def _run(self, sql: str, args: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
         with self._lock:
@@ -124,18 +130,36 @@ class Registry:
         await self._do("UPDATE agents SET source = ? WHERE name = ?", (str(source), name))
 
     async def remove(self, name: str) -> None:
+        await self.drain()  # none of its messages written after the delete
         await self._do("DELETE FROM agents WHERE name = ?", (name,))
         await self._do("DELETE FROM messages WHERE agent = ?", (name,))
 
-    async def record(self, agent: str, room: str, *rows: Said) -> None:
-        """Messages of one room, in order, in one transaction (one write per exchange)."""
+    def record(self, agent: str, room: str, *rows: Said) -> None:
+        """Messages of one room, in order, written behind the reply: queued here, then written
+        by a task of their own, in one transaction per batch. Reads wait for what is queued,
+        so a history asked for after a reply shows it; a killed server loses at most the
+        batch being written (the agents' own memory keeps the conversation too)."""
         now = time.time()
-        args = [
+        self._pending.extend(
             (agent, room, r.user, r.role, r.text, now, r.message_id,
              json.dumps(r.receipts) if r.receipts is not None else None)
             for r in rows
-        ]  # fmt: skip
-        await blocking.run("records", self._record, args)
+        )  # fmt: skip
+        if self._writer is None or self._writer.done():
+            self._writer = asyncio.get_running_loop().create_task(self._write_behind())
+
+    async def _write_behind(self) -> None:
+        while self._pending:
+            batch, self._pending = self._pending, []
+            try:
+                await blocking.run("records", self._record, batch)
+            except Exception as exc:  # the disk is full or gone: say so, keep serving
+                log.error("history: %d messages not written: %s", len(batch), exc)
+
+    async def drain(self) -> None:
+        """Wait until every queued message is written."""
+        while self._writer is not None and not self._writer.done():
+            await asyncio.shield(self._writer)
 
     def _record(self, args: list[tuple[Any, ...]]) -> None:
         with self._lock, self._db:
@@ -146,6 +170,7 @@ class Registry:
             )
 
     async def history(self, agent: str, room: str, limit: int) -> list[dict[str, Any]]:
+        await self.drain()
         rows = await self._do(
             "SELECT user, role, text, at, message_id FROM messages WHERE agent = ? AND room = ? "
             "ORDER BY id DESC LIMIT ?",
@@ -158,6 +183,7 @@ class Registry:
 
     async def receipts(self, agent: str, message_id: str) -> dict[str, Any] | None:
         """The receipts an agent's reply came with (None: no such reply of this agent's)."""
+        await self.drain()
         rows = await self._do(
             "SELECT receipts FROM messages WHERE agent = ? AND message_id = ? LIMIT 1",
             (agent, message_id),
@@ -168,6 +194,7 @@ class Registry:
         return stored
 
     async def rooms(self, agent: str) -> list[str]:
+        await self.drain()
         rows = await self._do(
             "SELECT room FROM messages WHERE agent = ? GROUP BY room ORDER BY MAX(id) DESC",
             (agent,),

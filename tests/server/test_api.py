@@ -139,6 +139,34 @@ def test_cookie_sessions_need_the_csrf_header_to_change_anything(served: Served)
         assert client.get("/api/agents").status_code == 200  # reading is safe
         refused = upload(client, {"name": "X"}, "x.json")
         assert refused.status_code == 403 and "x-csrf-token" in refused.json()["detail"]
+        # The message route too (served in front of FastAPI's routing: aigent_server/hot.py).
+        chat = client.post("/api/agents/Ada/messages", json={"text": "hi"})
+        assert chat.status_code == 403 and "x-csrf-token" in chat.json()["detail"]
+
+
+def test_a_bad_message_gets_422_naming_the_field(served: Served) -> None:
+    """The same answer whichever way the route is served: JSON or streamed."""
+    with served.operator() as client:
+        running(client, "Ada")
+        for body, field, kind in (
+            ({}, "text", "missing"),
+            ({"text": ""}, "text", "string_too_short"),
+            ({"text": "x", "room": 5}, "room", "string_type"),
+        ):
+            for accept in ("application/json", "text/event-stream"):
+                answer = client.post(
+                    "/api/agents/Ada/messages", json=body, headers={"Accept": accept}
+                )
+                assert answer.status_code == 422, (body, accept)
+                [problem] = answer.json()["detail"]
+                assert problem["loc"] == ["body", field] and problem["type"] == kind, accept
+        broken = client.post(
+            "/api/agents/Ada/messages",
+            content=b"{not json",
+            headers={"Content-Type": "application/json"},
+        )
+        assert broken.status_code == 422 and broken.json()["detail"][0]["type"] == "json_invalid"
+        assert client.post("/api/agents/Nobody/messages", json={"text": "x"}).status_code == 404
 
 
 def test_sign_in_refuses_a_signature_from_another_key(served: Served) -> None:
