@@ -18,6 +18,7 @@ from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, Field
 
 from aigent import Reply
+from aigent_server.a2a import mount as mount_a2a
 from aigent_server.anchors import VerifyError, check
 from aigent_server.auth import SESSION_COOKIE, Auth, AuthError, Caller
 from aigent_server.confine import Hosts
@@ -58,6 +59,8 @@ class Settings:
     """Names in the server's environment uploaded characters may read besides model keys."""
     """Hosts (``name`` or ``name:port``) uploaded characters may reach besides the public API
     hosts aigent knows (see aigent_server.confine)."""
+    a2a_default: str | None = None
+    """The agent whose A2A card is /.well-known/agent-card.json (None: the operator's only one)."""
 
 
 class MessageIn(BaseModel):
@@ -165,6 +168,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(apikeys.router)
     app.include_router(forms.router)
     mount_mcp(app)  # /mcp/<name>: MCP over streamable HTTP, behind the same sign-in
+    mount_a2a(app, settings.a2a_default)  # A2A cards and JSON-RPC at /a2a/<name>
     app.add_middleware(Limits, rate=settings.rate, burst=settings.burst, max_body=settings.max_body)
 
     @app.exception_handler(FleetError)
