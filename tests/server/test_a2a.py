@@ -10,6 +10,7 @@ import json
 import time
 from collections.abc import AsyncIterator, Iterator
 from contextlib import asynccontextmanager
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -317,3 +318,47 @@ async def test_agent_ask_a2a_in_code(
             await picky.ask_a2a("http://10.255.255.1/a2a/x", "hi")
     finally:
         picky.spending.close()
+
+
+async def test_a_payment_hook_that_takes_payment_lets_a_stranger_in(
+    a2a_served: Served, model: OpenAIServer
+) -> None:
+    """The seam x402 plugs into: ``A2ADoors.payment(request, hosted)`` returns what was paid
+    (its ``payer`` names the caller to the agent) or the response to send instead."""
+    from fastapi.responses import JSONResponse
+
+    @dataclass
+    class Paid:
+        payer: str
+
+    async def payment(request: Any, hosted: Any) -> Any:
+        proof = request.headers.get("x-test-paid")
+        if proof is None:
+            return JSONResponse({"detail": f"pay {hosted.entry.name} first"}, status_code=402)
+        return Paid(payer=proof)
+
+    doors = a2a_served.server.config.app.state.a2a
+    before, doors.payment = doors.payment, payment
+    try:
+        async with sdk_client(a2a_served, "Seller", token=False) as client:
+            with pytest.raises(A2AClientError, match="402"):
+                await _ask(client, "hi")
+        model.queue(reply("paid for"))
+        async with httpx.AsyncClient(headers={"x-test-paid": "rPayer"}, timeout=30) as http:
+            config = ClientConfig(streaming=False, httpx_client=http)
+            client = await create_client(f"{a2a_served.url}/a2a/Seller", client_config=config)
+            (event,) = await _ask(client, "hi")
+            await client.close()
+        assert event.message.parts[0].text == "paid for"
+    finally:
+        doors.payment = before
+    with a2a_served.operator() as api:
+        rooms = api.get("/api/agents/Seller/messages").json()["rooms"]
+        said = [
+            m
+            for room in rooms
+            for m in api.get("/api/agents/Seller/messages", params={"room": room}).json()[
+                "messages"
+            ]
+        ]
+    assert any(m["user"] == "a2a:rPayer" and m["text"] == "hi" for m in said)
