@@ -3,8 +3,8 @@
 A2A 1.0 (``SendMessage`` with ``A2A-Version: 1.0``) where the card offers it, else 0.3
 (``message/send``), over JSON-RPC; plain HTTP and JSON, so the core needs no A2A SDK. The URL
 comes from a model or a stranger: the spending allowlists are checked before anything is
-fetched (and again for the address the card sends the message to), redirects are not
-followed, and what is read is bounded in size and time.
+fetched, a card may send the message only to its own host (scheme, host and port), redirects
+are not followed, and what is read is bounded in size and time.
 
 A paid agent states its price in the card's ``urn:aigent:price:v1`` extension. Nothing is paid
 over A2A yet (x402 is to come); such an agent is refused with a message naming its price and
@@ -67,6 +67,14 @@ def card_url(url: str) -> str:
     return url.rstrip("/") + CARD_PATH
 
 
+def _origin(url: str) -> str:
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    port = parts.port or {"http": 80, "https": 443}.get(parts.scheme)
+    return f"{parts.scheme}://{(parts.hostname or '').lower()}:{port}"
+
+
 def _check(spending: SpendingPolicy | None, url: str) -> None:
     # The asset is not known before the card is read: every allowlist must let the URL in.
     if spending is None:
@@ -91,7 +99,13 @@ async def ask(
     _check(spending, url)  # before anything is fetched
     headers = {"Authorization": f"Bearer {token}"} if token else {}
     card = parse_card(await _get_json(card_url(url), headers), url)
-    _check(spending, card.rpc_url)  # the card may send the message elsewhere
+    if _origin(card.rpc_url) != _origin(card_url(url)):
+        # What was checked (the allowlist, a server's allowed hosts) is the URL asked for: a
+        # card must not send the message, and its token, to another host.
+        raise A2AError(
+            f"{url}: the agent card sends messages to another host ({_origin(card.rpc_url)}); "
+            "ask that URL directly if it is meant"
+        )
     if card.charges:
         price = card.price_text()
         if max_price is not None and card.price is not None and card.price["amount"] > max_price:

@@ -78,10 +78,14 @@ async def hostile() -> AsyncIterator[str]:
     async def card(request: web.Request) -> web.Response:
         return web.json_response({**CARD_0_3, "url": f"{base}/rpc"})
 
+    async def elsewhere(request: web.Request) -> web.Response:
+        return web.json_response({**CARD_0_3, "url": "http://127.0.0.1:1/admin"})
+
     app = web.Application()
     app.router.add_get("/redirect/.well-known/agent-card.json", redirect)
     app.router.add_get("/huge/.well-known/agent-card.json", huge)
     app.router.add_get("/busy/.well-known/agent-card.json", card)
+    app.router.add_get("/elsewhere/.well-known/agent-card.json", elsewhere)
     app.router.add_post("/rpc", rpc_error)
     runner = web.AppRunner(app)
     await runner.setup()
@@ -102,5 +106,7 @@ async def test_a_hostile_server_is_not_followed_nor_read_past_the_cap(hostile: s
         await ask(f"{hostile}/huge", "hi")
     with pytest.raises(A2AError, match=r"Old refused the message: busy \(JSON-RPC error -32000\)"):
         await ask(f"{hostile}/busy", "hi")
+    with pytest.raises(A2AError, match=r"sends messages to another host \(http://127\.0\.0\.1:1\)"):
+        await ask(f"{hostile}/elsewhere", "hi")
     with pytest.raises(A2AError, match="not an http"):
         await ask("ftp://x", "hi")

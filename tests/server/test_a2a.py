@@ -24,7 +24,8 @@ from aigent_server.app import Settings
 from aigent import Agent, Character, SpendDenied
 from aigent.a2a import PRICE_EXTENSION, A2AError
 from tests.fixtures.openai_server import OpenAIServer, reply, tool_call, trickle
-from tests.server.conftest import TOKEN, Served, character, serve
+from tests.server.conftest import TOKEN, Served, character, serve, stand_in
+from tests.server.test_api import upload
 
 BEARER = {"Authorization": f"Bearer {TOKEN}"}
 PRICE = {"amount": 1000, "asset_code": "XRP", "asset_scale": 6}
@@ -56,6 +57,7 @@ def a2a_served(tmp_path_factory: pytest.TempPathFactory, model: OpenAIServer) ->
             files=files,
             token=TOKEN,
             a2a_default="Ada",
+            allow_hosts=(stand_in(model),),  # the model, not the server itself
         )
     )
     try:
@@ -279,6 +281,27 @@ async def test_ask_a2a_off_the_allowlist_is_refused_before_anything_is_fetched(
     assert len(asked) == 2  # Freebie was never asked
     result = [m for m in asked[1]["messages"] if m["role"] == "tool"][-1]["content"]
     assert "not on spending.XRP.allowlist" in result
+
+
+async def test_an_uploaded_agent_asks_only_hosts_the_server_allows(
+    a2a_served: Served, model: OpenAIServer
+) -> None:
+    data = character(model, "Uppy", spending=SPENDS)
+    with a2a_served.operator() as api:
+        created = upload(api, data, "uppy.json")
+        assert created.status_code == 201, created.text
+        model.queue(
+            tool_call("ask_a2a", {"url": f"{a2a_served.url}/a2a/Freebie", "question": "hi"}),
+            reply("not allowed"),
+        )
+        before = len(model.requests)
+        answer = api.post("/api/agents/Uppy/messages", json={"text": "ask Freebie"})
+    assert answer.status_code == 200, answer.text
+    asked = [r.body for r in model.requests[before:]]
+    assert len(asked) == 2  # Freebie was never asked
+    result = [m for m in asked[1]["messages"] if m["role"] == "tool"][-1]["content"]
+    assert "ask_a2a was not run" in result
+    assert "an uploaded character may not reach 127.0.0.1" in result
 
 
 async def test_agent_ask_a2a_in_code(
