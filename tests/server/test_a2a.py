@@ -203,6 +203,45 @@ def test_an_a2a_0_3_client_sends_message_send(a2a_served: Served, model: OpenAIS
     assert answer["result"]["parts"][0]["text"] == "hello, 0.3"
 
 
+def test_an_a2a_0_3_client_streams_with_message_stream(
+    a2a_served: Served, model: OpenAIServer
+) -> None:
+    model.queue(trickle("streamed the old way", every=0.05))
+    body = {
+        "jsonrpc": "2.0",
+        "id": "s-1",
+        "method": "message/stream",
+        "params": {
+            "message": {
+                "kind": "message",
+                "messageId": "m-2",
+                "role": "user",
+                "parts": [{"kind": "text", "text": "stream"}],
+            }
+        },
+    }
+    events = []
+    with (
+        a2a_served.operator() as api,
+        api.stream("POST", "/a2a/Ada", json=body, headers={"Accept": "text/event-stream"}) as sse,
+    ):
+        assert sse.headers["content-type"].startswith("text/event-stream")
+        for line in sse.iter_lines():
+            if line.startswith("data:"):
+                events.append(json.loads(line[5:])["result"])
+    chunks = [e["artifact"]["parts"][0]["text"] for e in events if e["kind"] == "artifact-update"]
+    assert len(chunks) > 1 and "".join(chunks) == "streamed the old way"
+    assert events[-1]["kind"] == "status-update" and events[-1]["status"]["state"] == "completed"
+
+
+def test_a_card_lists_the_agents_actions_as_skills(a2a_served: Served) -> None:
+    with a2a_served.client() as http:
+        card = http.get("/a2a/Asker/.well-known/agent-card.json").json()
+    skills = {s["id"]: s for s in card["skills"]}
+    assert "ask_a2a" in skills
+    assert skills["ask_a2a"]["description"].startswith("Ask another agent over A2A")
+
+
 # --- who may -------------------------------------------------------------------------------------
 
 
