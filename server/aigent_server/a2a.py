@@ -160,7 +160,7 @@ class A2ADoors:
 
     # --- who may ---------------------------------------------------------------------------
 
-    def _caller(self, request: Request) -> Caller | None:
+    def caller(self, request: Request) -> Caller | None:
         """The signed-in caller, None for a stranger; AuthError for credentials that fail."""
         has_cookie = self.auth.sessions.get(request.cookies.get(SESSION_COOKIE)) is not None
         if not request.headers.get("authorization") and not has_cookie:
@@ -172,7 +172,7 @@ class A2ADoors:
             request.headers.get("x-csrf-token"),
         )
 
-    def _find(self, name: str, who: Caller | None) -> Hosted:
+    def find(self, name: str, who: Caller | None) -> Hosted:
         hosted = self.fleet.hosted.get(name)
         owner = who.owner if who is not None else None
         if hosted is None or not (_public(hosted) or owner in (OPERATOR, hosted.entry.owner)):
@@ -334,8 +334,8 @@ async def _card_of(request: Request, name: str) -> Response:
         return missing
     doors = _doors(request)
     try:
-        who = doors._caller(request)
-        hosted = doors._find(name, who)
+        who = doors.caller(request)
+        hosted = doors.find(name, who)
     except (AuthError, FleetError) as exc:
         return _error(exc)
     return JSONResponse(doors.card(request, hosted))
@@ -367,8 +367,8 @@ async def rpc(name: str, request: Request) -> Response:
         return missing
     doors = _doors(request)
     try:
-        who = doors._caller(request)
-        hosted = doors._find(name, who)
+        who = doors.caller(request)
+        hosted = doors.find(name, who)
         admitted = await doors.admit(request, hosted, who)
     except (AuthError, FleetError) as exc:
         return _error(exc)
