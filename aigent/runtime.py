@@ -584,6 +584,17 @@ class Agent:
         this agent's connector asset), and only within the character's spending limits."""
         return await (await self._node()).ask(receiver, text, max_price)
 
+    async def ask_a2a(
+        self, url: str, text: str, *, max_price: int | None = None, token: str | None = None
+    ) -> str:
+        """Send ``text`` to the A2A agent at ``url`` (its base URL or its agent card's) and
+        return its answer's text. The spending allowlists are checked before anything is
+        fetched; a paid agent is refused above ``max_price`` (in the smallest unit of its price's
+        asset). ``token`` is sent as ``Authorization: Bearer`` to agents that need one."""
+        from aigent.a2a import ask
+
+        return await ask(url, text, max_price=max_price, spending=self.spending, token=token)
+
     async def pay(self, receiver: str, amount: int) -> int:
         """Pay ``amount`` (in the connector asset's smallest unit) to any Interledger STREAM
         receiver, a payment pointer or SPSP URL, within the spending limits; returns what

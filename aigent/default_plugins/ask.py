@@ -1,8 +1,9 @@
-"""``ask_agent``: pay another agent to answer a question, as an action the model may call.
+"""``ask_agent`` (pay another agent over ILP to answer a question) and ``ask_a2a`` (ask any
+A2A agent), as actions the model may call.
 
-Offered only to an agent whose connector is on and that has spending limits, and (like every
-value-moving action) only for messages from channels the character lets spend. The spending
-policy decides every payment below the model, whatever the model says.
+Offered only to an agent that has spending limits (``ask_agent`` also needs its connector on),
+and (like every value-moving action) only for messages from channels the character lets spend.
+The spending policy decides every payment below the model, whatever the model says.
 """
 
 from __future__ import annotations
@@ -20,8 +21,22 @@ ASK_TIMEOUT = 90.0  # SPSP, the STREAM payment and the other agent's whole answe
 
 @hookimpl
 def register_actions(register: Any, ctx: PluginContext) -> None:
+    if not ctx.character.spending:
+        return
+    spending = ctx.spending
+
+    @moves_value
+    async def ask_a2a(url: str, question: str, max_price: int | None = None) -> str:
+        """Ask another agent over A2A. ``url`` is its address (or its agent card's URL);
+        ``max_price`` is the most to pay, in the smallest unit of its price's asset (omit for
+        free agents). Returns the other agent's answer."""
+        from aigent.a2a import ask
+
+        return await ask(url, question, max_price=max_price, spending=spending)
+
+    register(Action.from_function(ask_a2a, timeout=ASK_TIMEOUT))
     payments = ctx.payments
-    if payments is None or not ctx.character.spending:
+    if payments is None:
         return
 
     @moves_value

@@ -17,6 +17,7 @@ from fastapi.responses import FileResponse, JSONResponse, Response, StreamingRes
 from fastapi.staticfiles import StaticFiles
 from pydantic import BaseModel, Field
 
+from aigent_server.a2a import mount as mount_a2a
 from aigent_server.anchors import VerifyError, check
 from aigent_server.auth import SESSION_COOKIE, Auth, AuthError, Caller
 from aigent_server.confine import Hosts
@@ -54,10 +55,12 @@ class Settings:
     """Directories whose character files come, change and go while the server runs."""
     watch_seconds: float = 1.0
     allow_hosts: tuple[str, ...] = ()
-    share_env: tuple[str, ...] = ()
-    """Names in the server's environment uploaded characters may read besides model keys."""
     """Hosts (``name`` or ``name:port``) uploaded characters may reach besides the public API
     hosts aigent knows (see aigent_server.confine)."""
+    share_env: tuple[str, ...] = ()
+    """Names in the server's environment uploaded characters may read besides model keys."""
+    a2a_default: str | None = None
+    """The agent whose A2A card is /.well-known/agent-card.json (None: the operator's only one)."""
 
 
 class ChallengeIn(BaseModel):
@@ -160,6 +163,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(forms.router)
     mount_mcp(app)  # /mcp/<name>: MCP over streamable HTTP, behind the same sign-in
     # Added first, so it runs inside the rate limit and the body cap added next.
+    mount_a2a(app, settings.a2a_default)  # A2A cards and JSON-RPC at /a2a/<name>
     app.add_middleware(MessageDoor, fleet=fleet, auth=auth)
     app.add_middleware(Limits, rate=settings.rate, burst=settings.burst, max_body=settings.max_body)
 

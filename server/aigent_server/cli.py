@@ -49,6 +49,14 @@ def serve(
             "peer token or X credentials). Repeat for more; also AIGENT_SERVE_SHARE_ENV."
         ),
     ] = None,
+    a2a_default: Annotated[
+        str | None,
+        typer.Option(
+            help="The agent whose A2A card is /.well-known/agent-card.json (default: the only "
+            "agent loaded from files, if just one). Every agent's card is at "
+            "/a2a/<name>/.well-known/agent-card.json."
+        ),
+    ] = None,
 ) -> None:
     """Host many agents behind one REST API, live events and a web app (on --port, 8000)."""
     import uvicorn
@@ -96,6 +104,7 @@ def serve(
         watch=folders,
         allow_hosts=tuple(allowed),
         share_env=tuple(shared),
+        a2a_default=a2a_default,
     )
     where = f"http://{host}:{port}/"
     typer.echo(f"serving {len(good)} agent file(s) at {where} (API: {where}api/docs)")

@@ -6,7 +6,8 @@ the operator's keys. Every URL it names (a model's ``api_base``, ``memory.url``,
 peers and ledger, URL-like ``secrets`` such as ``OPENAI_API_BASE``, payment pointers in its
 spending allowlists) and every port its connector listens on must be on the server's list,
 or the file is refused (422) naming the field and the flag that would allow it. The same list
-is checked again at each start, and by ``ask_agent`` for the receiver the model picks.
+is checked again at each start, and by ``ask_agent`` and ``ask_a2a`` for the receiver or URL
+the model picks.
 
 The list starts with the public API hosts aigent knows (model providers, TRN, XRPL) and grows
 with ``aigent serve --allow-host HOST[:PORT]`` and ``AIGENT_SERVE_ALLOW_HOSTS``. Loopback is
@@ -301,17 +302,19 @@ def _prefix_entries(character: Character) -> list[str]:
 
 
 class ReceiverCheck:
-    """A plugin for uploaded agents: the receiver the model picks for ``ask_agent`` (or any
-    action taking a ``receiver``) must be on an allowed host, as a URL in the file must."""
+    """A plugin for uploaded agents: the receiver or URL the model picks for ``ask_agent`` or
+    ``ask_a2a`` (or any action taking a ``receiver`` or ``url``) must be on an allowed host, as
+    a URL in the file must."""
 
     def __init__(self, hosts: Hosts) -> None:
         self.hosts = hosts
 
     @hookimpl
     def before_action(self, action: str, arguments: dict[str, Any]) -> None:
-        receiver = arguments.get("receiver")
-        if not isinstance(receiver, str):
-            return
-        problem = self.hosts.problem("receiver", receiver)
-        if problem is not None:
-            raise ActionBlocked(f"{action}: {problem}")
+        for field in ("receiver", "url"):
+            value = arguments.get(field)
+            if not isinstance(value, str):
+                continue
+            problem = self.hosts.problem(field, value)
+            if problem is not None:
+                raise ActionBlocked(f"{action}: {problem}")

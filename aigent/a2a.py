@@ -1,0 +1,291 @@
+"""Asking other agents over A2A: read the agent card, check its price, send one message.
+
+A2A 1.0 (``SendMessage`` with ``A2A-Version: 1.0``) where the card offers it, else 0.3
+(``message/send``), over JSON-RPC; plain HTTP and JSON, so the core needs no A2A SDK. The URL
+comes from a model or a stranger: the spending allowlists are checked before anything is
+fetched, a card may send the message only to its own host (scheme, host and port), redirects
+are not followed, and what is read is bounded in size and time.
+
+A paid agent states its price in the card's ``urn:aigent:price:v1`` extension. Nothing is paid
+over A2A yet (x402 is to come); such an agent is refused with a message naming its price and
+its SPSP URL, which ``ask_agent`` pays over ILP.
+"""
+
+from __future__ import annotations
+
+import json
+import uuid
+from dataclasses import dataclass
+from typing import TYPE_CHECKING, Any
+
+from aigent.amounts import format_amount
+from aigent.errors import AigentError
+
+if TYPE_CHECKING:
+    from aigent.spending import SpendingPolicy
+
+PRICE_EXTENSION = "urn:aigent:price:v1"
+"""The card extension in which an aigent agent states its price and how to pay it."""
+CARD_PATH = "/.well-known/agent-card.json"
+MAX_CARD = 64 * 1024
+MAX_ANSWER = 1024 * 1024
+TIMEOUT = 90.0  # the other agent's whole answer
+
+
+class A2AError(AigentError):
+    """An A2A agent could not be asked, or did not answer; says why."""
+
+
+@dataclass
+class Card:
+    """What an agent card says that asking needs."""
+
+    name: str
+    rpc_url: str
+    version: str
+    """The protocol the message is sent in: ``"1.0"`` or ``"0.3"``."""
+    price: dict[str, Any] | None = None
+    """``amount`` (an integer in the asset's smallest unit), ``asset_code``, ``asset_scale``."""
+    free: bool = False
+    spsp_url: str | None = None
+
+    @property
+    def charges(self) -> bool:
+        return self.price is not None and self.price["amount"] > 0 and not self.free
+
+    def price_text(self) -> str:
+        assert self.price is not None
+        return format_amount(
+            self.price["amount"], self.price["asset_scale"], self.price["asset_code"]
+        )
+
+
+def card_url(url: str) -> str:
+    """The card's address: ``url`` itself when it names a card, else its well-known path."""
+    if url.rstrip("/").endswith((".json",)):
+        return url
+    return url.rstrip("/") + CARD_PATH
+
+
+def _origin(url: str) -> str:
+    from urllib.parse import urlsplit
+
+    parts = urlsplit(url)
+    port = parts.port or {"http": 80, "https": 443}.get(parts.scheme)
+    return f"{parts.scheme}://{(parts.hostname or '').lower()}:{port}"
+
+
+def _check(spending: SpendingPolicy | None, url: str) -> None:
+    # The asset is not known before the card is read: every allowlist must let the URL in.
+    if spending is None:
+        return
+    for asset in spending.limits:
+        spending.check_destination(asset, url)
+
+
+async def ask(
+    url: str,
+    text: str,
+    *,
+    max_price: int | None = None,
+    spending: SpendingPolicy | None = None,
+    token: str | None = None,
+) -> str:
+    """Send ``text`` to the A2A agent at ``url`` (its base URL or its card's); its answer's
+    text. A paid agent is refused above ``max_price`` (in the smallest unit of its price's
+    asset) and, until this side can pay over A2A, at any price."""
+    if not url.startswith(("http://", "https://")):
+        raise A2AError(f"{url!r} is not an http(s) URL of an A2A agent")
+    _check(spending, url)  # before anything is fetched
+    headers = {"Authorization": f"Bearer {token}"} if token else {}
+    card = parse_card(await _get_json(card_url(url), headers), url)
+    if _origin(card.rpc_url) != _origin(card_url(url)):
+        # What was checked (the allowlist, a server's allowed hosts) is the URL asked for: a
+        # card must not send the message, and its token, to another host.
+        raise A2AError(
+            f"{url}: the agent card sends messages to another host ({_origin(card.rpc_url)}); "
+            "ask that URL directly if it is meant"
+        )
+    if card.charges:
+        price = card.price_text()
+        if max_price is not None and card.price is not None and card.price["amount"] > max_price:
+            raise A2AError(
+                f"{card.name} at {url} charges {price} per message, more than max_price "
+                f"{max_price} (in the smallest unit of {card.price['asset_code']})"
+            )
+        ilp = f"; it is paid over ILP with ask_agent at {card.spsp_url}" if card.spsp_url else ""
+        raise A2AError(
+            f"{card.name} at {url} charges {price} per message, and this agent cannot pay over "
+            f"A2A yet (x402 is not installed){ilp}"
+        )
+    return await send(card, text, headers)
+
+
+async def send(card: Card, text: str, headers: dict[str, str] | None = None) -> str:
+    """One message to ``card``'s agent over JSON-RPC; the answer's text."""
+    message_id = uuid.uuid4().hex
+    extra = dict(headers or {})
+    if card.version == "1.0":
+        method = "SendMessage"
+        message: dict[str, Any] = {
+            "messageId": message_id,
+            "role": "ROLE_USER",
+            "parts": [{"text": text}],
+        }
+        extra["A2A-Version"] = "1.0"
+    else:
+        method = "message/send"
+        message = {
+            "kind": "message",
+            "messageId": message_id,
+            "role": "user",
+            "parts": [{"kind": "text", "text": text}],
+        }
+    body = {"jsonrpc": "2.0", "id": message_id, "method": method, "params": {"message": message}}
+    answer = await _post_json(card.rpc_url, body, extra)
+    error = answer.get("error")
+    if isinstance(error, dict):
+        raise A2AError(
+            f"{card.name} refused the message: {str(error.get('message'))[:300]} "
+            f"(JSON-RPC error {error.get('code')})"
+        )
+    result = answer.get("result")
+    if not isinstance(result, dict):
+        raise A2AError(f"{card.name} answered JSON-RPC without a result")
+    return answer_text(result, card.name)
+
+
+def parse_card(body: Any, url: str) -> Card:
+    """The parts of an A2A card (1.0, or 0.3) that asking needs; A2AError naming what is off."""
+    if not isinstance(body, dict):
+        raise A2AError(f"{url}: the agent card is not a JSON object")
+    name = str(body.get("name") or url)
+    rpc_url, version = None, None
+    for interface in body.get("supportedInterfaces") or []:
+        if (
+            isinstance(interface, dict)
+            and interface.get("protocolBinding") == "JSONRPC"
+            and str(interface.get("protocolVersion", "")).startswith("1.")
+            and isinstance(interface.get("url"), str)
+        ):
+            rpc_url, version = interface["url"], "1.0"
+            break
+    if rpc_url is None and isinstance(body.get("url"), str):
+        if body.get("preferredTransport", "JSONRPC") == "JSONRPC":
+            rpc_url, version = body["url"], "0.3"
+    if rpc_url is None or version is None:
+        raise A2AError(f"{url}: the agent card offers no JSON-RPC interface to send a message to")
+    if not rpc_url.startswith(("http://", "https://")):
+        raise A2AError(f"{url}: the agent card's JSON-RPC URL {rpc_url!r} is not http(s)")
+    card = Card(name=name, rpc_url=rpc_url, version=version)
+    capabilities = body.get("capabilities")
+    extensions = capabilities.get("extensions") if isinstance(capabilities, dict) else None
+    for extension in extensions or []:
+        if isinstance(extension, dict) and extension.get("uri") == PRICE_EXTENSION:
+            params = extension.get("params") or {}
+            card.free = params.get("free") is True
+            spsp = params.get("spsp_url")
+            card.spsp_url = spsp if isinstance(spsp, str) else None
+            card.price = _price(params.get("price"), url)
+    return card
+
+
+def _price(value: Any, url: str) -> dict[str, Any] | None:
+    if value is None:
+        return None
+    try:
+        return {
+            "amount": int(value["amount"]),
+            "asset_code": str(value["asset_code"]),
+            "asset_scale": int(value["asset_scale"]),
+        }
+    except (KeyError, TypeError, ValueError):
+        raise A2AError(
+            f"{url}: the card's price is not amount, asset_code and asset_scale"
+        ) from None
+
+
+def answer_text(result: dict[str, Any], name: str) -> str:
+    """The text of a SendMessage result: a Message, or a Task that completed."""
+    if "parts" in result:  # 0.3: the message itself
+        return _parts_text(result["parts"])
+    if isinstance(result.get("message"), dict):  # 1.0
+        return _parts_text(result["message"].get("parts"))
+    task: dict[str, Any] = result["task"] if isinstance(result.get("task"), dict) else result
+    status: dict[str, Any] = task["status"] if isinstance(task.get("status"), dict) else {}
+    said: dict[str, Any] = status["message"] if isinstance(status.get("message"), dict) else {}
+    state = str(status.get("state", "")).lower().removeprefix("task_state_")
+    if state != "completed":
+        why = _parts_text(said.get("parts"))
+        raise A2AError(
+            f"{name} did not complete the task (state {state or 'unknown'})"
+            + (f": {why[:300]}" if why else "")
+        )
+    artifacts = [a for a in task.get("artifacts") or [] if isinstance(a, dict)]
+    texts = [_parts_text(a.get("parts")) for a in artifacts]
+    return "\n".join(t for t in texts if t) or _parts_text(said.get("parts"))
+
+
+def _parts_text(parts: Any) -> str:
+    if not isinstance(parts, list):
+        return ""
+    return "".join(
+        p["text"] for p in parts if isinstance(p, dict) and isinstance(p.get("text"), str)
+    )
+
+
+async def _get_json(url: str, headers: dict[str, str]) -> Any:
+    return await _request("GET", url, None, headers, MAX_CARD)
+
+
+async def _post_json(url: str, body: dict[str, Any], headers: dict[str, str]) -> dict[str, Any]:
+    answer = await _request("POST", url, body, headers, MAX_ANSWER)
+    if not isinstance(answer, dict):
+        raise A2AError(f"{url} answered JSON that is not a JSON-RPC response")
+    return answer
+
+
+async def _request(
+    method: str, url: str, body: dict[str, Any] | None, headers: dict[str, str], limit: int
+) -> Any:
+    import aiohttp  # with the connector: every agent has it, few use it here
+
+    try:
+        async with (
+            aiohttp.ClientSession() as session,
+            session.request(
+                method,
+                url,
+                json=body,
+                headers={"Accept": "application/json", **headers},
+                timeout=aiohttp.ClientTimeout(total=TIMEOUT),
+                allow_redirects=False,  # the host asked is the host that answers
+            ) as response,
+        ):
+            raw = await response.content.read(limit + 1)
+            status = response.status
+    except aiohttp.ClientError as exc:
+        raise A2AError(f"could not reach {url}: {exc}") from None
+    except TimeoutError:
+        raise A2AError(f"{url} did not answer within {TIMEOUT:.0f}s") from None
+    if len(raw) > limit:
+        raise A2AError(f"{url} answered more than {limit} bytes")
+    if status != 200:
+        raise A2AError(f"{url} answered HTTP {status}{_why(raw, status)}")
+    try:
+        return json.loads(raw)
+    except (json.JSONDecodeError, UnicodeDecodeError):
+        raise A2AError(f"{url} did not answer JSON") from None
+
+
+def _why(raw: bytes, status: int) -> str:
+    hint = {
+        401: " (it needs a token: Authorization: Bearer)",
+        402: " (it asks for payment)",
+        404: " (no such agent there)",
+    }.get(status, "")
+    try:
+        detail = json.loads(raw).get("detail")
+    except (json.JSONDecodeError, UnicodeDecodeError, AttributeError):
+        detail = None
+    return f"{hint}: {str(detail)[:300]}" if isinstance(detail, str) else hint
