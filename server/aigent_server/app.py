@@ -162,8 +162,8 @@ def create_app(settings: Settings) -> FastAPI:
     app.include_router(apikeys.router)
     app.include_router(forms.router)
     mount_mcp(app)  # /mcp/<name>: MCP over streamable HTTP, behind the same sign-in
-    # Added first, so it runs inside the rate limit and the body cap added next.
     mount_a2a(app, settings.a2a_default)  # A2A cards and JSON-RPC at /a2a/<name>
+    # Added first, so it runs inside the rate limit and the body cap added next.
     app.add_middleware(MessageDoor, fleet=fleet, auth=auth)
     app.add_middleware(Limits, rate=settings.rate, burst=settings.burst, max_body=settings.max_body)
 
