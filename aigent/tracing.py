@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import logging
 import os
+import sys
 from collections.abc import Mapping
 from contextlib import AbstractContextManager
 from typing import Any
@@ -43,6 +44,9 @@ _OFF = _Off()
 _tracer: Any = None
 """The OpenTelemetry tracer once traces are on; None while off."""
 _provider: Any = None
+_installed: Any = None
+"""The provider aigent made global, if it did (kept across :func:`reset`: OpenTelemetry's
+global is set once per process)."""
 _configured = False
 
 
@@ -62,17 +66,33 @@ def enabled() -> bool:
 
 
 def configure(environ: Mapping[str, str] | None = None) -> bool:
-    """Turn traces on if the environment names an OTLP endpoint (once per process: agents share
-    the SDK's provider, as OpenTelemetry intends). Returns whether they are on."""
-    global _configured, _provider, _tracer
+    """Turn traces on, once per process (agents share a provider, as OpenTelemetry intends):
+    with the application's own provider when it has set one (an app that embeds agents and
+    uses OpenTelemetry already), else with one of aigent's when the environment names an OTLP
+    endpoint, made the global provider so the rest of the process (``aigent serve``'s HTTP
+    spans) joins the same traces. Returns whether they are on."""
+    global _configured, _installed, _provider, _tracer
     if _configured:
         return _tracer is not None
     _configured = True
     env = os.environ if environ is None else environ
+    if env.get("OTEL_SDK_DISABLED", "").lower() == "true":
+        return False
+    api = sys.modules.get("opentelemetry.trace")  # imported already: the app uses OpenTelemetry
+    current = api.get_tracer_provider() if api is not None else None
+    if (
+        api is not None
+        and not isinstance(current, api.ProxyTracerProvider)
+        and current is not _installed
+    ):
+        _tracer = api.get_tracer("aigent")
+        log.info("traces: through the application's OpenTelemetry provider")
+        return True
     wanted = env.get("OTEL_EXPORTER_OTLP_TRACES_ENDPOINT") or env.get("OTEL_EXPORTER_OTLP_ENDPOINT")
-    if not wanted or env.get("OTEL_SDK_DISABLED", "").lower() == "true":
+    if not wanted:
         return False
     try:
+        from opentelemetry import trace
         from opentelemetry.exporter.otlp.proto.http.trace_exporter import OTLPSpanExporter
         from opentelemetry.sdk.resources import Resource
         from opentelemetry.sdk.trace import TracerProvider
@@ -88,6 +108,11 @@ def configure(environ: Mapping[str, str] | None = None) -> bool:
     # Batched, exported from the SDK's own thread: the message path never waits on the
     # collector, and a collector that is down costs dropped spans, not slow replies.
     _provider.add_span_processor(BatchSpanProcessor(OTLPSpanExporter()))
+    if environ is None and isinstance(trace.get_tracer_provider(), trace.ProxyTracerProvider):
+        # The process's own configuration: the process's provider (set once; OpenTelemetry
+        # refuses to replace it).
+        trace.set_tracer_provider(_provider)
+        _installed = _provider
     _tracer = _provider.get_tracer("aigent")
     log.info("traces: exporting over OTLP to %s", wanted)
     return True

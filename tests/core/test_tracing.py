@@ -171,3 +171,42 @@ def _scripted_file(tmp_path: Path) -> Path:
         )
     )
     return path
+
+
+def test_an_app_with_its_own_provider_gets_the_spans(tmp_path: Path) -> None:
+    """An application that embeds agents and set up OpenTelemetry itself keeps its provider:
+    aigent's spans go there, no endpoint needed (a fresh process: the global is set once)."""
+    script = textwrap.dedent(
+        f"""
+        import asyncio, os, sys
+        for name in list(os.environ):
+            if name.startswith("OTEL_"):
+                del os.environ[name]
+        from opentelemetry import trace
+        from opentelemetry.sdk.trace import TracerProvider
+        from opentelemetry.sdk.trace.export import SimpleSpanProcessor
+        from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanExporter
+        exporter = InMemorySpanExporter()
+        provider = TracerProvider()
+        provider.add_span_processor(SimpleSpanProcessor(exporter))
+        trace.set_tracer_provider(provider)
+        from aigent import Agent
+        tracer = trace.get_tracer("the-app")
+
+        async def main():
+            async with Agent.from_file({str(_scripted_file(tmp_path))!r}) as agent:
+                with tracer.start_as_current_span("app.request"):
+                    await agent.chat("hello")
+            spans = {{s.name: s for s in exporter.get_finished_spans()}}
+            assert spans["aigent.message"].parent.span_id == spans["app.request"].context.span_id
+            assert spans["model"].parent.span_id == spans["aigent.message"].context.span_id
+
+        asyncio.run(main())
+        print("ok")
+        """
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().endswith("ok")
