@@ -113,7 +113,7 @@ def test_create_a_token_and_mint_it(browser: Any, site: Served, chains: Chains, 
         page.fill("#mint-amount", "5")
         page.fill("#mint-to", holder.address)
         page.click("#mint-submit")
-        page.wait_for_selector('#xrpl-tokens [data-currency="AGC"] .balance:text-is("−5")')
+        page.wait_for_selector('#xrpl-tokens [data-currency="AGC"] .balance:text-is("5 out")')
         assert chains.ledger.line_balance(holder.address, issuer, "AGC") == 5
         shot(page, "8-tokens")
 

@@ -9,10 +9,10 @@ const enc = encodeURIComponent;
 const short = (a) => (a && a.length > 14 ? `${a.slice(0, 6)}…${a.slice(-4)}` : a);
 
 // Long fractions (18-decimal native XRP) cut to six places on screen; the whole on hover.
-function balanceCell(value) {
+function balanceCell(value, suffix = "") {
   const [whole, frac = ""] = String(value).split(".");
   const text = frac.length > 6 ? `${whole}.${frac.slice(0, 6)}…` : String(value);
-  return h("div", { class: "balance", title: value }, text);
+  return h("div", { class: "balance", title: value }, text + suffix);
 }
 
 function field(label, input, hint) {
@@ -57,11 +57,11 @@ function balanceRow(t) {
     balanceCell(t.balance));
 }
 
-function lineRow(currency, who, value, sub, attrs) {
+function lineRow(currency, who, value, sub, attrs, suffix = "") {
   return h("div", { class: "token-row", ...attrs },
     h("div", { class: "token-badge xrpl" }, currency.slice(0, 3)),
     h("div", { class: "grow" }, h("div", { class: "strong" }, currency), h("div", { class: "muted small ellipsis", title: who }, sub)),
-    balanceCell(value));
+    balanceCell(value, suffix));
 }
 
 function chainCard(title, address, body, error) {
@@ -104,8 +104,9 @@ export async function tokensPage(main, [chosen]) {
           h("div", { class: "grow" }, h("div", { class: "strong" }, "XRP ", kindPill("native")), h("div", { class: "muted small" }, "the ledger's own coin")),
           balanceCell(x.xrp)),
         ...x.holding.map((l) => lineRow(l.currency, l.issuer, l.balance, `from ${short(l.issuer)} · limit ${l.limit}`, { "data-line": `${l.currency}/${l.issuer}` })),
-        ...x.currencies.map((c) => lineRow(c.currency, x.address, c.outstanding === "0" ? "0" : `−${c.outstanding}`,
-          `issued by this agent · ${c.holders} holder${c.holders === 1 ? "" : "s"}`, { "data-currency": c.currency })),
+        // What an issuer holds of its own currency is a debt; it reads as what is out there.
+        ...x.currencies.map((c) => lineRow(c.currency, x.address, c.outstanding,
+          `issued by this agent · ${c.holders} holder${c.holders === 1 ? "" : "s"}`, { "data-currency": c.currency }, " out")),
       ];
       cards.push(chainCard("XRP Ledger", x.address, h("div", { class: "token-list", id: "xrpl-tokens" }, ...rows), x.error));
     }
