@@ -131,11 +131,7 @@ def test_without_an_endpoint_nothing_is_imported_or_recorded(tmp_path: Path) -> 
         print("ok")
         """
     )
-    done = subprocess.run(
-        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120
-    )
-    assert done.returncode == 0, done.stderr
-    assert done.stdout.strip().endswith("ok")
+    _in_a_fresh_process(script)
 
 
 def test_an_endpoint_without_the_sdk_says_how_to_install_it(
@@ -155,6 +151,16 @@ def test_an_endpoint_without_the_sdk_says_how_to_install_it(
         is False
     )
     tracing.reset()
+
+
+def _in_a_fresh_process(script: str) -> None:
+    """Run ``script`` in a new interpreter (OpenTelemetry's global provider is set once per
+    process); it prints ``ok`` when its checks pass."""
+    done = subprocess.run(
+        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120
+    )
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip().endswith("ok")
 
 
 def _scripted_file(tmp_path: Path) -> Path:
@@ -205,8 +211,4 @@ def test_an_app_with_its_own_provider_gets_the_spans(tmp_path: Path) -> None:
         print("ok")
         """
     )
-    done = subprocess.run(
-        [sys.executable, "-c", script], capture_output=True, text=True, timeout=120
-    )
-    assert done.returncode == 0, done.stderr
-    assert done.stdout.strip().endswith("ok")
+    _in_a_fresh_process(script)

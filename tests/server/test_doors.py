@@ -20,20 +20,11 @@ from aigent_server.sessions import Sessions, digest
 
 from tests.fixtures.openai_server import OpenAIServer, reply, tool_call
 from tests.server.conftest import TOKEN, Served, character, serve, sign_in, stand_in, wait_for
+from tests.server.test_api import running
 
 ELIZA0 = (
     Path(__file__).resolve().parents[2] / "tests" / "data" / "characters" / "eliza0.character.json"
 )
-
-
-def running(client: httpx.Client, name: str) -> dict[str, Any]:
-    def check() -> dict[str, Any] | None:
-        agent = client.get(f"/api/agents/{name}").json()
-        assert agent["state"] != "failed", agent["error"]
-        return agent if agent["state"] == "running" else None
-
-    result: dict[str, Any] = wait_for(check, what=f"{name} to run")
-    return result
 
 
 def upload(client: httpx.Client, data: dict[str, Any], filename: str = "c.json") -> httpx.Response:
