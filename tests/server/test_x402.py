@@ -1,0 +1,176 @@
+"""x402 beside ILP, over real HTTP: strangers pay Bob per message with the ``x402-xrpl`` SDK's
+own client, unchanged, on the XRPL test ledger, while Alice pays him over ILP; both land in
+his one earnings ledger.
+
+The SDK pins versions this workspace cannot share (an older FastAPI and OpenAI), so, like any
+payer written by others, it runs in its own environment: ``uv run --with x402-xrpl`` starts
+the payer script below in a process of its own, and the test reads what it printed.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import shutil
+import subprocess
+import sys
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from aigent_xrpl.testledger import TestLedger
+from xrpl.wallet import Wallet
+
+from tests.fixtures.openai_server import OpenAIServer, reply
+from tests.server.conftest import Served
+from tests.server.test_money import (  # noqa: F401  (fixtures used by name)
+    PRICE,
+    _fast_xrpl,
+    pay_and_settle,
+    read_events,
+    running_pair,
+    wallets,
+    xrpl_ledger,
+)
+
+SDK = "x402-xrpl==0.3.4"
+
+PAYER = r"""
+import json, sys
+
+import requests
+from xrpl.wallet import Wallet
+from x402_xrpl.client import XRPLPresignedPaymentPayer, XRPLPresignedPaymentPayerOptions
+from x402_xrpl.clients.base import decode_payment_response
+from x402_xrpl.clients.requests import x402_requests
+from x402_xrpl.types import PaymentRequirements
+
+mode, url, rpc, seed, *rest = sys.argv[1:]
+wallet = Wallet.from_seed(seed)
+message = {"text": "hello from a stranger"}
+if mode == "pay":
+    session = x402_requests(wallet, rpc_url=rpc, network_filter="xrpl:1")
+    answer = session.post(url, json=message, timeout=60)
+elif mode == "replay":
+    answer = requests.post(url, json=message, headers={"PAYMENT-SIGNATURE": rest[0]}, timeout=60)
+elif mode == "underpay":
+    offer = requests.post(url, json=message, timeout=60).json()["accepts"][0]
+    offer["amount"] = str(int(offer["amount"]) // 2)
+    payer = XRPLPresignedPaymentPayer(
+        XRPLPresignedPaymentPayerOptions(wallet=wallet, network="xrpl:1", rpc_url=rpc)
+    )
+    header = payer.create_payment_header(PaymentRequirements.from_dict(offer))
+    answer = requests.post(url, json=message, headers={"PAYMENT-SIGNATURE": header}, timeout=60)
+settled = answer.headers.get("PAYMENT-RESPONSE")
+print(json.dumps({
+    "status": answer.status_code,
+    "body": answer.json(),
+    "sent": answer.request.headers.get("PAYMENT-SIGNATURE"),
+    "settled": decode_payment_response(settled) if settled else None,
+}))
+"""
+
+
+def uv() -> list[str]:
+    found = os.environ.get("UV") or shutil.which("uv")
+    return [found] if found else [sys.executable, "-m", "uv"]
+
+
+def stranger(folder: Path, mode: str, url: str, rpc: str, wallet: Wallet, *extra: str) -> Any:
+    """Run the SDK's own client in an environment of its own; what it saw, as JSON."""
+    script = folder / "payer.py"
+    script.write_text(PAYER, encoding="utf-8")
+    env = {k: v for k, v in os.environ.items() if k not in ("VIRTUAL_ENV", "PYTHONPATH")}
+    done = subprocess.run(
+        [*uv(), "run", "--quiet", "--no-project", "--with", SDK, "python", str(script),
+         mode, url, rpc, wallet.seed or "", *extra],
+        capture_output=True, text=True, timeout=300, env=env, cwd=folder,
+    )  # fmt: skip
+    assert done.returncode == 0, done.stderr[-3000:]
+    return json.loads(done.stdout.strip().splitlines()[-1])
+
+
+@pytest.fixture(scope="module")
+def pair(
+    tmp_path_factory: pytest.TempPathFactory,
+    model: OpenAIServer,
+    xrpl_ledger: TestLedger,  # noqa: F811
+    wallets: dict[str, Wallet],  # noqa: F811
+) -> Iterator[tuple[Served, Served, str]]:
+    with running_pair(tmp_path_factory, model, xrpl_ledger) as running:
+        yield running
+
+
+def test_strangers_pay_with_the_sdk_client_and_earnings_show_both_rails(
+    pair: tuple[Served, Served, str],
+    model: OpenAIServer,
+    xrpl_ledger: TestLedger,  # noqa: F811
+    wallets: dict[str, Wallet],  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    bob_server, alice_server, bob_spsp = pair
+    url = f"{bob_server.url}/x402/Bob/messages"
+    bob_address = wallets["BOB"].address
+    payer = Wallet.create()
+    xrpl_ledger.fund(payer.address, 50_000_000)
+    anyone = httpx.Client(timeout=30)
+
+    # --- no payment: 402, the requirements from Bob's price, in the body and the header
+    first = anyone.post(url, json={"text": "hi"})
+    assert first.status_code == 402, first.text
+    body = first.json()
+    assert body["x402Version"] == 2 and "PAYMENT-SIGNATURE" in body["error"]
+    (offer,) = body["accepts"]
+    assert offer["scheme"] == "exact" and offer["network"] == "xrpl:1"
+    assert offer["amount"] == str(PRICE) and offer["asset"] == "XRP"
+    assert offer["payTo"] == bob_address and offer["extra"]["invoiceId"]
+    assert first.headers["PAYMENT-REQUIRED"]
+    # a bad body is refused before any payment; an agent that did not opt in is not there
+    assert anyone.post(url, json={"txt": "hi"}).status_code == 422
+    assert (
+        anyone.post(f"{alice_server.url}/x402/Alice/messages", json={"text": "hi"}).status_code
+        == 404
+    )
+
+    # --- the SDK's own client pays and gets the reply with a payment response
+    before = xrpl_ledger.balance(bob_address)
+    model.queue(reply("paid answer"))
+    paid = stranger(tmp_path, "pay", url, xrpl_ledger.url, payer)
+    assert paid["status"] == 200, paid
+    assert paid["body"]["text"] == "paid answer"
+    assert paid["body"]["paid"]["rail"] == "x402-xrpl" and paid["body"]["paid"]["amount"] == PRICE
+    settled = paid["settled"]
+    assert settled["success"] is True and settled["network"] == "xrpl:1"
+    assert settled["payer"] == payer.address and settled["transaction"] in xrpl_ledger.txs
+    assert xrpl_ledger.balance(bob_address) == before + PRICE
+
+    # --- the same payment again: refused, saying so
+    again = stranger(tmp_path, "replay", url, xrpl_ledger.url, payer, paid["sent"])
+    assert again["status"] == 402 and again["body"]["reason"] == "replayed", again
+    assert "already used" in again["body"]["error"]
+
+    # --- half the price, signed by the SDK: refused naming the price and what came
+    short = stranger(tmp_path, "underpay", url, xrpl_ledger.url, payer)
+    assert short["status"] == 402 and short["body"]["reason"] == "underpayment", short
+    assert (
+        f"{PRICE} drops" in short["body"]["error"]
+        and f"{PRICE // 2} drops" in short["body"]["error"]
+    )
+    assert xrpl_ledger.balance(bob_address) == before + PRICE  # nothing more moved
+
+    # --- Alice pays over ILP: one ledger, split by rail, in the API and as events
+    with bob_server.operator() as bob, alice_server.operator() as alice:
+        pay_and_settle(alice, model, bob_spsp)
+        money = bob.get("/api/agents/Bob/money").json()["earned"]
+        assert money["amount"] == 2 * PRICE and money["messages"] == 2
+        rails = {r["rail"]: (r["amount"], r["messages"]) for r in money["rails"]}
+        assert rails == {"ilp": (PRICE, 1), "x402-xrpl": (PRICE, 1)}
+        earnings = bob.get("/api/agents/Bob/earnings").json()
+        assert {r["rail"] for r in earnings["rails"]} == {"ilp", "x402-xrpl"}
+        events = read_events(bob, 2, agent="Bob", kind="paid_message")
+        assert sorted(e["rail"] for _, e in events) == ["ilp", "x402-xrpl"]
+        history = bob.get("/api/agents/Bob/messages", params={"room": f"x402:{payer.address}"})
+        assert [m["text"] for m in history.json()["messages"]][-1] == "paid answer"
+    anyone.close()
