@@ -20,11 +20,12 @@ from typing import Any
 
 import httpx
 import pytest
+from aigent_server.app import Settings
 from aigent_xrpl.testledger import TestLedger
 from xrpl.wallet import Wallet
 
-from tests.fixtures.openai_server import OpenAIServer, reply
-from tests.server.conftest import Served
+from tests.fixtures.openai_server import OpenAIServer, reply, tool_call
+from tests.server.conftest import TOKEN, Served, character, serve, wait_for
 from tests.server.test_money import (  # noqa: F401  (fixtures used by name)
     PRICE,
     _fast_xrpl,
@@ -55,6 +56,16 @@ if mode == "pay":
     answer = session.post(url, json=message, timeout=60)
 elif mode == "replay":
     answer = requests.post(url, json=message, headers={"PAYMENT-SIGNATURE": rest[0]}, timeout=60)
+elif mode == "sign":  # the SDK signs for an offer we changed first; nothing is sent
+    offer = requests.post(url, json=message, timeout=60).json()["accepts"][0]
+    change = json.loads(rest[0])
+    offer.update({k: v for k, v in change.items() if k != "extra"})
+    offer["extra"] = {**offer.get("extra", {}), **change.get("extra", {})}
+    payer = XRPLPresignedPaymentPayer(
+        XRPLPresignedPaymentPayerOptions(wallet=wallet, network="xrpl:1", rpc_url=rpc)
+    )
+    print(json.dumps({"header": payer.create_payment_header(PaymentRequirements.from_dict(offer))}))
+    sys.exit(0)
 elif mode == "underpay":
     offer = requests.post(url, json=message, timeout=60).json()["accepts"][0]
     offer["amount"] = str(int(offer["amount"]) // 2)
@@ -174,3 +185,130 @@ def test_strangers_pay_with_the_sdk_client_and_earnings_show_both_rails(
         history = bob.get("/api/agents/Bob/messages", params={"room": f"x402:{payer.address}"})
         assert [m["text"] for m in history.json()["messages"]][-1] == "paid answer"
     anyone.close()
+
+
+def test_wrong_pay_to_wrong_asset_and_expired_offers_are_refused_naming_what(
+    pair: tuple[Served, Served, str],
+    xrpl_ledger: TestLedger,  # noqa: F811
+    wallets: dict[str, Wallet],  # noqa: F811
+    tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    bob_server, _, _ = pair
+    url = f"{bob_server.url}/x402/Bob/messages"
+    payer = Wallet.create()
+    xrpl_ledger.fund(payer.address, 50_000_000)
+    elsewhere = wallets["ALICE"].address
+
+    def send(header: str) -> dict[str, Any]:
+        answer = httpx.post(url, json={"text": "hi"}, headers={"PAYMENT-SIGNATURE": header})
+        assert answer.status_code == 402, answer.text
+        return dict(answer.json())
+
+    def signed(change: dict[str, Any]) -> str:
+        made = stranger(tmp_path, "sign", url, xrpl_ledger.url, payer, json.dumps(change))
+        return str(made["header"])
+
+    wrong_to = send(signed({"payTo": elsewhere}))
+    assert wrong_to["reason"] == "wrong_pay_to" and elsewhere in wrong_to["error"]
+    issuer = Wallet.create().address
+    wrong_asset = send(signed({"asset": "USD", "amount": "5", "extra": {"issuer": issuer}}))
+    assert wrong_asset["reason"] == "wrong_asset" and "USD" in wrong_asset["error"]
+    forged = send(signed({"extra": {"invoiceId": "1.2.3"}}))
+    assert forged["reason"] == "invalid_invoice"
+
+    header = signed({})
+    import aigent_server.x402 as door
+
+    later = door.clock() + door.TIMEOUT + 5
+    monkeypatch.setattr(door, "clock", lambda: later)
+    expired = send(header)
+    assert expired["reason"] == "expired" and "expired" in expired["error"]
+    assert xrpl_ledger.balance(payer.address) == 50_000_000  # nothing submitted, not even a fee
+
+
+def test_an_agent_pays_an_x402_endpoint_within_its_limits_and_is_refused_over_them(
+    pair: tuple[Served, Served, str],
+    model: OpenAIServer,
+    xrpl_ledger: TestLedger,  # noqa: F811
+    wallets: dict[str, Wallet],  # noqa: F811
+    tmp_path_factory: pytest.TempPathFactory,
+) -> None:
+    bob_server, _, _ = pair
+    bob_address = wallets["BOB"].address
+    carol_wallet = Wallet.create()
+    xrpl_ledger.fund(carol_wallet.address, 50_000_000)
+    folder = tmp_path_factory.mktemp("carol")
+    carol = character(
+        model,
+        "Carol",
+        plugins=["xrpl"],
+        connector={"enabled": False},
+        settings={"xrpl": {"url": xrpl_ledger.url, "seed_env": "CAROL_XRPL_SEED",
+                           "context": [], "cache_ttl": 0}},
+        secrets={"CAROL_XRPL_SEED": carol_wallet.seed or ""},
+        spending={"XRP": {"max_per_payment": 5000, "per_day": 1500}},
+    )  # fmt: skip
+    (folder / "carol.json").write_text(json.dumps(carol), encoding="utf-8")
+    server = serve(Settings(data_dir=folder / "data", files=[folder / "carol.json"], token=TOKEN))
+    url = f"{bob_server.url}/x402/Bob/messages"
+    ask = {"url": url, "body": json.dumps({"text": "what is x402?"}), "max_price": "0.01"}
+    try:
+        with server.operator() as client, bob_server.operator() as bob:
+            wait_for(lambda: client.get("/api/agents/Carol").json()["state"] == "running",
+                     what="Carol running")  # fmt: skip
+            earned = bob.get("/api/agents/Bob/money").json()["earned"]["amount"]
+            model.queue(tool_call("x402_fetch", ask), reply("HTTP 402 done"), reply("Carol: ok"))
+            answer = client.post("/api/agents/Carol/messages", json={"text": "ask Bob, paying"})
+            assert answer.status_code == 200 and answer.json()["text"] == "Carol: ok", answer.text
+            tool = model.requests[-1].body["messages"][-1]
+            result = json.loads(tool["content"])
+            assert result["status"] == 200 and result["body"]["text"] == "HTTP 402 done"
+            tx = xrpl_ledger.txs[result["paid"]["tx"]]
+            assert tx["Destination"] == bob_address and tx["Amount"] == str(PRICE)
+            assert tx["meta"]["TransactionResult"] == "tesSUCCESS"
+            left = xrpl_ledger.balance(carol_wallet.address)
+            assert bob.get("/api/agents/Bob/money").json()["earned"]["amount"] == earned + PRICE
+            (spent,) = client.get("/api/agents/Carol/payments").json()["payments"]
+            assert spent["destination"] == bob_address and spent["state"] == "spent"
+
+            # a second one would pass the day's cap: refused before anything is signed
+            model.queue(tool_call("x402_fetch", ask), reply("Carol: refused"))
+            answer = client.post("/api/agents/Carol/messages", json={"text": "again"})
+            assert answer.status_code == 200, answer.text
+            refusal = model.requests[-1].body["messages"][-1]["content"]
+            assert "daily cap of 0.0015 XRP would be exceeded" in refusal, refusal
+            assert xrpl_ledger.balance(carol_wallet.address) == left
+            payments = client.get("/api/agents/Carol/payments").json()["payments"]
+            assert [p["state"] for p in payments] == ["spent"]
+    finally:
+        server.stop()
+
+
+def test_a_replay_is_refused_after_a_restart_too(
+    pair: tuple[Served, Served, str],
+    model: OpenAIServer,
+    xrpl_ledger: TestLedger,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    """Last in this module: it restarts Bob's server on the same data directory."""
+    bob_server, _, _ = pair
+    url = f"{bob_server.url}/x402/Bob/messages"
+    payer = Wallet.create()
+    xrpl_ledger.fund(payer.address, 50_000_000)
+    model.queue(reply("first and only"))
+    paid = stranger(tmp_path, "pay", url, xrpl_ledger.url, payer)
+    assert paid["status"] == 200, paid
+    bob_server.stop()
+    again = serve(Settings(data_dir=bob_server.data_dir, token=TOKEN))
+    try:
+        with again.operator() as bob:
+            wait_for(lambda: bob.get("/api/agents/Bob").json()["state"] == "running",
+                     what="Bob running again")  # fmt: skip
+        replay = stranger(
+            tmp_path, "replay", f"{again.url}/x402/Bob/messages", xrpl_ledger.url, payer,
+            paid["sent"],
+        )  # fmt: skip
+        assert replay["status"] == 402 and replay["body"]["reason"] == "replayed", replay
+    finally:
+        again.stop()
