@@ -43,6 +43,7 @@ if TYPE_CHECKING:
     from aigent import Character
     from aigent.node import AgentNode
     from aigent_server.fleet import Fleet
+    from aigent_server.x402_evm import EvmOffer
 
 router = APIRouter(tags=["x402"])
 
@@ -113,6 +114,14 @@ class XrplOffer:
         }
 
 
+@dataclass(frozen=True)
+class Terms:
+    """What an agent's 402 offers: at most one offer per rail."""
+
+    xrpl: XrplOffer | None
+    evm: EvmOffer | None
+
+
 # --- the door --------------------------------------------------------------------------------
 
 
@@ -144,15 +153,15 @@ async def require_payment(request: Request, hosted: Hosted) -> Paid | Response:
             f"agent {hosted.entry.name!r} has its connector turned off: x402 earnings are "
             "booked in its ledger, so turn connector.enabled back on",
         )
-    offer = xrpl_offer(hosted)
+    terms = offers(hosted)
     key = _key(hosted)
     header = next((request.headers[h] for h in HEADERS_IN if h in request.headers), None)
     if header is None:
-        return _required(request, hosted, offer, key, "PAYMENT-SIGNATURE header is required")
+        return _required(request, hosted, terms, key, "PAYMENT-SIGNATURE header is required")
     try:
-        paid = await _take(header, hosted, node, offer, key)
+        paid = await _take(header, hosted, node, terms, key)
     except Refused as refused:
-        return _required(request, hosted, offer, key, str(refused), refused.reason)
+        return _required(request, hosted, terms, key, str(refused), refused.reason)
     return paid
 
 
@@ -179,6 +188,19 @@ async def paid_message(name: str, request: Request) -> Response:
 
 
 # --- offers ----------------------------------------------------------------------------------
+
+
+def offers(hosted: Hosted) -> Terms:
+    """The rails the agent takes: ``settings.x402.evm`` adds EVM ``exact``; the XRPL is taken
+    unless only ``evm`` is set."""
+    from aigent_server.x402_evm import evm_offer
+
+    assert hosted.agent is not None
+    x402 = hosted.agent.character.settings.get("x402") or {}
+    x402 = x402 if isinstance(x402, dict) else {}
+    evm = evm_offer(hosted, x402["evm"]) if "evm" in x402 else None
+    xrpl = xrpl_offer(hosted) if "xrpl" in x402 or evm is None else None
+    return Terms(xrpl, evm)
 
 
 def xrpl_offer(hosted: Hosted) -> XrplOffer:
@@ -224,7 +246,7 @@ def xrpl_offer(hosted: Hosted) -> XrplOffer:
 def _required(
     request: Request,
     hosted: Hosted,
-    offer: XrplOffer,
+    terms: Terms,
     key: bytes,
     error: str,
     reason: str = "payment_required",
@@ -234,8 +256,15 @@ def _required(
     character = agent.character
     price = character.price
     assert price is not None
-    expires = int(clock()) + TIMEOUT
-    invoice = _invoice(key, hosted.entry.name, offer, price.amount, price.asset_code, expires)
+    accepts = []
+    if terms.xrpl is not None:
+        expires = int(clock()) + TIMEOUT
+        invoice = _invoice(
+            key, hosted.entry.name, terms.xrpl, price.amount, price.asset_code, expires
+        )
+        accepts.append(terms.xrpl.requirement(character, invoice))
+    if terms.evm is not None:
+        accepts.append(terms.evm.requirement())
     body = {
         "x402Version": 2,
         "error": error,
@@ -245,7 +274,7 @@ def _required(
             "description": f"one message to {hosted.entry.name}, answered ({price} a message)",
             "mimeType": "application/json",
         },
-        "accepts": [offer.requirement(character, invoice)],
+        "accepts": accepts,
         "extensions": {},
     }
     return JSONResponse(body, status_code=402, headers={"PAYMENT-REQUIRED": _b64(body)})
@@ -254,15 +283,21 @@ def _required(
 # --- taking a payment ------------------------------------------------------------------------
 
 
-async def _take(header: str, hosted: Hosted, node: AgentNode, offer: XrplOffer, key: bytes) -> Paid:
+async def _take(header: str, hosted: Hosted, node: AgentNode, terms: Terms, key: bytes) -> Paid:
     payload = _decode(header)
     accepted = payload.get("accepted") or {}
     scheme, network = accepted.get("scheme"), accepted.get("network")
-    if scheme != "exact" or network != offer.network:
+    if scheme == "exact" and terms.evm is not None and network == terms.evm.network:
+        from aigent_server.x402_evm import take_evm
+
+        return await take_evm(payload, hosted, node, terms.evm)
+    offer = terms.xrpl
+    if scheme != "exact" or offer is None or network != offer.network:
+        taken = [t.network for t in (terms.xrpl, terms.evm) if t is not None]
         raise Refused(
             "unsupported_scheme",
-            f"this agent takes scheme 'exact' on {offer.network}; the payment is for scheme "
-            f"{scheme!r} on {network!r}",
+            f"this agent takes scheme 'exact' on {' or '.join(taken)}; the payment is for "
+            f"scheme {scheme!r} on {network!r}",
         )
     inner = payload.get("payload") or {}
     blob, invoice = inner.get("signedTxBlob"), inner.get("invoiceId")
@@ -417,14 +452,18 @@ async def _settle(
 
 
 async def _claim(node: AgentNode, tx_hash: str, invoice: str) -> bool:
+    return await claim(node, RAIL_XRPL, "xrpl-tx:" + tx_hash, "x402-invoice:" + invoice)
+
+
+async def claim(node: AgentNode, rail: str, *keys: str) -> bool:
+    """Mark each of ``keys`` used, durably; False when any was used before."""
     from aigent import blocking
 
-    def claim() -> bool:
-        fresh_tx = node.earnings.claim("xrpl-tx:" + tx_hash, RAIL_XRPL)
-        fresh_invoice = node.earnings.claim("x402-invoice:" + invoice, RAIL_XRPL)
-        return fresh_tx and fresh_invoice
+    def run() -> bool:
+        fresh = [node.earnings.claim(key, rail) for key in keys]
+        return all(fresh)
 
-    return bool(await blocking.run("records", claim))
+    return bool(await blocking.run("records", run))
 
 
 # --- small parts -----------------------------------------------------------------------------
