@@ -8,12 +8,12 @@ header); with a ``PAYMENT-SIGNATURE`` (v2) or ``X-PAYMENT`` (v1) header the paym
 checked, settled on its ledger, booked in the agent's earnings ledger with its rail, and the
 reply carries ``PAYMENT-RESPONSE`` (and ``X-PAYMENT-RESPONSE``).
 
-The XRPL rail speaks the wire format of the ``x402-xrpl`` SDK: scheme ``exact`` on network
-``xrpl:<network id>``, the payer presigns a ``Payment`` bound to our invoice id (memo and
-``InvoiceID``) and the server verifies and submits it itself (no facilitator to trust). An
+The XRPL rail (here) speaks the wire format of the ``x402-xrpl`` SDK: scheme ``exact`` on
+network ``xrpl:<network id>``, the payer presigns a ``Payment`` bound to our invoice id (memo
+and ``InvoiceID``) and the server verifies and submits it itself (no facilitator to trust). An
 invoice id is a MAC of what it quotes with its expiry, so offering costs no write; a paid
 transaction and its invoice are claimed for good in the earnings ledger before submission,
-so a replay is refused, also after a restart.
+so a replay is refused, also after a restart. The EVM rail is in :mod:`aigent_server.x402_evm`.
 
 Other doors (A2A) call :func:`require_payment` the same way.
 """

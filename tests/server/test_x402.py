@@ -312,3 +312,17 @@ def test_a_replay_is_refused_after_a_restart_too(
         assert replay["status"] == 402 and replay["body"]["reason"] == "replayed", replay
     finally:
         again.stop()
+
+
+def test_an_uploaded_agents_x402_fetch_url_is_confined_like_a_receiver() -> None:
+    from aigent_server.confine import Hosts
+
+    from aigent.errors import ActionBlocked
+
+    check = Hosts().plugin()
+    with pytest.raises(ActionBlocked, match=r"x402_fetch: url: .*may not reach 127.0.0.1:5432"):
+        check.before_action("x402_fetch", {"url": "http://127.0.0.1:5432/x402/Bob/messages"})
+    check.before_action("x402_fetch", {"url": "https://s.altnet.rippletest.net:51234/"})
+    Hosts(["127.0.0.1:8000"]).plugin().before_action(
+        "x402_fetch", {"url": "http://127.0.0.1:8000/x"}
+    )

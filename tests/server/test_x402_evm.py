@@ -55,7 +55,10 @@ def eve(
         secrets={"EVE_EVM_KEY": anvil.keys[SETTLER]},
     )
     (folder / "eve.json").write_text(json.dumps(data), encoding="utf-8")
-    server = serve(Settings(data_dir=folder / "data", files=[folder / "eve.json"], token=TOKEN))
+    free = character(model, "Fay", settings={"x402": {}})  # no price: answers anyone
+    (folder / "fay.json").write_text(json.dumps(free), encoding="utf-8")
+    files = [folder / "eve.json", folder / "fay.json"]
+    server = serve(Settings(data_dir=folder / "data", files=files, token=TOKEN))
     try:
         with server.operator() as client:
             state = wait_for(
@@ -144,3 +147,14 @@ def test_the_sdk_client_pays_in_a_token_and_replays_and_underpayments_are_refuse
             {"rail": "x402-evm", "amount": PRICE, "messages": 1, "text": "0.001 XRP"}
         ]
     assert base64.b64decode(first.headers["PAYMENT-REQUIRED"])
+
+
+def test_a_free_agent_answers_on_the_x402_door_without_payment(
+    eve: Served, model: OpenAIServer
+) -> None:
+    with eve.operator() as client:
+        wait_for(lambda: client.get("/api/agents/Fay").json()["state"] == "running", what="Fay")
+    model.queue(reply("free answer"))
+    answer = httpx.post(f"{eve.url}/x402/Fay/messages", json={"text": "hi"}, timeout=30)
+    assert answer.status_code == 200 and answer.json()["text"] == "free answer", answer.text
+    assert answer.json()["paid"]["rail"] == "free" and "PAYMENT-RESPONSE" not in answer.headers
