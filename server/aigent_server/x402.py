@@ -168,7 +168,8 @@ async def require_payment(request: Request, hosted: Hosted) -> Paid | Response:
 @router.post("/x402/{name}/messages")
 async def paid_message(name: str, request: Request) -> Response:
     """A message to an agent, paid per message with x402 (no session needed). Without a
-    payment: 402 and what to pay. Body: ``{"text": "..."}`` (``user``, ``room`` optional)."""
+    payment: 402 and what to pay. Body: ``{"text": "..."}``; the user is the payer's address
+    (it signed the payment), never what the body says, and the room is the payer's own."""
     from aigent_server.app import MessageIn, _reply
 
     fleet: Fleet = request.app.state.fleet
@@ -180,11 +181,19 @@ async def paid_message(name: str, request: Request) -> Response:
     paid = await require_payment(request, hosted)
     if isinstance(paid, Response):
         return paid
-    who = paid.payer or "x402"
-    reply = await fleet.chat(hosted, body.text, who, f"x402:{who}", client="x402")
+    # A free agent's callers prove nothing: each call is a stranger of its own, so no two
+    # share a room or the memory keyed by their user.
+    who = paid.payer or f"anonymous-{secrets.token_hex(6)}"
     what = {"rail": paid.rail, "amount": paid.amount, "asset": paid.asset, "scale": paid.scale}
-    answer = _reply(reply) | {"paid": what | {"tx": paid.tx}}
-    return JSONResponse(answer, headers=paid.headers())
+    what |= {"tx": paid.tx}
+    try:
+        reply = await fleet.chat(hosted, body.text, who, f"x402:{who}", client="x402")
+    except FleetError as exc:
+        # Settled and booked already: say so, with the transaction, so the payer can take it up.
+        taken = f"; the payment was settled ({paid.tx})" if paid.tx else ""
+        detail = {"detail": f"{exc}{taken}", "paid": what}
+        return JSONResponse(detail, status_code=exc.status, headers=paid.headers())
+    return JSONResponse(_reply(reply) | {"paid": what}, headers=paid.headers())
 
 
 # --- offers ----------------------------------------------------------------------------------

@@ -18,7 +18,7 @@ from eth_account import Account
 
 from tests.fixtures import x402_token
 from tests.fixtures.anvil import Anvil, run_anvil
-from tests.fixtures.openai_server import OpenAIServer, reply
+from tests.fixtures.openai_server import OpenAIServer, error, reply
 from tests.server.conftest import TOKEN, Served, character, serve, wait_for
 
 PRICE = 1000  # drops: what a message costs, booked in Eve's earnings
@@ -147,6 +147,26 @@ def test_the_sdk_client_pays_in_a_token_and_replays_and_underpayments_are_refuse
             {"rail": "x402-evm", "amount": PRICE, "messages": 1, "text": "0.001 XRP"}
         ]
     assert base64.b64decode(first.headers["PAYMENT-REQUIRED"])
+
+
+def test_a_paid_message_the_agent_cannot_answer_says_the_payment_settled(
+    eve: Served, chain: tuple[Anvil, str], model: OpenAIServer
+) -> None:
+    from x402.http.clients import x402_requests
+
+    anvil, token = chain
+    payer = Account.create()
+    x402_token.mint(anvil, token, payer.address, 1_000_000)
+    url = f"{eve.url}/x402/Eve/messages"
+    network = f"eip155:{anvil.chain_id}"
+    model.queue(error(400, "the model refuses"))
+    session = x402_requests(sdk_client(payer.key.hex(), network, token))
+    answer = session.post(url, json={"text": "hello"}, timeout=60)
+    assert answer.status_code == 502, answer.text
+    body = answer.json()
+    assert "the payment was settled" in body["detail"] and body["paid"]["tx"] in body["detail"]
+    assert answer.headers["PAYMENT-RESPONSE"]
+    assert x402_token.balance(anvil, token, payer.address) == 1_000_000 - TOKEN_PRICE
 
 
 def test_a_free_agent_answers_on_the_x402_door_without_payment(
