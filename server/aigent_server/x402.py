@@ -153,6 +153,8 @@ async def require_payment(request: Request, hosted: Hosted) -> Paid | Response:
             f"agent {hosted.entry.name!r} has its connector turned off: x402 earnings are "
             "booked in its ledger, so turn connector.enabled back on",
         )
+    if not takes_x402(hosted):
+        return _no_rail(hosted, node)
     terms = offers(hosted)
     key = _key(hosted)
     header = next((request.headers[h] for h in HEADERS_IN if h in request.headers), None)
@@ -170,7 +172,7 @@ async def paid_message(name: str, request: Request) -> Response:
     """A message to an agent, paid per message with x402 (no session needed). Without a
     payment: 402 and what to pay. Body: ``{"text": "..."}``; the user is the payer's address
     (it signed the payment), never what the body says, and the room is the payer's own."""
-    from aigent_server.app import MessageIn, _reply
+    from aigent_server.hot import MessageIn, reply_fields
 
     fleet: Fleet = request.app.state.fleet
     hosted = door(fleet, name)
@@ -193,10 +195,62 @@ async def paid_message(name: str, request: Request) -> Response:
         taken = f"; the payment was settled ({paid.tx})" if paid.tx else ""
         detail = {"detail": f"{exc}{taken}", "paid": what}
         return JSONResponse(detail, status_code=exc.status, headers=paid.headers())
-    return JSONResponse(_reply(reply) | {"paid": what}, headers=paid.headers())
+    return JSONResponse(reply_fields(reply) | {"paid": what}, headers=paid.headers())
 
 
 # --- offers ----------------------------------------------------------------------------------
+
+
+def takes_x402(hosted: Hosted) -> bool:
+    """Whether the character opts in (``settings.x402``): x402 is offered nowhere otherwise."""
+    character = hosted.agent.character if hosted.agent is not None else hosted.character
+    return character is not None and "x402" in character.settings
+
+
+def accepts(request: Request, hosted: Hosted) -> list[dict[str, Any]]:
+    """The requirements a 402 would state now (for an agent card); none when the agent takes
+    no x402 payment, is free or is not running, or its x402 settings are wrong."""
+    agent = hosted.agent
+    price = agent.character.price if agent is not None else None
+    if agent is None or price is None or price.amount == 0 or not takes_x402(hosted):
+        return []
+    try:
+        terms = offers(hosted)
+        found = []
+        if terms.xrpl is not None:
+            expires = int(clock()) + TIMEOUT
+            code = price.asset_code
+            invoice = _invoice(
+                _key(hosted), hosted.entry.name, terms.xrpl, price.amount, code, expires
+            )
+            found.append(terms.xrpl.requirement(agent.character, invoice))
+        if terms.evm is not None:
+            found.append(terms.evm.requirement())
+        return found
+    except FleetError:
+        return []  # the card still shows; a payment attempt names what is wrong
+
+
+def _no_rail(hosted: Hosted, node: AgentNode) -> Response:
+    """402 for a priced agent that takes no x402: its price, and how else to pay."""
+    agent = hosted.agent
+    assert agent is not None and agent.character.price is not None
+    price = agent.character.price
+    how = f"pay over ILP at {node.spsp_url} (aigent's ask_agent), " if node.spsp_url else ""
+    said = (
+        f"agent {hosted.entry.name!r} charges {price} per message and takes no x402 payment: "
+        f"{how}or ask its owner for access (settings.x402 in its character turns x402 on)"
+    )
+    body = {
+        "x402Version": 2,
+        "error": said,
+        "detail": said,
+        "reason": "no_x402",
+        "accepts": [],
+        "price": {"amount": str(price.amount), "asset_code": price.asset_code,
+                  "asset_scale": price.asset_scale, "text": str(price)},
+    }  # fmt: skip
+    return JSONResponse(body, status_code=402)
 
 
 def offers(hosted: Hosted) -> Terms:
