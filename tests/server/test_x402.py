@@ -285,6 +285,42 @@ def test_an_agent_pays_an_x402_endpoint_within_its_limits_and_is_refused_over_th
         server.stop()
 
 
+def test_the_a2a_door_takes_the_same_x402_payment(
+    pair: tuple[Served, Served, str],
+    model: OpenAIServer,
+    xrpl_ledger: TestLedger,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    """A stranger's A2A call to Bob is paid the same way: 402 with the same offer, then the
+    SDK's signed payment in PAYMENT-SIGNATURE beside the JSON-RPC call."""
+    bob_server, _, _ = pair
+    payer = Wallet.create()
+    xrpl_ledger.fund(payer.address, 50_000_000)
+    call = {
+        "jsonrpc": "2.0",
+        "id": 1,
+        "method": "message/send",
+        "params": {"message": {"kind": "message", "messageId": "m-x402", "role": "user",
+                               "parts": [{"kind": "text", "text": "hi over A2A"}]}},
+    }  # fmt: skip
+    with bob_server.client() as http, bob_server.operator() as bob:
+        unpaid = http.post("/a2a/Bob", json=call)
+        assert unpaid.status_code == 402, unpaid.text
+        (offer,) = unpaid.json()["accepts"]
+        assert offer["network"] == "xrpl:1" and offer["amount"] == str(PRICE)
+        before = bob.get("/api/agents/Bob/money").json()["earned"]["rails"]
+        signed = stranger(
+            tmp_path, "sign", f"{bob_server.url}/x402/Bob/messages", xrpl_ledger.url, payer, "{}"
+        )
+        model.queue(reply("paid over A2A"))
+        paid = http.post("/a2a/Bob", json=call, headers={"PAYMENT-SIGNATURE": signed["header"]})
+        assert paid.status_code == 200, paid.text
+        assert paid.json()["result"]["parts"][0]["text"] == "paid over A2A"
+        after = bob.get("/api/agents/Bob/money").json()["earned"]["rails"]
+        count = {r["rail"]: r["messages"] for r in after}
+        assert count["x402-xrpl"] == {r["rail"]: r["messages"] for r in before}["x402-xrpl"] + 1
+
+
 def test_a_replay_is_refused_after_a_restart_too(
     pair: tuple[Served, Served, str],
     model: OpenAIServer,
