@@ -81,16 +81,44 @@ class Earnings:
             db.execute("PRAGMA journal_mode=WAL")
             db.execute(
                 "CREATE TABLE IF NOT EXISTS sales (message_id TEXT PRIMARY KEY, at REAL NOT NULL, "
-                "amount INTEGER NOT NULL, asset TEXT NOT NULL, sender TEXT NOT NULL)"
+                "amount INTEGER NOT NULL, asset TEXT NOT NULL, sender TEXT NOT NULL, "
+                "rail TEXT NOT NULL DEFAULT 'ilp')"
+            )
+            columns = {row[1] for row in db.execute("PRAGMA table_info(sales)")}
+            if "rail" not in columns:  # a ledger from before x402: all its sales came over ILP
+                db.execute("ALTER TABLE sales ADD COLUMN rail TEXT NOT NULL DEFAULT 'ilp'")
+            db.execute(
+                "CREATE TABLE IF NOT EXISTS spent (key TEXT PRIMARY KEY, at REAL NOT NULL, "
+                "rail TEXT NOT NULL)"
             )
             self._db = db
         return self._db
 
-    def book(self, sale: _Sale, asset: str) -> None:
+    def book(self, sale: _Sale, asset: str, rail: str = PAID_CLIENT) -> None:
+        self.record(sale.message_id, sale.amount, asset, sale.sender, rail)
+
+    def record(self, message_id: str, amount: int, asset: str, sender: str, rail: str) -> None:
+        """One paid message, whichever rail paid it (``ilp``, ``x402-xrpl``, ...)."""
         self._conn().execute(
-            "INSERT OR IGNORE INTO sales VALUES (?, ?, ?, ?, ?)",
-            (sale.message_id, time.time(), sale.amount, asset, sale.sender),
+            "INSERT OR IGNORE INTO sales (message_id, at, amount, asset, sender, rail) "
+            "VALUES (?, ?, ?, ?, ?, ?)",
+            (message_id, time.time(), amount, asset, sender, rail),
         )
+
+    def claim(self, key: str, rail: str) -> bool:
+        """Mark a payment (a transaction, an invoice, a nonce) as used, for good; False when
+        it was used before. Kept beside the sales so a replay is refused after a restart."""
+        cursor = self._conn().execute(
+            "INSERT OR IGNORE INTO spent VALUES (?, ?, ?)", (key, time.time(), rail)
+        )
+        return cursor.rowcount == 1
+
+    def by_rail(self) -> dict[str, tuple[int, int]]:
+        """(amount earned, messages sold) per rail."""
+        rows = self._conn().execute(
+            "SELECT rail, COALESCE(SUM(amount), 0), COUNT(*) FROM sales GROUP BY rail ORDER BY rail"
+        )
+        return {str(rail): (int(amount), int(count)) for rail, amount, count in rows}
 
     def total(self) -> tuple[int, int]:
         """(amount earned, messages sold)."""
@@ -279,15 +307,20 @@ class AgentNode:
             if span is not None:
                 span.set_attribute("aigent.fulfilled", isinstance(answer, Fulfill))
         if isinstance(answer, Fulfill) and sale.answered:
-            code, scale = self.asset
-            await blocking.run("records", self.earnings.book, sale, code)
-            if self.observers:
-                self.observers.emit(
-                    "paid_message",
-                    {"amount": sale.amount, "asset": code, "scale": scale,
-                     "sender": sale.sender, "message_id": sale.message_id},
-                )  # fmt: skip
+            await self.sold(sale.amount, sale.sender, sale.message_id, PAID_CLIENT)
         return answer
+
+    async def sold(self, amount: int, sender: str, message_id: str, rail: str) -> None:
+        """Book a paid message in the one earnings ledger and tell the observers; every rail
+        (ILP here, x402 in ``aigent serve``) comes through here."""
+        code, scale = self.asset
+        await blocking.run("records", self.earnings.record, message_id, amount, code, sender, rail)
+        if self.observers:
+            self.observers.emit(
+                "paid_message",
+                {"amount": amount, "asset": code, "scale": scale, "sender": sender,
+                 "message_id": message_id, "rail": rail},
+            )  # fmt: skip
 
     async def _on_request(self, incoming: Any) -> Any:
         """One paid message: check the price, answer, and hand back the reply for the Fulfill."""

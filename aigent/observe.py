@@ -30,7 +30,7 @@ KINDS: dict[str, str] = {
     "payment.held": "a payment's outcome is unknown, so it keeps counting: asset, amount, scale, "
     "destination, purpose, spend_id, note",
     "paid_message": "a paid message was answered and paid: amount, asset, scale, sender, "
-    "message_id",
+    "message_id, rail (ilp, x402-xrpl, ...)",
     "settlement.claim_sent": "a payment-channel claim went to a peer: peer, channel, amount, "
     "total, asset, scale, engine",
     "settlement.claim_received": "a peer's claim was checked and credited: peer, channel, "

@@ -86,16 +86,18 @@ async def refuse_paid(request: Request, hosted: Hosted) -> Response:
 def _default_payment() -> Payment:
     # The x402 door, when present, is the one place a payment over HTTP is checked.
     try:
-        from aigent_server.x402 import require_payment  # type: ignore[attr-defined]
+        from aigent_server.x402 import require_payment
     except ImportError:
         return refuse_paid
-    return require_payment  # type: ignore[no-any-return]
+    return require_payment
 
 
 def x402_accepts(request: Request, hosted: Hosted) -> list[dict[str, Any]]:
-    """The x402 payment requirements the card states (``accepts`` of a 402), none until the x402
-    wiring fills this in from the character's price."""
-    return []
+    """The x402 payment requirements the card states (``accepts`` of a 402): none for an agent
+    that takes no x402 payment."""
+    from aigent_server.x402 import accepts
+
+    return accepts(request, hosted)
 
 
 def _settings(hosted: Hosted) -> dict[str, Any]:

@@ -413,8 +413,10 @@ def create_app(settings: Settings) -> FastAPI:
         return FileResponse(STATIC / "index.html", headers={"cache-control": "no-cache"})
 
     from aigent_server.tokens import router as tokens  # its routes use this module's dependencies
+    from aigent_server.x402 import router as x402_router
 
     app.include_router(tokens)
+    app.include_router(x402_router)  # /x402/<name>/messages: paid per message, no session
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     return app
 

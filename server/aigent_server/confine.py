@@ -302,9 +302,9 @@ def _prefix_entries(character: Character) -> list[str]:
 
 
 class ReceiverCheck:
-    """A plugin for uploaded agents: the receiver or URL the model picks for ``ask_agent`` or
-    ``ask_a2a`` (or any action taking a ``receiver`` or ``url``) must be on an allowed host, as
-    a URL in the file must."""
+    """A plugin for uploaded agents: the receiver or URL the model picks for ``ask_agent``,
+    ``ask_a2a`` or ``x402_fetch`` (or any action taking a ``receiver`` or ``url``) must be on an
+    allowed host, as a URL in the file must."""
 
     def __init__(self, hosts: Hosts) -> None:
         self.hosts = hosts

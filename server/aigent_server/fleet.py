@@ -90,6 +90,15 @@ class Hosted:
     lock: asyncio.Lock = field(default_factory=asyncio.Lock)
 
 
+def rails(by_rail: dict[str, tuple[int, int]], code: str, scale: int) -> list[dict[str, Any]]:
+    """Earnings per rail (``ilp``, ``x402-xrpl``, ...): what each way of being paid brought."""
+    return [
+        {"rail": rail, "amount": amount, "messages": messages,
+         "text": format_amount(amount, scale, code)}
+        for rail, (amount, messages) in by_rail.items()
+    ]  # fmt: skip
+
+
 class Fleet:
     def __init__(
         self,
@@ -366,6 +375,7 @@ class Fleet:
                 "amount": amount,
                 "messages": sold,
                 "text": format_amount(amount, scale, code),
+                "rails": rails(agent.node.earnings.by_rail(), code, scale),
             }
         if character is not None and agent is not None:
             for asset, limits in character.spending.items():

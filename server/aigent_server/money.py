@@ -14,7 +14,7 @@ from fastapi import APIRouter, Query
 
 from aigent.amounts import format_amount
 from aigent_server.app import Agent
-from aigent_server.fleet import FleetError, Hosted
+from aigent_server.fleet import FleetError, Hosted, rails
 
 if TYPE_CHECKING:
     from aigent import Agent as Running
@@ -74,6 +74,7 @@ async def earnings(
     try:
         rows = await asyncio.to_thread(node.earnings.over_time, every, start)
         amount, messages = await asyncio.to_thread(node.earnings.total)
+        by_rail = await asyncio.to_thread(node.earnings.by_rail)
     except ValueError as exc:
         raise FleetError(422, str(exc)) from None
     return {
@@ -85,6 +86,7 @@ async def earnings(
             "messages": messages,
             "text": format_amount(amount, scale, code),
         },
+        "rails": rails(by_rail, code, scale),
         "buckets": [{"at": at, "amount": n, "messages": m} for at, n, m in rows],
     }
 

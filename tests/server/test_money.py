@@ -144,7 +144,7 @@ def running_pair(
                 }
             },
         },
-        settings={"xrpl": xrpl_settings(xrpl_ledger, "BOB")},
+        settings={"xrpl": xrpl_settings(xrpl_ledger, "BOB"), "x402": {}},  # x402 tests too
     )
     (folder / "bob.json").write_text(json.dumps(bob), encoding="utf-8")
     alice = character(

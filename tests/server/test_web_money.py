@@ -61,7 +61,8 @@ def settled(
         with db:
             for day, count in ((2, 3), (3, 1), (5, 6), (8, 2), (9, 4), (12, 5), (16, 2)):
                 for i in range(count):
-                    db.execute("INSERT INTO sales VALUES (?, ?, ?, 'XRP', 'alice')",
+                    db.execute("INSERT INTO sales (message_id, at, amount, asset, sender) "
+                               "VALUES (?, ?, ?, 'XRP', 'alice')",
                                (f"past-{day}-{i}", now - day * 86400, 1000))  # fmt: skip
         db.close()
         yield bob, alice

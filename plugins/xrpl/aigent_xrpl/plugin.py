@@ -1,5 +1,5 @@
-"""Hooks: actions that pay and read the XRP Ledger, balances and recent transactions as
-context, and the ``xrpl-paychan`` settlement engine."""
+"""Hooks: actions that pay and read the XRP Ledger (and pay x402 endpoints from it),
+balances and recent transactions as context, and the ``xrpl-paychan`` settlement engine."""
 
 from __future__ import annotations
 
@@ -119,6 +119,17 @@ def register_actions(register: Callable[..., None], ctx: PluginContext) -> None:
         result = await service_for(ctx).trust_set(currency, issuer, limit)
         return json.dumps({"hash": result.get("hash"), "result": "tesSUCCESS"})
 
+    @moves_value
+    async def x402_fetch(
+        url: str, method: str = "POST", body: str = "", max_price: str = ""
+    ) -> str:
+        """Call an HTTP endpoint that may ask for payment (x402): when it answers 402, pay
+        what it asks from the agent's XRPL account, within the spending limits and at most
+        ``max_price`` (XRP, or units of the asked currency), and return its answer."""
+        from aigent_xrpl.x402 import x402_fetch as fetch
+
+        return json.dumps(await fetch(service_for(ctx), url, method, body, max_price))
+
     async def xrpl_balances(account: str = "") -> str:
         """Balances (XRP and trust lines) of an XRPL account; the agent's own by default."""
         return json.dumps(await service_for(ctx).balances(account or None))
@@ -165,6 +176,7 @@ def register_actions(register: Callable[..., None], ctx: PluginContext) -> None:
         xrpl_currency_create,
         xrpl_issue,
         xrpl_trust_set,
+        x402_fetch,
         xrpl_balances,
         xrpl_trust_lines,
         xrpl_tokens,

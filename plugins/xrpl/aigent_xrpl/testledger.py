@@ -445,6 +445,7 @@ class TestLedger:
         return {
             "info": {
                 "build_version": "2.3.0-testledger",
+                "network_id": 1,  # the XRPL testnet's, which x402 payers check
                 "server_state": "full",
                 "complete_ledgers": f"1-{self.ledger_index}",
                 "validated_ledger": {

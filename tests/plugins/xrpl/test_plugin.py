@@ -23,7 +23,7 @@ async def test_actions_and_context_from_the_installed_plugin(
     assert "destination" in actions["xrpl_pay"].spec().parameters["properties"]
     # Paying, issuing and trusting an issuer are kept off channels that may not spend.
     assert {n for n, a in actions.items() if a.moves_value} == {
-        "xrpl_pay", "xrpl_currency_create", "xrpl_issue", "xrpl_trust_set",
+        "xrpl_pay", "xrpl_currency_create", "xrpl_issue", "xrpl_trust_set", "x402_fetch",
     }  # fmt: skip
 
     await actions["xrpl_pay"].run({"destination": bob.address, "amount": "0.75"})

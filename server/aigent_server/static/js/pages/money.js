@@ -7,6 +7,7 @@ import { empty, h, header, pill, time, toast } from "../ui.js";
 
 const SVG = "http://www.w3.org/2000/svg";
 const LIVE_KINDS = ["paid_message", "payment", "settlement", "anchor", "confirmation", "agent"];
+const RAILS = { ilp: "over ILP", "x402-xrpl": "by x402 (XRPL)", "x402-evm": "by x402 (EVM)" };
 
 export const amount = (n, scale, asset) =>
   `${(n / 10 ** (scale || 0)).toLocaleString(undefined, { maximumFractionDigits: scale || 0 })}${asset ? ` ${asset}` : ""}`;
@@ -159,7 +160,10 @@ export async function moneyPage(main, [chosen]) {
     const held = money ? money.held.length : 0;
     const tiles = h("div", { class: "tiles" },
       h("div", { class: "tile" }, h("div", { class: "label" }, "Earned"), h("div", { class: "big", id: "earned" }, earned ? earned.text : "—"),
-        h("div", { class: "muted small" }, earned ? `from ${earned.messages} paid message(s)` : "its connector is off")),
+        h("div", { class: "muted small" }, earned ? `from ${earned.messages} paid message(s)` : "its connector is off"),
+        earned && earned.rails && earned.rails.length
+          ? h("div", { class: "muted small", id: "rails" }, earned.rails.map((r) => h("div", { "data-rail": r.rail }, `${r.text} ${RAILS[r.rail] || `by ${r.rail}`}`)))
+          : null),
       h("div", { class: "tile" }, h("div", { class: "label" }, "Price"), h("div", { class: "big" }, fresh.price || "—"),
         h("div", { class: "muted small mono ellipsis" }, fresh.address || "no ILP address")),
       h("div", { class: "tile" }, h("div", { class: "label" }, "Peers"), h("div", { class: "big" }, ledger ? String(ledger.accounts.length) : "—"),
