@@ -333,8 +333,10 @@ async def test_ilp_send_with_an_amount_needs_allow_send(
         await hub.stop()
 
 
-def test_the_service_url_and_token_are_checked_at_load(monkeypatch: pytest.MonkeyPatch) -> None:
-    base = {"node_id": "n", "address": "g.n"}
+def test_the_service_url_and_token_are_checked_at_load(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
+    base = {"node_id": "n", "address": "g.n", "ledger_path": str(tmp_path / "n.sqlite")}
     with pytest.raises(ConfigError, match=r"local_delivery\.url"):
         parse_config({**base, "local_delivery": {"url": "ftp://x"}})
     delivery = {"url": "http://127.0.0.1:1", "token_env": "NOT_SET_ANYWHERE"}
