@@ -171,7 +171,11 @@ class DiscordClient:
             return self._mark(channel, message_id)
 
         async def send(part: str, first: bool) -> str:
-            return str(await self.api.send(channel, part, message_id if first else None))
+            sent = str(await self.api.send(channel, part, message_id if first else None))
+            if first:  # at most once: kept before anything else can fail or be cancelled
+                self.state.record_reply(message_id)
+                self.state.save()
+            return sent
 
         recent = self.log.recent(channel, self.context_messages)[:-1]
         incoming = Incoming(text=text, user=str(author.get("id")), room=f"discord:{channel}",
@@ -179,7 +183,8 @@ class DiscordClient:
                                 "message_id": message_id, "channel_id": channel,
                                 "guild_id": data.get("guild_id"), "author": name}})  # fmt: skip
         outgoing = await reply_through_hooks(self.agent, incoming, send, LIMIT)
-        self.state.record_reply(message_id)
+        if not self.state.answered(message_id):
+            self.state.record_reply(message_id)
         if from_bot:
             self.state.count_bot_turn(channel)
         if channel in self.threads:

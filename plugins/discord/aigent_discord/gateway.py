@@ -87,8 +87,12 @@ class Gateway:
                 try:
                     code = await self._connect_once(http)
                     failures = 0
-                except DiscordError:
-                    raise
+                except DiscordError as exc:
+                    if not exc.retryable:
+                        raise
+                    log.warning("Discord gateway: %s", exc)
+                    code = None
+                    failures += 1
                 except (aiohttp.ClientError, TimeoutError, ConnectionError) as exc:
                     log.warning("Discord gateway unreachable: %s", type(exc).__name__)
                     code = None

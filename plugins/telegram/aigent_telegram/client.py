@@ -172,8 +172,12 @@ class TelegramClient:
             return False
 
         async def send(part: str, first: bool) -> str:
-            return str(await self.api.send(chat_id, part, message_id if first else None,
+            sent = str(await self.api.send(chat_id, part, message_id if first else None,
                                            thread))  # fmt: skip
+            if first:  # at most once: kept before anything else can fail or be cancelled
+                self.state.record_reply(key)
+                self.state.save()
+            return sent
 
         recent = self.log.recent(channel, self.context_messages)[:-1]
         incoming = Incoming(text=text, user=str(sender.get("id")), room=f"telegram:{channel}",
@@ -181,7 +185,8 @@ class TelegramClient:
                                 "chat_id": chat_id, "message_id": message_id,
                                 "chat_type": chat.get("type"), "author": name}})  # fmt: skip
         outgoing = await reply_through_hooks(self.agent, incoming, send, LIMIT)
-        self.state.record_reply(key)
+        if not self.state.answered(key):
+            self.state.record_reply(key)
         if from_bot:
             self.state.count_bot_turn(channel)
         if thread is not None:

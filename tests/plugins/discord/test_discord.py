@@ -133,11 +133,29 @@ async def test_a_dropped_connection_resumes_and_misses_nothing(make_agent, disco
     assert discord.sent[0]["content"] == "echo: @Agent while you were away"
 
 
-async def test_heartbeats_are_sent_and_acknowledged(make_agent, discord) -> None:
+async def test_heartbeats_are_sent_and_an_unanswered_one_reconnects(make_agent, discord) -> None:
     discord.heartbeat_interval_ms = 100
     async with make_agent():
         await discord.ready()
         await discord.wait_for(lambda: discord.heartbeats >= 3)
+        assert discord.resumes == []
+        discord.ack = False  # the connection went quiet: a zombie
+        await discord.wait_for(lambda: len(discord.resumes) == 1)
+        discord.ack = True
+        await discord.message("<@900> back?", mention=True)
+        await discord.wait_for(lambda: len(discord.sent) == 1)
+
+
+async def test_an_expired_session_identifies_again(make_agent, discord) -> None:
+    async with make_agent():
+        await discord.ready()
+    discord.session_id = "forgotten-by-discord"
+    async with make_agent():
+        await discord.wait_for(lambda: len(discord.identifies) == 2)
+        await discord.ready()
+        await discord.message("<@900> new session", mention=True)
+        await discord.wait_for(lambda: len(discord.sent) == 1)
+    assert discord.resumes[-1]["session_id"] == "session-1"
 
 
 async def test_a_bad_token_stops_with_a_clear_message(make_agent, discord, caplog) -> None:
