@@ -73,6 +73,13 @@ def test_discord_and_telegram_map_to_clients_with_no_warning(write_character, da
         assert c.settings["telegram"] == {"allowed_chats": ["-100"]}
 
 
+def test_eliza_1x_client_blocks_in_settings_are_their_settings(write_character) -> None:
+    data = {**ELIZA1, "settings": {**ELIZA1["settings"], "discord": {"max_bot_turns": 1}}}
+    c = load_character(write_character(data, "blocks.json"))
+    assert c.settings["discord"] == {"max_bot_turns": 1}
+    assert not any("discord" in w.lower() for w in c.warnings)
+
+
 def test_eliza_0x_client_flags_without_a_meaning_are_reported(write_character) -> None:
     data = {**ELIZA0, "clientConfig": {"discord": {"isPartOfTeam": True},
                                        "slack": {"x": 1}}}  # fmt: skip

@@ -191,6 +191,20 @@ async def test_threads_it_answered_in_are_followed(make_agent, discord) -> None:
     assert [m["channel_id"] for m in discord.sent] == ["555", "555"]
 
 
+async def test_elizaos_channel_settings_are_read_from_the_secrets(make_agent, discord) -> None:
+    """ElizaOS 1.x keeps CHANNEL_IDS and friends in its settings, which become secrets."""
+    secrets = {"DISCORD_API_TOKEN": TOKEN, "CHANNEL_IDS": "100,101",
+               "DISCORD_LISTEN_CHANNEL_IDS": "101"}  # fmt: skip
+    async with make_agent(secrets=secrets):
+        await discord.ready()
+        await discord.message("<@900> not one of my channels", mention=True, channel="999")
+        await discord.message("<@900> a listen-only channel", mention=True, channel="101")
+        await discord.message("<@900> mine", mention=True, channel="100")
+        await discord.wait_for(lambda: len(discord.sent) == 1)
+        await asyncio.sleep(0.3)
+    assert [m["channel_id"] for m in discord.sent] == ["100"]
+
+
 async def test_long_replies_are_split_under_2000(make_agent, discord) -> None:
     paragraph = " ".join(["Interledger moves value between ledgers."] * 30)
     text = "\n\n".join([paragraph] * 3)  # about 3.7k characters
