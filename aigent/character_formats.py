@@ -61,6 +61,10 @@ ELIZA_PLUGINS: dict[str, str] = {
     "direct": BUILT_IN,  # the terminal chat and `Agent.chat`
     "twitter": "client:twitter",
     "client-twitter": "client:twitter",
+    "discord": "client:discord",
+    "client-discord": "client:discord",
+    "telegram": "client:telegram",
+    "client-telegram": "client:telegram",
     "local-ai": "model:local",
     "local-embedding": BUILT_IN,
     "openai": "model:openai",
@@ -72,6 +76,23 @@ ELIZA_PLUGINS: dict[str, str] = {
     "xai": "model:xai",
     "grok": "model:xai",
     "mcp": "plugin:mcp",  # aigent-mcp reads the same settings.mcp.servers
+}
+
+# ElizaOS 0.x `clientConfig.<client>` flags -> settings.<client> keys of aigent's clients.
+ELIZA_CLIENT_CONFIG: dict[str, dict[str, str]] = {
+    "discord": {
+        "shouldIgnoreBotMessages": "ignore_bots",
+        "shouldIgnoreDirectMessages": "ignore_direct_messages",
+        "shouldRespondOnlyToMentions": "only_mentions",
+        "allowedChannelIds": "channels",
+    },
+    "telegram": {
+        "shouldIgnoreBotMessages": "ignore_bots",
+        "shouldIgnoreDirectMessages": "ignore_direct_messages",
+        "shouldRespondOnlyToMentions": "only_mentions",
+        "allowedGroupIds": "allowed_chats",
+        "shouldOnlyJoinInAllowedGroups": "",  # implied here by allowed_chats being set
+    },
 }
 
 ZEREPY_LLMS = {
@@ -159,6 +180,7 @@ class Eliza0(_ElizaCommon):
     plugins: list[str | dict[str, Any]] = Field(default_factory=list)
     settings: Eliza0Settings = Field(default_factory=Eliza0Settings)
     extends: list[str] = Field(default_factory=list)
+    clientConfig: dict[str, Any] = Field(default_factory=dict)
 
 
 class Eliza1(_ElizaCommon):
@@ -236,7 +258,6 @@ _ELIZA0_KNOWN = set(Eliza0.model_fields) | {"id"}
 _ELIZA0_UNSUPPORTED = {
     "imageModelProvider": "image generation is not supported",
     "imageVisionModelProvider": "image description is not supported",
-    "clientConfig": "client flags go under settings.<plugin> in aigent",
     "twitterProfile": "the twitter plugin reads the profile from the account",
     "instagramProfile": "there is no Instagram plugin",
     "nft": "NFT generation is not supported",
@@ -308,6 +329,7 @@ def _from_eliza0(c: Eliza0) -> tuple[dict[str, Any], list[str]]:
     plugins, clients = _eliza_plugins(c.clients, "clients", warnings)
     more_plugins, more_clients = _eliza_plugins(c.plugins, "plugins", warnings)
     data["plugins"], data["clients"] = plugins + more_plugins, _unique(clients + more_clients)
+    data["settings"] = _client_config(c.clientConfig, warnings)
 
     for key, what in _ELIZA0_UNSUPPORTED.items():
         if key in c.model_fields_set or key in (c.model_extra or {}):
@@ -322,6 +344,24 @@ def _from_eliza0(c: Eliza0) -> tuple[dict[str, Any], list[str]]:
             "settings.ragKnowledge: not needed; aigent always retrieves knowledge in chunks"
         )
     return data, warnings
+
+
+def _client_config(config: dict[str, Any], warnings: list[str]) -> dict[str, Any]:
+    settings: dict[str, Any] = {}
+    for client, flags in config.items():
+        names = ELIZA_CLIENT_CONFIG.get(client)
+        if names is None or not isinstance(flags, dict):
+            warnings.append(
+                f"clientConfig.{client}: ignored (client flags go under settings.<plugin> in "
+                "aigent)"
+            )
+            continue
+        for key, value in flags.items():
+            if key not in names:
+                warnings.append(f"clientConfig.{client}.{key}: ignored, aigent has no equivalent")
+            elif names[key]:
+                settings.setdefault(client, {})[names[key]] = value
+    return settings
 
 
 def _model(model_id: str, c: Eliza0) -> dict[str, Any]:
@@ -349,7 +389,7 @@ def _from_eliza1(c: Eliza1) -> tuple[dict[str, Any], list[str]]:
     secrets.update(c.secrets)
     data["secrets"] = secrets
     for key, value in c.settings.items():
-        if key in data["plugins"] and isinstance(value, dict):
+        if key in [*data["plugins"], *data["clients"]] and isinstance(value, dict):
             # A plugin's own block (settings.mcp for @elizaos/plugin-mcp) is its settings here too.
             data.setdefault("settings", {})[key] = value
         elif not isinstance(value, str | int | float | bool):
@@ -461,7 +501,7 @@ def _deep_merge(base: dict[str, Any], child: dict[str, Any]) -> dict[str, Any]:
 # --- ZerePy --------------------------------------------------------------------------------------
 
 _ZEREPY_UNSUPPORTED_CONNECTIONS = {
-    "solana", "ethereum", "sonic", "monad", "goat", "allora", "farcaster", "discord",
+    "solana", "ethereum", "sonic", "monad", "goat", "allora", "farcaster",
     "echochambers", "perplexity", "eternalai", "hyperbolic", "galadriel",
 }  # fmt: skip
 
@@ -490,6 +530,11 @@ def _from_zerepy(z: ZerePy) -> tuple[dict[str, Any], list[str]]:
         elif conn.name == "twitter":
             clients.append("twitter")
             settings["twitter"] = options
+        elif conn.name == "discord":
+            clients.append("discord")
+            if "message_read_count" in options:  # ZerePy's read size is the context here
+                options["context_messages"] = options.pop("message_read_count")
+            settings["discord"] = options
         elif conn.name in _ZEREPY_UNSUPPORTED_CONNECTIONS:
             warnings.append(f"config[{i}]: connection {conn.name!r} has no aigent plugin; ignored")
         else:

@@ -26,7 +26,7 @@ def test_eliza_0x_maps_provider_clients_secrets_and_examples() -> None:
     assert c.format == "eliza-0.x"
     assert c.models.large[0].model == "openai/gpt-4o-mini"  # settings.model overrides gpt-4o
     assert c.models.small[0].model == "openai/gpt-4o-mini"
-    assert c.clients == ["twitter"]
+    assert c.clients == ["twitter", "discord"]
     assert c.secrets["OPENAI_API_KEY"] == "sk-character-secret-123456"
     assert c.lore == ["once traded a sandwich for a bitcoin", "keeps a paper ledger"]
     assert c.message_examples[0][1].user == "Trader Joe"
@@ -35,7 +35,7 @@ def test_eliza_0x_maps_provider_clients_secrets_and_examples() -> None:
     assert c.knowledge[1].path == "docs/faq.md"  # type: ignore[union-attr]
     # What has no meaning here is reported, not dropped silently.
     joined = "\n".join(c.warnings)
-    for unmapped in ("discord", "@elizaos/plugin-solana", "twitterProfile", "settings.voice"):
+    for unmapped in ("@elizaos/plugin-solana", "twitterProfile", "settings.voice"):
         assert unmapped in joined
 
 
@@ -64,11 +64,11 @@ def test_eliza_1x_maps_model_plugins_settings_and_secrets() -> None:
     assert c.format == "eliza-1.x"
     assert c.models.small[0].model == "openai/gpt-4o-mini"
     assert c.models.large[0].model == "openai/gpt-4o"
-    assert c.clients == ["twitter"]
+    assert c.clients == ["twitter", "discord"]
     assert c.secrets["OPENAI_API_KEY"] == "sk-eliza1-secret-abcdef"
     assert c.secrets["TWITTER_POST_ENABLE"] == "true"
     assert c.message_examples[0][0].user == "{{name1}}"
-    assert any("plugin-discord" in w for w in c.warnings)
+    assert not any("discord" in w for w in c.warnings)
     assert not any("plugin-sql" in w or "plugin-bootstrap" in w for w in c.warnings)
 
 

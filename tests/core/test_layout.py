@@ -72,5 +72,5 @@ def test_the_core_imports_no_plugin() -> None:
                     assert not name.startswith(
                         ("aigent_trn", "aigent_xrpl", "aigent_twitter", "aigent_chroma",
                          "aigent_litellm", "aigent_local", "aigent_openai", "aigent_sqlite",
-                         "aigent_mcp")
+                         "aigent_mcp", "aigent_discord", "aigent_telegram")
                     ), f"{file.name} imports {name}"  # fmt: skip

@@ -308,8 +308,8 @@ async def test_an_agent_does_not_start_half_configured(scripted_character) -> No
         await agent.start()
     assert started == []  # the good client was stopped again
 
-    missing = Agent.from_file(scripted_character(clients=["telegram"]))
-    with pytest.raises(PluginError, match="plugin 'telegram': client is not installed"):
+    missing = Agent.from_file(scripted_character(clients=["matrix"]))
+    with pytest.raises(PluginError, match="plugin 'matrix': client is not installed"):
         await missing.start()
 
 

@@ -1,0 +1,235 @@
+"""The Discord client: answers direct messages, mentions (and replies to its own messages),
+and follows threads it has answered in, with the channel's recent messages as context.
+
+Guards: a message is answered at most once, even after a restart (ids and per-channel
+watermarks on disk; a restart resumes the gateway session, so Discord replays what was
+missed and nothing is answered twice); other bots are answered a few turns in a row at most,
+then not until a person speaks; replies longer than 2000 characters are split at paragraph or
+sentence boundaries; every reply goes through the response hooks with its message id.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import re
+import sys
+from typing import Any
+
+from aigent import Incoming, PluginContext
+from aigent.conversations import (
+    ChannelLog,
+    ChatState,
+    as_flag,
+    as_ids,
+    reply_through_hooks,
+    setting,
+)
+from aigent_discord.gateway import Gateway
+from aigent_discord.rest import DiscordApi, DiscordError
+
+log = logging.getLogger("aigent.discord")
+
+LIMIT = 2000
+THREAD_TYPES = {10, 11, 12}  # announcement, public and private threads
+
+
+def token(ctx: PluginContext) -> str | None:
+    # DISCORD_API_TOKEN is ElizaOS's name, DISCORD_TOKEN ZerePy's.
+    for name in ("DISCORD_BOT_TOKEN", "DISCORD_API_TOKEN", "DISCORD_TOKEN"):
+        value = ctx.secrets.get(name)
+        if value:
+            return value
+    return None
+
+
+class DryRunApi:
+    """No token: nothing is connected; what would be sent is shown instead."""
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.sent: list[tuple[str, str]] = []
+
+    async def send(self, channel: str, text: str, reply_to: str | None = None) -> str:
+        self.sent.append((channel, text))
+        print(f"[dry run] {self.name} would send to Discord channel {channel}: {text}",
+              file=sys.stderr, flush=True)  # fmt: skip
+        return f"dry-run-{len(self.sent)}"
+
+    async def close(self) -> None:
+        return None
+
+
+class DiscordClient:
+    name = "discord"
+
+    def __init__(self, ctx: PluginContext, agent: Any, *, api: Any = None) -> None:
+        self.ctx = ctx
+        self.agent = agent
+        secret = None if as_flag(ctx.settings.get("dry_run")) else token(ctx)
+        self.dry_run = secret is None and api is None
+        rest = None if secret is None else DiscordApi(secret, base=ctx.settings.get("api_base"))
+        self.api: Any = api or rest or DryRunApi(agent.name)
+        self.state = ChatState.load(ctx.data_dir / "discord-state.json")
+        self.gateway: Gateway | None = None
+        if secret is not None and rest is not None:
+            self.gateway = Gateway(secret, rest.gateway_url, self.on_event,
+                                   self.state.session, on_session=self.state.save)  # fmt: skip
+        self.channels = as_ids(setting(ctx, "channels", "CHANNEL_IDS"))
+        self.listen_only = as_ids(setting(ctx, "listen_channels", "DISCORD_LISTEN_CHANNEL_IDS"))
+        self.ignore_bots = as_flag(
+            setting(ctx, "ignore_bots", "DISCORD_SHOULD_IGNORE_BOT_MESSAGES", False)
+        )
+        self.ignore_dms = as_flag(
+            setting(ctx, "ignore_direct_messages", "DISCORD_SHOULD_IGNORE_DIRECT_MESSAGES", False)
+        )
+        self.only_mentions = as_flag(
+            setting(ctx, "only_mentions", "DISCORD_SHOULD_RESPOND_ONLY_TO_MENTIONS", False)
+        )
+        self.max_bot_turns = int(ctx.settings.get("max_bot_turns", 3))
+        self.context_messages = int(ctx.settings.get("context_messages", 10))
+        self.log = ChannelLog()
+        self.threads: set[str] = set()
+        self.user: dict[str, Any] = dict(self.state.session.get("user") or {})
+        self.queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        self._tasks: list[asyncio.Task[None]] = []
+
+    # --- lifecycle -------------------------------------------------------------------------------
+
+    async def start(self) -> None:
+        if self.gateway is None:
+            log.warning("%s on Discord: dry run, not connected (set DISCORD_BOT_TOKEN)",
+                        self.agent.name)  # fmt: skip
+            return
+        log.warning("%s on Discord: connecting", self.agent.name)
+        self._tasks = [asyncio.create_task(self._run_gateway()),
+                       asyncio.create_task(self._work())]  # fmt: skip
+
+    async def stop(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
+            try:
+                await task
+            except (asyncio.CancelledError, Exception):
+                pass
+        await self.api.close()
+
+    async def _run_gateway(self) -> None:
+        assert self.gateway is not None
+        try:
+            await self.gateway.run()
+        except DiscordError as exc:
+            log.error("%s on Discord stopped: %s", self.agent.name, exc)
+
+    async def _work(self) -> None:
+        # One message at a time: the gateway keeps reading (and beating) while the model thinks.
+        while True:
+            data = await self.queue.get()
+            try:
+                await self.on_message(data)
+            except DiscordError as exc:
+                log.warning("Discord: %s", exc)
+            except Exception:
+                log.exception("Discord: answering message %s failed", data.get("id"))
+
+    # --- events ----------------------------------------------------------------------------------
+
+    async def on_event(self, event: str, data: dict[str, Any]) -> None:
+        if event == "READY":
+            self.user = data.get("user") or {}
+        elif event == "MESSAGE_CREATE":
+            self.queue.put_nowait(data)
+        elif event in {"THREAD_CREATE", "THREAD_UPDATE"} and data.get("type") in THREAD_TYPES:
+            self.threads.add(str(data.get("id")))
+        elif event == "GUILD_CREATE":
+            self.threads.update(str(t.get("id")) for t in data.get("threads") or ())
+
+    async def on_message(self, data: dict[str, Any]) -> bool:
+        """Answer one MESSAGE_CREATE if it is for the agent; True when answered."""
+        message_id, channel = str(data.get("id", "")), str(data.get("channel_id", ""))
+        author = data.get("author") or {}
+        if not message_id or not channel or not isinstance(author, dict):
+            log.warning("Discord: a message without id, channel or author; ignored")
+            return False
+        me = str(self.user.get("id", ""))
+        text = self._readable(str(data.get("content") or ""), me)
+        name = str(author.get("global_name") or author.get("username") or author.get("id"))
+        if self._seen(channel, message_id):
+            return False
+        self.log.add(channel, name, text)
+        if str(author.get("id")) == me or not text:
+            return self._mark(channel, message_id)
+        if not self._addressed(data, channel, me):
+            return self._mark(channel, message_id)
+        from_bot = bool(author.get("bot"))
+        if from_bot and self.ignore_bots:
+            return self._mark(channel, message_id)
+        if not self.state.bot_turn_allowed(channel, from_bot, self.max_bot_turns):
+            log.info("Discord: not answering another bot in %s again (%d turns in a row)",
+                     channel, self.max_bot_turns)  # fmt: skip
+            return self._mark(channel, message_id)
+
+        async def send(part: str, first: bool) -> str:
+            sent = str(await self.api.send(channel, part, message_id if first else None))
+            if first:  # at most once: kept before anything else can fail or be cancelled
+                self.state.record_reply(message_id)
+                self.state.save()
+            return sent
+
+        recent = self.log.recent(channel, self.context_messages)[:-1]
+        incoming = Incoming(text=text, user=str(author.get("id")), room=f"discord:{channel}",
+                            client="discord", metadata={"recent": recent, "discord": {
+                                "message_id": message_id, "channel_id": channel,
+                                "guild_id": data.get("guild_id"), "author": name}})  # fmt: skip
+        outgoing = await reply_through_hooks(self.agent, incoming, send, LIMIT)
+        if not self.state.answered(message_id):
+            self.state.record_reply(message_id)
+        if from_bot:
+            self.state.count_bot_turn(channel)
+        if channel in self.threads:
+            self.state.join_thread(channel)
+        self._mark(channel, message_id)
+        if outgoing is not None:
+            self.log.add(channel, self.agent.name, outgoing.text)
+        return outgoing is not None
+
+    def _addressed(self, data: dict[str, Any], channel: str, me: str) -> bool:
+        if self.channels and channel not in self.channels and data.get("guild_id"):
+            return False
+        if channel in self.listen_only:
+            return False
+        if not data.get("guild_id"):
+            return not self.ignore_dms
+        mentions = data.get("mentions") or []
+        if any(isinstance(m, dict) and str(m.get("id")) == me for m in mentions):
+            return True
+        replied = data.get("referenced_message") or {}
+        if isinstance(replied, dict) and str((replied.get("author") or {}).get("id")) == me:
+            return True
+        return not self.only_mentions and channel in self.state.threads
+
+    def _seen(self, channel: str, message_id: str) -> bool:
+        if self.state.answered(message_id):
+            return True
+        mark = self.state.watermarks.get(channel)
+        # Snowflakes grow with time: anything at or below the mark was handled before.
+        return mark is not None and _snowflake(message_id) <= _snowflake(mark)
+
+    def _mark(self, channel: str, message_id: str) -> bool:
+        if _snowflake(message_id) > _snowflake(self.state.watermarks.get(channel, "0")):
+            self.state.watermarks[channel] = message_id
+        self.state.save()
+        return False
+
+    def _readable(self, text: str, me: str) -> str:
+        if me:
+            text = re.sub(rf"<@!?{re.escape(me)}>", f"@{self.agent.name}", text)
+        return text.strip()
+
+
+def _snowflake(value: str) -> int:
+    try:
+        return int(value)
+    except ValueError:
+        return 0
