@@ -159,6 +159,11 @@ async def ask(
             f"smallest unit of {card.price['asset_code']}): pass max_price of at least "
             f"{card.price['amount']} to pay it"
         )
+    if not card.x402 and not card.spsp_url:
+        raise A2AError(
+            f"{card.name} at {url} charges {price} per message, but its card offers no way to "
+            "pay (no x402 offers, no SPSP URL): ask its owner for access (a token)"
+        )
     have = await means() if means is not None else Means()
     for payer in have.x402:
         if await payer.choose(card.x402) is not None:
@@ -175,10 +180,8 @@ async def ask(
         *(["its connector on (connector.enabled), to pay over ILP"] if card.spsp_url else []),
     ]  # fmt: skip
     raise A2AError(
-        f"{card.name} at {url} charges {price} per message and takes "
-        + (" or ".join(offered) or "no payment this agent knows")
-        + "; this agent cannot pay it: it needs "
-        + (" or ".join(needs) or "a way to pay its agent's owner")
+        f"{card.name} at {url} charges {price} per message and takes {' or '.join(offered)}; "
+        f"this agent cannot pay it: it needs {' or '.join(needs)}"
     )
 
 
