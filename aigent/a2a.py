@@ -153,11 +153,11 @@ async def ask(
     assert card.price is not None
     price = card.price_text()
     if max_price is None or card.price["amount"] > max_price:
-        said = "no max_price" if max_price is None else f"max_price {max_price}"
+        unit = f"in the smallest unit of {card.price['asset_code']}"
+        said = "" if max_price is None else f", more than max_price {max_price} ({unit})"
         raise A2AError(
-            f"{card.name} at {url} charges {price} per message, more than {said} (in the "
-            f"smallest unit of {card.price['asset_code']}): pass max_price of at least "
-            f"{card.price['amount']} to pay it"
+            f"{card.name} at {url} charges {price} per message{said}: pass max_price of at "
+            f"least {card.price['amount']} ({unit}) to pay it"
         )
     if not card.x402 and not card.spsp_url:
         raise A2AError(

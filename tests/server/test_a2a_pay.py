@@ -10,6 +10,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from contextlib import contextmanager
+from pathlib import Path
 from typing import Any
 
 import httpx
@@ -18,6 +19,7 @@ from aigent_server.app import Settings
 from aigent_xrpl.testledger import TestLedger
 from xrpl.wallet import Wallet
 
+from aigent import Agent, Character
 from tests.fixtures.openai_server import OpenAIServer, reply, tool_call
 from tests.server.conftest import TOKEN, Served, character, serve, wait_for
 from tests.server.test_money import (  # noqa: F401  (fixtures used by name)
@@ -214,3 +216,35 @@ def test_an_agent_with_no_way_to_pay_is_told_what_it_needs(
     assert f"or ILP at {bob_spsp}" in refused
     assert "the aigent-xrpl plugin with a wallet" in refused
     assert "its connector on (connector.enabled)" in refused
+
+
+async def test_agent_ask_a2a_in_code_pays_over_x402_and_names_the_rail(
+    pair: tuple[Served, Served, str],
+    model: OpenAIServer,
+    xrpl_ledger: TestLedger,  # noqa: F811
+    wallets: dict[str, Wallet],  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    """The embedding API: an agent that is not started is assembled to find its payers."""
+    bob_server, _, _ = pair
+    wallet = Wallet.create()
+    xrpl_ledger.fund(wallet.address, 50_000_000)
+    data = character(
+        model,
+        "Embedded",
+        plugins=["xrpl"],
+        connector={"enabled": False},
+        memory={"enabled": False},
+        settings={"xrpl": {"url": xrpl_ledger.url, "seed_env": "EMBEDDED_SEED", "context": []}},
+        secrets={"EMBEDDED_SEED": wallet.seed or ""},
+        spending={"XRP": {"per_day": 10_000}},
+    )
+    agent = Agent(Character.model_validate(data), data_dir=tmp_path)
+    try:
+        model.queue(reply("answered in code, paid"))
+        answer = await agent.ask_a2a(f"{bob_server.url}/a2a/Bob", "hi", max_price=PRICE)
+    finally:
+        await agent.stop()
+    assert str(answer) == "answered in code, paid"
+    assert (answer.rail, answer.paid, answer.asset_code) == ("x402-xrpl", PRICE, "XRP")
+    assert xrpl_ledger.txs[answer.tx]["Account"] == wallet.address
