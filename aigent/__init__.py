@@ -45,6 +45,9 @@ if TYPE_CHECKING:
         ReportsChannels,
         SettlementEngine,
         StreamingChatModel,
+        X402Answer,
+        X402Paid,
+        X402Payer,
     )
     from aigent.knowledge import KnowledgeIngester
     from aigent.memory import (
@@ -101,6 +104,9 @@ _EXPORTS = {
     "ReportsAnchoring": "aigent.interfaces",
     "ReportsChannels": "aigent.interfaces",
     "StreamingChatModel": "aigent.interfaces",
+    "X402Answer": "aigent.interfaces",
+    "X402Paid": "aigent.interfaces",
+    "X402Payer": "aigent.interfaces",
     "format_amount": "aigent.amounts",
     "run_blocking": "aigent.blocking",
     "PaidAnswer": "aigent.messages",
@@ -195,6 +201,9 @@ __all__ = [
     "ToolCall",
     "ToolSpec",
     "Usage",
+    "X402Answer",
+    "X402Paid",
+    "X402Payer",
     "__version__",
     "embedder_dimension",
     "enable_progress",

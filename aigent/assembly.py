@@ -114,6 +114,9 @@ def assemble(agent: Agent, code_plugins: Sequence[object], load_installed: bool)
         built.owners[id(reg.value)] = reg.plugin
     for reg in plugins.collect("register_evaluators", only_enabled=True, ctx=ctx):
         built.evaluators.append(_named(reg.value, "evaluate"))
+    ctx.x402_payers[:] = [
+        reg.value for reg in plugins.collect("register_x402_payers", only_enabled=True, ctx=ctx)
+    ]
     return built
 
 

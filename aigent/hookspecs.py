@@ -109,6 +109,14 @@ def register_settlement_engines(register: Callable[..., None]) -> None:
 
 
 @hookspec
+def register_x402_payers(register: Callable[..., None], ctx: PluginContext) -> None:
+    """Offer ways to pay x402 offers from the agent's accounts: ``register(payer)``, an
+    :class:`X402Payer` (``choose(accepts)`` and ``pay(offer, send, ...)``). ``ask_a2a`` pays
+    a paid A2A agent's 402 with the first payer that chooses one of its offers; every payment
+    passes the agent's spending policy inside ``pay``. Only plugins the agent uses are asked."""
+
+
+@hookspec
 def before_action(
     ctx: PluginContext, action: str, arguments: dict[str, Any], message: Incoming | None
 ) -> Any:

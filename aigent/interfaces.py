@@ -4,8 +4,9 @@ from __future__ import annotations
 
 import logging
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import AsyncIterator, Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
+from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 
@@ -53,6 +54,8 @@ class PluginContext:
     """The agent's spending policy: every plugin that moves value reserves through it."""
     payments: Payments | None = None
     """The agent's payment node, to pay or ask other agents (None: its connector is off)."""
+    x402_payers: list[X402Payer] = field(default_factory=list)
+    """What pays x402 offers for the agent (from ``register_x402_payers``, once assembled)."""
     observers: Observers = field(default_factory=Observers, repr=False)
     """Who watches the agent; plugins tell them through :meth:`emit`."""
     _homes: dict[str, dict[str, Any]] = field(default_factory=dict, repr=False)
@@ -86,6 +89,7 @@ class PluginContext:
             log=logging.getLogger(f"aigent.{name}"),
             spending=self.spending,
             payments=self.payments,
+            x402_payers=self.x402_payers,
             observers=self.observers,
             _homes=self._homes,
         )
@@ -101,6 +105,66 @@ class Payments(Protocol):
 
     async def pay(self, receiver: str, amount: int) -> int:
         """Pay ``amount`` to any STREAM receiver; returns what arrived."""
+        ...
+
+
+@dataclass(frozen=True)
+class X402Paid:
+    """What an x402 payer paid for one request."""
+
+    amount: str
+    """As the offer states it: drops for XRP, the decimal value of an issued currency."""
+    asset: str
+    to: str
+    tx: str
+    network: str
+    """The offer's network (``xrpl:1``): the rail is ``x402-`` and its family (``x402-xrpl``)."""
+
+    @property
+    def rail(self) -> str:
+        return "x402-" + self.network.split(":")[0]
+
+
+@dataclass(frozen=True)
+class X402Answer:
+    """What a server said to a request that carried a payment: its HTTP status and, for a 402
+    (the payment refused), why."""
+
+    status: int
+    reason: str = ""
+
+
+X402Send = Callable[[str], Awaitable[X402Answer]]
+"""Sends the request again with this ``PAYMENT-SIGNATURE`` header value; what the server said."""
+
+
+@runtime_checkable
+class X402Payer(Protocol):
+    """Pays x402 offers (the ``accepts`` of a 402) from one of the agent's accounts, under its
+    spending policy. A plugin offers one with ``register_x402_payers``; ``ask_a2a`` pays paid
+    A2A agents with it, and a plugin's own HTTP client may too (``ctx.x402_payers``)."""
+
+    name: str
+
+    async def choose(self, accepts: Sequence[Any]) -> dict[str, Any] | None:
+        """The offer among ``accepts`` this payer can pay (its scheme, network, asset), or
+        None. Nothing is reserved or signed."""
+        ...
+
+    async def pay(
+        self,
+        offer: dict[str, Any],
+        send: X402Send,
+        *,
+        resource: dict[str, Any] | None = None,
+        max_value: Decimal | None = None,
+        purpose: str = "",
+    ) -> X402Paid:
+        """Pay ``offer``: refuse it above ``max_value`` (in the asset's whole units: XRP, not
+        drops) or outside the spending policy before anything is signed; reserve, sign, and
+        call ``send(header)`` while the account is held; then settle the reservation by the
+        answer. A 402 raises naming the server's reason, and releases the reservation only
+        when the ledger shows the payment never applied."""
         ...
 
 

@@ -84,7 +84,8 @@ def _one(hook: str, expected: str, *methods: str) -> Callable[..., Registered]:
             raise _misuse(plugin, hook, f"register({expected})", args, kwargs)
         [value] = args
         has_methods = all(callable(getattr(value, m, None)) for m in methods)
-        if not (has_methods or (callable(value) and methods != ("start", "stop"))):
+        objects_only = methods in (("start", "stop"), ("choose", "pay"))
+        if not (has_methods or (callable(value) and not objects_only)):
             raise _misuse(plugin, hook, f"register({expected})", args, kwargs)
         name = getattr(value, "name", None) or getattr(value, "__name__", None)
         return Registered(plugin, str(name or type(value).__name__), value)
@@ -121,6 +122,9 @@ REGISTERS: dict[str, Callable[..., Registered]] = {
     ),
     "register_services": _one(
         "register_services", "a service with start() and stop()", "start", "stop"
+    ),
+    "register_x402_payers": _one(
+        "register_x402_payers", "an X402Payer with choose() and pay()", "choose", "pay"
     ),
 }
 

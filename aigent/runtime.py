@@ -57,6 +57,7 @@ from aigent.spending import SpendDenied, SpendingPolicy
 from aigent.sync import SyncRunner
 
 if TYPE_CHECKING:
+    from aigent.a2a import A2AAnswer
     from aigent.messages import PaidAnswer
     from aigent.node import AgentNode, NodeParts
 
@@ -586,14 +587,24 @@ class Agent:
 
     async def ask_a2a(
         self, url: str, text: str, *, max_price: int | None = None, token: str | None = None
-    ) -> str:
+    ) -> A2AAnswer:
         """Send ``text`` to the A2A agent at ``url`` (its base URL or its agent card's) and
-        return its answer's text. The spending allowlists are checked before anything is
-        fetched; a paid agent is refused above ``max_price`` (in the smallest unit of its price's
-        asset). ``token`` is sent as ``Authorization: Bearer`` to agents that need one."""
-        from aigent.a2a import ask
+        return its answer (``str()`` of it is the text). The spending allowlists are checked
+        before anything is fetched. A paid agent is asked only with ``max_price`` (in the
+        smallest unit of its price's asset) at least its price, and paid over x402 (by a
+        plugin's payer, such as aigent-xrpl's) or else over ILP (this agent's connector); the
+        answer says which ``rail`` paid. ``token`` is sent as ``Authorization: Bearer`` to
+        agents that need one."""
+        from aigent.a2a import Means, ask
 
-        return await ask(url, text, max_price=max_price, spending=self.spending, token=token)
+        async def means() -> Means:
+            # Only a paid agent needs them: a free one is asked without assembling anything.
+            await asyncio.to_thread(self.assemble)
+            return Means(self.ctx.x402_payers, self if self.character.connector.enabled else None)
+
+        return await ask(
+            url, text, max_price=max_price, spending=self.spending, token=token, means=means
+        )
 
     async def pay(self, receiver: str, amount: int) -> int:
         """Pay ``amount`` (in the connector asset's smallest unit) to any Interledger STREAM

@@ -1,5 +1,5 @@
 """``ask_agent`` (pay another agent over ILP to answer a question) and ``ask_a2a`` (ask any
-A2A agent), as actions the model may call.
+A2A agent, paying a paid one over x402 or ILP), as actions the model may call.
 
 Offered only to an agent that has spending limits (``ask_agent`` also needs its connector on),
 and (like every value-moving action) only for messages from channels the character lets spend.
@@ -29,10 +29,17 @@ def register_actions(register: Any, ctx: PluginContext) -> None:
     async def ask_a2a(url: str, question: str, max_price: int | None = None) -> str:
         """Ask another agent over A2A. ``url`` is its address (or its agent card's URL);
         ``max_price`` is the most to pay, in the smallest unit of its price's asset (omit for
-        free agents). Returns the other agent's answer."""
-        from aigent.a2a import ask
+        free agents). Returns the other agent's answer (with what was paid and on which rail,
+        for a paid agent)."""
+        from aigent.a2a import Means, ask
 
-        return await ask(url, question, max_price=max_price, spending=spending)
+        async def means() -> Means:
+            return Means(ctx.x402_payers, ctx.payments)
+
+        answer = await ask(url, question, max_price=max_price, spending=spending, means=means)
+        if answer.rail is None:
+            return answer.text
+        return answer.model_dump_json(exclude_defaults=True)
 
     register(Action.from_function(ask_a2a, timeout=ASK_TIMEOUT))
     payments = ctx.payments

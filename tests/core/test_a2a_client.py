@@ -1,5 +1,6 @@
 """The core's A2A asking side (aigent.a2a) against cards and answers of both protocol versions,
-and against a hostile server: redirects not followed, oversized cards refused."""
+and against a hostile server: redirects not followed, oversized cards refused, a paid card's
+SPSP URL on another host not paid. (Paying itself: tests/server/test_a2a_pay.py.)"""
 
 from __future__ import annotations
 
@@ -9,7 +10,7 @@ from typing import Any
 import pytest
 from aiohttp import web
 
-from aigent.a2a import A2AError, answer_text, ask, card_url, parse_card
+from aigent.a2a import A2AError, Means, answer_text, ask, card_url, parse_card
 
 CARD_0_3 = {
     "name": "Old",
@@ -110,3 +111,63 @@ async def test_a_hostile_server_is_not_followed_nor_read_past_the_cap(hostile: s
         await ask(f"{hostile}/elsewhere", "hi")
     with pytest.raises(A2AError, match="not an http"):
         await ask("ftp://x", "hi")
+
+
+@pytest.fixture
+async def seller() -> AsyncIterator[str]:
+    """A paid agent's card whose SPSP URL is on another host, and whose JSON-RPC is never
+    reached: refusals come from the card alone."""
+
+    def priced(**params: Any) -> dict[str, Any]:
+        price = {"amount": "1000", "asset_code": "XRP", "asset_scale": 6}
+        extension = {"uri": "urn:aigent:price:v1", "params": {"price": price, **params}}
+        return {**CARD_0_3, "url": f"{base}/rpc", "capabilities": {"extensions": [extension]}}
+
+    async def elsewhere(request: web.Request) -> web.Response:
+        return web.json_response(priced(spsp_url="http://10.0.0.9/.well-known/pay"))
+
+    async def unpayable(request: web.Request) -> web.Response:
+        return web.json_response(priced())
+
+    async def rpc(request: web.Request) -> web.Response:
+        raise AssertionError("nothing is sent to a paid agent this side will not pay")
+
+    app = web.Application()
+    app.router.add_get("/elsewhere/.well-known/agent-card.json", elsewhere)
+    app.router.add_get("/unpayable/.well-known/agent-card.json", unpayable)
+    app.router.add_post("/rpc", rpc)
+    runner = web.AppRunner(app)
+    await runner.setup()
+    site = web.TCPSite(runner, "127.0.0.1", 0)
+    await site.start()
+    port = site._server.sockets[0].getsockname()[1]  # type: ignore[union-attr]
+    base = f"http://127.0.0.1:{port}"
+    try:
+        yield base
+    finally:
+        await runner.cleanup()
+
+
+class NeverPays:
+    """A payment node that must not be reached."""
+
+    async def ask(self, receiver: str, text: str, *, max_price: int | None = None) -> Any:
+        raise AssertionError(f"paid {receiver}")
+
+    async def pay(self, receiver: str, amount: int) -> int:
+        raise AssertionError(f"paid {receiver}")
+
+
+async def test_a_paid_card_is_paid_only_within_max_price_and_on_its_own_host(seller: str) -> None:
+    async def means() -> Means:
+        return Means(ilp=NeverPays())
+
+    with pytest.raises(
+        A2AError,
+        match=r"per message: pass max_price of at least 1000 \(in the smallest unit of XRP\)",
+    ):
+        await ask(f"{seller}/elsewhere", "hi", means=means)
+    with pytest.raises(A2AError, match=r"an SPSP URL on another host \(http://10\.0\.0\.9/"):
+        await ask(f"{seller}/elsewhere", "hi", max_price=1000, means=means)
+    with pytest.raises(A2AError, match="its card offers no way to pay"):
+        await ask(f"{seller}/unpayable", "hi", max_price=1000, means=means)

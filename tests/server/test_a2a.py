@@ -354,15 +354,17 @@ async def test_agent_ask_a2a_in_code(
     )
     try:
         model.queue(reply("answered in code"))
-        assert await agent.ask_a2a(f"{a2a_served.url}/a2a/Freebie", "hi") == "answered in code"
+        answered = await agent.ask_a2a(f"{a2a_served.url}/a2a/Freebie", "hi")
+        assert (answered.text, answered.rail) == ("answered in code", None)
         model.queue(reply("with a token"))
         ada = f"{a2a_served.url}/a2a/Ada/.well-known/agent-card.json"
-        assert await agent.ask_a2a(ada, "hi", token=TOKEN) == "with a token"
+        assert str(await agent.ask_a2a(ada, "hi", token=TOKEN)) == "with a token"
         with pytest.raises(A2AError, match="answered HTTP 401"):
             await agent.ask_a2a(ada, "hi")
         with pytest.raises(A2AError, match=r"charges 0\.001 XRP per message, more than max_price"):
             await agent.ask_a2a(f"{a2a_served.url}/a2a/Seller", "hi", max_price=999)
-        with pytest.raises(A2AError, match="cannot pay over A2A yet"):
+        # Seller's card offers no way to pay (no x402, no SPSP URL); test_a2a_pay.py pays.
+        with pytest.raises(A2AError, match="its card offers no way to pay"):
             await agent.ask_a2a(f"{a2a_served.url}/a2a/Seller", "hi", max_price=1000)
     finally:
         agent.spending.close()

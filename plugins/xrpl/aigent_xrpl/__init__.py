@@ -1,5 +1,6 @@
-"""aigent-xrpl: an XRPL wallet, payments under the spending policy, read-only market data, and
-settlement over payment channels (``xrpl-paychan``).
+"""aigent-xrpl: an XRPL wallet, payments under the spending policy, read-only market data,
+settlement over payment channels (``xrpl-paychan``), and x402 payments (``x402_fetch``, and the
+payer ``ask_a2a`` pays paid A2A agents with).
 
 Settings (``settings.xrpl`` in the character): ``url`` (JSON-RPC, testnet by default),
 ``seed_env`` (the environment variable holding the seed, ``XRPL_SEED``), ``cache_ttl`` (seconds),
@@ -15,6 +16,7 @@ from aigent_xrpl.plugin import (
     register_actions,
     register_context_providers,
     register_settlement_engines,
+    register_x402_payers,
 )
 from aigent_xrpl.service import service_for
 
@@ -25,5 +27,6 @@ __all__ = [
     "register_actions",
     "register_context_providers",
     "register_settlement_engines",
+    "register_x402_payers",
     "service_for",
 ]

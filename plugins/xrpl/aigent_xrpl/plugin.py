@@ -1,5 +1,6 @@
 """Hooks: actions that pay and read the XRP Ledger (and pay x402 endpoints from it),
-balances and recent transactions as context, and the ``xrpl-paychan`` settlement engine."""
+balances and recent transactions as context, the x402 payer ``ask_a2a`` pays with, and the
+``xrpl-paychan`` settlement engine."""
 
 from __future__ import annotations
 
@@ -185,6 +186,15 @@ def register_actions(register: Callable[..., None], ctx: PluginContext) -> None:
         xrpl_recent_transactions,
     ):
         register(action)
+
+
+@hookimpl
+def register_x402_payers(register: Callable[..., None], ctx: PluginContext) -> None:
+    if not ctx.secrets.get(str(ctx.settings.get("seed_env", "XRPL_SEED"))):
+        return  # no wallet: nothing to pay from
+    from aigent_xrpl.x402 import payer_for
+
+    register(payer_for(service_for(ctx)))  # ask_a2a pays paid A2A agents through it
 
 
 @hookimpl
