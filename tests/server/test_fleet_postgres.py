@@ -1,0 +1,246 @@
+"""aigent serve on PostgreSQL, against a real server the session starts (tests/connector/
+postgres_server.py): the registry, history, sessions and API keys in one schema per
+installation, migrations versioned and a newer schema refused, the URL's password in no error;
+then the fleet: two real ``aigent serve`` processes on one database split ten agents, one is
+SIGKILLed, and its agents come back on the other within two lease periods, each with its
+connector ledger as it was, owned by exactly one process."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+from aigent_connector.ledger import Ledger
+from aigent_connector.postgres_store import PostgresStore, PostgresStoreError
+from aigent_server.database import DatabaseError, PostgresDatabase, SqliteDatabase, ledger_schema
+from aigent_server.registry import Entry, Registry, Said
+from aigent_server.sessions import Sessions
+
+from tests.connector.postgres_server import Server
+from tests.connector.test_postgres_store import pg  # noqa: F401  (the session's server)
+from tests.fixtures.openai_server import OpenAIServer
+from tests.server.conftest import character
+from tests.server.test_command import free_port
+
+TOKEN = "fleet-t0ken"
+LEASE = 3.0
+
+
+@pytest.fixture
+def schema() -> str:
+    return f"s_{uuid.uuid4().hex[:10]}"
+
+
+def test_registry_history_and_sessions_live_in_the_schema(
+    pg: Server,  # noqa: F811
+    schema: str,
+    tmp_path: Path,
+) -> None:
+    async def scenario() -> None:
+        registry = Registry(PostgresDatabase(pg.url(), schema))
+        entry = Entry("Ada", "0xabc", tmp_path / "ada.json", False, "running", time.time())
+        await registry.add(entry)
+        reply = Said("Ada", "assistant", "hello", "m1", {"trn": {"hash": "0x1"}})
+        registry.record("Ada", "r1", Said("bob", "user", "hi"), reply)
+        sessions = Sessions(registry)
+        sid, _ = await sessions.open("0xabc")
+        await registry.drain()
+        registry.close()
+
+        again = Registry(PostgresDatabase(pg.url(), schema))  # another server, or a restart
+        assert [(e.name, e.owner, e.desired) for e in again.entries()] == [
+            ("Ada", "0xabc", "running")
+        ]
+        history = await again.history("Ada", "r1", 10)
+        assert [(m["user"], m["text"], m["id"]) for m in history] == [
+            ("bob", "hi", None),
+            ("Ada", "hello", "m1"),
+        ]
+        assert isinstance(history[0]["at"], float) and abs(history[0]["at"] - time.time()) < 60
+        assert await again.receipts("Ada", "m1") == {"trn": {"hash": "0x1"}}
+        assert await again.rooms("Ada") == ["r1"]
+        found = Sessions(again).get(sid)
+        assert found is not None and found.owner == "0xabc"
+        again.close()
+
+    asyncio.run(scenario())
+    assert not (tmp_path / "server.sqlite").exists()
+
+
+def test_a_newer_schema_is_refused(pg: Server, schema: str) -> None:  # noqa: F811
+    PostgresDatabase(pg.url(), schema).close()
+    with PostgresDatabase(pg.url(), schema)._connection() as conn:
+        conn.execute(f"INSERT INTO {schema}.schema_version VALUES (99)")
+    with pytest.raises(DatabaseError) as caught:
+        PostgresDatabase(pg.url(), schema)
+    message = str(caught.value)
+    assert "schema version 99" in message and "upgrade aigent-server" in message
+    assert pg.password not in message
+
+
+def test_migrations_run_once_and_are_counted(pg: Server, schema: str) -> None:  # noqa: F811
+    first = PostgresDatabase(pg.url(), schema)
+    second = PostgresDatabase(pg.url(), schema)  # a second server: nothing to apply
+    assert first.execute(f"SELECT version FROM {schema}.schema_version") == [(1,)]
+    first.close()
+    second.close()
+
+
+def test_errors_never_show_the_password(pg: Server, schema: str) -> None:  # noqa: F811
+    wrong = "n0t-the-Passw0rd"
+    with pytest.raises(DatabaseError) as caught:
+        PostgresDatabase(pg.url(password=wrong), schema)
+    message = str(caught.value)
+    assert wrong not in message and "password" in message and f"{pg.port}" in message
+    with pytest.raises(DatabaseError, match="not a plain PostgreSQL name"):
+        PostgresDatabase(pg.url(), "Bad-Name")
+
+
+def test_sqlite_stays_the_default(tmp_path: Path) -> None:
+    registry = Registry(tmp_path / "server.sqlite")
+    assert isinstance(registry.db, SqliteDatabase)
+    registry.close()
+
+
+# --- the fleet: real servers, one killed -------------------------------------------------------
+
+
+def _serve(folder: Path, data: Path, port: int, pg: Server, schema: str) -> subprocess.Popen[str]:  # noqa: F811
+    env = {
+        **os.environ,
+        "AIGENT_SERVE_TOKEN": TOKEN,
+        "AIGENT_SERVE_DATABASE_URL": pg.url(),  # from the environment: not in ps
+    }
+    command = [sys.executable, "-m", "aigent.cli", "serve", str(folder), "--port", str(port),
+               "--data-dir", str(data), "--database-schema", schema,
+               "--lease-seconds", str(LEASE)]  # fmt: skip
+    return subprocess.Popen(
+        command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+
+
+def _agents(port: int) -> list[dict[str, Any]]:
+    reply = httpx.get(
+        f"http://127.0.0.1:{port}/api/agents",
+        headers={"Authorization": f"Bearer {TOKEN}"},
+        timeout=2,
+    )
+    reply.raise_for_status()
+    found: list[dict[str, Any]] = reply.json()
+    return found
+
+
+def _servers(port: int) -> dict[str, Any]:
+    reply = httpx.get(
+        f"http://127.0.0.1:{port}/api/servers",
+        headers={"Authorization": f"Bearer {TOKEN}"},
+        timeout=2,
+    )
+    reply.raise_for_status()
+    found: dict[str, Any] = reply.json()
+    return found
+
+
+def _running_on(port: int) -> set[str]:
+    try:
+        return {a["name"] for a in _agents(port) if a["state"] == "running"}
+    except httpx.HTTPError:
+        return set()
+
+
+@pytest.fixture
+def ten(tmp_path: Path, model: OpenAIServer) -> Path:
+    folder = tmp_path / "characters"
+    folder.mkdir()
+    for i in range(10):
+        data = character(model, f"Agent{i}")
+        (folder / f"agent{i}.json").write_text(json.dumps(data), encoding="utf-8")
+    return folder
+
+
+def test_two_servers_split_ten_agents_and_one_takes_over_after_sigkill(
+    pg: Server,  # noqa: F811
+    schema: str,
+    tmp_path: Path,
+    ten: Path,
+) -> None:
+    names = [f"Agent{i}" for i in range(10)]
+    ledger_schemas = {n: ledger_schema(schema, n) for n in names}
+    # What happened before: each agent's ledger holds a balance of its own.
+    for i, name in enumerate(names):
+        ledger = Ledger(PostgresStore(pg.url(), schema=ledger_schemas[name]))
+        ledger.configure("peer")
+        ledger.reserve(f"t{i}", "peer", "in", 100 + i, time.time() + 60)
+        ledger.commit(f"t{i}")
+        ledger.close()
+
+    ports = free_port(), free_port()
+    servers = [_serve(ten, tmp_path / f"data{k}", ports[k], pg, schema) for k in range(2)]
+    try:
+        deadline = time.monotonic() + 90
+        while True:  # both up, the ten split between them, none on both
+            for process in servers:
+                assert process.poll() is None, process.communicate()
+            a, b = _running_on(ports[0]), _running_on(ports[1])
+            assert not a & b, f"running on both servers: {a & b}"
+            if len(a) == 5 and len(b) == 5:
+                break
+            assert time.monotonic() < deadline, f"not split: {sorted(a)} / {sorted(b)}"
+            time.sleep(0.2)
+        listed = _servers(ports[1])
+        assert listed["database"] == "postgresql" and len(listed["servers"]) == 2
+        assert all(s["healthy"] and s["agents"] == 5 for s in listed["servers"])
+        on_b = {a["name"]: a["server"] for a in _agents(ports[1])}
+        assert set(on_b.values()) == {s["name"] for s in listed["servers"]}
+
+        servers[0].send_signal(signal.SIGKILL)
+        servers[0].wait(timeout=10)
+        killed = time.monotonic()
+        leased = None
+        while True:
+            agents = _agents(ports[1])
+            if leased is None and len({a["server"] for a in agents}) == 1:
+                leased = time.monotonic() - killed
+            if {a["name"] for a in agents if a["state"] == "running"} == set(names):
+                break
+            assert time.monotonic() - killed < 2 * LEASE + 30, f"not taken over: {agents}"
+            time.sleep(0.1)
+        back = time.monotonic() - killed
+        print(f"\nfailover: leases taken {leased:.2f} s, all running {back:.2f} s after SIGKILL")
+        assert leased is not None and leased <= 2 * LEASE, leased
+        health = [s for s in _servers(ports[1])["servers"] if not s["healthy"]]
+        assert len(health) == 1  # the killed one, seen dead
+
+        # Each ledger as it was, and held by the one live server's connector.
+        import psycopg
+
+        with psycopg.connect(pg.url(), autocommit=True) as conn:
+            for i, name in enumerate(names):
+                row = conn.execute(
+                    f"SELECT balance FROM {ledger_schemas[name]}.accounts WHERE id = 'peer'"
+                ).fetchone()
+                assert row == (100 + i,), (name, row)
+        with pytest.raises(PostgresStoreError, match="in use by another connector"):
+            PostgresStore(pg.url(), schema=ledger_schemas[names[0]])
+    finally:
+        outputs = []
+        for process in servers:
+            if process.poll() is None:
+                process.send_signal(signal.SIGINT)
+            try:
+                outputs.append("".join(process.communicate(timeout=20)))
+            except subprocess.TimeoutExpired:
+                process.kill()
+                outputs.append("".join(process.communicate()))
+    for output in outputs:
+        assert pg.password not in output
