@@ -321,7 +321,7 @@ class Fleet:
         ``direct``), kept in the history and told as events."""
         agent = hosted.agent
         if agent is None or hosted.state != "running":
-            raise FleetError(409, f"agent {hosted.entry.name!r} is {hosted.state}: start it first")
+            raise self._not_running(hosted)
         name, owner = hosted.entry.name, hosted.entry.owner
         self.bus.publish("message.in", name, owner, room=room, user=user, text=text, client=client)
         said = Said(user, "user", text)
@@ -368,8 +368,15 @@ class Fleet:
 
     def _running(self, hosted: Hosted) -> Agent:
         if hosted.agent is None or hosted.state != "running":
-            raise FleetError(409, f"agent {hosted.entry.name!r} is {hosted.state}: start it first")
+            raise self._not_running(hosted)
         return hosted.agent
+
+    def _not_running(self, hosted: Hosted) -> FleetError:
+        name = hosted.entry.name
+        runner = self.leases.runner(name) if self.leases else None
+        if runner is not None and self.leases is not None and runner != self.leases.name:
+            return FleetError(409, f"agent {name!r} runs on server {runner}: ask that server")
+        return FleetError(409, f"agent {name!r} is {hosted.state}: start it first")
 
     async def search(self, hosted: Hosted, query: str, k: int) -> list[dict[str, Any]]:
         agent = self._running(hosted)

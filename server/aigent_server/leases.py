@@ -119,7 +119,12 @@ class Leases:
     async def run(self) -> None:
         """Renew, take and give back leases every third of a period, until cancelled."""
         while True:
-            await self.round()
+            try:
+                await self.round()
+            except Exception:  # a bug here must not end the renewals: say so, go on
+                log.exception("fleet: a lease round failed")
+                if time.monotonic() >= self.valid_until and self._running():
+                    await self._stop_all()
             await asyncio.sleep(self.seconds / 3)
 
     async def round(self) -> None:

@@ -8,11 +8,14 @@ connector ledger as it was, owned by exactly one process."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import os
 import signal
+import socket
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from pathlib import Path
@@ -244,3 +247,103 @@ def test_two_servers_split_ten_agents_and_one_takes_over_after_sigkill(
                 outputs.append("".join(process.communicate()))
     for output in outputs:
         assert pg.password not in output
+
+
+class Cuttable:
+    """A TCP relay in front of PostgreSQL that the test cuts and restores, as a network
+    failure between a server and its database would."""
+
+    def __init__(self, target: int) -> None:
+        self.target = target
+        self.port = free_port()
+        self._conns: list[socket.socket] = []
+        self._listener: socket.socket | None = None
+        self.restore()
+
+    def restore(self) -> None:
+        listener = socket.socket()
+        listener.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+        listener.bind(("127.0.0.1", self.port))
+        listener.listen()
+        self._listener = listener
+        threading.Thread(target=self._accept, args=(listener,), daemon=True).start()
+
+    def _accept(self, listener: socket.socket) -> None:
+        while True:
+            try:
+                client, _ = listener.accept()
+                upstream = socket.create_connection(("127.0.0.1", self.target))
+            except OSError:
+                return
+            self._conns += [client, upstream]
+            for a, b in ((client, upstream), (upstream, client)):
+                threading.Thread(target=self._pipe, args=(a, b), daemon=True).start()
+
+    @staticmethod
+    def _pipe(a: socket.socket, b: socket.socket) -> None:
+        try:
+            while data := a.recv(65536):
+                b.sendall(data)
+        except OSError:
+            pass
+        for end in (a, b):
+            with contextlib.suppress(OSError):
+                end.shutdown(socket.SHUT_RDWR)
+
+    def cut(self) -> None:
+        assert self._listener is not None
+        with contextlib.suppress(OSError):  # wakes the accept that close alone would not
+            self._listener.shutdown(socket.SHUT_RDWR)
+        self._listener.close()
+        for conn in self._conns:
+            with contextlib.suppress(OSError):
+                conn.shutdown(socket.SHUT_RDWR)
+            conn.close()
+        self._conns.clear()
+
+
+def test_a_server_that_loses_its_database_stops_its_agents(
+    pg: Server,  # noqa: F811
+    schema: str,
+    tmp_path: Path,
+    model: OpenAIServer,
+) -> None:
+    folder = tmp_path / "characters"
+    folder.mkdir()
+    for name in ("Ann", "Ben"):
+        data = character(model, name)
+        (folder / f"{name.lower()}.json").write_text(json.dumps(data), encoding="utf-8")
+    relay = Cuttable(pg.port)
+    port = free_port()
+    cut_off = Server(pg.host, relay.port, pg.user, pg.password, pg.dbname)
+    process = _serve(folder, tmp_path / "data", port, cut_off, schema)
+    try:
+        deadline = time.monotonic() + 60
+        while _running_on(port) != {"Ann", "Ben"}:
+            assert process.poll() is None, process.communicate()
+            assert time.monotonic() < deadline, "the agents did not start"
+            time.sleep(0.2)
+        relay.cut()
+        cut = time.monotonic()
+        while _running_on(port):
+            assert time.monotonic() - cut < LEASE + 10, "agents still run without the database"
+            time.sleep(0.1)
+        stopped = time.monotonic() - cut
+        # Before its lease could lapse for another server to take the agents.
+        assert stopped < LEASE, stopped
+        lost = _servers(port)["lost"]
+        assert lost and pg.password not in lost and f"{relay.port}" in lost
+        relay.restore()  # the database is back: the agents start again, here
+        while _running_on(port) != {"Ann", "Ben"}:
+            assert time.monotonic() - cut < 60, "the agents did not come back"
+            time.sleep(0.2)
+        assert _servers(port)["lost"] is None
+    finally:
+        process.send_signal(signal.SIGINT)
+        try:
+            output = "".join(process.communicate(timeout=20))
+        except subprocess.TimeoutExpired:
+            process.kill()
+            output = "".join(process.communicate())
+        relay.cut()
+    assert pg.password not in output
