@@ -137,6 +137,8 @@ def create_app(settings: Settings) -> FastAPI:
     auth = Auth(
         settings.token, Sessions(fleet.registry), apikeys.ApiKeys(fleet.registry), settings.admins
     )
+    if fleet.leases is not None:  # sign-ins made on the other servers, too
+        fleet.leases.followers += [auth.sessions.reload, auth.keys.reload]
     starting: set[asyncio.Task[None]] = set()
 
     @asynccontextmanager

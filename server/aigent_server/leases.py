@@ -25,7 +25,7 @@ import os
 import socket
 import time
 import uuid
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -105,6 +105,8 @@ class Leases:
         """Monotonic time by which this server's agents must be stopped, short of a renewal."""
         self.lost: str | None = None
         """Why the database cannot be reached, while it cannot."""
+        self.followers: list[Callable[[], Awaitable[None]]] = []
+        """Called after each good round: what else follows the shared database (sign-ins)."""
         self._failed: dict[str, float] = {}
         self._tasks: set[asyncio.Task[Any]] = set()
 
@@ -148,6 +150,11 @@ class Leases:
         # The database stamped the renewal after we asked: the lease lasts at least this long.
         self.valid_until = asked + self.seconds * 2 / 3
         await self._apply(found)
+        for follow in self.followers:
+            try:
+                await follow()
+            except DatabaseError as exc:  # the next round tries again
+                log.warning("fleet: %s", exc)
 
     def _running(self) -> set[str]:
         return {n for n, h in self.fleet.hosted.items() if h.agent is not None}

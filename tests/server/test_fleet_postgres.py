@@ -32,7 +32,7 @@ from aigent_server.sessions import Sessions
 from tests.connector.postgres_server import Server
 from tests.connector.test_postgres_store import pg  # noqa: F401  (the session's server)
 from tests.fixtures.openai_server import OpenAIServer
-from tests.server.conftest import character
+from tests.server.conftest import character, sign_in
 from tests.server.test_command import free_port
 
 TOKEN = "fleet-t0ken"
@@ -205,6 +205,37 @@ def test_two_servers_split_ten_agents_and_one_takes_over_after_sigkill(
         assert all(s["healthy"] and s["agents"] == 5 for s in listed["servers"])
         on_b = {a["name"]: a["server"] for a in _agents(ports[1])}
         assert set(on_b.values()) == {s["name"] for s in listed["servers"]}
+        elsewhere = next(n for n, runner in on_b.items() if runner != listed["servers"][1]["name"])
+        asked = httpx.post(
+            f"http://127.0.0.1:{ports[1]}/api/agents/{elsewhere}/messages",
+            json={"text": "hi"},
+            headers={"Authorization": f"Bearer {TOKEN}"},
+        )
+        assert asked.status_code == 409 and "runs on server" in asked.json()["detail"]
+
+        # A sign-in and an API key made on the first server hold on the second.
+        class On:
+            def __init__(self, port: int) -> None:
+                self.url = f"http://127.0.0.1:{port}"
+
+            def client(self, **kwargs: Any) -> httpx.Client:
+                return httpx.Client(base_url=self.url, timeout=10, **kwargs)
+
+        browser, _ = sign_in(On(ports[0]))  # type: ignore[arg-type]
+        made = browser.post("/api/auth/tokens", json={"name": "script"})
+        assert made.status_code == 201, made.text
+        key = made.json()["token"]
+        cookie = browser.cookies.get("aigent_session")
+        other = On(ports[1])
+        while True:
+            with other.client(headers={"Authorization": f"Bearer {key}"}) as script:
+                by_key = script.get("/api/auth/tokens").status_code
+            with other.client(cookies={"aigent_session": cookie}) as page:
+                by_cookie = page.get("/api/auth/session").status_code
+            if (by_key, by_cookie) == (200, 200):
+                break
+            assert time.monotonic() < deadline, (by_key, by_cookie)
+            time.sleep(0.2)
 
         servers[0].send_signal(signal.SIGKILL)
         servers[0].wait(timeout=10)
