@@ -62,6 +62,9 @@ MIGRATIONS: tuple[str, ...] = (
     CREATE TABLE leases (agent TEXT PRIMARY KEY, server TEXT NOT NULL,
         taken_at DOUBLE PRECISION NOT NULL, expires_at DOUBLE PRECISION NOT NULL);
     """,
+    # 2: each agent's character file as text, so any server can run one whose file it lacks
+    # (one uploaded to another server, say).
+    "ALTER TABLE agents ADD COLUMN content TEXT",
 )
 """Each entry one version (the first is version 1); append, never edit one that shipped."""
 

@@ -80,6 +80,8 @@ class _Round:
     held: set[str]
     taken: set[str]
     entries: list[Entry]
+    contents: dict[str, str]
+    """Agent name -> its character file's text, as the server that registered it read it."""
     runners: dict[str, str]
     """Agent name -> the name of the server that holds its lease."""
     servers: list[Server]
@@ -177,13 +179,12 @@ class Leases:
                 (until, self.id, now),
             )
         }
-        entries = [
-            Entry(r[0], r[1], Path(r[2]), bool(r[3]), r[4], r[5])
-            for r in execute(
-                "SELECT name, owner, source, uploaded, desired, created_at FROM agents "
-                "ORDER BY name"
-            )
-        ]
+        rows = execute(
+            "SELECT name, owner, source, uploaded, desired, created_at, content FROM agents "
+            "ORDER BY name"
+        )
+        entries = [Entry(r[0], r[1], Path(r[2]), bool(r[3]), r[4], r[5]) for r in rows]
+        contents = {r[0]: r[6] for r in rows if r[6] is not None}
         live = execute(
             "SELECT count(*) FROM servers WHERE stopped_at IS NULL AND heartbeat_at >= ?",
             (now - self.seconds,),
@@ -224,12 +225,13 @@ class Leases:
                 (now, now - 3600),
             )
         ]  # fmt: skip
-        return _Round(now, held, taken, entries, runners, servers, share)
+        return _Round(now, held, taken, entries, contents, runners, servers, share)
 
     async def _apply(self, found: _Round) -> None:
         fleet = self.fleet
         self.held = found.held | found.taken
         self.runners, self.servers = found.runners, found.servers
+        await asyncio.to_thread(self._local_files, found)
         await fleet.follow(found.entries)
         wanted = {e.name for e in found.entries if e.desired == "running"}
         # Above its share (a server joined), stopped by its owner, or no longer ours: give back.
@@ -246,6 +248,21 @@ class Leases:
             hosted = fleet.hosted.get(name)
             if name not in extra and hosted is not None and hosted.state in ("stopped",):
                 self._spawn(self._start(name))
+
+    def _local_files(self, found: _Round) -> None:
+        """An agent whose file this server lacks (uploaded to another, or a file given only to
+        another) is run from the text the registry keeps, written under this data directory."""
+        from aigent_server.fleet import slug
+
+        for entry in found.entries:
+            content = found.contents.get(entry.name)
+            if content is None or entry.source.exists():
+                continue
+            local = self.fleet.data_dir / "shared" / slug(entry.name) / entry.source.name
+            if not local.exists() or local.read_text(encoding="utf-8") != content:
+                local.parent.mkdir(parents=True, exist_ok=True)
+                local.write_text(content, encoding="utf-8")
+            entry.source = local
 
     async def _start(self, name: str) -> None:
         hosted = self.fleet.hosted.get(name)

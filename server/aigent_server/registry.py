@@ -115,12 +115,20 @@ class Registry:
                 entry.created_at,
             ),
         )
+        await self._keep(entry.name, entry.source)
+
+    async def _keep(self, name: str, source: Path) -> None:
+        """In a shared database, the file's text too: another server may not have the file."""
+        if not isinstance(self.db, SqliteDatabase):
+            content = await asyncio.to_thread(source.read_text, encoding="utf-8")
+            await self._do("UPDATE agents SET content = ? WHERE name = ?", (content, name))
 
     async def set_desired(self, name: str, desired: str) -> None:
         await self._do("UPDATE agents SET desired = ? WHERE name = ?", (desired, name))
 
     async def set_source(self, name: str, source: Path) -> None:
         await self._do("UPDATE agents SET source = ? WHERE name = ?", (str(source), name))
+        await self._keep(name, source)
 
     async def remove(self, name: str) -> None:
         await self.drain()  # none of its messages written after the delete

@@ -51,6 +51,7 @@ def test_registry_history_and_sessions_live_in_the_schema(
 ) -> None:
     async def scenario() -> None:
         registry = Registry(PostgresDatabase(pg.url(), schema))
+        (tmp_path / "ada.json").write_text('{"name": "Ada"}', encoding="utf-8")
         entry = Entry("Ada", "0xabc", tmp_path / "ada.json", False, "running", time.time())
         await registry.add(entry)
         reply = Said("Ada", "assistant", "hello", "m1", {"trn": {"hash": "0x1"}})
@@ -72,6 +73,8 @@ def test_registry_history_and_sessions_live_in_the_schema(
         assert isinstance(history[0]["at"], float) and abs(history[0]["at"] - time.time()) < 60
         assert await again.receipts("Ada", "m1") == {"trn": {"hash": "0x1"}}
         assert await again.rooms("Ada") == ["r1"]
+        # The file's text too, for a server that lacks the file.
+        assert again.execute("SELECT content FROM agents") == [('{"name": "Ada"}',)]
         found = Sessions(again).get(sid)
         assert found is not None and found.owner == "0xabc"
         again.close()
@@ -94,7 +97,8 @@ def test_a_newer_schema_is_refused(pg: Server, schema: str) -> None:  # noqa: F8
 def test_migrations_run_once_and_are_counted(pg: Server, schema: str) -> None:  # noqa: F811
     first = PostgresDatabase(pg.url(), schema)
     second = PostgresDatabase(pg.url(), schema)  # a second server: nothing to apply
-    assert first.execute(f"SELECT version FROM {schema}.schema_version") == [(1,)]
+    versions = first.execute(f"SELECT version FROM {schema}.schema_version ORDER BY 1")
+    assert versions == [(1,), (2,)]
     first.close()
     second.close()
 
@@ -118,7 +122,14 @@ def test_sqlite_stays_the_default(tmp_path: Path) -> None:
 # --- the fleet: real servers, one killed -------------------------------------------------------
 
 
-def _serve(folder: Path, data: Path, port: int, pg: Server, schema: str) -> subprocess.Popen[str]:  # noqa: F811
+def _serve(
+    folder: Path,
+    data: Path,
+    port: int,
+    pg: Server,  # noqa: F811
+    schema: str,
+    *more: str,
+) -> subprocess.Popen[str]:
     env = {
         **os.environ,
         "AIGENT_SERVE_TOKEN": TOKEN,
@@ -126,7 +137,7 @@ def _serve(folder: Path, data: Path, port: int, pg: Server, schema: str) -> subp
     }
     command = [sys.executable, "-m", "aigent.cli", "serve", str(folder), "--port", str(port),
                "--data-dir", str(data), "--database-schema", schema,
-               "--lease-seconds", str(LEASE)]  # fmt: skip
+               "--lease-seconds", str(LEASE), *more]  # fmt: skip
     return subprocess.Popen(
         command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
     )
@@ -176,6 +187,7 @@ def test_two_servers_split_ten_agents_and_one_takes_over_after_sigkill(
     schema: str,
     tmp_path: Path,
     ten: Path,
+    model: OpenAIServer,
 ) -> None:
     names = [f"Agent{i}" for i in range(10)]
     ledger_schemas = {n: ledger_schema(schema, n) for n in names}
@@ -188,24 +200,39 @@ def test_two_servers_split_ten_agents_and_one_takes_over_after_sigkill(
         ledger.close()
 
     ports = free_port(), free_port()
-    servers = [_serve(ten, tmp_path / f"data{k}", ports[k], pg, schema) for k in range(2)]
+    reach = ("--allow-host", model.url.split("/")[2])
+    servers = [_serve(ten, tmp_path / f"data{k}", ports[k], pg, schema, *reach) for k in range(2)]
     try:
-        deadline = time.monotonic() + 90
-        while True:  # both up, the ten split between them, none on both
+        deadline = time.monotonic() + 60
+        while not _running_on(ports[0]):
+            assert servers[0].poll() is None, servers[0].communicate()
+            assert time.monotonic() < deadline, "the first server did not start agents"
+            time.sleep(0.2)
+        # An eleventh agent, uploaded to the first server: its file is only on that disk.
+        uploaded = httpx.post(
+            f"http://127.0.0.1:{ports[0]}/api/agents",
+            files={"file": ("up.json", json.dumps(character(model, "Uploaded")))},
+            headers={"Authorization": f"Bearer {TOKEN}"},
+        )
+        assert uploaded.status_code == 201, uploaded.text
+        names.append("Uploaded")
+        while True:  # both up, the eleven split between them, none on both
             for process in servers:
                 assert process.poll() is None, process.communicate()
             a, b = _running_on(ports[0]), _running_on(ports[1])
             assert not a & b, f"running on both servers: {a & b}"
-            if len(a) == 5 and len(b) == 5:
+            if a | b == set(names) and abs(len(a) - len(b)) <= 1:
                 break
             assert time.monotonic() < deadline, f"not split: {sorted(a)} / {sorted(b)}"
             time.sleep(0.2)
         listed = _servers(ports[1])
         assert listed["database"] == "postgresql" and len(listed["servers"]) == 2
-        assert all(s["healthy"] and s["agents"] == 5 for s in listed["servers"])
+        assert all(s["healthy"] for s in listed["servers"])
+        assert sorted(s["agents"] for s in listed["servers"]) == [5, 6]
         on_b = {a["name"]: a["server"] for a in _agents(ports[1])}
         assert set(on_b.values()) == {s["name"] for s in listed["servers"]}
-        elsewhere = next(n for n, runner in on_b.items() if runner != listed["servers"][1]["name"])
+        b_name = next(s["name"] for s in listed["servers"] if s["this"])
+        elsewhere = next(n for n, runner in on_b.items() if runner != b_name)
         asked = httpx.post(
             f"http://127.0.0.1:{ports[1]}/api/agents/{elsewhere}/messages",
             json={"text": "hi"},
@@ -259,7 +286,7 @@ def test_two_servers_split_ten_agents_and_one_takes_over_after_sigkill(
         import psycopg
 
         with psycopg.connect(pg.url(), autocommit=True) as conn:
-            for i, name in enumerate(names):
+            for i, name in enumerate(names[:10]):
                 row = conn.execute(
                     f"SELECT balance FROM {ledger_schemas[name]}.accounts WHERE id = 'peer'"
                 ).fetchone()
