@@ -18,7 +18,8 @@ import hashlib
 import re
 import sqlite3
 import threading
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
@@ -28,9 +29,10 @@ if TYPE_CHECKING:
     from aigent import Character
 
 DEFAULT_SCHEMA = "aigent"
-SCHEMA_NAME = re.compile(r"[a-z_][a-z0-9_]{0,40}")
-"""A plain PostgreSQL name, short enough that each agent's ledger schema (the installation's
-name, the agent's and a hash) still fits PostgreSQL's 63 characters."""
+SCHEMA_NAME = re.compile(r"[a-z_][a-z0-9_]{0,29}")
+"""An installation's schema: a plain PostgreSQL name, short enough that each agent's schema (the
+installation's name, the agent's and a hash) still fits PostgreSQL's 63 characters."""
+_PLAIN = re.compile(r"[a-z_][a-z0-9_]{0,62}")
 INSTALL = "pip install 'aigent-server[postgres]'"
 
 # A dead server must fail a call, not hang it: leases run out while a call waits.
@@ -67,6 +69,17 @@ MIGRATIONS: tuple[str, ...] = (
     "ALTER TABLE agents ADD COLUMN content TEXT",
 )
 """Each entry one version (the first is version 1); append, never edit one that shipped."""
+
+AGENT_MIGRATIONS: tuple[str, ...] = (
+    # 1: a served agent's spending records (aigent.spending.Records), beside its ledger.
+    """
+    CREATE TABLE spends (id TEXT PRIMARY KEY, at DOUBLE PRECISION NOT NULL,
+        asset TEXT NOT NULL, amount BIGINT NOT NULL, destination TEXT NOT NULL,
+        purpose TEXT NOT NULL, state TEXT NOT NULL, note TEXT NOT NULL DEFAULT '');
+    CREATE INDEX spends_by_asset ON spends (asset, at);
+    """,
+)
+"""The tables of each agent's own schema (its connector makes its ledger's there)."""
 
 
 class DatabaseError(Exception):
@@ -115,12 +128,15 @@ class PostgresDatabase:
 
     dialect = "postgresql"
 
-    def __init__(self, url: str, schema: str = DEFAULT_SCHEMA) -> None:
-        if not SCHEMA_NAME.fullmatch(schema):
+    def __init__(
+        self, url: str, schema: str = DEFAULT_SCHEMA, migrations: tuple[str, ...] = MIGRATIONS
+    ) -> None:
+        if not (SCHEMA_NAME if migrations is MIGRATIONS else _PLAIN).fullmatch(schema):
             raise DatabaseError(
                 f"--database-schema {schema!r} is not a plain PostgreSQL name: use lower-case "
-                "letters, digits and _, starting with a letter or _, at most 41 characters"
+                "letters, digits and _, starting with a letter or _, at most 30 characters"
             )
+        self.migrations = migrations
         try:
             import psycopg
             from psycopg.conninfo import conninfo_to_dict, make_conninfo
@@ -143,7 +159,7 @@ class PostgresDatabase:
             ) from None
         self.name = describe(params, schema)
         self._dsn = make_conninfo(url, **{k: v for k, v in _DEFAULTS.items() if k not in params})
-        self._lock = threading.Lock()
+        self._lock = threading.RLock()  # exclusive() holds it across its calls
         self._conn: psycopg.Connection[Any] | None = None
         with self._lock:
             self._migrate(self._connection())
@@ -208,15 +224,15 @@ class PostgresDatabase:
                     sql.SQL("SELECT max(version) FROM {}.schema_version").format(schema)
                 ).fetchone()
                 version = int(row[0]) if row and row[0] is not None else 0
-                if version > len(MIGRATIONS):
+                if version > len(self.migrations):
                     raise DatabaseError(
                         f"the database {self.name} is at schema version {version}, newer than "
-                        f"this aigent-server knows ({len(MIGRATIONS)}): a newer server has "
+                        f"this aigent-server knows ({len(self.migrations)}): a newer server has "
                         "migrated it; upgrade aigent-server on this machine "
                         "(pip install -U aigent-server), or give this installation another "
                         "--database-schema"
                     )
-                for number, script in enumerate(MIGRATIONS[version:], start=version + 1):
+                for number, script in enumerate(self.migrations[version:], start=version + 1):
                     conn.execute(script)  # the search path names the schema
                     conn.execute(
                         sql.SQL("INSERT INTO {}.schema_version VALUES (%s)").format(schema),
@@ -265,6 +281,26 @@ class PostgresDatabase:
                     return work(execute)
             except psycopg.Error as exc:
                 raise self.error("the database call failed at", exc) from None
+
+    @contextmanager
+    def exclusive(self) -> Iterator[None]:
+        """A transaction no other writer of the ``spends`` table interleaves with (its reads
+        see every committed reservation, on any server): as aigent.spending.Records asks."""
+        import psycopg
+
+        with self._lock:
+            conn = self._connection()
+            try:
+                with conn.transaction():
+                    conn.execute("LOCK TABLE spends IN SHARE ROW EXCLUSIVE MODE")
+                    yield
+            except psycopg.Error as exc:
+                raise self.error("the database call failed at", exc) from None
+
+    def records(self, agent: str) -> PostgresDatabase:
+        """``agent``'s spending records, in its own schema: the same on every server, so a
+        reservation made on a server that died still counts on the one that runs it next."""
+        return PostgresDatabase(self.url, ledger_schema(self.schema, agent), AGENT_MIGRATIONS)
 
     def close(self) -> None:
         with self._lock:

@@ -232,6 +232,9 @@ class Fleet:
                 if isinstance(self.registry.db, PostgresDatabase):
                     character = self.registry.db.with_ledger(character, hosted.entry.name)
                 agent = Agent(character, data_dir=data_dir, plugins=guards, secrets=secrets)
+                if isinstance(self.registry.db, PostgresDatabase):  # with its ledger, shared
+                    db = self.registry.db
+                    agent.spending.records = await asyncio.to_thread(db.records, hosted.entry.name)
                 agent.spending.confirm = self._confirmer(hosted)
                 agent.observe(self._observer(hosted))  # before start: starting may pay
                 await agent.start()

@@ -405,3 +405,39 @@ def test_a_server_that_loses_its_database_stops_its_agents(
             output = "".join(process.communicate())
         relay.cut()
     assert pg.password not in output
+
+
+def test_a_reservation_made_on_a_dead_server_counts_on_the_next(
+    pg: Server,  # noqa: F811
+    schema: str,
+    tmp_path: Path,
+) -> None:
+    """Spending records in the agent's own schema: what one server reserved (and never
+    settled: it was killed mid-payment) counts against the caps on the server that runs the
+    agent next."""
+    from aigent.spending import Limits, SpendDenied, SpendingPolicy
+
+    installation = PostgresDatabase(pg.url(), schema)
+    limits = {"XRP": Limits(per_day=1000)}
+
+    async def first_server() -> None:
+        policy = SpendingPolicy(limits, tmp_path / "a" / "spending.sqlite")
+        policy.records = installation.records("Payer")
+        await policy.reserve("XRP", 700, "rAlice", "a payment in flight")
+        # SIGKILL here: no release, no commit; the connection goes with the process.
+        policy.records.close()
+
+    async def next_server() -> None:
+        policy = SpendingPolicy(limits, tmp_path / "b" / "spending.sqlite")
+        policy.records = installation.records("Payer")
+        assert policy.spent("XRP", 86400) == 700
+        with pytest.raises(SpendDenied, match="daily cap"):
+            await policy.reserve("XRP", 400, "rBob")
+        await policy.reserve("XRP", 300, "rBob")
+        assert policy.spent("XRP", 86400) == 1000
+        policy.close()
+
+    asyncio.run(first_server())
+    asyncio.run(next_server())
+    installation.close()
+    assert not (tmp_path / "a" / "spending.sqlite").exists()
