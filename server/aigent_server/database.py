@@ -138,14 +138,14 @@ class PostgresDatabase:
             )
         self.migrations = migrations
         try:
+            # The connector's ledger store already names a server and hides a password.
             import psycopg
+            from aigent_connector.postgres_store import describe, redact
             from psycopg.conninfo import conninfo_to_dict, make_conninfo
         except ImportError:
             raise DatabaseError(
-                f"a database_url needs psycopg, which is not installed: {INSTALL}"
+                f"a database_url needs psycopg and aigent-connector: {INSTALL}"
             ) from None
-        # The connector's ledger store already knows how to name a server and hide a password.
-        from aigent_connector.postgres_store import describe, redact
 
         self._redact = redact
         self.url = url
