@@ -36,7 +36,7 @@ from tests.server.conftest import character, sign_in
 from tests.server.test_command import free_port
 
 TOKEN = "fleet-t0ken"
-LEASE = 3.0
+LEASE = 4.0
 
 
 @pytest.fixture
@@ -225,10 +225,14 @@ def test_two_servers_split_ten_agents_and_one_takes_over_after_sigkill(
                 break
             assert time.monotonic() < deadline, f"not split: {sorted(a)} / {sorted(b)}"
             time.sleep(0.2)
-        listed = _servers(ports[1])
-        assert listed["database"] == "postgresql" and len(listed["servers"]) == 2
-        assert all(s["healthy"] for s in listed["servers"])
-        assert sorted(s["agents"] for s in listed["servers"]) == [5, 6]
+        while True:  # as the second server's next round sees it
+            listed = _servers(ports[1])
+            assert listed["database"] == "postgresql" and len(listed["servers"]) == 2
+            assert all(s["healthy"] for s in listed["servers"])
+            if sorted(s["agents"] for s in listed["servers"]) == [5, 6]:
+                break
+            assert time.monotonic() < deadline, listed
+            time.sleep(0.2)
         on_b = {a["name"]: a["server"] for a in _agents(ports[1])}
         assert set(on_b.values()) == {s["name"] for s in listed["servers"]}
         b_name = next(s["name"] for s in listed["servers"] if s["this"])
@@ -274,7 +278,7 @@ def test_two_servers_split_ten_agents_and_one_takes_over_after_sigkill(
                 leased = time.monotonic() - killed
             if {a["name"] for a in agents if a["state"] == "running"} == set(names):
                 break
-            assert time.monotonic() - killed < 2 * LEASE + 30, f"not taken over: {agents}"
+            assert time.monotonic() - killed < 2 * LEASE, f"not back in two lease periods: {agents}"
             time.sleep(0.1)
         back = time.monotonic() - killed
         print(f"\nfailover: leases taken {leased:.2f} s, all running {back:.2f} s after SIGKILL")
@@ -441,3 +445,43 @@ def test_a_reservation_made_on_a_dead_server_counts_on_the_next(
     asyncio.run(next_server())
     installation.close()
     assert not (tmp_path / "a" / "spending.sqlite").exists()
+
+
+def test_two_servers_reserving_at_once_never_pass_the_cap_together(
+    pg: Server,  # noqa: F811
+    schema: str,
+    tmp_path: Path,
+) -> None:
+    """The caps are checked under a lock on the agent's table: two servers' policies (as
+    during a hand-over) reserving at the same moment cannot both fit under what is left."""
+    from aigent.spending import Limits, SpendDenied, SpendingPolicy
+
+    installation = PostgresDatabase(pg.url(), schema)
+    limits = {"XRP": Limits(per_day=1000)}
+    granted: list[int] = []
+
+    def server(k: int) -> None:
+        policy = SpendingPolicy(limits, tmp_path / f"s{k}" / "spending.sqlite")
+        policy.records = installation.records("Payer")
+
+        async def reserve_all() -> None:
+            for _ in range(10):
+                try:
+                    await policy.reserve("XRP", 100, "rAlice")
+                    granted.append(k)
+                except SpendDenied:
+                    pass
+
+        asyncio.run(reserve_all())
+        policy.close()
+
+    threads = [threading.Thread(target=server, args=(k,)) for k in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert len(granted) == 10, granted  # 1000 of 2000 asked, never more
+    check = installation.records("Payer")
+    assert check.execute("SELECT sum(amount) FROM spends WHERE state = 'reserved'") == [(1000,)]
+    check.close()
+    installation.close()
