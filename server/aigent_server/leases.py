@@ -110,6 +110,9 @@ class Leases:
         self.followers: list[Callable[[], Awaitable[None]]] = []
         """Called after each good round: what else follows the shared database (sign-ins)."""
         self._failed: dict[str, float] = {}
+        self._took: dict[str, float] = {}
+        """Agents taken by :meth:`take` (a user's start), when: a round already on its way
+        when one was taken does not know it yet."""
         self._tasks: set[asyncio.Task[Any]] = set()
 
     # --- what the API shows ---------------------------------------------------------------------
@@ -151,7 +154,7 @@ class Leases:
             self.lost = None
         # The database stamped the renewal after we asked: the lease lasts at least this long.
         self.valid_until = asked + self.seconds * 2 / 3
-        await self._apply(found)
+        await self._apply(found, asked)
         for follow in self.followers:
             try:
                 await follow()
@@ -171,6 +174,8 @@ class Leases:
             "ON CONFLICT (id) DO UPDATE SET heartbeat_at = excluded.heartbeat_at",
             (self.id, self.name, os.getpid(), now, now),
         )
+        # Servers silent for a day are history: their rows would only grow the list.
+        execute("DELETE FROM servers WHERE heartbeat_at < ?", (now - 86400,))
         held = {
             r[0]
             for r in execute(
@@ -227,9 +232,10 @@ class Leases:
         ]  # fmt: skip
         return _Round(now, held, taken, entries, contents, runners, servers, share)
 
-    async def _apply(self, found: _Round) -> None:
+    async def _apply(self, found: _Round, asked: float) -> None:
         fleet = self.fleet
-        self.held = found.held | found.taken
+        self._took = {n: at for n, at in self._took.items() if at >= asked}
+        self.held = found.held | found.taken | set(self._took)
         self.runners, self.servers = found.runners, found.servers
         await asyncio.to_thread(self._local_files, found)
         await fleet.follow(found.entries)
@@ -317,6 +323,7 @@ class Leases:
         try:
             if await blocking.run("leases", self.db.transaction, take):
                 self.held.add(name)
+                self._took[name] = time.monotonic()
                 return True
         except DatabaseError as exc:
             log.warning("fleet: %s: cannot take its lease: %s", name, exc)

@@ -244,6 +244,18 @@ def test_two_servers_split_ten_agents_and_one_takes_over_after_sigkill(
         )
         assert asked.status_code == 409 and "runs on server" in asked.json()["detail"]
 
+        # Stopped through the other server: the one that runs it follows within a round.
+        operator = {"Authorization": f"Bearer {TOKEN}"}
+        b_url = f"http://127.0.0.1:{ports[1]}/api/agents/{elsewhere}"
+        assert httpx.post(f"{b_url}/stop", headers=operator).status_code == 200
+        while elsewhere in _running_on(ports[0]):
+            assert time.monotonic() < deadline, f"{elsewhere} still runs on the first server"
+            time.sleep(0.1)
+        # Started through the second server, with its lease free: it runs there.
+        started = httpx.post(f"{b_url}/start", headers=operator, timeout=30)
+        assert started.status_code == 200 and started.json()["server"] == b_name, started.text
+        assert elsewhere in _running_on(ports[1]) and elsewhere not in _running_on(ports[0])
+
         # A sign-in and an API key made on the first server hold on the second.
         class On:
             def __init__(self, port: int) -> None:
