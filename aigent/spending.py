@@ -13,11 +13,13 @@ Every path moves value the same way, through :meth:`SpendingPolicy.spend`::
         result = await submit(tx)      # the money moves here
         # a refusal known to have moved nothing: spend.nothing_moved(); part of it: spend.moved(n)
 
-Reservations are written to SQLite before the money moves and count against the caps until
-their outcome is known. A reservation is released only when the payment is known not to have
-happened: a task cancelled or timed out mid-payment, or a failure that does not say, leaves it
-held (counted, with its reason) until the rail resolves it, after a restart too. So a crash,
-a cancel or a slow chain can only make the agent spend less, never more.
+Reservations are written to the policy's records (SQLite in the agent's data directory; a server
+may give its agents a shared database instead: :class:`Records`) before the money moves, and
+count against the caps until their outcome is known. A reservation is released only when the
+payment is known not to have happened: a task cancelled or timed out mid-payment, or a failure
+that does not say, leaves it held (counted, with its reason) until the rail resolves it, after a
+restart too. So a crash, a cancel or a slow chain can only make the agent spend less, never
+more.
 """
 
 from __future__ import annotations
@@ -29,10 +31,11 @@ import sqlite3
 import threading
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable
-from contextlib import asynccontextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
+from contextlib import AbstractContextManager, asynccontextmanager, contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import Any, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -102,6 +105,65 @@ class Spend:
 Confirm = Callable[[Spend, str], Awaitable[bool]]
 
 
+class Records(Protocol):
+    """Where a policy keeps its reservations: a ``spends`` table (id, at, asset, amount,
+    destination, purpose, state, note), reached with ``?`` placeholders. Calls come from one
+    thread at a time; they may block."""
+
+    def execute(self, sql: str, args: Sequence[Any] = ()) -> list[tuple[Any, ...]]: ...
+
+    def exclusive(self) -> AbstractContextManager[None]:
+        """A transaction no other writer of these records interleaves with (the caps are
+        checked and the reservation written inside one)."""
+        ...
+
+    def close(self) -> None: ...
+
+
+class SqliteRecords:
+    """The default: a SQLite file in the agent's data directory, opened on first use."""
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self._db: sqlite3.Connection | None = None
+
+    def _conn(self) -> sqlite3.Connection:
+        if self._db is None:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
+            db.execute("PRAGMA journal_mode=WAL")
+            db.execute("PRAGMA synchronous=FULL")
+            db.execute(
+                "CREATE TABLE IF NOT EXISTS spends (id TEXT PRIMARY KEY, at REAL NOT NULL, "
+                "asset TEXT NOT NULL, amount INTEGER NOT NULL, destination TEXT NOT NULL, "
+                "purpose TEXT NOT NULL, state TEXT NOT NULL)"
+            )
+            columns = {row[1] for row in db.execute("PRAGMA table_info(spends)")}
+            if "note" not in columns:  # why a reservation is held, for whoever resolves it
+                db.execute("ALTER TABLE spends ADD COLUMN note TEXT NOT NULL DEFAULT ''")
+            self._db = db
+        return self._db
+
+    def execute(self, sql: str, args: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        return self._conn().execute(sql, tuple(args)).fetchall()
+
+    @contextmanager
+    def exclusive(self) -> Iterator[None]:
+        db = self._conn()
+        db.execute("BEGIN IMMEDIATE")  # across processes sharing the data directory too
+        try:
+            yield
+        except BaseException:
+            db.execute("ROLLBACK")
+            raise
+        db.execute("COMMIT")
+
+    def close(self) -> None:
+        if self._db is not None:
+            self._db.close()
+            self._db = None
+
+
 class SpendingPolicy:
     """The limits of one agent, with a durable record of what it reserved and spent."""
 
@@ -119,26 +181,10 @@ class SpendingPolicy:
         self.clock = clock
         self.observers = observers if observers is not None else Observers()
         """Told ``payment.committed``, ``.released`` or ``.held`` as each spend settles."""
-        self._db: sqlite3.Connection | None = None
+        self.records: Records = SqliteRecords(db_path)
+        """Replaceable before the agent starts (a server sharing its agents' records)."""
         self._lock = asyncio.Lock()  # one reservation's check-and-write at a time
-        self._db_lock = threading.Lock()  # the connection, used from the records threads
-
-    def _conn(self) -> sqlite3.Connection:
-        if self._db is None:
-            self.db_path.parent.mkdir(parents=True, exist_ok=True)
-            db = sqlite3.connect(self.db_path, isolation_level=None, check_same_thread=False)
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute("PRAGMA synchronous=FULL")
-            db.execute(
-                "CREATE TABLE IF NOT EXISTS spends (id TEXT PRIMARY KEY, at REAL NOT NULL, "
-                "asset TEXT NOT NULL, amount INTEGER NOT NULL, destination TEXT NOT NULL, "
-                "purpose TEXT NOT NULL, state TEXT NOT NULL)"
-            )
-            columns = {row[1] for row in db.execute("PRAGMA table_info(spends)")}
-            if "note" not in columns:  # why a reservation is held, for whoever resolves it
-                db.execute("ALTER TABLE spends ADD COLUMN note TEXT NOT NULL DEFAULT ''")
-            self._db = db
-        return self._db
+        self._db_lock = threading.Lock()  # the records, used from the records threads
 
     def spent(self, asset: str, window: float) -> int:
         """Reserved or spent in the last ``window`` seconds (released reservations excluded)."""
@@ -146,16 +192,12 @@ class SpendingPolicy:
             return self._spent(asset, window)
 
     def _spent(self, asset: str, window: float) -> int:
-        row = (
-            self._conn()
-            .execute(
-                "SELECT COALESCE(SUM(amount), 0) FROM spends "
-                "WHERE asset = ? AND at > ? AND state != 'released'",
-                (asset, self.clock() - window),
-            )
-            .fetchone()
+        rows = self.records.execute(
+            "SELECT COALESCE(SUM(amount), 0) FROM spends "
+            "WHERE asset = ? AND at > ? AND state != 'released'",
+            (asset, self.clock() - window),
         )
-        return int(row[0])
+        return int(rows[0][0])
 
     @asynccontextmanager
     async def spend(
@@ -269,32 +311,25 @@ class SpendingPolicy:
         """Check the caps and write the reservation in one transaction (in a thread: it
         fsyncs)."""
         asset, amount = spend.asset, spend.amount
-        with self._db_lock:
-            db = self._conn()
-            db.execute("BEGIN IMMEDIATE")  # across processes sharing the data directory too
-            try:
-                for cap, window, label in (
-                    (limits.per_hour, HOUR, "hourly"),
-                    (limits.per_day, DAY, "daily"),
-                ):
-                    if cap is not None:
-                        used = self._spent(asset, window)
-                        if used + amount > cap:
-                            cap_text = format_amount(cap, limits.asset_scale, asset)
-                            used_text = format_amount(used, limits.asset_scale, asset)
-                            raise SpendDenied(
-                                f"refused {what}: the {label} cap of {cap_text} would be "
-                                f"exceeded ({used_text} already spent)"
-                            )
-                db.execute(
-                    "INSERT INTO spends (id, at, asset, amount, destination, purpose, state) "
-                    "VALUES (?, ?, ?, ?, ?, ?, 'reserved')",
-                    (spend.id, self.clock(), asset, amount, spend.destination, spend.purpose),
-                )
-                db.execute("COMMIT")
-            except BaseException:
-                db.execute("ROLLBACK")
-                raise
+        with self._db_lock, self.records.exclusive():
+            for cap, window, label in (
+                (limits.per_hour, HOUR, "hourly"),
+                (limits.per_day, DAY, "daily"),
+            ):
+                if cap is not None:
+                    used = self._spent(asset, window)
+                    if used + amount > cap:
+                        cap_text = format_amount(cap, limits.asset_scale, asset)
+                        used_text = format_amount(used, limits.asset_scale, asset)
+                        raise SpendDenied(
+                            f"refused {what}: the {label} cap of {cap_text} would be "
+                            f"exceeded ({used_text} already spent)"
+                        )
+            self.records.execute(
+                "INSERT INTO spends (id, at, asset, amount, destination, purpose, state) "
+                "VALUES (?, ?, ?, ?, ?, ?, 'reserved')",
+                (spend.id, self.clock(), asset, amount, spend.destination, spend.purpose),
+            )
 
     def release(self, spend: Spend) -> None:
         """The payment is known not to have happened: the reservation no longer counts."""
@@ -304,33 +339,29 @@ class SpendingPolicy:
         """The outcome is unknown: the reservation keeps counting until :meth:`resolve`."""
         log.warning("spend %s (%s) held: %s", spend.id, spend.describe(0), note)
         with self._db_lock:
-            self._conn().execute(
+            self.records.execute(
                 "UPDATE spends SET state = 'held', note = ? WHERE id = ?", (note, spend.id)
             )
 
     def held(self) -> list[tuple[str, str, int, str, str]]:
         """Reservations whose outcome is unknown: (id, asset, amount, destination, note)."""
         with self._db_lock:
-            rows = (
-                self._conn()
-                .execute(
-                    "SELECT id, asset, amount, destination, note FROM spends WHERE state = 'held'"
-                )
-                .fetchall()
+            rows = self.records.execute(
+                "SELECT id, asset, amount, destination, note FROM spends WHERE state = 'held'"
             )
-        return [tuple(row) for row in rows]
+        return [(str(r[0]), str(r[1]), int(r[2]), str(r[3]), str(r[4])) for r in rows]
 
     def resolve(self, spend_id: str, moved: bool) -> None:
         """A held reservation's outcome became known (a receipt arrived, or the rail says the
         payment failed): it becomes a spend, or is released."""
         with self._db_lock:
-            db = self._conn()
-            row = db.execute(
+            found = self.records.execute(
                 "SELECT asset, amount, destination, purpose FROM spends "
                 "WHERE id = ? AND state = 'held'",
                 (spend_id,),
-            ).fetchone()
-            db.execute(
+            )
+            row = found[0] if found else None
+            self.records.execute(
                 "UPDATE spends SET state = ? WHERE id = ? AND state = 'held'",
                 ("spent" if moved else "released", spend_id),
             )
@@ -341,14 +372,10 @@ class SpendingPolicy:
     def recent(self, limit: int = 50) -> list[dict[str, object]]:
         """The latest reservations and spends, newest first (amounts at the limits' scale)."""
         with self._db_lock:
-            rows = (
-                self._conn()
-                .execute(
-                    "SELECT id, at, asset, amount, destination, purpose, state, note FROM spends "
-                    "ORDER BY at DESC LIMIT ?",
-                    (limit,),
-                )
-                .fetchall()
+            rows = self.records.execute(
+                "SELECT id, at, asset, amount, destination, purpose, state, note FROM spends "
+                "ORDER BY at DESC LIMIT ?",
+                (limit,),
             )
         keys = ("id", "at", "asset", "amount", "destination", "purpose", "state", "note")
         out = [dict(zip(keys, row, strict=True)) for row in rows]
@@ -376,18 +403,16 @@ class SpendingPolicy:
     def _set_state(self, spend: Spend, state: str, amount: int | None = None) -> None:
         with self._db_lock:
             if amount is None:
-                self._conn().execute("UPDATE spends SET state = ? WHERE id = ?", (state, spend.id))
+                self.records.execute("UPDATE spends SET state = ? WHERE id = ?", (state, spend.id))
             else:
-                self._conn().execute(
+                self.records.execute(
                     "UPDATE spends SET state = ?, amount = ? WHERE id = ?",
                     (state, amount, spend.id),
                 )
 
     def close(self) -> None:
         with self._db_lock:
-            if self._db is not None:
-                self._db.close()
-                self._db = None
+            self.records.close()
 
 
 def _allowed(destination: str, allowlist: list[str]) -> bool:

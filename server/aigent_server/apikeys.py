@@ -21,7 +21,7 @@ from pydantic import BaseModel, Field
 
 from aigent_server.app import Who
 from aigent_server.registry import Registry
-from aigent_server.sessions import digest
+from aigent_server.sessions import RECENT, digest
 
 PREFIX = "aik_"
 SHOWN = 12
@@ -70,6 +70,20 @@ class ApiKeys:
         )
         self._by_hash = {r[4]: ApiKey(*r) for r in rows}
         self._writes: set[asyncio.Task[Any]] = set()
+
+    async def reload(self) -> None:
+        """The keys as the database holds them: servers sharing it (see aigent_server.leases)
+        honour each other's new and revoked keys within a round."""
+        rows = await self._registry.execute_async(
+            "SELECT id, owner, name, prefix, hash, created_at, expires_at, last_used_at "
+            "FROM api_keys"
+        )
+        now = time.time()
+        fresh = {r[4]: self._by_hash.get(r[4]) or ApiKey(*r) for r in rows}
+        for digest_, key in self._by_hash.items():  # made here while the read was on its way
+            if digest_ not in fresh and key.created_at > now - RECENT:
+                fresh[digest_] = key
+        self._by_hash = fresh
 
     async def create(self, owner: str, name: str, expires_at: float | None) -> tuple[str, ApiKey]:
         if len(self.owned(owner)) >= MAX_KEYS:

@@ -61,6 +61,12 @@ class Settings:
     """Names in the server's environment uploaded characters may read besides model keys."""
     a2a_default: str | None = None
     """The agent whose A2A card is /.well-known/agent-card.json (None: the operator's only one)."""
+    database_url: str | None = field(default=None, repr=False)
+    """PostgreSQL shared by the installation's servers (a secret); None: SQLite in data_dir."""
+    database_schema: str = "aigent"
+    lease_seconds: float = 15.0
+    server_name: str | None = None
+    """How this server is named in the fleet (default: host name and process id)."""
 
 
 class ChallengeIn(BaseModel):
@@ -113,19 +119,26 @@ Agent = Annotated[Hosted, Depends(_hosted)]
 
 
 def create_app(settings: Settings) -> FastAPI:
+    from aigent_server import apikeys, database, forms, leases, servers
+
     bus = EventBus()
+    db = database.open_database(settings.data_dir, settings.database_url, settings.database_schema)
     fleet = Fleet(
         settings.data_dir,
         bus,
         settings.confirm_timeout,
         Hosts(settings.allow_hosts),
         settings.share_env,
+        db,
     )
-    from aigent_server import apikeys, forms
+    if isinstance(db, database.PostgresDatabase):
+        fleet.leases = leases.Leases(fleet, db, settings.server_name, settings.lease_seconds)
 
     auth = Auth(
         settings.token, Sessions(fleet.registry), apikeys.ApiKeys(fleet.registry), settings.admins
     )
+    if fleet.leases is not None:  # sign-ins made on the other servers, too
+        fleet.leases.followers += [auth.sessions.reload, auth.keys.reload]
     starting: set[asyncio.Task[None]] = set()
 
     @asynccontextmanager
@@ -134,6 +147,8 @@ def create_app(settings: Settings) -> FastAPI:
             await fleet.add(file, OPERATOR, uploaded=False)
         # Agents start behind the server's own start: health answers while a slow one loads.
         tasks = [asyncio.create_task(fleet.start_desired())]
+        if fleet.leases is not None:
+            tasks.append(asyncio.create_task(fleet.leases.run()))
         if settings.watch:
             watcher = Watcher(fleet, settings.watch, SUFFIXES, settings.watch_seconds)
             tasks.append(asyncio.create_task(watcher.run()))
@@ -161,6 +176,7 @@ def create_app(settings: Settings) -> FastAPI:
     app.state.data_dir = settings.data_dir
     app.include_router(apikeys.router)
     app.include_router(forms.router)
+    app.include_router(servers.router)
     mount_mcp(app)  # /mcp/<name>: MCP over streamable HTTP, behind the same sign-in
     mount_a2a(app, settings.a2a_default)  # A2A cards and JSON-RPC at /a2a/<name>
     # Added first, so it runs inside the rate limit and the body cap added next.

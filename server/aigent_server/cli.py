@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import socket
 from pathlib import Path
 from typing import Annotated
 
@@ -57,6 +58,27 @@ def serve(
             "/a2a/<name>/.well-known/agent-card.json."
         ),
     ] = None,
+    database_url: Annotated[
+        str | None,
+        typer.Option(
+            envvar="AIGENT_SERVE_DATABASE_URL",
+            show_envvar=True,
+            help="PostgreSQL for the server's state, shared by several aigent serve processes "
+            "that split the agents between them (postgresql://user@host:port/db; the password "
+            "in PGPASSWORD or ~/.pgpass). Default: SQLite in --data-dir, one server.",
+        ),
+    ] = None,
+    database_schema: Annotated[
+        str, typer.Option(help="The installation's schema in that database.")
+    ] = "aigent",
+    lease_seconds: Annotated[
+        float,
+        typer.Option(
+            min=1.0,
+            help="With --database-url: how long an agent's lease lasts; its server renews it "
+            "every third of that, and another takes the agent over once it lapses.",
+        ),
+    ] = 15.0,
 ) -> None:
     """Host many agents behind one REST API, live events and a web app (on --port, 8000)."""
     import uvicorn
@@ -64,6 +86,7 @@ def serve(
     from aigent import AigentError, load_character
     from aigent_server.app import Settings, create_app
     from aigent_server.confine import ENV, SHARE_ENV, parse_rule
+    from aigent_server.database import DatabaseError
 
     files: list[Path] = []
     folders: list[Path] = []
@@ -105,6 +128,10 @@ def serve(
         allow_hosts=tuple(allowed),
         share_env=tuple(shared),
         a2a_default=a2a_default,
+        database_url=database_url or None,
+        database_schema=database_schema,
+        lease_seconds=lease_seconds,
+        server_name=f"{socket.gethostname()}:{port}",
     )
     where = f"http://{host}:{port}/"
     typer.echo(f"serving {len(good)} agent file(s) at {where} (API: {where}api/docs)")
@@ -121,8 +148,15 @@ def serve(
             f"  listening on {host}: reachable from other machines; put HTTPS in front",
             fg="yellow",
         )
+    if database_url:
+        typer.echo(f"  sharing state and agents through PostgreSQL (schema {database_schema})")
+    try:
+        app = create_app(settings)
+    except DatabaseError as exc:
+        typer.secho(f"✗ {exc}", fg="red", err=True)
+        raise typer.Exit(1) from None
     uvicorn.run(
-        create_app(settings),
+        app,
         host=host,
         port=port,
         log_level="warning",

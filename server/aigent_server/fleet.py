@@ -13,7 +13,7 @@ from collections.abc import Callable, Iterable, Mapping
 from contextvars import ContextVar
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from aigent import Agent, AigentError, Character, Incoming, Reply, Spend, load_character
 from aigent.amounts import format_amount
@@ -22,8 +22,12 @@ from aigent.observe import Observer
 from aigent.secrets import Secrets
 from aigent_server import knowledge
 from aigent_server.confine import Hosts, environment
+from aigent_server.database import Database, PostgresDatabase
 from aigent_server.events import KINDS, EventBus
 from aigent_server.registry import OPERATOR, Entry, Registry, Said
+
+if TYPE_CHECKING:
+    from aigent_server.leases import Leases
 
 log = logging.getLogger("aigent.server")
 LIVE_RECEIPTS = 1000
@@ -107,6 +111,7 @@ class Fleet:
         confirm_timeout: float = 300.0,
         hosts: Hosts | None = None,
         share_env: Iterable[str] = (),
+        database: Database | None = None,
     ) -> None:
         self.data_dir = data_dir
         self.hosts = hosts or Hosts()
@@ -115,10 +120,14 @@ class Fleet:
         """Names in the server's environment uploaded characters may read besides model keys."""
         self.bus = bus
         self.confirm_timeout = confirm_timeout
-        self.registry = Registry(data_dir / "server.sqlite")
+        self.registry = Registry(database or data_dir / "server.sqlite")
+        self.leases: Leases | None = None
+        """Set when the server shares its database with others: an agent runs here only while
+        this server holds its lease (see aigent_server.leases)."""
         self.hosted: dict[str, Hosted] = {}
         for entry in self.registry.entries():
             self.hosted[entry.name] = Hosted(entry, character=_peek(entry.source))
+        self._followed = set(self.hosted)
 
     # --- what is hosted ---------------------------------------------------------------------
 
@@ -185,6 +194,8 @@ class Fleet:
 
     async def start_desired(self) -> None:
         """At server start: every agent whose owner last wanted it running, side by side."""
+        if self.leases is not None:
+            return  # those this server takes, as its leases' rounds take them
         await asyncio.gather(
             *(
                 self.start(h, remember=False)
@@ -200,6 +211,8 @@ class Fleet:
                 await self.registry.set_desired(hosted.entry.name, "running")
             if hosted.state == "running":
                 return hosted
+            if self.leases is not None and not await self.leases.take(hosted.entry.name):
+                return hosted  # another server runs it (describe says which)
             self._set_state(hosted, "starting")
             try:
                 character = await asyncio.to_thread(load_character, hosted.entry.source)
@@ -216,7 +229,12 @@ class Fleet:
                     # never the server's .env or the rest of its environment.
                     secrets = Secrets(character.secrets, [], environment(self.share_env))
                 await asyncio.to_thread(knowledge.attach, character, data_dir)
+                if isinstance(self.registry.db, PostgresDatabase):
+                    character = self.registry.db.with_ledger(character, hosted.entry.name)
                 agent = Agent(character, data_dir=data_dir, plugins=guards, secrets=secrets)
+                if isinstance(self.registry.db, PostgresDatabase):  # with its ledger, shared
+                    db = self.registry.db
+                    agent.spending.records = await asyncio.to_thread(db.records, hosted.entry.name)
                 agent.spending.confirm = self._confirmer(hosted)
                 agent.observe(self._observer(hosted))  # before start: starting may pay
                 await agent.start()
@@ -258,8 +276,28 @@ class Fleet:
     async def close(self) -> None:
         """Stop everything (the desired states stay as they were, for the next start)."""
         await asyncio.gather(*(self.stop(h, remember=False) for h in self.hosted.values()))
+        if self.leases is not None:
+            await self.leases.close()
         await self.registry.drain()
         self.registry.close()
+
+    async def follow(self, entries: list[Entry]) -> None:
+        """The shared registry as another server changed it: agents added or removed there,
+        and the state each should be in."""
+        seen = {entry.name for entry in entries}
+        for entry in entries:
+            hosted = self.hosted.get(entry.name)
+            if hosted is None:
+                character = await asyncio.to_thread(_peek, entry.source)
+                self.hosted[entry.name] = Hosted(entry, character=character)
+            else:
+                hosted.entry.desired, hosted.entry.source = entry.desired, entry.source
+        # Only what an earlier round saw: one added here since this round read is not gone.
+        for name in self._followed - seen:
+            hosted = self.hosted.pop(name, None)
+            if hosted is not None:
+                await self.stop(hosted, remember=False)
+        self._followed = seen
 
     def _confine(self, character: Character) -> None:
         _refuse_code(character)
@@ -286,7 +324,7 @@ class Fleet:
         ``direct``), kept in the history and told as events."""
         agent = hosted.agent
         if agent is None or hosted.state != "running":
-            raise FleetError(409, f"agent {hosted.entry.name!r} is {hosted.state}: start it first")
+            raise self._not_running(hosted)
         name, owner = hosted.entry.name, hosted.entry.owner
         self.bus.publish("message.in", name, owner, room=room, user=user, text=text, client=client)
         said = Said(user, "user", text)
@@ -333,8 +371,15 @@ class Fleet:
 
     def _running(self, hosted: Hosted) -> Agent:
         if hosted.agent is None or hosted.state != "running":
-            raise FleetError(409, f"agent {hosted.entry.name!r} is {hosted.state}: start it first")
+            raise self._not_running(hosted)
         return hosted.agent
+
+    def _not_running(self, hosted: Hosted) -> FleetError:
+        name = hosted.entry.name
+        runner = self.leases.runner(name) if self.leases else None
+        if runner is not None and self.leases is not None and runner != self.leases.name:
+            return FleetError(409, f"agent {name!r} runs on server {runner}: ask that server")
+        return FleetError(409, f"agent {name!r} is {hosted.state}: start it first")
 
     async def search(self, hosted: Hosted, query: str, k: int) -> list[dict[str, Any]]:
         agent = self._running(hosted)
@@ -488,6 +533,7 @@ class Fleet:
             "earned": earned,
             "bio": list(character.bio)[:3] if character else [],
             "pending_confirmations": len(hosted.pending),
+            "server": self.leases.runner(hosted.entry.name) if self.leases else None,
             "created_at": hosted.entry.created_at,
         }
 

@@ -1,5 +1,6 @@
-"""The server's registry, in SQLite under its data directory: which agents it hosts, who owns
-each, the state each should be in, and the conversations it saw. It survives a restart: an
+"""The server's registry, in its database (SQLite under its data directory, or PostgreSQL: see
+aigent_server.database): which agents it hosts, who owns each, the state each should be in,
+and the conversations it saw. It survives a restart: an
 agent that was running is started again, one that was stopped stays stopped."""
 
 from __future__ import annotations
@@ -7,14 +8,13 @@ from __future__ import annotations
 import asyncio
 import json
 import logging
-import sqlite3
-import threading
 import time
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 from aigent import blocking
+from aigent_server.database import Database, SqliteDatabase
 
 log = logging.getLogger("aigent.server")
 
@@ -34,7 +34,7 @@ CREATE TABLE IF NOT EXISTS messages (
     id INTEGER PRIMARY KEY AUTOINCREMENT,
     agent TEXT NOT NULL,
     room TEXT NOT NULL,
-    user TEXT NOT NULL,
+    "user" TEXT NOT NULL,
     role TEXT NOT NULL,
     text TEXT NOT NULL,
     at REAL NOT NULL,
@@ -73,33 +73,26 @@ class Said:
 
 
 class Registry:
-    def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        # Durable when the process dies, consistent always; a power cut may lose the last
-        # writes. A sync per commit cost 0.4 ms on every message here (the history is the
-        # server's view; each agent's memory keeps the conversation too).
-        self._db.execute("PRAGMA synchronous=NORMAL")
-        self._db.executescript(_SCHEMA)
-        columns = {r[1] for r in self._db.execute("PRAGMA table_info(messages)")}
-        for column in ("message_id", "receipts"):
-            if column not in columns:  # a registry from before replies kept their receipts
-                self._db.execute(f"ALTER TABLE messages ADD COLUMN {column} TEXT")
-        self._db.executescript(_INDEXES)
-        self._lock = threading.Lock()
+    def __init__(self, where: Path | Database) -> None:
+        self.db = SqliteDatabase(where) if isinstance(where, Path) else where
+        if isinstance(self.db, SqliteDatabase):  # PostgreSQL's tables come from its migrations
+            self.db.executescript(_SCHEMA)
+            columns = {r[1] for r in self.db.execute("PRAGMA table_info(messages)")}
+            for column in ("message_id", "receipts"):
+                if column not in columns:  # a registry from before replies kept their receipts
+                    self.db.execute(f"ALTER TABLE messages ADD COLUMN {column} TEXT")
+            self.db.executescript(_INDEXES)
         self._pending: list[tuple[Any, ...]] = []
         self._writer: asyncio.Task[None] | None = None
 
     def _run(self, sql: str, args: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
-        with self._lock:
-            return self._db.execute(sql, args).fetchall()
+        return self.db.execute(sql, args)
 
     async def _do(self, sql: str, args: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
         # A durable write must not stall every agent on the loop while it syncs.
         return await blocking.run("records", self._run, sql, args)
 
-    # The server's other tables (sessions, API keys) live in the same file, through these.
+    # The server's other tables (sessions, API keys) live in the same database, through these.
     execute = _run
     execute_async = _do
 
@@ -122,12 +115,20 @@ class Registry:
                 entry.created_at,
             ),
         )
+        await self._keep(entry.name, entry.source)
+
+    async def _keep(self, name: str, source: Path) -> None:
+        """In a shared database, the file's text too: another server may not have the file."""
+        if not isinstance(self.db, SqliteDatabase):
+            content = await asyncio.to_thread(source.read_text, encoding="utf-8")
+            await self._do("UPDATE agents SET content = ? WHERE name = ?", (content, name))
 
     async def set_desired(self, name: str, desired: str) -> None:
         await self._do("UPDATE agents SET desired = ? WHERE name = ?", (desired, name))
 
     async def set_source(self, name: str, source: Path) -> None:
         await self._do("UPDATE agents SET source = ? WHERE name = ?", (str(source), name))
+        await self._keep(name, source)
 
     async def remove(self, name: str) -> None:
         await self.drain()  # none of its messages written after the delete
@@ -162,17 +163,16 @@ class Registry:
             await asyncio.shield(self._writer)
 
     def _record(self, args: list[tuple[Any, ...]]) -> None:
-        with self._lock, self._db:
-            self._db.executemany(
-                "INSERT INTO messages (agent, room, user, role, text, at, message_id, receipts) "
-                "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
-                args,
-            )
+        self.db.executemany(
+            'INSERT INTO messages (agent, room, "user", role, text, at, message_id, receipts) '
+            "VALUES (?, ?, ?, ?, ?, ?, ?, ?)",
+            args,
+        )
 
     async def history(self, agent: str, room: str, limit: int) -> list[dict[str, Any]]:
         await self.drain()
         rows = await self._do(
-            "SELECT user, role, text, at, message_id FROM messages WHERE agent = ? AND room = ? "
+            'SELECT "user", role, text, at, message_id FROM messages WHERE agent = ? AND room = ? '
             "ORDER BY id DESC LIMIT ?",
             (agent, room, limit),
         )
@@ -202,5 +202,4 @@ class Registry:
         return [r[0] for r in rows]
 
     def close(self) -> None:
-        with self._lock:
-            self._db.close()
+        self.db.close()

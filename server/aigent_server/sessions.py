@@ -17,6 +17,8 @@ from dataclasses import dataclass
 from aigent_server.registry import Registry
 
 SESSION_SECONDS = 7 * 86400.0
+RECENT = 60.0
+"""Seconds a session opened here is kept by :meth:`Sessions.reload` though the read missed it."""
 
 _SCHEMA = (
     "CREATE TABLE IF NOT EXISTS sessions (key TEXT PRIMARY KEY, owner TEXT NOT NULL, "
@@ -50,6 +52,22 @@ class Sessions:
                 "SELECT key, owner, expires_at FROM sessions"
             )
         }
+        self._opened: dict[str, float] = {}
+
+    async def reload(self) -> None:
+        """The sessions as the database holds them: servers sharing it (see
+        aigent_server.leases) know each other's sign-ins and sign-outs within a round."""
+        now = time.time()
+        rows = await self._registry.execute_async(
+            "SELECT key, owner, expires_at FROM sessions WHERE expires_at >= ?", (now,)
+        )
+        live = {key: (owner, expires) for key, owner, expires in rows}
+        # One opened here while the read was on its way is not signed out by it.
+        self._opened = {k: at for k, at in self._opened.items() if at > now - RECENT}
+        for key in self._opened.keys() - live.keys():
+            if key in self._live:
+                live[key] = self._live[key]
+        self._live = live
 
     async def open(self, owner: str) -> tuple[str, Session]:
         """A new session for ``owner``: the id for the cookie, and the session."""
@@ -61,6 +79,7 @@ class Sessions:
             (key, owner, now, now + self._seconds),
         )
         self._live[key] = (owner, now + self._seconds)
+        self._opened[key] = now
         await self._prune(now)
         return sid, Session(key, owner, digest(sid, "csrf")[:32], now + self._seconds)
 
@@ -75,6 +94,7 @@ class Sessions:
 
     async def end(self, session: Session) -> None:
         self._live.pop(session.key, None)
+        self._opened.pop(session.key, None)
         await self._registry.execute_async("DELETE FROM sessions WHERE key = ?", (session.key,))
 
     async def _prune(self, now: float) -> None:

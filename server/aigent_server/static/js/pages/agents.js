@@ -54,7 +54,10 @@ export async function agentsPage(main) {
         h("dt", {}, "Model"), h("dd", {}, agent.model),
         h("dt", {}, "Price"), h("dd", {}, agent.price || "free"),
         h("dt", {}, "Earned"), h("dd", {}, agent.earned || "—"),
-        agent.address ? [h("dt", {}, "ILP"), h("dd", { class: "mono" }, agent.address)] : null),
+        agent.address ? [h("dt", {}, "ILP"), h("dd", { class: "mono" }, agent.address)] : null,
+        // Servers sharing one database: which one runs it, and whether its heartbeat is fresh.
+        agent.server ? [h("dt", {}, "Server"), h("dd", { class: "mono server" }, agent.server,
+          healthy[agent.server] === false ? " (silent)" : "")] : null),
       h("div", { class: "row" },
         running
           ? h("a", { class: "button primary", href: `#/chat/${encodeURIComponent(agent.name)}` }, "Chat")
@@ -65,8 +68,10 @@ export async function agentsPage(main) {
     );
   }
 
+  let healthy = {};
   async function render() {
-    const agents = await api("GET", "/api/agents");
+    const [agents, fleet] = await Promise.all([api("GET", "/api/agents"), api("GET", "/api/servers")]);
+    healthy = Object.fromEntries(fleet.servers.map((s) => [s.name, s.healthy]));
     grid.replaceChildren(
       ...(agents.length
         ? agents.map(card)
