@@ -255,7 +255,8 @@ class A2ADoors:
             required=priced,
             params={k: v for k, v in params.items() if v is not None},
         )
-        requirements = [SecurityRequirement(schemes={"bearer": {"list": []}})]
+        bearer: dict[str, Any] = {"bearer": {"list": []}}  # protobuf's StringList, as a dict
+        requirements = [SecurityRequirement(schemes=bearer)]
         if _free(hosted) or priced:
             requirements.append(SecurityRequirement())  # strangers too: free, or paying
         return AgentCard(
@@ -387,7 +388,7 @@ async def rpc(name: str, request: Request) -> Response:
 def _context_builder() -> Any:
     from a2a.server.routes import DefaultServerCallContextBuilder
 
-    class Builder(DefaultServerCallContextBuilder):  # type: ignore[misc]
+    class Builder(DefaultServerCallContextBuilder):
         def build(self, request: Any) -> Any:
             context = super().build(request)
             context.state["aigent"] = request.scope.get("aigent.a2a")
@@ -407,7 +408,7 @@ def _executor(fleet: Fleet, name: str) -> AgentExecutor:
     from a2a.server.tasks import TaskUpdater
     from a2a.utils.errors import InternalError, InvalidParamsError, UnsupportedOperationError
 
-    class Executor(AgentExecutor):  # type: ignore[misc]
+    class Executor(AgentExecutor):
         """Runs an A2A message through the fleet (history, live events, channel ``a2a``):
         one reply Message, or, streamed, a task whose artifact grows as the text comes."""
 

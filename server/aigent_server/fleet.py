@@ -329,8 +329,8 @@ class Fleet:
         self.bus.publish("message.in", name, owner, room=room, user=user, text=text, client=client)
         said = Said(user, "user", text)
         try:
-            message = Incoming(text=text, user=user, room=room, client=client)
-            reply = await agent.handle(message, on_text=on_text)
+            incoming = Incoming(text=text, user=user, room=room, client=client)
+            reply = await agent.handle(incoming, on_text=on_text)
         except Exception as exc:
             message = str(exc) if isinstance(exc, AigentError) else f"{type(exc).__name__}: {exc}"
             self.bus.publish("agent.error", name, owner, room=room, error=message)
