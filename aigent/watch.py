@@ -113,9 +113,10 @@ class WatchStore:
         self._db.execute("CREATE INDEX IF NOT EXISTS observations_time ON observations (time)")
         self._db.commit()
 
-    @classmethod
-    def of(cls, data_dir: Path) -> WatchStore:
-        return cls(data_dir / "watch.sqlite")
+    @staticmethod
+    def path_in(data_dir: Path) -> Path:
+        """Where an agent's watched items live, apart from its conversation memory."""
+        return data_dir / "watch.sqlite"
 
     def add(self, items: Sequence[Observation]) -> int:
         """Store ``items``; returns how many were new."""

@@ -26,7 +26,7 @@ def add_commands(cli: typer.Typer) -> None:
         except ValueError as exc:
             raise AigentError(f"--since: {exc}") from None
         agent = Agent.from_file(file)
-        path = WatchStore.of(agent.data_dir).path
+        path = WatchStore.path_in(agent.data_dir)
         if not path.exists():
             raise AigentError(
                 f"{file}: nothing watched yet ({path} does not exist): give the character "

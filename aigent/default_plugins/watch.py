@@ -28,16 +28,16 @@ def register_services(register: Callable[..., None], ctx: PluginContext) -> None
 
     config = WatchConfig.parse(ctx.character.settings.get("watch"), ctx.character.source)
     # ctx.watchers is filled after services are collected: the service reads it when it starts.
-    register(WatchService(ctx.watchers, config, WatchStore.of(ctx.data_dir).path))
+    register(WatchService(ctx.watchers, config, WatchStore.path_in(ctx.data_dir)))
 
 
 @hookimpl
 def register_context_providers(register: Callable[..., None], ctx: PluginContext) -> None:
     if not _configured(ctx):
         return
-    from aigent.watch import WatchRecall
+    from aigent.watch import WatchRecall, WatchStore
 
-    register(WatchRecall(ctx.data_dir / "watch.sqlite"))
+    register(WatchRecall(WatchStore.path_in(ctx.data_dir)))
 
 
 @hookimpl
