@@ -20,6 +20,7 @@ import time
 from collections import Counter
 from collections.abc import Sequence
 from dataclasses import dataclass, field
+from decimal import Decimal
 from pathlib import Path
 from typing import Any, Protocol, runtime_checkable
 
@@ -96,6 +97,58 @@ class WatchConfig(BaseModel):
                 f"{where}: settings.watch.{path}: {first['msg']} "
                 "(expected e.g. {every: 5m, retention: 30d, max_items: 10000, sources: [xrpl]})"
             ) from None
+
+
+class LastSeen:
+    """The last value a watcher saw of each thing it follows (a balance, a pool's reserve),
+    kept in a JSON file so a restart compares with what was seen before it. :meth:`observe`
+    turns a value into an item only when it differs: ``kind`` on first sight, ``change`` (with
+    the difference in ``data["change"]``) after. Ids carry the values, so seeing the same thing
+    again stores nothing new."""
+
+    def __init__(self, source: str, path: Path) -> None:
+        self.source = source
+        self.path = path
+        self._last: dict[str, Decimal] | None = None
+
+    def _read(self) -> dict[str, Decimal]:
+        if not self.path.exists():
+            return {}
+        return {k: Decimal(v) for k, v in json.loads(self.path.read_text()).items()}
+
+    def _write(self, last: dict[str, Decimal]) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.path.write_text(json.dumps({k: str(v) for k, v in last.items()}))
+
+    async def load(self) -> None:
+        if self._last is None:
+            self._last = await asyncio.to_thread(self._read)
+
+    async def save(self) -> None:
+        """Call after a round: a crash before the service stores the round's items loses
+        those moves (the next round compares with the new values), never records one twice."""
+        if self._last is not None:
+            await asyncio.to_thread(self._write, dict(self._last))
+
+    def observe(
+        self, key: str, value: Decimal, now: float, text: str, kind: str
+    ) -> Observation | None:
+        if self._last is None:
+            raise RuntimeError("LastSeen.load() first")
+        before = self._last.get(key)
+        if before == value:
+            return None
+        self._last[key] = value
+        if before is None:
+            return Observation(self.source, f"{key}={value}", now, text, {"kind": kind, "key": key})
+        change = value - before
+        return Observation(
+            self.source,
+            f"{key}:{before}->{value}",
+            now,
+            f"{text} ({change:+f})",
+            {"kind": "change", "key": key, "change": float(change), "value": str(value)},
+        )
 
 
 class WatchStore:

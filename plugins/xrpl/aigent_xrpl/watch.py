@@ -3,20 +3,18 @@ service: the balances and transactions of watched accounts and the reserves of A
 
 A balance or a pool is recorded when it differs from the last one seen: its first sighting as
 ``balance``/``pool``, each move after as ``change`` with the difference in ``data["change"]``.
-The last values seen are kept in ``xrpl-watched.json`` in the agent's data directory, so a
-restart compares with what was seen before it, and ids carry the values, so seeing the same
-thing again stores nothing new."""
+The last values seen are kept in ``xrpl-watched.json`` in the agent's data directory
+(:class:`aigent.watch.LastSeen`), so a restart compares with what was seen before it."""
 
 from __future__ import annotations
 
-import asyncio
-import json
 import time
 from decimal import Decimal, InvalidOperation
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from aigent import Observation
+from aigent.watch import LastSeen
 from aigent_xrpl.errors import XrplInputError
 from aigent_xrpl.service import XrplService
 
@@ -51,7 +49,6 @@ class XrplWatcher:
 
     def __init__(self, service: XrplService, settings: dict[str, Any], memo: Path) -> None:
         self.service = service
-        self.memo = memo
         accounts = settings.get("accounts", [])
         pools = settings.get("amm", [])
         if not isinstance(accounts, list) or not isinstance(pools, list):
@@ -65,44 +62,16 @@ class XrplWatcher:
             if not isinstance(pair, list) or len(pair) != 2:
                 raise XrplInputError(f"settings.xrpl.watch.amm.{i}: a pair, e.g. [XRP, USD/r...]")
             self.pools.append((_asset(str(pair[0]), f"amm.{i}"), _asset(str(pair[1]), f"amm.{i}")))
-        self.last: dict[str, Decimal] | None = None
-
-    def _load(self) -> dict[str, Decimal]:
-        if not self.memo.exists():
-            return {}
-        return {k: Decimal(v) for k, v in json.loads(self.memo.read_text()).items()}
-
-    def _save(self, last: dict[str, Decimal]) -> None:
-        self.memo.parent.mkdir(parents=True, exist_ok=True)
-        self.memo.write_text(json.dumps({k: str(v) for k, v in last.items()}))
-
-    def _seen(self, key: str, value: Decimal, now: float, text: str, kind: str) -> Observation:
-        assert self.last is not None
-        before = self.last.get(key)
-        self.last[key] = value
-        if before is None or before == value:
-            return Observation(self.name, f"{key}={value}", now, text, {"kind": kind, "key": key})
-        change = value - before
-        return Observation(
-            self.name,
-            f"{key}:{before}->{value}",
-            now,
-            f"{text} ({change:+f})",
-            {"kind": "change", "key": key, "change": float(change), "value": str(value)},
-        )
+        self.seen = LastSeen(self.name, memo)
 
     async def poll(self, since: float | None) -> list[Observation]:
-        if self.last is None:
-            self.last = await asyncio.to_thread(self._load)
-        now, found = time.time(), []
+        await self.seen.load()
+        now, found = time.time(), list[Observation | None]()
         for account in self.accounts:
             for asset, value in (await self.service.balances(account)).items():
+                text = f"{account} holds {value} {asset}"
                 key = f"balance:{account}:{asset}"
-                value_d = Decimal(value)
-                if self.last.get(key) != value_d:
-                    found.append(
-                        self._seen(key, value_d, now, f"{account} holds {value} {asset}", "balance")
-                    )
+                found.append(self.seen.observe(key, Decimal(value), now, text, "balance"))
             for tx in await self.service.recent_transactions(account, 20):
                 if tx["hash"] is None:
                     continue
@@ -119,17 +88,10 @@ class XrplWatcher:
         for asset, asset2 in self.pools:
             pool = await self.service.amm_info(asset, asset2)
             (a, x), (b, y) = _amount(pool["amount"]), _amount(pool["amount2"])
-            key = f"amm:{a}:{b}"
-            if self.last.get(key) != x:
-                found.append(
-                    self._seen(
-                        key, x, now, f"AMM {a}/{b} pool holds {x:f} {a} and {y:f} {b}", "pool"
-                    )
-                )
-        # Saved before the service stores the items: a crash in between loses those moves
-        # (the next round compares with the new values), never records one twice.
-        await asyncio.to_thread(self._save, dict(self.last))
-        return found
+            text = f"AMM {a}/{b} pool holds {x:f} {a} and {y:f} {b}"
+            found.append(self.seen.observe(f"amm:{a}:{b}", x, now, text, "pool"))
+        await self.seen.save()
+        return [o for o in found if o is not None]
 
 
 def _shown(amount: Any) -> str:
