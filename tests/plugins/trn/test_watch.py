@@ -7,7 +7,8 @@ import time
 from pathlib import Path
 from typing import Any
 
-from aigent_trn import chain, plugin
+import aigent_trn
+from aigent_trn import chain
 from eth_account import Account
 
 from aigent import Watcher
@@ -23,7 +24,7 @@ def watchers(anvil: dict[str, Any], data: Path, **settings: Any) -> list[Watcher
         data, network="local", rpc_url=anvil["url"], anchor=False, cache_ttl=0, **settings
     )
     found: list[Watcher] = []
-    plugin.register_watchers(register=found.append, ctx=ctx)
+    aigent_trn.register_watchers(register=found.append, ctx=ctx)  # as the entry point has it
     return found
 
 

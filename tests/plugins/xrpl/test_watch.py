@@ -6,8 +6,8 @@ from __future__ import annotations
 import time
 from pathlib import Path
 
+import aigent_xrpl
 import pytest
-from aigent_xrpl import plugin
 from aigent_xrpl.errors import XrplInputError
 from aigent_xrpl.service import XrplService
 from aigent_xrpl.testledger import TestLedger
@@ -32,7 +32,7 @@ def watchers(ledger: TestLedger, tmp_path: Path, watch: object) -> list[Watcher]
         settings=settings,
     )
     found: list[Watcher] = []
-    plugin.register_watchers(register=found.append, ctx=ctx)
+    aigent_xrpl.register_watchers(register=found.append, ctx=ctx)  # as the entry point has it
     return found
 
 
