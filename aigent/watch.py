@@ -216,8 +216,51 @@ class WatchStore:
         self._db.close()
 
 
+def read_window(path: Path, since: float, until: float | None = None) -> list[Observation]:
+    """The items stored at ``path`` in ``[since, until]`` (none if nothing was watched yet).
+    Blocking: off the event loop in async code."""
+    if not path.exists():
+        return []
+    store = WatchStore(path)
+    try:
+        return store.items(since, until)
+    finally:
+        store.close()
+
+
 def _when(seconds: float) -> str:
     return time.strftime("%Y-%m-%d %H:%M", time.gmtime(seconds))
+
+
+@dataclass
+class SourceSummary:
+    """What one source brought in a window: how many items of each kind, the biggest changes
+    (by ``data["change"]``) and the latest items, newest first."""
+
+    source: str
+    count: int
+    kinds: dict[str, int]
+    top: list[Observation]
+    latest: list[Observation]
+
+
+def summarize(items: Sequence[Observation], top: int = 3) -> list[SourceSummary]:
+    """Per source, in name order: the figures :func:`digest` prints (and the server shows)."""
+    by_source: dict[str, list[Observation]] = {}
+    for item in items:
+        by_source.setdefault(item.source, []).append(item)
+    out = []
+    for source in sorted(by_source):
+        group = sorted(by_source[source], key=lambda o: o.time)
+        kinds = Counter(str(o.data.get("kind", "item")) for o in group)
+        movers = [o for o in group if isinstance(o.data.get("change"), int | float)]
+        ranked = sorted(movers, key=lambda o: (-abs(float(o.data["change"])), o.time))
+        out.append(
+            SourceSummary(
+                source, len(group), dict(sorted(kinds.items())), ranked[:top], group[::-1][:top]
+            )
+        )
+    return out
 
 
 def digest(items: Sequence[Observation], since: float, now: float | None = None) -> str:
@@ -227,21 +270,14 @@ def digest(items: Sequence[Observation], since: float, now: float | None = None)
     if not items:
         return head + "\nNothing was observed in this window."
     lines = [head]
-    by_source: dict[str, list[Observation]] = {}
-    for item in items:
-        by_source.setdefault(item.source, []).append(item)
-    for source in sorted(by_source):
-        group = by_source[source]
-        kinds = Counter(str(o.data.get("kind", "item")) for o in group)
-        counted = ", ".join(f"{n} {k}" for k, n in sorted(kinds.items()))
-        lines.append(f"\n{source}: {len(group)} item(s) ({counted})")
-        movers = [o for o in group if isinstance(o.data.get("change"), int | float)]
-        if movers:
+    for summary in summarize(items):
+        counted = ", ".join(f"{n} {k}" for k, n in summary.kinds.items())
+        lines.append(f"\n{summary.source}: {summary.count} item(s) ({counted})")
+        if summary.top:
             lines.append("  top changes:")
-            ranked = sorted(movers, key=lambda o: (-abs(float(o.data["change"])), o.time))
-            lines.extend(f"    {o.text}" for o in ranked[:3])
+            lines.extend(f"    {o.text}" for o in summary.top)
         lines.append("  latest:")
-        lines.extend(f"    {_when(o.time)}  {o.text}" for o in reversed(group[-3:]))
+        lines.extend(f"    {_when(o.time)}  {o.text}" for o in summary.latest)
     return "\n".join(lines)
 
 
@@ -348,13 +384,5 @@ class WatchRecall:
         since = window_of(str(getattr(message, "text", "")))
         if since is None or not self.store_path.exists():
             return None
-
-        def read() -> list[Observation]:
-            store = WatchStore(self.store_path)
-            try:
-                return store.items(since)
-            finally:
-                store.close()
-
-        items = await asyncio.to_thread(read)
+        items = await asyncio.to_thread(read_window, self.store_path, since)
         return "What the agent watched in the window the question names:\n" + digest(items, since)

@@ -19,7 +19,7 @@ def add_commands(cli: typer.Typer) -> None:
     ) -> None:
         """Print a digest of what the agent watched (settings.watch), per source."""
         from aigent import Agent, AigentError
-        from aigent.watch import WatchStore, digest, parse_duration
+        from aigent.watch import WatchStore, digest, parse_duration, read_window
 
         try:
             seconds = parse_duration(since)
@@ -33,9 +33,5 @@ def add_commands(cli: typer.Typer) -> None:
                 "settings.watch and run it"
             )
         now = time.time()
-        store = WatchStore(path)
-        try:
-            items = store.items(now - seconds, now)
-        finally:
-            store.close()
+        items = read_window(path, now - seconds, now)
         typer.echo(digest(items, now - seconds, now))
