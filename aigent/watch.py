@@ -17,7 +17,7 @@ import logging
 import re
 import sqlite3
 import time
-from collections import Counter
+from collections import Counter, deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from decimal import Decimal
@@ -97,6 +97,24 @@ class WatchConfig(BaseModel):
                 f"{where}: settings.watch.{path}: {first['msg']} "
                 "(expected e.g. {every: 5m, retention: 30d, max_items: 10000, sources: [xrpl]})"
             ) from None
+
+
+class Inbox:
+    """A watcher for what a client already receives (a chat channel's messages): the client
+    puts items as they arrive, each poll takes them. Bounded: past ``size`` unpolled
+    items, the oldest are dropped; items not yet polled when the process ends are lost."""
+
+    def __init__(self, name: str, size: int = 10_000) -> None:
+        self.name = name
+        self._items: deque[Observation] = deque(maxlen=size)
+
+    def put(self, item: Observation) -> None:
+        self._items.append(item)
+
+    async def poll(self, since: float | None) -> list[Observation]:
+        taken = list(self._items)
+        self._items.clear()
+        return taken
 
 
 class LastSeen:
