@@ -1,5 +1,6 @@
 """What the agent watches on the XRP Ledger (``settings.xrpl.watch``), for the core's watch
-service: the balances and transactions of watched accounts and the reserves of AMM pools.
+service: the balances and transactions of watched accounts, the reserves of AMM pools and the
+best price of order books.
 
 A balance or a pool is recorded when it differs from the last one seen: its first sighting as
 ``balance``/``pool``, each move after as ``change`` with the difference in ``data["change"]``.
@@ -51,17 +52,15 @@ class XrplWatcher:
         self.service = service
         accounts = settings.get("accounts", [])
         pools = settings.get("amm", [])
-        if not isinstance(accounts, list) or not isinstance(pools, list):
+        books = settings.get("books", [])
+        if not all(isinstance(x, list) for x in (accounts, pools, books)):
             raise XrplInputError(
-                "settings.xrpl.watch: accounts and amm are lists, e.g. "
-                '{"accounts": ["r..."], "amm": [["XRP", "USD/r..."]]}'
+                "settings.xrpl.watch: accounts, amm and books are lists, e.g. "
+                '{"accounts": ["r..."], "amm": [["XRP", "USD/r..."]], "books": [["USD/r...", '
+                '"XRP"]]}'
             )
         self.accounts = [str(a) for a in accounts]
-        self.pools = []
-        for i, pair in enumerate(pools):
-            if not isinstance(pair, list) or len(pair) != 2:
-                raise XrplInputError(f"settings.xrpl.watch.amm.{i}: a pair, e.g. [XRP, USD/r...]")
-            self.pools.append((_asset(str(pair[0]), f"amm.{i}"), _asset(str(pair[1]), f"amm.{i}")))
+        self.pools, self.books = _pairs(pools, "amm"), _pairs(books, "books")
         self.seen = LastSeen(self.name, memo)
 
     async def poll(self, since: float | None) -> list[Observation]:
@@ -90,8 +89,29 @@ class XrplWatcher:
             (a, x), (b, y) = _amount(pool["amount"]), _amount(pool["amount2"])
             text = f"AMM {a}/{b} pool holds {x:f} {a} and {y:f} {b}"
             found.append(self.seen.observe(f"amm:{a}:{b}", x, now, text, "pool"))
+        for gets, pays in self.books:
+            offers = await self.service.book_offers(gets, pays, 20)
+            if not offers:
+                continue
+            # Offers come best first: the first one's rate is the book's price.
+            g, best_gets = _amount(offers[0]["TakerGets"])
+            p, best_pays = _amount(offers[0]["TakerPays"])
+            price = (best_pays / best_gets).normalize() if best_gets else Decimal(0)
+            depth = sum(_amount(o["TakerGets"])[1] for o in offers)
+            text = f"Book {g} for {p}: best {price:f} {p} per {g}, {depth:f} {g} offered"
+            found.append(self.seen.observe(f"book:{g}:{p}", price, now, text, "book"))
         await self.seen.save()
         return [o for o in found if o is not None]
+
+
+def _pairs(value: list[Any], where: str) -> list[tuple[dict[str, str], dict[str, str]]]:
+    """``[[XRP, USD/rIssuer], ...]`` as pairs of assets in rippled's JSON."""
+    out = []
+    for i, pair in enumerate(value):
+        if not isinstance(pair, list) or len(pair) != 2:
+            raise XrplInputError(f"settings.xrpl.watch.{where}.{i}: a pair, e.g. [XRP, USD/r...]")
+        out.append((_asset(str(pair[0]), f"{where}.{i}"), _asset(str(pair[1]), f"{where}.{i}")))
+    return out
 
 
 def _shown(amount: Any) -> str:

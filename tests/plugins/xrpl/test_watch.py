@@ -41,10 +41,13 @@ async def test_moves_on_watched_accounts_and_pools_reach_the_digest(
 ) -> None:
     alice, bob = new_wallet(ledger), new_wallet(ledger)
     ledger.add_amm_pool("1000000000", {"currency": "USD", "issuer": ISSUER, "value": "500"})
-    watch = {"accounts": [bob.address], "amm": [["XRP", f"USD/{ISSUER}"]]}
+    usd = {"currency": "USD", "issuer": ISSUER}
+    ledger.add_offer(ISSUER, {**usd, "value": "100"}, "250000000")  # 2.5 XRP per USD
+    usd_book = [f"USD/{ISSUER}", "XRP"]
+    watch = {"accounts": [bob.address], "amm": [["XRP", f"USD/{ISSUER}"]], "books": [usd_book]}
     path = tmp_path / "watch.sqlite"
     service = WatchService(watchers(ledger, tmp_path, watch), WatchConfig(), path)
-    assert await service.poll_once() == 2  # bob's XRP and the pool, first seen
+    assert await service.poll_once() == 3  # bob's XRP, the pool and the book, first seen
     assert await service.poll_once() == 0
 
     await XrplService(make_ctx(alice, {"XRP": Limits(max_per_payment=10_000_000)})).pay(
@@ -52,7 +55,8 @@ async def test_moves_on_watched_accounts_and_pools_reach_the_digest(
     )
     pool = ledger.amm_pools[0]
     pool["amount"], pool["amount2"]["value"] = "1300000000", "385"  # someone bought USD
-    assert await service.poll_once() == 3  # bob's balance moved, the payment, the pool moved
+    ledger.offers[0]["TakerPays"] = "260000000"  # the best offer asks more
+    assert await service.poll_once() == 4  # bob's balance, the payment, the pool, the book
     await service.stop()
 
     restarted = WatchService(watchers(ledger, tmp_path, watch), WatchConfig(), path)
@@ -63,9 +67,11 @@ async def test_moves_on_watched_accounts_and_pools_reach_the_digest(
     items = store.items()
     store.close()
     kinds = sorted(str(o.data["kind"]) for o in items)
-    assert kinds == ["balance", "change", "change", "pool", "transaction"]
+    assert kinds == ["balance", "book", "change", "change", "change", "pool", "transaction"]
     text = digest(items, time.time() - 3600)
-    assert "xrpl: 5 item(s) (1 balance, 2 change, 1 pool, 1 transaction)" in text
+    assert "xrpl: 7 item(s) (1 balance, 1 book, 3 change, 1 pool, 1 transaction)" in text
+    book = f"Book USD/{ISSUER} for XRP: best 2.6 XRP per USD/{ISSUER}, 100 USD/{ISSUER} offered"
+    assert f"{book} (+0.1)" in text
     changes = text.split("top changes:")[1].splitlines()[1:3]
     assert f"AMM XRP/USD/{ISSUER} pool holds 1300 XRP and 385 USD/{ISSUER} (+300)" in changes[0]
     assert f"{bob.address} holds 107 XRP (+7)" in changes[1]
@@ -77,7 +83,8 @@ async def test_moves_on_watched_accounts_and_pools_reach_the_digest(
     [
         ({"amm": [["XRP"]]}, r"settings\.xrpl\.watch\.amm\.0: a pair"),
         ({"amm": [["XRP", "USD"]]}, r"'USD': write XRP or CURRENCY/rIssuer"),
-        ({"accounts": "r..."}, r"accounts and amm are lists"),
+        ({"accounts": "r..."}, r"accounts, amm and books are lists"),
+        ({"books": [["XRP", "EUR"]]}, r"books\.0: 'EUR': write XRP or CURRENCY/rIssuer"),
     ],
 )
 def test_a_bad_watch_setting_says_which_and_how(
