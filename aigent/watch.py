@@ -89,12 +89,12 @@ class WatchConfig(BaseModel):
     def parse(cls, raw: object, file: Path | str | None = None) -> WatchConfig:
         where = str(file) if file else "character"
         try:
-            return cls.model_validate(raw if raw is not None else {})
+            return cls.model_validate({} if raw is None or raw is True else raw)
         except ValidationError as exc:
             first = exc.errors()[0]
-            path = ".".join(str(p) for p in first["loc"])
+            path = "".join(f".{p}" for p in first["loc"])
             raise AigentError(
-                f"{where}: settings.watch.{path}: {first['msg']} "
+                f"{where}: settings.watch{path}: {first['msg']} "
                 "(expected e.g. {every: 5m, retention: 30d, max_items: 10000, sources: [xrpl]})"
             ) from None
 
@@ -262,7 +262,7 @@ class SourceSummary:
     latest: list[Observation]
 
 
-def summarize(items: Sequence[Observation], top: int = 3) -> list[SourceSummary]:
+def summarize(items: Sequence[Observation], top: int = 3, latest: int = 3) -> list[SourceSummary]:
     """Per source, in name order: the figures :func:`digest` prints (and the server shows)."""
     by_source: dict[str, list[Observation]] = {}
     for item in items:
@@ -275,20 +275,22 @@ def summarize(items: Sequence[Observation], top: int = 3) -> list[SourceSummary]
         ranked = sorted(movers, key=lambda o: (-abs(float(o.data["change"])), o.time))
         out.append(
             SourceSummary(
-                source, len(group), dict(sorted(kinds.items())), ranked[:top], group[::-1][:top]
+                source, len(group), dict(sorted(kinds.items())), ranked[:top], group[::-1][:latest]
             )
         )
     return out
 
 
-def digest(items: Sequence[Observation], since: float, now: float | None = None) -> str:
-    """A plain digest per source: how many items, the biggest movers, the latest items."""
+def digest(
+    items: Sequence[Observation], since: float, now: float | None = None, latest: int = 3
+) -> str:
+    """A plain digest per source: how many items, the biggest movers, the ``latest`` items."""
     now = now if now is not None else time.time()
     head = f"Watched since {_when(since)} UTC until {_when(now)} UTC: {len(items)} item(s)."
     if not items:
         return head + "\nNothing was observed in this window."
     lines = [head]
-    for summary in summarize(items):
+    for summary in summarize(items, latest=latest):
         counted = ", ".join(f"{n} {k}" for k, n in summary.kinds.items())
         lines.append(f"\n{summary.source}: {summary.count} item(s) ({counted})")
         if summary.top:
@@ -366,7 +368,10 @@ class WatchService:
     async def _loop(self) -> None:
         every = parse_duration(self.config.every)
         while True:
-            await self.poll_once()
+            try:
+                await self.poll_once()
+            except Exception:  # the store failed (a full disk, say): try again next round
+                log.exception("watch: a round failed")
             await asyncio.sleep(every)
 
     async def start(self) -> None:
@@ -391,9 +396,11 @@ class WatchService:
 
 
 class WatchRecall:
-    """Context: for a question naming a time window, the digest of that window's items."""
+    """Context: for a question naming a time window, the digest of that window's items (the
+    ``LATEST`` newest of each source, so the model can quote them)."""
 
     name = "watch"
+    LATEST = 10
 
     def __init__(self, store_path: Path) -> None:
         self.store_path = store_path
@@ -403,4 +410,5 @@ class WatchRecall:
         if since is None or not self.store_path.exists():
             return None
         items = await asyncio.to_thread(read_window, self.store_path, since)
-        return "What the agent watched in the window the question names:\n" + digest(items, since)
+        text = digest(items, since, latest=self.LATEST)
+        return "What the agent watched in the window the question names:\n" + text

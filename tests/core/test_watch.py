@@ -132,14 +132,16 @@ def test_today_starts_at_midnight_utc_and_no_window_is_none() -> None:
         ({"every": "soon"}, "settings.watch.every"),
         ({"max_items": 0}, "settings.watch.max_items"),
         ({"retension": "3d"}, "settings.watch.retension"),
+        ("5m", "settings.watch"),
     ],
 )
-def test_a_bad_schedule_names_the_file_and_field(raw: dict[str, object], field: str) -> None:
+def test_a_bad_schedule_names_the_file_and_field(raw: object, field: str) -> None:
     with pytest.raises(AigentError) as err:
         WatchConfig.parse(raw, "eliza.json")
     assert str(err.value).startswith(f"eliza.json: {field}: ")
     with pytest.raises(ValueError, match=r"e\.g\. 5m, 24h, 30d"):
         parse_duration("0h")
+    assert WatchConfig.parse(True).every == "5m"  # "watch": true takes the defaults
 
 
 def stored(path: Path) -> int:
