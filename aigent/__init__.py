@@ -74,6 +74,7 @@ if TYPE_CHECKING:
     from aigent.secrets import Secrets, is_local_url, key_for_host, redact, secret_may_go_to
     from aigent.spending import Spend, SpendDenied, SpendingPolicy
     from aigent.text_tools import parse_tool_calls, tools_in_text, wire_messages
+    from aigent.watch import Observation, Watcher
 
 _EXPORTS = {
     "Action": "aigent.actions",
@@ -107,6 +108,8 @@ _EXPORTS = {
     "X402Answer": "aigent.interfaces",
     "X402Paid": "aigent.interfaces",
     "X402Payer": "aigent.interfaces",
+    "Observation": "aigent.watch",
+    "Watcher": "aigent.watch",
     "format_amount": "aigent.amounts",
     "run_blocking": "aigent.blocking",
     "PaidAnswer": "aigent.messages",
@@ -179,6 +182,7 @@ __all__ = [
     "ModelNotFound",
     "ModelProvider",
     "ModelResponse",
+    "Observation",
     "Outgoing",
     "PaidAnswer",
     "PaymentError",
@@ -201,6 +205,7 @@ __all__ = [
     "ToolCall",
     "ToolSpec",
     "Usage",
+    "Watcher",
     "X402Answer",
     "X402Paid",
     "X402Payer",

@@ -117,6 +117,9 @@ def assemble(agent: Agent, code_plugins: Sequence[object], load_installed: bool)
     ctx.x402_payers[:] = [
         reg.value for reg in plugins.collect("register_x402_payers", only_enabled=True, ctx=ctx)
     ]
+    ctx.watchers[:] = [
+        reg.value for reg in plugins.collect("register_watchers", only_enabled=True, ctx=ctx)
+    ]
     return built
 
 

@@ -20,6 +20,7 @@ from aigent.messages import Outgoing
 if TYPE_CHECKING:
     from aigent.interfaces import PluginContext
     from aigent.messages import Incoming
+    from aigent.watch import Inbox
 
 KEEP = 5000  # remembered replied-to ids (oldest dropped first)
 RECENT = 20  # messages kept per channel for context
@@ -149,6 +150,18 @@ class ChatState:
 
     def count_bot_turn(self, channel: str) -> None:
         self.bot_turns[channel] = self.bot_turns.get(channel, 0) + 1
+
+
+def watched_inbox(ctx: PluginContext, client: str) -> Inbox | None:
+    """The watcher a chat client feeds the channel messages it sees into, when the character
+    asks for it (``settings.<plugin>.watch``): one per agent, shared by the client and the
+    plugin's ``register_watchers`` through ``ctx.state``."""
+    if not as_flag(ctx.settings.get("watch")):
+        return None
+    from aigent.watch import Inbox
+
+    inbox: Inbox = ctx.state.setdefault("watched", Inbox(client))
+    return inbox
 
 
 class ChannelLog:

@@ -117,6 +117,14 @@ def register_x402_payers(register: Callable[..., None], ctx: PluginContext) -> N
 
 
 @hookspec
+def register_watchers(register: Callable[..., None], ctx: PluginContext) -> None:
+    """Offer what the agent can watch: ``register(watcher)``, a :class:`aigent.watch.Watcher`
+    (``name`` and async ``poll(since) -> list[Observation]``). When the character has
+    ``settings.watch``, the built-in ``watch`` service polls them on its schedule and stores
+    each item once, for recall and ``aigent analyze``. Only plugins the agent uses are asked."""
+
+
+@hookspec
 def before_action(
     ctx: PluginContext, action: str, arguments: dict[str, Any], message: Incoming | None
 ) -> Any:

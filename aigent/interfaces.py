@@ -27,6 +27,7 @@ if TYPE_CHECKING:
     from aigent.runtime import Agent
     from aigent.secrets import Secrets
     from aigent.spending import SpendingPolicy
+    from aigent.watch import Watcher
 
 
 @dataclass
@@ -56,6 +57,8 @@ class PluginContext:
     """The agent's payment node, to pay or ask other agents (None: its connector is off)."""
     x402_payers: list[X402Payer] = field(default_factory=list)
     """What pays x402 offers for the agent (from ``register_x402_payers``, once assembled)."""
+    watchers: list[Watcher] = field(default_factory=list)
+    """What the agent's plugins watch (from ``register_watchers``, once assembled)."""
     observers: Observers = field(default_factory=Observers, repr=False)
     """Who watches the agent; plugins tell them through :meth:`emit`."""
     _homes: dict[str, dict[str, Any]] = field(default_factory=dict, repr=False)
@@ -90,6 +93,7 @@ class PluginContext:
             spending=self.spending,
             payments=self.payments,
             x402_payers=self.x402_payers,
+            watchers=self.watchers,
             observers=self.observers,
             _homes=self._homes,
         )

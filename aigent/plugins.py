@@ -84,7 +84,7 @@ def _one(hook: str, expected: str, *methods: str) -> Callable[..., Registered]:
             raise _misuse(plugin, hook, f"register({expected})", args, kwargs)
         [value] = args
         has_methods = all(callable(getattr(value, m, None)) for m in methods)
-        objects_only = methods in (("start", "stop"), ("choose", "pay"))
+        objects_only = methods in (("start", "stop"), ("choose", "pay"), ("poll",))
         if not (has_methods or (callable(value) and not objects_only)):
             raise _misuse(plugin, hook, f"register({expected})", args, kwargs)
         name = getattr(value, "name", None) or getattr(value, "__name__", None)
@@ -126,6 +126,7 @@ REGISTERS: dict[str, Callable[..., Registered]] = {
     "register_x402_payers": _one(
         "register_x402_payers", "an X402Payer with choose() and pay()", "choose", "pay"
     ),
+    "register_watchers": _one("register_watchers", "a Watcher with name and poll()", "poll"),
 }
 
 

@@ -428,10 +428,12 @@ def create_app(settings: Settings) -> FastAPI:
     async def index() -> FileResponse:
         return FileResponse(STATIC / "index.html", headers={"cache-control": "no-cache"})
 
+    from aigent_server.digest import router as digest_router
     from aigent_server.tokens import router as tokens  # its routes use this module's dependencies
     from aigent_server.x402 import router as x402_router
 
     app.include_router(tokens)
+    app.include_router(digest_router)  # what the agent watched (settings.watch)
     app.include_router(x402_router)  # /x402/<name>/messages: paid per message, no session
     app.mount("/static", StaticFiles(directory=STATIC), name="static")
     return app

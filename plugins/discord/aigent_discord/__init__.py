@@ -7,6 +7,6 @@ for this client, keeps a cache of every guild and member, and its endpoints are 
 constants, so pointing one agent at a stand-in would move every agent in the process.
 """
 
-from aigent_discord.plugin import register_clients, register_context_providers
+from aigent_discord.plugin import register_clients, register_context_providers, register_watchers
 
-__all__ = ["register_clients", "register_context_providers"]
+__all__ = ["register_clients", "register_context_providers", "register_watchers"]

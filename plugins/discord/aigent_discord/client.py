@@ -14,9 +14,11 @@ import asyncio
 import logging
 import re
 import sys
+import time
+from datetime import datetime
 from typing import Any
 
-from aigent import Incoming, PluginContext
+from aigent import Incoming, Observation, PluginContext
 from aigent.conversations import (
     ChannelLog,
     ChatState,
@@ -24,6 +26,7 @@ from aigent.conversations import (
     as_ids,
     reply_through_hooks,
     setting,
+    watched_inbox,
 )
 from aigent_discord.gateway import Gateway
 from aigent_discord.rest import DiscordApi, DiscordError
@@ -89,6 +92,7 @@ class DiscordClient:
         self.max_bot_turns = int(ctx.settings.get("max_bot_turns", 3))
         self.context_messages = int(ctx.settings.get("context_messages", 10))
         self.log = ChannelLog()
+        self.inbox = watched_inbox(ctx, "discord")
         self.threads: set[str] = set()
         self.user: dict[str, Any] = dict(self.state.session.get("user") or {})
         self.queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
@@ -158,6 +162,11 @@ class DiscordClient:
         if self._seen(channel, message_id):
             return False
         self.log.add(channel, name, text)
+        if self.inbox is not None and text:
+            at = _sent_at(data)
+            seen = {"kind": "message", "channel": channel, "author": name}
+            self.inbox.put(Observation("discord", f"{channel}:{message_id}", at,
+                                       f"{name} in {channel}: {text}", seen))  # fmt: skip
         if str(author.get("id")) == me or not text:
             return self._mark(channel, message_id)
         if not self._addressed(data, channel, me):
@@ -226,6 +235,14 @@ class DiscordClient:
         if me:
             text = re.sub(rf"<@!?{re.escape(me)}>", f"@{self.agent.name}", text)
         return text.strip()
+
+
+def _sent_at(data: dict[str, Any]) -> float:
+    """When a message was sent (its ISO 8601 ``timestamp``), else now."""
+    try:
+        return datetime.fromisoformat(str(data["timestamp"])).timestamp()
+    except (KeyError, ValueError):
+        return time.time()
 
 
 def _snowflake(value: str) -> int:

@@ -5,7 +5,7 @@ from __future__ import annotations
 from typing import Any
 
 from aigent import PluginContext, hookimpl
-from aigent.conversations import RecentMessages
+from aigent.conversations import RecentMessages, watched_inbox
 
 
 def discord_client(ctx: PluginContext, agent: Any) -> Any:
@@ -23,3 +23,10 @@ def register_clients(register: Any) -> None:
 def register_context_providers(register: Any, ctx: PluginContext) -> None:
     if "discord" in ctx.character.clients:
         register(RecentMessages("discord"))
+
+
+@hookimpl
+def register_watchers(register: Any, ctx: PluginContext) -> None:
+    inbox = watched_inbox(ctx, "discord")  # the client puts the channel messages it sees
+    if inbox is not None and "discord" in ctx.character.clients:
+        register(inbox)

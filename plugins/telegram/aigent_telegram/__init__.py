@@ -7,6 +7,6 @@ for this client, for the three methods used, and brings httpx and an application
 with its own loop management.
 """
 
-from aigent_telegram.plugin import register_clients, register_context_providers
+from aigent_telegram.plugin import register_clients, register_context_providers, register_watchers
 
-__all__ = ["register_clients", "register_context_providers"]
+__all__ = ["register_clients", "register_context_providers", "register_watchers"]

@@ -13,9 +13,10 @@ from __future__ import annotations
 import asyncio
 import logging
 import sys
+import time
 from typing import Any
 
-from aigent import Incoming, PluginContext, retry_delay
+from aigent import Incoming, Observation, PluginContext, retry_delay
 from aigent.conversations import (
     ChannelLog,
     ChatState,
@@ -23,6 +24,7 @@ from aigent.conversations import (
     as_ids,
     reply_through_hooks,
     setting,
+    watched_inbox,
 )
 from aigent_telegram.api import TelegramApi, TelegramError
 
@@ -81,6 +83,7 @@ class TelegramClient:
         self.poll_timeout = int(ctx.settings.get("poll_timeout", 30))
         self.state = ChatState.load(ctx.data_dir / "telegram-state.json")
         self.log = ChannelLog()
+        self.inbox = watched_inbox(ctx, "telegram")
         self._task: asyncio.Task[None] | None = None
 
     # --- lifecycle -------------------------------------------------------------------------------
@@ -158,6 +161,10 @@ class TelegramClient:
         text = str(message.get("text") or message.get("caption") or "").strip()
         name = str(sender.get("username") or sender.get("first_name") or sender.get("id"))
         self.log.add(channel, name, text)
+        if self.inbox is not None and text:
+            at = float(message.get("date") or time.time())
+            seen = {"kind": "message", "channel": channel, "author": name}
+            self.inbox.put(Observation("telegram", key, at, f"{name} in {channel}: {text}", seen))
         me = self.api.me
         if not text or sender.get("id") == me.get("id"):
             return False

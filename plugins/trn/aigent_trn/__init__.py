@@ -5,7 +5,8 @@ as context and actions.
 Settings (``settings.trn``, see :class:`aigent_trn.config.TrnSettings`): ``network``
 (porcini | mainnet | local), ``rpc_url``, ``chain_id``, ``registry``, ``key_env``
 (default ``TRN_PRIVATE_KEY``), ``batch_size``, ``batch_seconds``, ``poll_seconds``,
-``from_block``, ``log_page``, ``cache_ttl``, ``tokens``, ``watch``, ``dex_router``,
+``from_block``, ``log_page``, ``cache_ttl``, ``tokens``, ``watch`` (addresses whose transfers
+and balances are context, and watched into memory with ``settings.watch``), ``dex_router``,
 ``deadline_blocks``, ``anchor``. Name ``trn`` in the character's ``plugins``: receipts,
 actions, context, and the anchoring loop that runs while the agent runs. Heavy imports (web3)
 happen inside functions. Every error of the plugin's own is a :class:`TrnError`.
@@ -19,6 +20,7 @@ from .plugin import (
     register_commands,
     register_context_providers,
     register_services,
+    register_watchers,
     service_for,
 )
 
@@ -30,5 +32,6 @@ __all__ = [
     "register_commands",
     "register_context_providers",
     "register_services",
+    "register_watchers",
     "service_for",
 ]

@@ -105,6 +105,15 @@ def register_actions(register: Callable[..., None], ctx: PluginContext) -> None:
 
 
 @hookimpl
+def register_watchers(register: Callable[..., None], ctx: PluginContext) -> None:
+    from .watch import TrnWatcher
+
+    service = service_for(ctx)
+    if service.settings.watch and service.settings.tokens:  # what to watch, in which tokens
+        register(TrnWatcher(service, ctx.data_dir / "trn-watched.json"))
+
+
+@hookimpl
 def register_commands(cli: Any) -> None:
     from .verify_cmd import verify
 

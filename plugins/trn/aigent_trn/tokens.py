@@ -88,6 +88,7 @@ def transfers(
             {
                 "block": log["blockNumber"],
                 "tx_hash": key[0],
+                "log_index": key[1],
                 "from": Web3.to_checksum_address("0x" + bytes(log["topics"][1])[-20:].hex()),
                 "to": Web3.to_checksum_address("0x" + bytes(log["topics"][2])[-20:].hex()),
                 "value": int.from_bytes(bytes(log["data"]), "big"),

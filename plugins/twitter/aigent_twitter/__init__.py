@@ -1,5 +1,5 @@
 """An X (Twitter) client for aigent: posts, replies, likes and an autonomous loop."""
 
-from aigent_twitter.plugin import register_clients, register_context_providers
+from aigent_twitter.plugin import register_clients, register_context_providers, register_watchers
 
-__all__ = ["register_clients", "register_context_providers"]
+__all__ = ["register_clients", "register_context_providers", "register_watchers"]

@@ -58,3 +58,26 @@ def register_clients(register: Any) -> None:
 def register_context_providers(register: Any, ctx: PluginContext) -> None:
     if "twitter" in ctx.character.clients:
         register(Timeline(ctx))
+
+
+@hookimpl
+def register_watchers(register: Any, ctx: PluginContext) -> None:
+    watch = ctx.settings.get("watch")
+    if not watch:
+        return
+    from aigent_twitter.api import XApi
+    from aigent_twitter.client import credentials
+    from aigent_twitter.watch import XWatcher
+
+    creds = credentials(ctx)
+    if creds is None:
+        raise ValueError(
+            "settings.twitter.watch needs the X API secrets (TWITTER_API_KEY, "
+            "TWITTER_API_SECRET, TWITTER_ACCESS_TOKEN, TWITTER_ACCESS_TOKEN_SECRET)"
+        )
+    register(
+        XWatcher(
+            XApi(creds, api_base=ctx.settings.get("api_base")),
+            watch if isinstance(watch, dict) else {},
+        )
+    )

@@ -16,6 +16,7 @@ from aigent_xrpl.plugin import (
     register_actions,
     register_context_providers,
     register_settlement_engines,
+    register_watchers,
     register_x402_payers,
 )
 from aigent_xrpl.service import service_for
@@ -27,6 +28,7 @@ __all__ = [
     "register_actions",
     "register_context_providers",
     "register_settlement_engines",
+    "register_watchers",
     "register_x402_payers",
     "service_for",
 ]

@@ -198,6 +198,15 @@ def register_x402_payers(register: Callable[..., None], ctx: PluginContext) -> N
 
 
 @hookimpl
+def register_watchers(register: Callable[..., None], ctx: PluginContext) -> None:
+    from aigent_xrpl.watch import watcher_for
+
+    watcher = watcher_for(service_for(ctx), ctx)
+    if watcher is not None:  # settings.xrpl.watch names what to watch: no wallet needed
+        register(watcher)
+
+
+@hookimpl
 def register_settlement_engines(register: Callable[..., None]) -> None:
     def factory(ctx: PluginContext) -> PaychanEngine:
         from aigent_xrpl.settlement import PaychanEngine

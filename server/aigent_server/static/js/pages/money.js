@@ -4,6 +4,7 @@
 import { api } from "../api.js";
 import { listen } from "../events.js";
 import { empty, h, header, pill, time, toast } from "../ui.js";
+import { digestCard } from "./digest.js";
 
 const SVG = "http://www.w3.org/2000/svg";
 const LIVE_KINDS = ["paid_message", "payment", "settlement", "anchor", "confirmation", "agent"];
@@ -232,7 +233,8 @@ export async function moneyPage(main, [chosen]) {
         card("Spending", "against its limits", ...spent, heldList),
         card("Latest payments", "", ...recent)),
       card("Ledger", ledger ? `${ledger.address} · ${ledger.asset}` : "", accounts),
-      h("div", { class: "money-grid" }, card("Settlements", "channels per peer", ...channels), card("Anchors", "content receipts", ...anchoring)));
+      h("div", { class: "money-grid" }, card("Settlements", "channels per peer", ...channels), card("Anchors", "content receipts", ...anchoring)),
+      digestCard(base));
     drawChart();
   }
 

@@ -1,0 +1,414 @@
+"""Watching data into memory: watchers that plugins offer, a store of what they saw, a digest.
+
+A plugin offers :class:`Watcher` objects through ``register_watchers``; each ``poll(since)``
+returns :class:`Observation` items (an XRPL balance that changed, a TRN transfer, a post that
+mentions the agent). The built-in ``watch`` plugin polls them on the character's schedule
+(``settings.watch``), keeps each item once by ``(source, id)`` in ``watch.sqlite`` in the agent's
+data directory (apart from conversation memory), within a retention window and a size budget,
+and recalls a time window's items for a question that names one ("today", "this week").
+``aigent analyze FILE --since 24h`` prints :func:`digest` of what was stored.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import logging
+import re
+import sqlite3
+import time
+from collections import Counter, deque
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from decimal import Decimal
+from pathlib import Path
+from typing import Any, Protocol, runtime_checkable
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+
+from aigent.errors import AigentError
+
+log = logging.getLogger("aigent.watch")
+
+_UNITS = {"s": 1, "m": 60, "h": 3600, "d": 86400, "w": 7 * 86400}
+
+
+def parse_duration(text: str) -> float:
+    """Seconds in ``"30s"``, ``"5m"``, ``"24h"``, ``"30d"`` or ``"2w"``."""
+    found = re.fullmatch(r"\s*(\d+(?:\.\d+)?)\s*([smhdw])\s*", text)
+    if not found or float(found[1]) <= 0:
+        raise ValueError(
+            f"{text!r} is not a duration: write a number and a unit, e.g. 5m, 24h, 30d"
+        )
+    return float(found[1]) * _UNITS[found[2]]
+
+
+@dataclass(frozen=True)
+class Observation:
+    """One thing a watcher saw. ``id`` is unique within ``source``: seeing it again is a no-op.
+    ``time`` is when it happened (Unix seconds); ``data`` plain JSON values, with ``change``
+    (a number) when the item is a movement, so the digest can rank movers."""
+
+    source: str
+    id: str
+    time: float
+    text: str
+    data: dict[str, Any] = field(default_factory=dict)
+
+
+@runtime_checkable
+class Watcher(Protocol):
+    """Something a plugin watches. ``name`` is the source its items are stored under."""
+
+    name: str
+
+    async def poll(self, since: float | None) -> list[Observation]:
+        """Items since ``since`` (the newest stored item's time, None on the first poll).
+        Returning an item already stored is harmless."""
+        ...
+
+
+class WatchConfig(BaseModel):
+    """``settings.watch`` in a character file."""
+
+    model_config = ConfigDict(extra="forbid")
+
+    every: str = "5m"
+    retention: str = "30d"
+    max_items: int = Field(default=10_000, gt=0)
+    sources: list[str] | None = None
+    """Watcher names to poll; all the agent's plugins offer when absent."""
+
+    @field_validator("every", "retention")
+    @classmethod
+    def _duration(cls, value: str) -> str:
+        parse_duration(value)
+        return value
+
+    @classmethod
+    def parse(cls, raw: object, file: Path | str | None = None) -> WatchConfig:
+        where = str(file) if file else "character"
+        try:
+            return cls.model_validate({} if raw is None or raw is True else raw)
+        except ValidationError as exc:
+            first = exc.errors()[0]
+            path = "".join(f".{p}" for p in first["loc"])
+            raise AigentError(
+                f"{where}: settings.watch{path}: {first['msg']} "
+                "(expected e.g. {every: 5m, retention: 30d, max_items: 10000, sources: [xrpl]})"
+            ) from None
+
+
+class Inbox:
+    """A watcher for what a client already receives (a chat channel's messages): the client
+    puts items as they arrive, each poll takes them. Bounded: past ``size`` unpolled
+    items, the oldest are dropped; items not yet polled when the process ends are lost."""
+
+    def __init__(self, name: str, size: int = 10_000) -> None:
+        self.name = name
+        self._items: deque[Observation] = deque(maxlen=size)
+
+    def put(self, item: Observation) -> None:
+        self._items.append(item)
+
+    async def poll(self, since: float | None) -> list[Observation]:
+        taken = list(self._items)
+        self._items.clear()
+        return taken
+
+
+class LastSeen:
+    """The last value a watcher saw of each thing it follows (a balance, a pool's reserve),
+    kept in a JSON file so a restart compares with what was seen before it. :meth:`observe`
+    turns a value into an item only when it differs: ``kind`` on first sight, ``change`` (with
+    the difference in ``data["change"]``) after. Ids carry the values, so seeing the same thing
+    again stores nothing new."""
+
+    def __init__(self, source: str, path: Path) -> None:
+        self.source = source
+        self.path = path
+        self._last: dict[str, Decimal] | None = None
+
+    def _read(self) -> dict[str, Decimal]:
+        if not self.path.exists():
+            return {}
+        return {k: Decimal(v) for k, v in json.loads(self.path.read_text()).items()}
+
+    def _write(self, last: dict[str, Decimal]) -> None:
+        self.path.parent.mkdir(parents=True, exist_ok=True)
+        self.path.write_text(json.dumps({k: str(v) for k, v in last.items()}))
+
+    async def load(self) -> None:
+        if self._last is None:
+            self._last = await asyncio.to_thread(self._read)
+
+    async def save(self) -> None:
+        """Call after a round: a crash before the service stores the round's items loses
+        those moves (the next round compares with the new values), never records one twice."""
+        if self._last is not None:
+            await asyncio.to_thread(self._write, dict(self._last))
+
+    def observe(
+        self, key: str, value: Decimal, now: float, text: str, kind: str
+    ) -> Observation | None:
+        if self._last is None:
+            raise RuntimeError("LastSeen.load() first")
+        before = self._last.get(key)
+        if before == value:
+            return None
+        self._last[key] = value
+        if before is None:
+            return Observation(self.source, f"{key}={value}", now, text, {"kind": kind, "key": key})
+        change = value - before
+        return Observation(
+            self.source,
+            f"{key}:{before}->{value}",
+            now,
+            f"{text} ({change:+f})",
+            {"kind": "change", "key": key, "change": float(change), "value": str(value)},
+        )
+
+
+class WatchStore:
+    """Observations in SQLite, one row per ``(source, id)``. Blocking; call it off the loop."""
+
+    def __init__(self, path: Path) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self._db = sqlite3.connect(path, check_same_thread=False)
+        self._db.execute(
+            "CREATE TABLE IF NOT EXISTS observations (source TEXT NOT NULL, id TEXT NOT NULL, "
+            "time REAL NOT NULL, text TEXT NOT NULL, data TEXT NOT NULL, "
+            "PRIMARY KEY (source, id))"
+        )
+        self._db.execute("CREATE INDEX IF NOT EXISTS observations_time ON observations (time)")
+        self._db.commit()
+
+    @staticmethod
+    def path_in(data_dir: Path) -> Path:
+        """Where an agent's watched items live, apart from its conversation memory."""
+        return data_dir / "watch.sqlite"
+
+    def add(self, items: Sequence[Observation]) -> int:
+        """Store ``items``; returns how many were new."""
+        before = self._db.total_changes
+        self._db.executemany(
+            "INSERT OR IGNORE INTO observations VALUES (?, ?, ?, ?, ?)",
+            [(o.source, o.id, o.time, o.text, json.dumps(o.data)) for o in items],
+        )
+        self._db.commit()
+        return self._db.total_changes - before
+
+    def prune(self, retention: float, max_items: int, now: float | None = None) -> int:
+        """Drop items older than ``retention`` seconds, then the oldest beyond ``max_items``."""
+        cutoff = (now if now is not None else time.time()) - retention
+        before = self._db.total_changes
+        self._db.execute("DELETE FROM observations WHERE time < ?", (cutoff,))
+        self._db.execute(
+            "DELETE FROM observations WHERE rowid NOT IN "
+            "(SELECT rowid FROM observations ORDER BY time DESC, rowid DESC LIMIT ?)",
+            (max_items,),
+        )
+        self._db.commit()
+        return self._db.total_changes - before
+
+    def latest(self, source: str) -> float | None:
+        row = self._db.execute(
+            "SELECT MAX(time) FROM observations WHERE source = ?", (source,)
+        ).fetchone()
+        return None if row is None or row[0] is None else float(row[0])
+
+    def items(self, since: float = 0.0, until: float | None = None) -> list[Observation]:
+        """Items in ``[since, until]``, oldest first."""
+        rows = self._db.execute(
+            "SELECT source, id, time, text, data FROM observations "
+            "WHERE time >= ? AND time <= ? ORDER BY time, source, id",
+            (since, until if until is not None else float("inf")),
+        ).fetchall()
+        return [Observation(s, i, t, x, json.loads(d)) for s, i, t, x, d in rows]
+
+    def count(self) -> int:
+        return int(self._db.execute("SELECT COUNT(*) FROM observations").fetchone()[0])
+
+    def close(self) -> None:
+        self._db.close()
+
+
+def read_window(path: Path, since: float, until: float | None = None) -> list[Observation]:
+    """The items stored at ``path`` in ``[since, until]`` (none if nothing was watched yet).
+    Blocking: off the event loop in async code."""
+    if not path.exists():
+        return []
+    store = WatchStore(path)
+    try:
+        return store.items(since, until)
+    finally:
+        store.close()
+
+
+def _when(seconds: float) -> str:
+    return time.strftime("%Y-%m-%d %H:%M", time.gmtime(seconds))
+
+
+@dataclass
+class SourceSummary:
+    """What one source brought in a window: how many items of each kind, the biggest changes
+    (by ``data["change"]``) and the latest items, newest first."""
+
+    source: str
+    count: int
+    kinds: dict[str, int]
+    top: list[Observation]
+    latest: list[Observation]
+
+
+def summarize(items: Sequence[Observation], top: int = 3, latest: int = 3) -> list[SourceSummary]:
+    """Per source, in name order: the figures :func:`digest` prints (and the server shows)."""
+    by_source: dict[str, list[Observation]] = {}
+    for item in items:
+        by_source.setdefault(item.source, []).append(item)
+    out = []
+    for source in sorted(by_source):
+        group = sorted(by_source[source], key=lambda o: o.time)
+        kinds = Counter(str(o.data.get("kind", "item")) for o in group)
+        movers = [o for o in group if isinstance(o.data.get("change"), int | float)]
+        ranked = sorted(movers, key=lambda o: (-abs(float(o.data["change"])), o.time))
+        out.append(
+            SourceSummary(
+                source, len(group), dict(sorted(kinds.items())), ranked[:top], group[::-1][:latest]
+            )
+        )
+    return out
+
+
+def digest(
+    items: Sequence[Observation], since: float, now: float | None = None, latest: int = 3
+) -> str:
+    """A plain digest per source: how many items, the biggest movers, the ``latest`` items."""
+    now = now if now is not None else time.time()
+    head = f"Watched since {_when(since)} UTC until {_when(now)} UTC: {len(items)} item(s)."
+    if not items:
+        return head + "\nNothing was observed in this window."
+    lines = [head]
+    for summary in summarize(items, latest=latest):
+        counted = ", ".join(f"{n} {k}" for k, n in summary.kinds.items())
+        lines.append(f"\n{summary.source}: {summary.count} item(s) ({counted})")
+        if summary.top:
+            lines.append("  top changes:")
+            lines.extend(f"    {o.text}" for o in summary.top)
+        lines.append("  latest:")
+        lines.extend(f"    {_when(o.time)}  {o.text}" for o in summary.latest)
+    return "\n".join(lines)
+
+
+_WINDOWS: tuple[tuple[str, float], ...] = (
+    (r"\btoday\b|\bthis morning\b|\btonight\b", 0.0),  # since midnight UTC
+    (r"\byesterday\b", 2 * 86400),
+    (r"\bthis week\b|\bpast week\b|\blast week\b", 7 * 86400),
+    (r"\bthis month\b|\bpast month\b|\blast month\b", 30 * 86400),
+)
+
+
+def window_of(question: str, now: float | None = None) -> float | None:
+    """The start of the time window ``question`` names ("today", "this week", "last 24h",
+    "past 3 days"), or None when it names none."""
+    now = now if now is not None else time.time()
+    text = question.lower()
+    found = re.search(r"\b(?:last|past)\s+(\d+)\s*(h|hours?|d|days?|w|weeks?|m|minutes?)\b", text)
+    if found is None:
+        found = re.search(r"\b(\d+)\s*(h|d|w)\b", text)
+    if found:
+        return now - float(found[1]) * _UNITS[found[2][0]]
+    for pattern, seconds in _WINDOWS:
+        if re.search(pattern, text):
+            return now - now % 86400 if seconds == 0.0 else now - seconds
+    return None
+
+
+class WatchService:
+    """Polls the watchers on a schedule and stores what they return; runs while the agent
+    runs. ``poll_once`` is one round, for tests and for a first look on start."""
+
+    name = "watch"
+
+    def __init__(self, watchers: Sequence[Watcher], config: WatchConfig, store_path: Path) -> None:
+        self.watchers = watchers
+        self.config = config
+        self.store_path = store_path
+        self._store: WatchStore | None = None
+        self._task: asyncio.Task[None] | None = None
+
+    async def _open(self) -> WatchStore:
+        if self._store is None:
+            self._store = await asyncio.to_thread(WatchStore, self.store_path)
+        return self._store
+
+    def _chosen(self) -> list[Watcher]:
+        wanted = self.config.sources
+        return [w for w in self.watchers if wanted is None or w.name in wanted]
+
+    async def poll_once(self) -> int:
+        """One round over every chosen watcher; returns how many new items were stored. A
+        watcher that fails is logged and retried next round; the others still run."""
+        store = await self._open()
+        added = 0
+        for watcher in self._chosen():
+            since = await asyncio.to_thread(store.latest, watcher.name)
+            try:
+                found = await watcher.poll(since)
+            except Exception as exc:
+                log.warning("watcher %s failed: %s: %s", watcher.name, type(exc).__name__, exc)
+                continue
+            added += await asyncio.to_thread(store.add, found)
+        await asyncio.to_thread(
+            store.prune, parse_duration(self.config.retention), self.config.max_items
+        )
+        return added
+
+    async def _loop(self) -> None:
+        every = parse_duration(self.config.every)
+        while True:
+            try:
+                await self.poll_once()
+            except Exception:  # the store failed (a full disk, say): try again next round
+                log.exception("watch: a round failed")
+            await asyncio.sleep(every)
+
+    async def start(self) -> None:
+        names = {w.name for w in self.watchers}
+        unknown = sorted(set(self.config.sources or ()) - names)
+        if unknown:
+            raise AigentError(
+                f"settings.watch.sources names {', '.join(unknown)}, which no plugin of this "
+                f"agent watches; the agent's plugins watch: {', '.join(sorted(names)) or 'nothing'}"
+            )
+        await self._open()
+        self._task = asyncio.create_task(self._loop(), name="aigent-watch")
+
+    async def stop(self) -> None:
+        if self._task is not None:
+            self._task.cancel()
+            await asyncio.gather(self._task, return_exceptions=True)
+            self._task = None
+        if self._store is not None:
+            await asyncio.to_thread(self._store.close)
+            self._store = None
+
+
+class WatchRecall:
+    """Context: for a question naming a time window, the digest of that window's items (the
+    ``LATEST`` newest of each source, so the model can quote them)."""
+
+    name = "watch"
+    LATEST = 10
+
+    def __init__(self, store_path: Path) -> None:
+        self.store_path = store_path
+
+    async def get(self, message: Any, agent: Any) -> str | None:
+        since = window_of(str(getattr(message, "text", "")))
+        if since is None or not self.store_path.exists():
+            return None
+        items = await asyncio.to_thread(read_window, self.store_path, since)
+        text = digest(items, since, latest=self.LATEST)
+        return "What the agent watched in the window the question names:\n" + text

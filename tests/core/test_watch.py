@@ -1,0 +1,227 @@
+"""Watching data into memory: dedup across polls and restarts, retention and size budget, the
+schedule's config errors, the window recall a question gets, and ``aigent analyze``."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+from aigent import Agent, AigentError
+from aigent.watch import (
+    Observation,
+    WatchConfig,
+    WatchService,
+    WatchStore,
+    digest,
+    parse_duration,
+    window_of,
+)
+
+FEED = str(Path(__file__).parents[1] / "fixtures" / "watched_feed.py")
+SCRIPTED = str(Path(__file__).parents[1] / "fixtures" / "scripted_model.py")
+
+
+class Moves:
+    """A watcher whose items the test sets."""
+
+    name = "moves"
+
+    def __init__(self) -> None:
+        self.items: list[Observation] = []
+
+    async def poll(self, since: float | None) -> list[Observation]:
+        return list(self.items)
+
+
+def obs(i: int, at: float, change: float | None = None, source: str = "moves") -> Observation:
+    data: dict[str, object] = {"kind": "balance"}
+    if change is not None:
+        data["change"] = change
+    return Observation(source, f"id{i}", at, f"item {i} moved {change}", data)
+
+
+async def test_items_are_stored_once_across_polls_and_restarts(tmp_path: Path) -> None:
+    watcher, now = Moves(), time.time()
+    path = tmp_path / "watch.sqlite"
+    service = WatchService([watcher], WatchConfig(), path)
+    watcher.items = [obs(1, now - 60), obs(2, now - 30)]
+    assert await service.poll_once() == 2
+    assert await service.poll_once() == 0
+    await service.stop()
+    again = WatchService([watcher], WatchConfig(), path)  # a restart: a new process's service
+    watcher.items.append(obs(3, now))
+    assert await again.poll_once() == 1
+    await again.stop()
+    store = WatchStore(path)
+    assert [o.id for o in store.items()] == ["id1", "id2", "id3"]
+    store.close()
+
+
+async def test_retention_and_size_budget_are_enforced(tmp_path: Path) -> None:
+    watcher, now = Moves(), time.time()
+    path = tmp_path / "watch.sqlite"
+    watcher.items = [obs(0, now - 3 * 86400), *(obs(i, now - 100 + i) for i in range(1, 6))]
+    service = WatchService([watcher], WatchConfig(retention="2d", max_items=3), path)
+    await service.poll_once()
+    await service.stop()
+    store = WatchStore(path)
+    assert [o.id for o in store.items()] == ["id3", "id4", "id5"]  # the newest three, none old
+    store.close()
+
+
+async def test_a_failing_watcher_does_not_stop_the_others(tmp_path: Path) -> None:
+    class Broken:
+        name = "broken"
+
+        async def poll(self, since: float | None) -> list[Observation]:
+            raise ConnectionError("down")
+
+    watcher = Moves()
+    watcher.items = [obs(1, time.time())]
+    service = WatchService([Broken(), watcher], WatchConfig(), tmp_path / "w.sqlite")
+    assert await service.poll_once() == 1
+    await service.stop()
+
+
+def test_digest_counts_ranks_movers_and_lists_the_latest() -> None:
+    now = 1_800_000_000.0
+    items = [obs(1, now - 50, 5), obs(2, now - 40, -120), obs(3, now - 30, 1), obs(4, now - 20, 0)]
+    items.append(Observation("feed", "p1", now - 10, "people like us", {"kind": "post"}))
+    text = digest(items, now - 3600, now)
+    assert "5 item(s)" in text.splitlines()[0]
+    assert "feed: 1 item(s) (1 post)" in text
+    assert "moves: 4 item(s) (4 balance)" in text
+    movers = text.split("top changes:")[1].splitlines()[1:4]
+    assert [m.strip() for m in movers] == [
+        "item 2 moved -120",
+        "item 1 moved 5",
+        "item 3 moved 1",
+    ]
+    assert "Nothing was observed" in digest([], now - 10, now)
+
+
+@pytest.mark.parametrize(
+    ("question", "seconds"),
+    [
+        ("what moved on the XRPL AMM pools in the last 24h?", 86400),
+        ("what are people saying about us this week?", 7 * 86400),
+        ("anything in the past 3 days?", 3 * 86400),
+        ("what happened in the last 2 hours", 7200),
+    ],
+)
+def test_a_question_names_its_window(question: str, seconds: float) -> None:
+    now = 1_800_000_000.0
+    assert window_of(question, now) == now - seconds
+
+
+def test_today_starts_at_midnight_utc_and_no_window_is_none() -> None:
+    now = 1_800_000_000.0
+    assert window_of("what moved today?", now) == now - now % 86400
+    assert window_of("hello there", now) is None
+
+
+@pytest.mark.parametrize(
+    ("raw", "field"),
+    [
+        ({"every": "soon"}, "settings.watch.every"),
+        ({"max_items": 0}, "settings.watch.max_items"),
+        ({"retension": "3d"}, "settings.watch.retension"),
+        ("5m", "settings.watch"),
+    ],
+)
+def test_a_bad_schedule_names_the_file_and_field(raw: object, field: str) -> None:
+    with pytest.raises(AigentError) as err:
+        WatchConfig.parse(raw, "eliza.json")
+    assert str(err.value).startswith(f"eliza.json: {field}: ")
+    with pytest.raises(ValueError, match=r"e\.g\. 5m, 24h, 30d"):
+        parse_duration("0h")
+    assert WatchConfig.parse(True).every == "5m"  # "watch": true takes the defaults
+
+
+def stored(path: Path) -> int:
+    store = WatchStore(path)
+    try:
+        return store.count()
+    finally:
+        store.close()
+
+
+async def test_the_agent_watches_recalls_the_window_and_analyze_prints_it(
+    scripted_character, tmp_path: Path
+) -> None:
+    posts = tmp_path / "posts.json"
+    now = time.time()
+    posts.write_text(
+        json.dumps(
+            [
+                {"id": 1, "time": now - 600, "text": "@tester your agent paid me in seconds"},
+                {"id": 2, "time": now - 10 * 86400, "text": "an old post, out of the window"},
+            ]
+        )
+    )
+    character = scripted_character(
+        plugins=[SCRIPTED, FEED],
+        settings={
+            "watch": {"every": "1s", "sources": ["feed"]},
+            "watched_feed": {"file": str(posts)},
+        },
+    )
+    agent = Agent.from_file(character)
+    store = tmp_path / "data" / "watch.sqlite"
+    async with agent:
+        for _ in range(100):
+            if store.exists() and stored(store) == 2:
+                break
+            await asyncio.sleep(0.05)
+        reply = await agent.chat("what are people saying about us this week?")
+        assert reply.text.startswith("echo: ")
+        calls = sys.modules[
+            next(n for n in sys.modules if n.startswith("aigent_local_plugin_scripted_model"))
+        ].CALLS
+        prompt = "\n".join(m.content for m in calls[-1]["messages"])
+        assert "your agent paid me in seconds" in prompt
+        assert "an old post" not in prompt
+        await agent.chat("hello")  # names no window: nothing watched is recalled
+        prompt = "\n".join(m.content for m in calls[-1]["messages"])
+        assert "your agent paid me" not in prompt
+
+    result = await asyncio.to_thread(
+        subprocess.run,
+        [sys.executable, "-m", "aigent.cli", "analyze", str(character), "--since", "24h"],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 0, result.stderr
+    assert "feed: 1 item(s) (1 post)" in result.stdout
+    assert "your agent paid me in seconds" in result.stdout
+    assert "an old post" not in result.stdout
+
+
+async def test_a_source_no_plugin_watches_stops_the_agent_with_its_name(
+    scripted_character, tmp_path: Path
+) -> None:
+    character = scripted_character(
+        plugins=[SCRIPTED, FEED],
+        settings={"watch": {"sources": ["xrpl"]}, "watched_feed": {"file": "x"}},
+    )
+    with pytest.raises(AigentError, match=r"settings\.watch\.sources names xrpl.*watch: feed"):
+        async with Agent.from_file(character):
+            pass
+
+
+def test_analyze_before_anything_was_watched_says_how_to_start(scripted_character) -> None:
+    result = subprocess.run(
+        [sys.executable, "-m", "aigent.cli", "analyze", str(scripted_character())],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert result.returncode == 1
+    assert "nothing watched yet" in result.stderr and "settings.watch" in result.stderr
