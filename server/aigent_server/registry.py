@@ -6,6 +6,7 @@ agent that was running is started again, one that was stopped stays stopped."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import logging
 import time
@@ -17,6 +18,9 @@ from aigent import blocking
 from aigent_server.database import Database, SqliteDatabase
 
 log = logging.getLogger("aigent.server")
+
+WRITE_DELAY = 0.05
+"""Seconds a message waits in the queue for others to share its write."""
 
 OPERATOR = "operator"
 """The owner of agents loaded from files on the command line, and of the API token."""
@@ -84,6 +88,8 @@ class Registry:
             self.db.executescript(_INDEXES)
         self._pending: list[tuple[Any, ...]] = []
         self._writer: asyncio.Task[None] | None = None
+        self._now = asyncio.Event()
+        """Set by a read (or the close) that needs the queue written at once."""
 
     def _run(self, sql: str, args: tuple[Any, ...] = ()) -> list[tuple[Any, ...]]:
         return self.db.execute(sql, args)
@@ -137,9 +143,11 @@ class Registry:
 
     def record(self, agent: str, room: str, *rows: Said) -> None:
         """Messages of one room, in order, written behind the reply: queued here, then written
-        by a task of their own, in one transaction per batch. Reads wait for what is queued,
-        so a history asked for after a reply shows it; a killed server loses at most the
-        batch being written (the agents' own memory keeps the conversation too)."""
+        by a task of their own, a batch at a time, a moment after the first of them (so the
+        write never competes with sending the reply, and a busy server writes many messages in
+        one transaction). Reads wait for what is queued, so a history asked for after a reply
+        shows it; a killed server loses at most that moment's messages (the agents' own memory
+        keeps the conversation too)."""
         now = time.time()
         self._pending.extend(
             (agent, room, r.user, r.role, r.text, now, r.message_id,
@@ -151,15 +159,20 @@ class Registry:
 
     async def _write_behind(self) -> None:
         while self._pending:
+            if not self._now.is_set():
+                with contextlib.suppress(TimeoutError):
+                    await asyncio.wait_for(self._now.wait(), WRITE_DELAY)
             batch, self._pending = self._pending, []
             try:
                 await blocking.run("records", self._record, batch)
             except Exception as exc:  # the disk is full or gone: say so, keep serving
                 log.error("history: %d messages not written: %s", len(batch), exc)
+        self._now.clear()
 
     async def drain(self) -> None:
-        """Wait until every queued message is written."""
+        """Write every queued message now, and wait until it is written."""
         while self._writer is not None and not self._writer.done():
+            self._now.set()
             await asyncio.shield(self._writer)
 
     def _record(self, args: list[tuple[Any, ...]]) -> None:
