@@ -95,6 +95,44 @@ async def reply_through_hooks(
     return await agent.publish(outgoing, deliver=deliver)  # type: ignore[no-any-return]
 
 
+async def answer_once(
+    agent: Any,
+    message: Incoming,
+    send: Callable[[str, bool], Awaitable[str]],
+    limit: int,
+    *,
+    state: ChatState,
+    log: ChannelLog,
+    key: str,
+    channel: str,
+    from_bot: bool,
+    in_thread: bool,
+) -> Outgoing | None:
+    """:func:`reply_through_hooks` for a chat client, with its bookkeeping: the message
+    ``key`` counts as answered as soon as the first part is sent (saved at once: at most one
+    reply, even if the rest fails or the agent is stopped), a bot's turn is counted, a thread
+    answered in is joined, and the reply joins the channel's recent messages. The caller saves
+    its state after (with its own watermark)."""
+
+    async def send_once(part: str, first: bool) -> str:
+        sent = await send(part, first)
+        if first:
+            state.record_reply(key)
+            state.save()
+        return sent
+
+    outgoing = await reply_through_hooks(agent, message, send_once, limit)
+    if not state.answered(key):
+        state.record_reply(key)
+    if from_bot:
+        state.count_bot_turn(channel)
+    if in_thread:
+        state.join_thread(channel)
+    if outgoing is not None:
+        log.add(channel, agent.name, outgoing.text)
+    return outgoing
+
+
 @dataclass
 class ChatState:
     """A chat client's memory across restarts, saved atomically as JSON in the data dir."""

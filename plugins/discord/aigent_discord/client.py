@@ -22,9 +22,9 @@ from aigent import Incoming, Observation, PluginContext
 from aigent.conversations import (
     ChannelLog,
     ChatState,
+    answer_once,
     as_flag,
     as_ids,
-    reply_through_hooks,
     setting,
     watched_inbox,
 )
@@ -180,27 +180,18 @@ class DiscordClient:
             return self._mark(channel, message_id)
 
         async def send(part: str, first: bool) -> str:
-            sent = str(await self.api.send(channel, part, message_id if first else None))
-            if first:  # at most once: kept before anything else can fail or be cancelled
-                self.state.record_reply(message_id)
-                self.state.save()
-            return sent
+            return str(await self.api.send(channel, part, message_id if first else None))
 
         recent = self.log.recent(channel, self.context_messages)[:-1]
         incoming = Incoming(text=text, user=str(author.get("id")), room=f"discord:{channel}",
                             client="discord", metadata={"recent": recent, "discord": {
                                 "message_id": message_id, "channel_id": channel,
                                 "guild_id": data.get("guild_id"), "author": name}})  # fmt: skip
-        outgoing = await reply_through_hooks(self.agent, incoming, send, LIMIT)
-        if not self.state.answered(message_id):
-            self.state.record_reply(message_id)
-        if from_bot:
-            self.state.count_bot_turn(channel)
-        if channel in self.threads:
-            self.state.join_thread(channel)
+        outgoing = await answer_once(
+            self.agent, incoming, send, LIMIT, state=self.state, log=self.log, key=message_id,
+            channel=channel, from_bot=from_bot, in_thread=channel in self.threads,
+        )  # fmt: skip
         self._mark(channel, message_id)
-        if outgoing is not None:
-            self.log.add(channel, self.agent.name, outgoing.text)
         return outgoing is not None
 
     def _addressed(self, data: dict[str, Any], channel: str, me: str) -> bool:

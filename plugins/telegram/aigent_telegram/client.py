@@ -20,9 +20,9 @@ from aigent import Incoming, Observation, PluginContext, retry_delay
 from aigent.conversations import (
     ChannelLog,
     ChatState,
+    answer_once,
     as_flag,
     as_ids,
-    reply_through_hooks,
     setting,
     watched_inbox,
 )
@@ -179,28 +179,19 @@ class TelegramClient:
             return False
 
         async def send(part: str, first: bool) -> str:
-            sent = str(await self.api.send(chat_id, part, message_id if first else None,
+            return str(await self.api.send(chat_id, part, message_id if first else None,
                                            thread))  # fmt: skip
-            if first:  # at most once: kept before anything else can fail or be cancelled
-                self.state.record_reply(key)
-                self.state.save()
-            return sent
 
         recent = self.log.recent(channel, self.context_messages)[:-1]
         incoming = Incoming(text=text, user=str(sender.get("id")), room=f"telegram:{channel}",
                             client="telegram", metadata={"recent": recent, "telegram": {
                                 "chat_id": chat_id, "message_id": message_id,
                                 "chat_type": chat.get("type"), "author": name}})  # fmt: skip
-        outgoing = await reply_through_hooks(self.agent, incoming, send, LIMIT)
-        if not self.state.answered(key):
-            self.state.record_reply(key)
-        if from_bot:
-            self.state.count_bot_turn(channel)
-        if thread is not None:
-            self.state.join_thread(channel)
+        outgoing = await answer_once(
+            self.agent, incoming, send, LIMIT, state=self.state, log=self.log, key=key,
+            channel=channel, from_bot=from_bot, in_thread=thread is not None,
+        )  # fmt: skip
         self.state.save()
-        if outgoing is not None:
-            self.log.add(channel, self.agent.name, outgoing.text)
         return outgoing is not None
 
     def _addressed(
