@@ -11,6 +11,7 @@ from pathlib import Path
 from typing import TYPE_CHECKING, Any, Literal, Protocol, runtime_checkable
 
 from aigent.observe import Observers, check
+from aigent.storage import FileStorage, Storage
 
 if TYPE_CHECKING:
     from aigent_connector import Connector
@@ -48,6 +49,9 @@ class PluginContext:
     character: Character
     secrets: Secrets
     data_dir: Path
+    storage: Storage = field(default=None)  # type: ignore[assignment]  # __post_init__ sets it
+    """Where the plugin keeps state that must outlive the process and follow the agent to
+    another server: ``ctx.storage.open(name, MIGRATIONS)`` (aigent.storage)."""
     plugin: str = ""
     settings: dict[str, Any] = field(default_factory=dict)
     log: logging.Logger = field(default_factory=lambda: logging.getLogger("aigent"))
@@ -62,6 +66,10 @@ class PluginContext:
     observers: Observers = field(default_factory=Observers, repr=False)
     """Who watches the agent; plugins tell them through :meth:`emit`."""
     _homes: dict[str, dict[str, Any]] = field(default_factory=dict, repr=False)
+
+    def __post_init__(self) -> None:
+        if self.storage is None:  # a context made by hand (a test, a script): files
+            self.storage = FileStorage(self.data_dir)
 
     def emit(self, kind: str, **data: Any) -> None:
         """Tell the agent's observers what happened (``agent.observe``): a claim sent, a
@@ -87,6 +95,7 @@ class PluginContext:
             character=self.character,
             secrets=self.secrets,
             data_dir=self.data_dir,
+            storage=self.storage,
             plugin=name,
             settings=settings if isinstance(settings, dict) else {},
             log=logging.getLogger(f"aigent.{name}"),

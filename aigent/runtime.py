@@ -53,7 +53,9 @@ from aigent.observe import Observer, Observers
 from aigent.plugins import Plugins
 from aigent.prompt import system_prompt
 from aigent.secrets import Secrets, redact
+from aigent.spending import MIGRATIONS as SPENDING_MIGRATIONS
 from aigent.spending import SpendDenied, SpendingPolicy
+from aigent.storage import FileStorage, Storage
 from aigent.sync import SyncRunner
 
 if TYPE_CHECKING:
@@ -80,6 +82,7 @@ class Agent:
         data_dir: str | Path | None = None,
         secrets: Secrets | None = None,
         load_installed: bool = True,
+        storage: Storage | None = None,
     ) -> None:
         self.character = character
         self.name = character.name
@@ -88,13 +91,18 @@ class Agent:
             data_dir or character.data_dir or Path(".aigent") / _slug(character.name)
         ).expanduser()
         self.observers = Observers()
+        self.storage: Storage = storage or FileStorage(self.data_dir)
+        """Where the agent's stores are (SQLite files in ``data_dir`` unless a server shares
+        a database between the machines that may run it)."""
         self.spending = SpendingPolicy(
             character.spending, self.data_dir / "spending.sqlite", observers=self.observers
         )
+        self.spending.records = self.storage.open("spending", SPENDING_MIGRATIONS)
         self.ctx = PluginContext(
             character=character,
             secrets=self.secrets,
             data_dir=self.data_dir,
+            storage=self.storage,
             spending=self.spending,
             payments=self if character.connector.enabled else None,
             observers=self.observers,

@@ -13,8 +13,8 @@ Every path moves value the same way, through :meth:`SpendingPolicy.spend`::
         result = await submit(tx)      # the money moves here
         # a refusal known to have moved nothing: spend.nothing_moved(); part of it: spend.moved(n)
 
-Reservations are written to the policy's records (SQLite in the agent's data directory; a server
-may give its agents a shared database instead: :class:`Records`) before the money moves, and
+Reservations are written to the policy's records (a store, aigent.storage: SQLite in the agent's
+data directory, or a database shared by the servers that run it) before the money moves, and
 count against the caps until their outcome is known. A reservation is released only when the
 payment is known not to have happened: a task cancelled or timed out mid-payment, or a failure
 that does not say, leaves it held (counted, with its reason) until the rail resolves it, after a
@@ -27,15 +27,13 @@ from __future__ import annotations
 import asyncio
 import functools
 import logging
-import sqlite3
 import threading
 import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterator, Sequence
-from contextlib import AbstractContextManager, asynccontextmanager, contextmanager
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import asynccontextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any, Protocol
 
 from pydantic import BaseModel, ConfigDict, Field
 
@@ -43,6 +41,7 @@ from aigent import blocking
 from aigent.amounts import format_amount, rescale
 from aigent.errors import AigentError
 from aigent.observe import Observers
+from aigent.storage import Migration, SqliteStore, Store
 
 log = logging.getLogger("aigent.spending")
 
@@ -105,63 +104,21 @@ class Spend:
 Confirm = Callable[[Spend, str], Awaitable[bool]]
 
 
-class Records(Protocol):
-    """Where a policy keeps its reservations: a ``spends`` table (id, at, asset, amount,
-    destination, purpose, state, note), reached with ``?`` placeholders. Calls come from one
-    thread at a time; they may block."""
-
-    def execute(self, sql: str, args: Sequence[Any] = ()) -> list[tuple[Any, ...]]: ...
-
-    def exclusive(self) -> AbstractContextManager[None]:
-        """A transaction no other writer of these records interleaves with (the caps are
-        checked and the reservation written inside one)."""
-        ...
-
-    def close(self) -> None: ...
-
-
-class SqliteRecords:
-    """The default: a SQLite file in the agent's data directory, opened on first use."""
-
-    def __init__(self, path: Path) -> None:
-        self.path = path
-        self._db: sqlite3.Connection | None = None
-
-    def _conn(self) -> sqlite3.Connection:
-        if self._db is None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute("PRAGMA synchronous=FULL")
-            db.execute(
-                "CREATE TABLE IF NOT EXISTS spends (id TEXT PRIMARY KEY, at REAL NOT NULL, "
-                "asset TEXT NOT NULL, amount INTEGER NOT NULL, destination TEXT NOT NULL, "
-                "purpose TEXT NOT NULL, state TEXT NOT NULL)"
-            )
-            columns = {row[1] for row in db.execute("PRAGMA table_info(spends)")}
-            if "note" not in columns:  # why a reservation is held, for whoever resolves it
-                db.execute("ALTER TABLE spends ADD COLUMN note TEXT NOT NULL DEFAULT ''")
-            self._db = db
-        return self._db
-
-    def execute(self, sql: str, args: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
-        return self._conn().execute(sql, tuple(args)).fetchall()
-
-    @contextmanager
-    def exclusive(self) -> Iterator[None]:
-        db = self._conn()
-        db.execute("BEGIN IMMEDIATE")  # across processes sharing the data directory too
-        try:
-            yield
-        except BaseException:
-            db.execute("ROLLBACK")
-            raise
-        db.execute("COMMIT")
-
-    def close(self) -> None:
-        if self._db is not None:
-            self._db.close()
-            self._db = None
+MIGRATIONS: tuple[Migration, ...] = (
+    """
+    CREATE TABLE IF NOT EXISTS spends (id TEXT PRIMARY KEY, at DOUBLE PRECISION NOT NULL,
+        asset TEXT NOT NULL, amount BIGINT NOT NULL, destination TEXT NOT NULL,
+        purpose TEXT NOT NULL, state TEXT NOT NULL);
+    CREATE INDEX IF NOT EXISTS spends_by_asset ON spends (asset, at);
+    """,
+    # 2: why a reservation is held, for whoever resolves it (a served agent's schema made before
+    # stores were versioned has it already)
+    {
+        "sqlite": "ALTER TABLE spends ADD COLUMN note TEXT NOT NULL DEFAULT ''",
+        "postgresql": "ALTER TABLE spends ADD COLUMN IF NOT EXISTS note TEXT NOT NULL DEFAULT ''",
+    },
+)
+"""The policy's store (aigent.storage): a ``spends`` table."""
 
 
 class SpendingPolicy:
@@ -181,8 +138,8 @@ class SpendingPolicy:
         self.clock = clock
         self.observers = observers if observers is not None else Observers()
         """Told ``payment.committed``, ``.released`` or ``.held`` as each spend settles."""
-        self.records: Records = SqliteRecords(db_path)
-        """Replaceable before the agent starts (a server sharing its agents' records)."""
+        self.records: Store = SqliteStore(db_path, MIGRATIONS)
+        """Replaceable before the agent starts (``Agent`` opens it in the agent's storage)."""
         self._lock = asyncio.Lock()  # one reservation's check-and-write at a time
         self._db_lock = threading.Lock()  # the records, used from the records threads
 

@@ -23,6 +23,8 @@ from contextlib import contextmanager
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from aigent.storage import Migration, check_name, script, too_new
+
 if TYPE_CHECKING:
     import psycopg
 
@@ -78,8 +80,11 @@ AGENT_MIGRATIONS: tuple[str, ...] = (
         purpose TEXT NOT NULL, state TEXT NOT NULL, note TEXT NOT NULL DEFAULT '');
     CREATE INDEX spends_by_asset ON spends (asset, at);
     """,
+    # 2: the versions of the agent's stores (aigent.storage), each migrated on its own.
+    "CREATE TABLE store_versions (store TEXT PRIMARY KEY, version INTEGER NOT NULL)",
 )
-"""The tables of each agent's own schema (its connector makes its ledger's there)."""
+"""The tables of each agent's own schema (its connector makes its ledger's there; its stores,
+aigent.storage, theirs)."""
 
 
 class DatabaseError(Exception):
@@ -201,11 +206,7 @@ class PostgresDatabase:
         import psycopg
         from psycopg import sql
 
-        key = int.from_bytes(
-            hashlib.blake2b(f"aigent-serve migrate {self.schema}".encode(), digest_size=8).digest(),
-            "big",
-            signed=True,
-        )
+        key = _key(self.schema, "aigent-serve migrate")
         schema = sql.Identifier(self.schema)
         try:
             with conn.transaction():
@@ -283,24 +284,41 @@ class PostgresDatabase:
                 raise self.error("the database call failed at", exc) from None
 
     @contextmanager
-    def exclusive(self) -> Iterator[None]:
-        """A transaction no other writer of the ``spends`` table interleaves with (its reads
-        see every committed reservation, on any server): as aigent.spending.Records asks."""
+    def locked(self, name: str) -> Iterator[None]:
+        """A transaction holding the advisory lock ``name`` (in this schema) till it ends."""
         import psycopg
 
         with self._lock:
             conn = self._connection()
             try:
                 with conn.transaction():
-                    conn.execute("LOCK TABLE spends IN SHARE ROW EXCLUSIVE MODE")
+                    conn.execute("SELECT pg_advisory_xact_lock(%s)", (_key(self.schema, name),))
                     yield
             except psycopg.Error as exc:
                 raise self.error("the database call failed at", exc) from None
 
-    def records(self, agent: str) -> PostgresDatabase:
-        """``agent``'s spending records, in its own schema: the same on every server, so a
-        reservation made on a server that died still counts on the one that runs it next."""
-        return PostgresDatabase(self.url, ledger_schema(self.schema, agent), AGENT_MIGRATIONS)
+    def migrate_store(self, store: str, migrations: Sequence[Migration]) -> None:
+        """Bring ``store`` (its tables in this schema) to ``migrations``' last version."""
+        with self.locked(f"migrate {store}"):
+            row = self.execute("SELECT version FROM store_versions WHERE store = ?", (store,))
+            version = int(row[0][0]) if row else 0
+            if version > len(migrations):
+                raise too_new(f"store {store} in {self.name}", version, len(migrations))
+            for number in range(version + 1, len(migrations) + 1):
+                self.execute(script(migrations[number - 1], "postgresql"))
+            if len(migrations) > version:
+                self.execute(
+                    "INSERT INTO store_versions VALUES (?, ?) "
+                    "ON CONFLICT (store) DO UPDATE SET version = excluded.version",
+                    (store, len(migrations)),
+                )
+
+    def storage(self, agent: str) -> PostgresStorage:
+        """``agent``'s stores, in its own schema beside its ledger: the same on every server,
+        so a reservation, an earning or a proof made on a server that died is there on the one
+        that runs the agent next. Connects (blocks)."""
+        db = PostgresDatabase(self.url, ledger_schema(self.schema, agent), AGENT_MIGRATIONS)
+        return PostgresStorage(db)
 
     def close(self) -> None:
         with self._lock:
@@ -321,7 +339,60 @@ class PostgresDatabase:
         return character.model_copy(update={"connector": connector})
 
 
+class PostgresStore:
+    """One store of an agent (aigent.storage.Store) in the agent's schema; migrated on first
+    use. Its tables share the agent's one connection."""
+
+    dialect = "postgresql"
+
+    def __init__(self, db: PostgresDatabase, name: str, migrations: Sequence[Migration]) -> None:
+        self.db, self.name, self.migrations = db, name, tuple(migrations)
+        self._ready = False
+
+    def _ensure(self) -> None:
+        if not self._ready:
+            self.db.migrate_store(self.name, self.migrations)
+            self._ready = True
+
+    def execute(self, sql: str, args: Sequence[Any] = ()) -> list[tuple[Any, ...]]:
+        self._ensure()
+        return self.db.execute(sql, args)
+
+    def executemany(self, sql: str, rows: Iterable[Sequence[Any]]) -> None:
+        self._ensure()
+        self.db.executemany(sql, rows)
+
+    @contextmanager
+    def exclusive(self) -> Iterator[None]:
+        self._ensure()
+        with self.db.locked(f"store {self.name}"):
+            yield
+
+    def close(self) -> None:
+        pass  # the connection is the agent's (PostgresStorage.close)
+
+
+class PostgresStorage:
+    """An agent's stores (aigent.storage.Storage) in its schema of the shared database."""
+
+    def __init__(self, db: PostgresDatabase) -> None:
+        self.db = db
+
+    def open(self, name: str, migrations: Sequence[Migration]) -> PostgresStore:
+        check_name(name)
+        return PostgresStore(self.db, name, migrations)
+
+    def close(self) -> None:
+        self.db.close()
+
+
 Database = SqliteDatabase | PostgresDatabase
+
+
+def _key(schema: str, name: str) -> int:
+    """A signed 64-bit advisory lock key for ``name`` in ``schema``."""
+    digest = hashlib.blake2b(f"{schema} {name}".encode(), digest_size=8).digest()
+    return int.from_bytes(digest, "big", signed=True)
 
 
 def ledger_schema(installation: str, agent: str) -> str:

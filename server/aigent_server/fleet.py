@@ -22,7 +22,7 @@ from aigent.observe import Observer
 from aigent.secrets import Secrets
 from aigent_server import knowledge
 from aigent_server.confine import Hosts, environment
-from aigent_server.database import Database, PostgresDatabase
+from aigent_server.database import Database, PostgresDatabase, PostgresStorage
 from aigent_server.events import KINDS, EventBus
 from aigent_server.registry import OPERATOR, Entry, Registry, Said
 
@@ -229,12 +229,14 @@ class Fleet:
                     # never the server's .env or the rest of its environment.
                     secrets = Secrets(character.secrets, [], environment(self.share_env))
                 await asyncio.to_thread(knowledge.attach, character, data_dir)
-                if isinstance(self.registry.db, PostgresDatabase):
-                    character = self.registry.db.with_ledger(character, hosted.entry.name)
-                agent = Agent(character, data_dir=data_dir, plugins=guards, secrets=secrets)
+                storage = None
                 if isinstance(self.registry.db, PostgresDatabase):  # with its ledger, shared
                     db = self.registry.db
-                    agent.spending.records = await asyncio.to_thread(db.records, hosted.entry.name)
+                    character = db.with_ledger(character, hosted.entry.name)
+                    storage = await asyncio.to_thread(db.storage, hosted.entry.name)
+                agent = Agent(
+                    character, data_dir=data_dir, plugins=guards, secrets=secrets, storage=storage
+                )
                 agent.spending.confirm = self._confirmer(hosted)
                 agent.observe(self._observer(hosted))  # before start: starting may pay
                 await agent.start()
@@ -245,6 +247,8 @@ class Fleet:
                     else f"{type(exc).__name__}: {exc}"
                 )
                 log.warning("agent %s failed to start: %s", hosted.entry.name, message)
+                if storage is not None:  # the agent's connection to the shared database
+                    await asyncio.to_thread(storage.close)
                 self._set_state(hosted, "failed", message)
                 return hosted
             hosted.agent, hosted.character, hosted.data_dir = agent, character, data_dir
@@ -270,6 +274,8 @@ class Fleet:
             except Exception as exc:
                 self._set_state(hosted, "failed", f"{type(exc).__name__}: {exc}")
                 return hosted
+            finally:
+                await _close_storage(agent)
             self._set_state(hosted, "stopped")
             return hosted
 
@@ -590,3 +596,9 @@ def _remove_upload(source: Path) -> None:
         source.parent.rmdir()
     except OSError:
         pass
+
+
+async def _close_storage(agent: Agent) -> None:
+    """A served agent's connection to the shared database goes with the agent."""
+    if isinstance(agent.storage, PostgresStorage):
+        await asyncio.to_thread(agent.storage.close)

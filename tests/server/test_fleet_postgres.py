@@ -431,27 +431,29 @@ def test_a_reservation_made_on_a_dead_server_counts_on_the_next(
     """Spending records in the agent's own schema: what one server reserved (and never
     settled: it was killed mid-payment) counts against the caps on the server that runs the
     agent next."""
-    from aigent.spending import Limits, SpendDenied, SpendingPolicy
+    from aigent.spending import MIGRATIONS, Limits, SpendDenied, SpendingPolicy
 
     installation = PostgresDatabase(pg.url(), schema)
     limits = {"XRP": Limits(per_day=1000)}
 
     async def first_server() -> None:
         policy = SpendingPolicy(limits, tmp_path / "a" / "spending.sqlite")
-        policy.records = installation.records("Payer")
+        storage = installation.storage("Payer")
+        policy.records = storage.open("spending", MIGRATIONS)
         await policy.reserve("XRP", 700, "rAlice", "a payment in flight")
         # SIGKILL here: no release, no commit; the connection goes with the process.
-        policy.records.close()
+        storage.close()
 
     async def next_server() -> None:
         policy = SpendingPolicy(limits, tmp_path / "b" / "spending.sqlite")
-        policy.records = installation.records("Payer")
+        storage = installation.storage("Payer")
+        policy.records = storage.open("spending", MIGRATIONS)
         assert policy.spent("XRP", 86400) == 700
         with pytest.raises(SpendDenied, match="daily cap"):
             await policy.reserve("XRP", 400, "rBob")
         await policy.reserve("XRP", 300, "rBob")
         assert policy.spent("XRP", 86400) == 1000
-        policy.close()
+        storage.close()
 
     asyncio.run(first_server())
     asyncio.run(next_server())
@@ -466,7 +468,7 @@ def test_two_servers_reserving_at_once_never_pass_the_cap_together(
 ) -> None:
     """The caps are checked under a lock on the agent's table: two servers' policies (as
     during a hand-over) reserving at the same moment cannot both fit under what is left."""
-    from aigent.spending import Limits, SpendDenied, SpendingPolicy
+    from aigent.spending import MIGRATIONS, Limits, SpendDenied, SpendingPolicy
 
     installation = PostgresDatabase(pg.url(), schema)
     limits = {"XRP": Limits(per_day=1000)}
@@ -474,7 +476,8 @@ def test_two_servers_reserving_at_once_never_pass_the_cap_together(
 
     def server(k: int) -> None:
         policy = SpendingPolicy(limits, tmp_path / f"s{k}" / "spending.sqlite")
-        policy.records = installation.records("Payer")
+        storage = installation.storage("Payer")
+        policy.records = storage.open("spending", MIGRATIONS)
 
         async def reserve_all() -> None:
             for _ in range(10):
@@ -485,7 +488,7 @@ def test_two_servers_reserving_at_once_never_pass_the_cap_together(
                     pass
 
         asyncio.run(reserve_all())
-        policy.close()
+        storage.close()
 
     threads = [threading.Thread(target=server, args=(k,)) for k in range(2)]
     for thread in threads:
@@ -493,7 +496,8 @@ def test_two_servers_reserving_at_once_never_pass_the_cap_together(
     for thread in threads:
         thread.join(timeout=60)
     assert len(granted) == 10, granted  # 1000 of 2000 asked, never more
-    check = installation.records("Payer")
-    assert check.execute("SELECT sum(amount) FROM spends WHERE state = 'reserved'") == [(1000,)]
+    check = installation.storage("Payer")
+    spends = check.open("spending", MIGRATIONS)
+    assert spends.execute("SELECT sum(amount) FROM spends WHERE state = 'reserved'") == [(1000,)]
     check.close()
     installation.close()
