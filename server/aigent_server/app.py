@@ -23,6 +23,8 @@ from aigent_server.auth import SESSION_COOKIE, Auth, AuthError, Caller
 from aigent_server.confine import Hosts
 from aigent_server.events import KINDS, Event, EventBus
 from aigent_server.fleet import Fleet, FleetError, Hosted
+from aigent_server.fleet_events import Relay
+from aigent_server.forward import Forward
 from aigent_server.hot import MessageDoor, MessageIn, reply_fields, reply_json
 from aigent_server.limits import Limits
 from aigent_server.mcp import mount as mount_mcp
@@ -67,6 +69,8 @@ class Settings:
     lease_seconds: float = 15.0
     server_name: str | None = None
     """How this server is named in the fleet (default: host name and process id)."""
+    server_url: str | None = None
+    """Where the fleet's other servers reach this one (requests for its agents go there)."""
 
 
 class ChallengeIn(BaseModel):
@@ -132,7 +136,9 @@ def create_app(settings: Settings) -> FastAPI:
         db,
     )
     if isinstance(db, database.PostgresDatabase):
-        fleet.leases = leases.Leases(fleet, db, settings.server_name, settings.lease_seconds)
+        fleet.leases = leases.Leases(
+            fleet, db, settings.server_name, settings.lease_seconds, settings.server_url
+        )
 
     auth = Auth(
         settings.token, Sessions(fleet.registry), apikeys.ApiKeys(fleet.registry), settings.admins
@@ -147,8 +153,12 @@ def create_app(settings: Settings) -> FastAPI:
             await fleet.add(file, OPERATOR, uploaded=False)
         # Agents start behind the server's own start: health answers while a slow one loads.
         tasks = [asyncio.create_task(fleet.start_desired())]
+        relay = None
         if fleet.leases is not None:
             tasks.append(asyncio.create_task(fleet.leases.run()))
+            assert isinstance(db, database.PostgresDatabase)
+            relay = Relay(bus, db, fleet.leases.id)  # the other servers' agents' events
+            relay.start()
         if settings.watch:
             watcher = Watcher(fleet, settings.watch, SUFFIXES, settings.watch_seconds)
             tasks.append(asyncio.create_task(watcher.run()))
@@ -162,6 +172,8 @@ def create_app(settings: Settings) -> FastAPI:
                 task.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)  # none mid-change at close
             await fleet.close()
+            if relay is not None:
+                await asyncio.to_thread(relay.close)
 
     app = FastAPI(
         title="aigent serve",
@@ -181,6 +193,7 @@ def create_app(settings: Settings) -> FastAPI:
     mount_a2a(app, settings.a2a_default)  # A2A cards and JSON-RPC at /a2a/<name>
     # Added first, so it runs inside the rate limit and the body cap added next.
     app.add_middleware(MessageDoor, fleet=fleet, auth=auth)
+    app.add_middleware(Forward, fleet=fleet)  # before the door: it may be another server's
     app.add_middleware(Limits, rate=settings.rate, burst=settings.burst, max_body=settings.max_body)
 
     @app.exception_handler(FleetError)

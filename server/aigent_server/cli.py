@@ -79,6 +79,14 @@ def serve(
             "every third of that, and another takes the agent over once it lapses.",
         ),
     ] = 15.0,
+    advertise_url: Annotated[
+        str | None,
+        typer.Option(
+            help="With --database-url: the URL the fleet's other servers reach this one at "
+            "(they pass it requests for the agents it runs). Default: http://HOST:PORT, the "
+            "machine's name when listening on every address.",
+        ),
+    ] = None,
 ) -> None:
     """Host many agents behind one REST API, live events and a web app (on --port, 8000)."""
     import uvicorn
@@ -132,6 +140,7 @@ def serve(
         database_schema=database_schema,
         lease_seconds=lease_seconds,
         server_name=f"{socket.gethostname()}:{port}",
+        server_url=advertise_url or _own_url(host, port),
     )
     where = f"http://{host}:{port}/"
     typer.echo(f"serving {len(good)} agent file(s) at {where} (API: {where}api/docs)")
@@ -162,3 +171,12 @@ def serve(
         log_level="warning",
         timeout_graceful_shutdown=3,  # open event streams never end on their own
     )
+
+
+def _own_url(host: str, port: int) -> str:
+    """Where the other servers reach this one, short of --advertise-url."""
+    if host in ("0.0.0.0", "::", ""):
+        host = socket.gethostname()
+    elif ":" in host:
+        host = f"[{host}]"
+    return f"http://{host}:{port}"

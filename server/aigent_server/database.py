@@ -69,6 +69,8 @@ MIGRATIONS: tuple[str, ...] = (
     # 2: each agent's character file as text, so any server can run one whose file it lacks
     # (one uploaded to another server, say).
     "ALTER TABLE agents ADD COLUMN content TEXT",
+    # 3: where each server is reached, so any server can pass it a request for its agents.
+    "ALTER TABLE servers ADD COLUMN url TEXT",
 )
 """Each entry one version (the first is version 1); append, never edit one that shipped."""
 
@@ -185,6 +187,15 @@ class PostgresDatabase:
             hint = ("check that PostgreSQL is running, that host and port are right, and that it "
                     "accepts connections from here (listen_addresses, pg_hba.conf)")  # fmt: skip
         return DatabaseError(f"{doing} {self.name}: {reason}; {hint}")
+
+    def connect(self) -> psycopg.Connection[Any]:
+        """A connection of its own (autocommit), for work that holds one: listening."""
+        import psycopg
+
+        try:
+            return psycopg.connect(self._dsn, autocommit=True)
+        except psycopg.Error as exc:
+            raise self.error("cannot open the database at", exc) from None
 
     def _connection(self) -> psycopg.Connection[Any]:
         import psycopg

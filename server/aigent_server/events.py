@@ -54,8 +54,17 @@ class EventBus:
         self._recent: deque[Event] = deque(maxlen=keep)
         self._subscribers: set[asyncio.Queue[Event]] = set()
         self._queue_size = queue_size
+        self.relays: list[Callable[[Event], None]] = []
+        """Told every event published here (a fleet passes them to its other servers)."""
 
     def publish(self, kind: str, agent: str, owner: str, /, **data: Any) -> Event:
+        event = self.deliver(kind, agent, owner, data)
+        for relay in self.relays:
+            relay(event)
+        return event
+
+    def deliver(self, kind: str, agent: str, owner: str, data: dict[str, Any]) -> Event:
+        """An event to this server's subscribers only (one another server published)."""
         event = Event(next(self._ids), kind, agent, owner, data)
         self._recent.append(event)
         for queue in self._subscribers:

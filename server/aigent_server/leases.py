@@ -57,6 +57,7 @@ class Server:
     stopped_at: float | None
     agents: int
     healthy: bool
+    url: str | None = None
 
     def public(self, me: str) -> dict[str, Any]:
         return {
@@ -68,6 +69,7 @@ class Server:
             "stopped_at": self.stopped_at,
             "agents": self.agents,
             "healthy": self.healthy,
+            "url": self.url,
             "this": self.id == me,
         }
 
@@ -95,13 +97,16 @@ class Leases:
         db: PostgresDatabase,
         name: str | None = None,
         seconds: float = LEASE_SECONDS,
+        url: str | None = None,
     ) -> None:
-        self.fleet, self.db, self.seconds = fleet, db, seconds
+        self.fleet, self.db, self.seconds, self.url = fleet, db, seconds, url
         self.id = uuid.uuid4().hex[:12]
         self.name = name or f"{socket.gethostname()}/{os.getpid()}"
         self.held: set[str] = set()
         """The agents whose lease this server holds (as of its last good round)."""
         self.runners: dict[str, str] = {}
+        self.urls: dict[str, str] = {}
+        """Server name -> the URL it is reached at (live servers that said one)."""
         self.servers: list[Server] = []
         self.valid_until = 0.0
         """Monotonic time by which this server's agents must be stopped, short of a renewal."""
@@ -170,9 +175,10 @@ class Leases:
         now = float(execute(_NOW)[0][0])
         until = now + self.seconds
         execute(
-            "INSERT INTO servers (id, name, pid, started_at, heartbeat_at) VALUES (?, ?, ?, ?, ?) "
+            "INSERT INTO servers (id, name, pid, started_at, heartbeat_at, url) "
+            "VALUES (?, ?, ?, ?, ?, ?) "
             "ON CONFLICT (id) DO UPDATE SET heartbeat_at = excluded.heartbeat_at",
-            (self.id, self.name, os.getpid(), now, now),
+            (self.id, self.name, os.getpid(), now, now, self.url),
         )
         # Servers silent for a day are history: their rows would only grow the list.
         execute("DELETE FROM servers WHERE heartbeat_at < ?", (now - 86400,))
@@ -221,11 +227,11 @@ class Leases:
         }
         servers = [
             Server(r[0], r[1], r[2], r[3], r[4], r[5], int(r[6]),
-                   r[5] is None and r[4] >= now - self.seconds)
+                   r[5] is None and r[4] >= now - self.seconds, r[7])
             for r in execute(
                 "SELECT s.id, s.name, s.pid, s.started_at, s.heartbeat_at, s.stopped_at, "
-                "(SELECT count(*) FROM leases l WHERE l.server = s.id AND l.expires_at >= ?) "
-                "FROM servers s WHERE s.stopped_at IS NULL OR s.stopped_at >= ? "
+                "(SELECT count(*) FROM leases l WHERE l.server = s.id AND l.expires_at >= ?), "
+                "s.url FROM servers s WHERE s.stopped_at IS NULL OR s.stopped_at >= ? "
                 "ORDER BY s.started_at",
                 (now, now - 3600),
             )
@@ -237,6 +243,7 @@ class Leases:
         self._took = {n: at for n, at in self._took.items() if at >= asked}
         self.held = found.held | found.taken | set(self._took)
         self.runners, self.servers = found.runners, found.servers
+        self.urls = {s.name: s.url for s in found.servers if s.healthy and s.url}
         await asyncio.to_thread(self._local_files, found)
         await fleet.follow(found.entries)
         wanted = {e.name for e in found.entries if e.desired == "running"}

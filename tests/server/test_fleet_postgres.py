@@ -25,7 +25,13 @@ import httpx
 import pytest
 from aigent_connector.ledger import Ledger
 from aigent_connector.postgres_store import PostgresStore, PostgresStoreError
-from aigent_server.database import DatabaseError, PostgresDatabase, SqliteDatabase, ledger_schema
+from aigent_server.database import (
+    MIGRATIONS,
+    DatabaseError,
+    PostgresDatabase,
+    SqliteDatabase,
+    ledger_schema,
+)
 from aigent_server.registry import Entry, Registry, Said
 from aigent_server.sessions import Sessions
 
@@ -98,7 +104,7 @@ def test_migrations_run_once_and_are_counted(pg: Server, schema: str) -> None:  
     first = PostgresDatabase(pg.url(), schema)
     second = PostgresDatabase(pg.url(), schema)  # a second server: nothing to apply
     versions = first.execute(f"SELECT version FROM {schema}.schema_version ORDER BY 1")
-    assert versions == [(1,), (2,)]
+    assert versions == [(n,) for n in range(1, len(MIGRATIONS) + 1)]
     first.close()
     second.close()
 
@@ -237,15 +243,51 @@ def test_two_servers_split_ten_agents_and_one_takes_over_after_sigkill(
         assert set(on_b.values()) == {s["name"] for s in listed["servers"]}
         b_name = next(s["name"] for s in listed["servers"] if s["this"])
         elsewhere = next(n for n, runner in on_b.items() if runner != b_name)
-        asked = httpx.post(
-            f"http://127.0.0.1:{ports[1]}/api/agents/{elsewhere}/messages",
-            json={"text": "hi"},
-            headers={"Authorization": f"Bearer {TOKEN}"},
-        )
-        assert asked.status_code == 409 and "runs on server" in asked.json()["detail"]
+        # Any server answers for every agent: this one passes the message to the one that
+        # runs it, and the answer back (streamed too).
+        to_other = f"http://127.0.0.1:{ports[1]}/api/agents/{elsewhere}/messages"
+        operator = {"Authorization": f"Bearer {TOKEN}"}
+        asked = httpx.post(to_other, json={"text": "hi there"}, headers=operator, timeout=30)
+        assert asked.status_code == 200 and asked.json()["text"] == "echo: hi there", asked.text
+        stream_headers = {**operator, "accept": "text/event-stream"}
+        with httpx.stream("POST", to_other, json={"text": "streamed"}, headers=stream_headers,
+                          timeout=30) as streamed:  # fmt: skip
+            assert streamed.status_code == 200
+            assert streamed.headers["content-type"].startswith("text/event-stream")
+            events = "".join(streamed.iter_text())
+        assert "echo: streamed" in events and "event: reply" in events, events
+        history = httpx.get(to_other, headers=operator, timeout=10).json()["messages"]
+        assert [m["text"] for m in history][-2:] == ["streamed", "echo: streamed"], history
+        # Live events of the whole fleet on any server: a message told to the server that
+        # runs the agent shows on the other one's event stream.
+        seen: list[str] = []
+
+        def listen() -> None:
+            events_url = f"http://127.0.0.1:{ports[1]}/api/events?agent={elsewhere}&kind=message"
+            with httpx.stream("GET", events_url, headers=operator, timeout=15) as live:
+                for line in live.iter_lines():
+                    seen.append(line)
+                    if "told directly" in line and line.startswith("data:"):
+                        return
+
+        listener = threading.Thread(target=listen, daemon=True)
+        listener.start()
+        while not seen:  # connected
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        direct = f"http://127.0.0.1:{ports[0]}/api/agents/{elsewhere}/messages"
+        assert httpx.post(direct, json={"text": "told directly"}, headers=operator,
+                          timeout=30).status_code == 200  # fmt: skip
+        listener.join(timeout=10)
+        assert any("told directly" in line for line in seen), seen
+        # One hop only: what another server already passed on is not passed on again.
+        looped = httpx.post(to_other, json={"text": "hi"},
+                            headers={**operator, "x-aigent-forwarded": "x:1"})  # fmt: skip
+        assert looped.status_code == 409 and "runs on server" in looped.json()["detail"]
+        # Without credentials it is refused as on the server that runs it.
+        assert httpx.post(to_other, json={"text": "hi"}).status_code == 401
 
         # Stopped through the other server: the one that runs it follows within a round.
-        operator = {"Authorization": f"Bearer {TOKEN}"}
         b_url = f"http://127.0.0.1:{ports[1]}/api/agents/{elsewhere}"
         assert httpx.post(f"{b_url}/stop", headers=operator).status_code == 200
         while elsewhere in _running_on(ports[0]):
