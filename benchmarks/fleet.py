@@ -13,6 +13,12 @@ second); the fleet's servers share one schema.
   message so that the machine's load weighs on both alike. Timed call -> answer from a
   blocking httpx client here: the server's history write (and the agent's ledger and spending
   records, in the database's schema for that agent) are in it.
+- paid message, PostgreSQL against SQLite: a selling agent on each of those two servers
+  (price 1,000 drops), and a buyer here (an aigent ``Agent`` in this process, the seller's
+  child over BTP) asking it, the two buyers taking turns. Timed ``buyer.ask()`` call -> answer:
+  SPSP, the STREAM payment through both connectors, the seller's model call, and the seller's
+  ledger, spending-free earnings record and history (in SQLite or in PostgreSQL) are in it; the
+  buyer's own side (its SQLite ledger and spending records) is the same for both.
 - messages/s, two servers against one: C clients (asyncio tasks here, one keep-alive
   connection each) spread across the N agents. First the PostgreSQL server alone with all N;
   then a second joins, the agents split between the two by lease, and each client sends to the
@@ -70,6 +76,63 @@ settings = Settings(
 uvicorn.run(create_app(settings), host="127.0.0.1", port=port, log_level="warning",
             timeout_graceful_shutdown=1)
 """
+
+
+PRICE = 1000
+BTP_TOKEN = "bench-buyer-btp"
+
+
+def seller(name: str, url: str) -> tuple[dict[str, Any], int, int]:
+    """A selling agent's character, and its BTP and SPSP ports."""
+    btp, spsp = free_port(), free_port()
+    data = character(name, url)
+    data["price"] = {"amount": PRICE, "asset_code": "XRP", "asset_scale": 6}
+    data["secrets"]["BUYER_BTP_TOKEN"] = BTP_TOKEN
+    data["connector"] = {
+        "node_id": name.lower(), "address": f"test.{name.lower()}",
+        "listen": {"port": btp}, "spsp": {"port": spsp},
+        "peers": {"buyer": {"relation": "child", "token_env": "BUYER_BTP_TOKEN",
+                            "max_balance": 10**12}},
+    }  # fmt: skip
+    return data, btp, spsp
+
+
+def buyer(root: Path, label: str, btp: int) -> Any:
+    """An agent in this process that pays a seller on the server (its child over BTP)."""
+    from aigent import Agent, Character
+
+    data = {
+        "name": f"Buyer{label}",
+        "models": {"large": {"model": "openai/stand-in", "api_base": "http://127.0.0.1:9"}},
+        "memory": {"enabled": False},
+        "secrets": {"BUYER_BTP_TOKEN": BTP_TOKEN},
+        "spending": {"XRP": {"max_per_payment": 10 * PRICE, "per_day": 10**12}},
+        "connector": {"node_id": "buyer", "parent": "seller", "peers": {"seller": {
+            "relation": "parent", "url": f"ws://127.0.0.1:{btp}", "username": "buyer",
+            "token_env": "BUYER_BTP_TOKEN"}}},
+    }  # fmt: skip
+    return Agent(Character.model_validate(data), data_dir=root / f"buyer-{label}")
+
+
+async def paid(buyers: list[tuple[Any, str]], messages: int) -> list[list[float]]:
+    """Each paid question to each seller in turn; milliseconds per seller."""
+    times: list[list[float]] = [[] for _ in buyers]
+    for agent, _ in buyers:
+        await agent.start()
+    try:
+        for i in range(WARMUP + messages):
+            for k, (agent, spsp) in enumerate(buyers):
+                start = time.perf_counter()
+                answer = await agent.ask(spsp, f"paid question {i}", max_price=2 * PRICE)
+                elapsed = (time.perf_counter() - start) * 1000
+                if not answer.text:
+                    raise RuntimeError(f"no answer from {spsp}")
+                if i >= WARMUP:
+                    times[k].append(elapsed)
+    finally:
+        for agent, _ in buyers:
+            await agent.stop()
+    return times
 
 
 class Server:
@@ -198,13 +261,29 @@ def run(args: argparse.Namespace) -> dict[str, float]:
                 path.write_text(json.dumps(character(name, model.url)), encoding="utf-8")
                 files.append(str(path))
             lease = args.lease_seconds
-            sqlite = Server(root, "sqlite", files, lease, "")
-            first = Server(root, "pg-1", files, lease, pg.url())
+            sellers = []
+            for label in ("Lite", "Post"):
+                data, btp, spsp = seller(f"Seller{label}", model.url)
+                path = root / f"seller-{label.lower()}.json"
+                path.write_text(json.dumps(data), encoding="utf-8")
+                sellers.append((str(path), btp, f"http://127.0.0.1:{spsp}/.well-known/pay"))
+            names.append("SellerPost")  # the fleet's: it moves with the others
+            sqlite = Server(root, "sqlite", [*files, sellers[0][0]], lease, "")
+            first = Server(root, "pg-1", [*files, sellers[1][0]], lease, pg.url())
+            files.append(sellers[1][0])
             servers += [sqlite, first]
-            for server in (sqlite, first):
-                until(lambda s=server: s.running() == set(names), f"{server.name} starts all")
+            until(lambda: sqlite.running() == {*names[:-1], "SellerLite"}, "SQLite starts all")
+            until(lambda: first.running() == set(names), "PostgreSQL starts all")
 
-            lite, post = paired([sqlite, first], names, args.messages)
+            buyers = [(buyer(root, "lite", sellers[0][1]), sellers[0][2]),
+                      (buyer(root, "post", sellers[1][1]), sellers[1][2])]  # fmt: skip
+            lite, post = asyncio.run(paid(buyers, args.messages))
+            for p in (50, 95):
+                results[f"paid message p{p}, SQLite (ms)"] = pct(lite, p)
+                results[f"paid message p{p}, PostgreSQL (ms)"] = pct(post, p)
+                results[f"paid message p{p}, PostgreSQL / SQLite"] = pct(post, p) / pct(lite, p)
+
+            lite, post = paired([sqlite, first], names[:-1], args.messages)
             for p in (50, 95):
                 results[f"chat p{p}, SQLite (ms)"] = pct(lite, p)
                 results[f"chat p{p}, PostgreSQL (ms)"] = pct(post, p)

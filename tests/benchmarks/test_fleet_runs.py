@@ -33,6 +33,8 @@ def test_a_tiny_run_measures_failover_throughput_and_the_database_cost() -> None
     figures = json.loads(out.strip().splitlines()[-1])["results"]
     for db in ("SQLite", "PostgreSQL"):
         assert 0 < figures[f"chat p50, {db} (ms)"] <= figures[f"chat p95, {db} (ms)"]
+        paid = figures[f"paid message p50, {db} (ms)"]
+        assert 0 < paid <= figures[f"paid message p95, {db} (ms)"]
     for servers in ("one server", "two servers"):
         assert figures[f"messages/s, 3 clients, {servers}"] > 0
     assert figures["agents on the killed server"] >= 1  # it held some: the failover was real
