@@ -131,7 +131,8 @@ class Connector:
     _side_handlers: dict[str, SideProtocolHandler] = field(default_factory=dict)
     _link_listeners: list[LinkListener] = field(default_factory=list)
     settlements_path: Path | None = None
-    """Where pending settlements are kept; beside a SQLite ledger when not given."""
+    """A SQLite file for pending settlements; when not given they go with the ledger (its
+    PostgreSQL schema, or a file beside its SQLite file)."""
     _tasks: set[asyncio.Task[None]] = field(default_factory=set)
     _transfers: int = 0
     max_answering: int = 256

@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import logging
 from fractions import Fraction
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
 from aigent_connector.config import ConfigError, NodeConfig, PeerConfig
@@ -67,15 +66,6 @@ def open_ledger(config: NodeConfig) -> Ledger:
     return ledger
 
 
-def settlements_path(config: NodeConfig) -> Path | None:
-    """Pending settlements live in a SQLite file beside the ledger; a ledger in PostgreSQL has
-    no file to sit beside, so they go where ``ledger_path`` would put the ledger's."""
-    if config.ledger_url is None:
-        return None  # the settler puts them beside the SQLite ledger
-    path = config.ledger_path
-    return path.with_name(path.stem + "-settlements.sqlite")
-
-
 def rate_source(config: NodeConfig) -> RateSource:
     if not config.rates:
         return OneToOne()
@@ -96,7 +86,6 @@ class Node:
             rates=rates or rate_source(config),
             spread=Fraction(str(config.spread)),
             metrics=self.metrics,
-            settlements_path=settlements_path(config),
         )
         self.btp_port: int | None = None
         self.admin: AdminServer | None = None

@@ -72,6 +72,18 @@ CREATE TABLE IF NOT EXISTS {schema}.transfers (
 -- Only rows still 'reserved' (written by earlier versions) are indexed: recovery reads them.
 CREATE INDEX IF NOT EXISTS transfers_open ON {schema}.transfers (expires_at)
     WHERE state = 'reserved';
+-- Settlements (aigent_connector.settlement): here rather than in a file on one host, so the
+-- next process to own the schema resumes a pending one with its id and never pays twice.
+CREATE TABLE IF NOT EXISTS {schema}.settlements (
+    id TEXT PRIMARY KEY,
+    account TEXT NOT NULL,
+    amount BIGINT NOT NULL,
+    state TEXT NOT NULL,
+    settled BIGINT,
+    created DOUBLE PRECISION NOT NULL
+);
+CREATE INDEX IF NOT EXISTS settlements_pending ON {schema}.settlements (account, created)
+    WHERE state = 'pending';
 """
 # One statement, so one round trip and one transaction: the rows go as one array per column.
 _WRITE = """
@@ -98,6 +110,14 @@ _RESERVED = (
     "WHERE state = 'reserved'"
 )
 _HAS = "SELECT 1 FROM {schema}.transfers WHERE id = %s"
+_SETTLEMENTS = {
+    "pending": "SELECT id, account, amount FROM {schema}.settlements WHERE state = 'pending' "
+    "AND (%s::text IS NULL OR account = %s) ORDER BY created",
+    "history": "SELECT id, amount, state, settled FROM {schema}.settlements WHERE account = %s "
+    "ORDER BY created",
+    "start": "INSERT INTO {schema}.settlements VALUES (%s, %s, %s, 'pending', NULL, %s)",
+    "finish": "UPDATE {schema}.settlements SET state = 'done', settled = %s WHERE id = %s",
+}
 
 
 class PostgresStoreError(ConnectorError, ConnectionError):
@@ -208,7 +228,8 @@ class PostgresStore:
         self._sql: dict[str, sql.Composed] = {
             key: sql.SQL(text).format(schema=ident)
             for key, text in (("tables", _TABLES), ("write", _WRITE),
-                              ("accounts", _ACCOUNTS), ("reserved", _RESERVED), ("has", _HAS))
+                              ("accounts", _ACCOUNTS), ("reserved", _RESERVED), ("has", _HAS),
+                              *_SETTLEMENTS.items())
         }  # fmt: skip
         self._writer = self._connect()
         try:
@@ -311,6 +332,21 @@ class PostgresStore:
             reason = _one_line(redact(str(exc), self._raw)) or type(exc).__name__
             raise PostgresStoreError(f"{reason}; {_hint(reason)}") from None
 
+    def settlements(self) -> PostgresSettlements:
+        """This ledger's settlements, in its schema (see :mod:`aigent_connector.settlement`)."""
+        return PostgresSettlements(self)
+
+    def settlement_sql(self, query: str, args: tuple[Any, ...]) -> list[tuple[Any, ...]]:
+        """Run one of the settlements' statements on the writer's session: its commits are
+        as durable as the ledger's, and the schema's lock covers them too."""
+        import psycopg
+
+        try:
+            cursor = self._writer.execute(self._sql[query], args)
+            return cursor.fetchall() if cursor.description is not None else []
+        except psycopg.Error as exc:
+            raise self._error("cannot use the settlements at", exc) from None
+
     def maintain(self) -> None:
         """Nothing to do: PostgreSQL's autovacuum and checkpoints look after themselves."""
 
@@ -321,3 +357,32 @@ class PostgresStore:
                 conn.close()
             except Exception:
                 pass  # already gone with the server
+
+
+class PostgresSettlements:
+    """A :class:`~aigent_connector.settlement.SettlementStore` in a PostgreSQL ledger's schema,
+    on the ledger's own connection (closed with the ledger)."""
+
+    writes_block = True
+
+    def __init__(self, store: PostgresStore) -> None:
+        self._store = store
+        self.name = store.name
+
+    def pending(self, account: str | None = None) -> list[tuple[str, str, int]]:
+        rows = self._store.settlement_sql("pending", (account, account))
+        return [(str(r[0]), str(r[1]), int(r[2])) for r in rows]
+
+    def history(self, account: str) -> list[tuple[str, int, str, int | None]]:
+        rows = self._store.settlement_sql("history", (account,))
+        return [(str(r[0]), int(r[1]), str(r[2]), None if r[3] is None else int(r[3]))
+                for r in rows]  # fmt: skip
+
+    def start(self, settlement_id: str, account: str, amount: int) -> None:
+        self._store.settlement_sql("start", (settlement_id, account, amount, time.time()))
+
+    def finish(self, settlement_id: str, settled: int) -> None:
+        self._store.settlement_sql("finish", (settled, settlement_id))
+
+    def close(self) -> None:
+        """Nothing of its own: the connection is the ledger's."""

@@ -3,11 +3,15 @@ a settlement engine pays the peer (an XRPL payment channel claim, say) and the l
 the balance back up by what was paid.
 
 Each settlement gets an id when it is first due and keeps it until it succeeds: it is written
-to disk (beside the ledger) before the engine is called, so a retry (after a failure, or after a
-crash and restart) hands the engine the same id and an engine that remembers ids never pays
-twice. One settlement per account at a time: while one is in flight, further Fulfills that
-find the balance still under the threshold do not start another; when it completes the
-balance is checked again.
+to a :class:`SettlementStore` before the engine is called, so a retry (after a failure, or after
+a crash and restart, on this machine or another) hands the engine the same id and an engine
+that remembers ids never pays twice. The store sits where the ledger does: a SQLite file beside
+a SQLite ledger (:class:`SqliteSettlements`), or a table in a PostgreSQL ledger's schema (the
+ledger's store makes it, :meth:`~aigent_connector.postgres_store.PostgresStore.settlements`),
+so that a node that moves to another host finds what its last host left pending. One
+settlement per account at a time: while one is in flight, further Fulfills that find the
+balance still under the threshold do not start another; when it completes the balance is
+checked again.
 """
 
 from __future__ import annotations
@@ -18,8 +22,9 @@ import sqlite3
 import threading
 import time
 import uuid
+from collections.abc import Callable
 from pathlib import Path
-from typing import TYPE_CHECKING, Protocol, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, TypeVar, runtime_checkable
 
 from aigent_connector.ledger import Ledger
 
@@ -27,6 +32,8 @@ if TYPE_CHECKING:
     from aigent_connector.metrics import Metrics
 
 log = logging.getLogger("aigent.connector.settlement")
+
+T = TypeVar("T")
 
 SCHEMA = """
 CREATE TABLE IF NOT EXISTS settlements (
@@ -39,6 +46,113 @@ CREATE TABLE IF NOT EXISTS settlements (
 );
 CREATE INDEX IF NOT EXISTS settlements_pending ON settlements (account, state);
 """
+
+Pending = tuple[str, str, int]
+"""(id, account, amount) of a settlement started and not yet confirmed."""
+Record = tuple[str, int, str, "int | None"]
+"""(id, amount, state, settled) of one settlement."""
+
+
+class SettlementStore(Protocol):
+    """Where settlements are written before their engine is called: what must outlive the
+    process that started them. Rows are ``pending`` until :meth:`finish` marks them ``done``."""
+
+    name: str
+    writes_block: bool
+    """True when a call waits on the network: the settler then calls it from a thread."""
+
+    def pending(self, account: str | None = None) -> list[Pending]:
+        """Pending settlements, oldest first; of ``account`` only if given."""
+        ...
+
+    def history(self, account: str) -> list[Record]:
+        """Every settlement of ``account``, oldest first."""
+        ...
+
+    def start(self, settlement_id: str, account: str, amount: int) -> None:
+        """Record a new pending settlement, durable when this returns."""
+        ...
+
+    def finish(self, settlement_id: str, settled: int) -> None:
+        """Mark a settlement done, ``settled`` paid."""
+        ...
+
+    def close(self) -> None: ...
+
+
+@runtime_checkable
+class KeepsSettlements(Protocol):
+    """A ledger store that keeps settlements beside its own rows (PostgreSQL's does)."""
+
+    def settlements(self) -> SettlementStore: ...
+
+
+class SqliteSettlements:
+    """Settlements in their own SQLite file: never contends for the ledger's write lock, and
+    the ledger counts each settlement id once, so the two need no shared transaction."""
+
+    writes_block = False
+
+    def __init__(self, path: Path) -> None:
+        self.path = path
+        self.name = str(path)
+        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
+        self._db.execute("PRAGMA journal_mode=WAL")
+        self._db.execute("PRAGMA busy_timeout=5000")
+        self._db.executescript(SCHEMA)
+        self._lock = threading.Lock()
+
+    def pending(self, account: str | None = None) -> list[Pending]:
+        query = "SELECT id, account, amount FROM settlements WHERE state = 'pending'"
+        args: tuple[str, ...] = ()
+        if account is not None:
+            query += " AND account = ?"
+            args = (account,)
+        with self._lock:
+            rows = self._db.execute(query + " ORDER BY created", args).fetchall()
+        return [(str(r[0]), str(r[1]), int(r[2])) for r in rows]
+
+    def history(self, account: str) -> list[Record]:
+        with self._lock:
+            rows = self._db.execute(
+                "SELECT id, amount, state, settled FROM settlements WHERE account = ? "
+                "ORDER BY created",
+                (account,),
+            ).fetchall()
+        return [(str(r[0]), int(r[1]), str(r[2]), r[3]) for r in rows]
+
+    def start(self, settlement_id: str, account: str, amount: int) -> None:
+        with self._lock:
+            self._db.execute(
+                "INSERT INTO settlements VALUES (?, ?, ?, 'pending', NULL, ?)",
+                (settlement_id, account, amount, time.time()),
+            )
+
+    def finish(self, settlement_id: str, settled: int) -> None:
+        with self._lock:
+            self._db.execute(
+                "UPDATE settlements SET state = 'done', settled = ? WHERE id = ?",
+                (settled, settlement_id),
+            )
+
+    def close(self) -> None:
+        with self._lock:
+            self._db.close()
+
+
+def settlement_store(ledger: Ledger, path: Path | None = None) -> SettlementStore:
+    """Where ``ledger``'s settlements go: the file ``path`` if given, else with the ledger (its
+    PostgreSQL schema, or a file beside its SQLite file)."""
+    if path is not None:
+        return SqliteSettlements(path)
+    if isinstance(ledger.store, KeepsSettlements):
+        return ledger.store.settlements()
+    if not isinstance(ledger.path, Path):
+        raise ValueError(
+            f"settlements of ledger {ledger.path} need a place: pass store= (or path= for a "
+            "SQLite file)"
+        )
+    return SqliteSettlements(ledger.path.with_name(ledger.path.stem + "-settlements.sqlite"))
 
 
 @runtime_checkable
@@ -61,6 +175,7 @@ class Settler:
         max_retry_delay: float = 300.0,
         metrics: Metrics | None = None,
         path: Path | None = None,
+        store: SettlementStore | None = None,
     ) -> None:
         self.ledger = ledger
         self.retry_delay = retry_delay
@@ -68,18 +183,7 @@ class Settler:
         self.metrics = metrics
         self.engines: dict[str, SettlementEngine] = {}
         self._tasks: dict[str, asyncio.Task[None]] = {}
-        # Its own file beside the ledger: never contends for the ledger's write lock, and the
-        # ledger counts each settlement id once, so the two need no shared transaction.
-        if path is None:
-            if not isinstance(ledger.path, Path):
-                raise ValueError(f"settlements of ledger {ledger.path} need a file: pass path=")
-            path = ledger.path.with_name(ledger.path.stem + "-settlements.sqlite")
-        self.path = path
-        self._db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA busy_timeout=5000")
-        self._db.executescript(SCHEMA)
-        self._lock = threading.Lock()
+        self.store = store if store is not None else settlement_store(ledger, path)
 
     def set_engine(self, account: str, engine: SettlementEngine) -> None:
         self.engines[account] = engine
@@ -96,26 +200,13 @@ class Settler:
         self._tasks[account] = task
         task.add_done_callback(lambda _: self._tasks.pop(account, None))
 
-    def pending(self, account: str | None = None) -> list[tuple[str, str, int]]:
+    def pending(self, account: str | None = None) -> list[Pending]:
         """Settlements started but not yet confirmed: (id, account, amount)."""
-        query = "SELECT id, account, amount FROM settlements WHERE state = 'pending'"
-        args: tuple[str, ...] = ()
-        if account is not None:
-            query += " AND account = ?"
-            args = (account,)
-        with self._lock:
-            rows = self._db.execute(query + " ORDER BY created", args).fetchall()
-        return [(str(r[0]), str(r[1]), int(r[2])) for r in rows]
+        return self.store.pending(account)
 
-    def history(self, account: str) -> list[tuple[str, int, str, int | None]]:
+    def history(self, account: str) -> list[Record]:
         """Every settlement of ``account``: (id, amount, state, settled)."""
-        with self._lock:
-            rows = self._db.execute(
-                "SELECT id, amount, state, settled FROM settlements WHERE account = ? "
-                "ORDER BY created",
-                (account,),
-            ).fetchall()
-        return [(str(r[0]), int(r[1]), str(r[2]), r[3]) for r in rows]
+        return self.store.history(account)
 
     async def idle(self) -> None:
         """Wait until no settlement is being worked on."""
@@ -126,13 +217,18 @@ class Settler:
         for task in list(self._tasks.values()):
             task.cancel()
         await asyncio.gather(*list(self._tasks.values()), return_exceptions=True)
-        with self._lock:
-            self._db.close()
+        self.store.close()
+
+    async def _call(self, fn: Callable[..., T], *args: object) -> T:
+        """A store call, off the event loop when it waits on the network."""
+        if self.store.writes_block:
+            return await asyncio.to_thread(fn, *args)
+        return fn(*args)
 
     async def _work(self, account: str) -> None:
         delay = self.retry_delay
         while True:
-            waiting = self.pending(account)
+            waiting = await self._call(self.store.pending, account)
             if waiting:
                 settlement_id, _, amount = waiting[0]
             else:
@@ -141,11 +237,7 @@ class Settler:
                     return
                 settlement_id = f"{account}:{uuid.uuid4().hex}"
                 amount = state.settle_to - state.balance
-                with self._lock:
-                    self._db.execute(
-                        "INSERT INTO settlements VALUES (?, ?, ?, 'pending', NULL, ?)",
-                        (settlement_id, account, amount, time.time()),
-                    )
+                await self._call(self.store.start, settlement_id, account, amount)
             engine = self.engines.get(account)
             if engine is None:
                 return  # stays pending until an engine is set for the account
@@ -169,11 +261,7 @@ class Settler:
             delay = self.retry_delay
             # With the id the ledger counts it once, even if we crash before marking it done.
             self.ledger.settled(account, paid, settlement_id)
-            with self._lock:
-                self._db.execute(
-                    "UPDATE settlements SET state = 'done', settled = ? WHERE id = ?",
-                    (paid, settlement_id),
-                )
+            await self._call(self.store.finish, settlement_id, paid)
             if self.metrics is not None:
                 self.metrics.settlement(account, ok=True)
             log.info("settled %d with %s (%s)", paid, account, settlement_id)

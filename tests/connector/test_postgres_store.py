@@ -11,6 +11,7 @@ import hashlib
 import os
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -25,6 +26,7 @@ from aigent_connector.ledger import Ledger, LedgerUnavailable
 from aigent_connector.node import Node
 from aigent_connector.packets import Fulfill, Prepare, Reject
 from aigent_connector.postgres_store import PostgresStore, PostgresStoreError
+from aigent_connector.settlement import Settler
 
 from tests.connector.killing import assert_nothing_lost, group_commit_traffic, kill_mid_traffic
 from tests.connector.postgres_server import NoPostgres, Server, bindir, throwaway_postgres
@@ -216,7 +218,7 @@ def hub_config(pg: Server, schema: str, tmp: Path) -> dict[str, Any]:
     return {
         "node_id": "hub", "address": "g.hub", "listen": {"port": 0},
         "ledger_url": pg.url(), "ledger_schema": schema,
-        "ledger_path": str(tmp / "hub.sqlite"),  # where pending settlements are kept
+        "ledger_path": str(tmp / "hub.sqlite"),  # unused: ledger and settlements are in pg
         "peers": {
             "alice": {"relation": "child", "token_env": "ALICE_BTP_TOKEN", "max_balance": 5000},
             "bob": {"relation": "child", "token_env": "BOB_BTP_TOKEN", "settle_threshold": -200},
@@ -284,6 +286,9 @@ async def test_a_node_with_ledger_url_keeps_its_ledger_in_postgres(
     assert rows.fetchall() == [("alice", 300, 5000), ("bob", 0, None)]
     settled = peek.execute(f"SELECT amount FROM \"{schema}\".transfers WHERE state = 'settled'")
     assert settled.fetchall() == [(300,)]
+    done = peek.execute(f'SELECT account, amount, state, settled FROM "{schema}".settlements')
+    assert done.fetchall() == [("bob", 300, "done", 300)]
+    assert not [n for n in os.listdir(tmp_path) if "settlements" in n]  # nothing on this disk
     assert pg.password not in str(hub.connector.ledger.path)
 
 
@@ -295,7 +300,86 @@ async def test_a_second_node_on_the_same_schema_is_refused(
         Node(parse_config(hub_config(pg, schema, tmp_path / "other")))
 
 
-# --- SIGKILL -------------------------------------------------------------------------------------
+# --- SIGKILL mid-settlement ---------------------------------------------------------------------
+
+SETTLING = """
+import asyncio, sys, time
+from aigent_connector.ledger import Ledger
+from aigent_connector.postgres_store import PostgresStore
+from aigent_connector.settlement import Settler
+
+class Hangs:
+    async def settle(self, account, amount, settlement_id=None):
+        print(settlement_id, flush=True)
+        await asyncio.Event().wait()  # the engine's request still out when the process dies
+
+async def main():
+    ledger = Ledger(PostgresStore(sys.argv[1], schema=sys.argv[2]))
+    ledger.configure("bob", settle_threshold=-150, settle_to=0)
+    ledger.reserve("t1", "bob", "out", 200, time.time() + 60)
+    ledger.commit("t1")
+    Settler(ledger).set_engine("bob", Hangs())
+    await asyncio.Event().wait()
+
+asyncio.run(main())
+"""
+
+
+def _die_settling(pg: Server, schema: str, where: Path) -> str:
+    """Run SETTLING in a process of its own until its engine is called, SIGKILL it then;
+    the settlement id it was paying."""
+    dsn = f"host={pg.host} port={pg.port} user={pg.user} dbname={pg.dbname}"
+    env = {**os.environ, "PGPASSWORD": pg.password}
+    process = subprocess.Popen(
+        [sys.executable, "-c", SETTLING, dsn, schema],
+        stdout=subprocess.PIPE, text=True, env=env, cwd=where,
+    )  # fmt: skip
+    try:
+        assert process.stdout is not None
+        timer = threading.Timer(30, process.kill)  # a hung start must not hang the suite
+        timer.start()
+        line = process.stdout.readline().strip()
+        timer.cancel()
+    finally:
+        process.kill()  # SIGKILL, with the engine's call in flight
+        process.wait()
+    assert line.startswith("bob:"), line
+    return line
+
+
+def test_a_settlement_pending_when_its_process_dies_resumes_with_its_id(
+    pg: Server, schema: str, tmp_path: Path
+) -> None:
+    """The settlement is in the ledger's schema, not a file on the dead process's disk: the
+    next owner of the schema (here a process of its own, as on another host) resumes it with
+    the same id, so an engine that remembers ids pays once."""
+    from tests.connector.test_settlement import RecordingEngine
+
+    first_id = _die_settling(pg, schema, tmp_path)
+    assert not list(tmp_path.glob("*settlements*"))
+
+    async def next_owner() -> None:
+        ledger = Ledger(PostgresStore(pg.url(), schema=schema))
+        settler = Settler(ledger, retry_delay=0.05)
+        try:
+            assert ledger.account("bob").balance == -200
+            assert settler.pending() == [(first_id, "bob", 200)]
+            engine = RecordingEngine()
+            engine.paid[first_id] = 200  # the dead process's call had gone through
+            settler.set_engine("bob", engine)
+            await settler.idle()
+            assert engine.calls == [("bob", 200, first_id)]  # same id: nothing paid twice
+            assert ledger.account("bob").balance == 0
+            assert settler.pending() == []
+            assert settler.history("bob") == [(first_id, 200, "done", 200)]
+        finally:
+            await settler.stop()
+            ledger.close()
+
+    asyncio.run(next_owner())
+
+
+# --- SIGKILL mid-traffic -----------------------------------------------------------------------
 
 TRAFFIC = group_commit_traffic(
     "from aigent_connector.ledger import Ledger; "
