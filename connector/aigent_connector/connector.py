@@ -297,7 +297,18 @@ class Connector:
 
     def _on_link(self, link: Link) -> None:
         link.side_handler = self._handle_side
+        older = self.links.get(link.account)
         self.links[link.account] = link
+        if older is not None and older is not link and not older.closed.is_set():
+            # The peer authenticated again while its older link still looks open: a node that
+            # moved to another host (its old one died without closing the socket, so only a
+            # missed ping would tell), or a second node with the same token. The newest link
+            # carries the account's packets; the older one is closed, so nothing reaches the
+            # account (nor comes from it) by two ways at once.
+            log.warning("%s connected again: closing its older link", link.account)
+            task = asyncio.get_running_loop().create_task(older.ws.close())
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
         for listener in self._link_listeners:
             try:
                 listener(link.account)

@@ -229,13 +229,23 @@ class Node:
                             "for it", name, peer.url, client.last_error)  # fmt: skip
             else:
                 try:
-                    await self.connector.fetch_address(name)
-                    return
+                    given = (await self.connector.fetch_address(name)).client_address
                 except AddressUnavailable as exc:
                     if not exc.temporary:
                         raise
                     log.warning("%s; asking again in %.1fs", exc, delay)
                     await asyncio.sleep(delay)
+                else:
+                    configured = self.config.address
+                    if configured is not None and given != configured:
+                        # The parent routes to the address it gives; one configured apart
+                        # from it would be announced (SPSP, receipts) and never reached.
+                        raise ConfigError(
+                            f"address {configured!r} is configured, but parent {name} gives "
+                            f"{given!r} over IL-DCP: leave address out to take the parent's, "
+                            "or have the parent name this node's account to match"
+                        )
+                    return
             delay = min(delay * 2, ILDCP_MAX_RETRY)
 
     async def _dial(self, name: str, peer: PeerConfig) -> None:
