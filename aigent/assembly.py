@@ -256,6 +256,7 @@ def _node(agent: Agent) -> NodeParts:
         engines=engines,
         answer=agent.handle,
         observers=agent.ctx.observers,
+        storage=agent.ctx.storage,
     )
 
 

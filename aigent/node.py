@@ -29,6 +29,7 @@ from aigent.amounts import format_amount
 from aigent.errors import AigentError
 from aigent.messages import PaidAnswer
 from aigent.observe import Observers
+from aigent.storage import FileStorage, Storage
 
 if TYPE_CHECKING:
     from aigent.character import Character, ConnectorSettings, Price
@@ -175,6 +176,8 @@ class NodeParts:
     """Runs a paid message through the agent (its ``handle``)."""
     observers: Observers = field(default_factory=Observers)
     """The agent's observers, told ``paid_message`` after each paid message."""
+    storage: Storage | None = None
+    """The agent's stores; when shared between servers, the STREAM secret is kept there."""
 
 
 class AgentNode:
@@ -254,7 +257,7 @@ class AgentNode:
             )
         self.receiver = StreamReceiver(
             self.connector.address,
-            _server_secret(self.parts.data_dir),
+            await blocking.run("records", _server_secret, self.parts.data_dir, self.parts.storage),
             on_request=self._on_request,
             asset_code=code,
             asset_scale=scale,
@@ -592,9 +595,32 @@ def _quoted_price(extra: dict[str, Any], code: str, scale: int) -> int | None:
     return int(price["amount"])
 
 
-def _server_secret(data_dir: Path) -> bytes:
-    """The receiver's STREAM server secret: made once, kept beside the agent (mode 0600), so
-    connections and SPSP answers survive a restart."""
+STREAM_MIGRATIONS = (
+    "CREATE TABLE IF NOT EXISTS stream_secret (id INTEGER PRIMARY KEY, secret BYTEA NOT NULL)",
+)
+
+
+def _server_secret(data_dir: Path, storage: Storage | None = None) -> bytes:
+    """The receiver's STREAM server secret, made once so that connections and SPSP answers
+    survive a restart: a file beside the agent (mode 0600), or, when its stores are shared
+    between servers, a row there, so that they survive a move to another machine too (a
+    payment retried after its first host died is then taken by the next)."""
+    if storage is None or isinstance(storage, FileStorage):
+        return _secret_file(data_dir)
+    store = storage.open("stream", STREAM_MIGRATIONS)
+    try:
+        legacy = data_dir / "stream-secret"  # from before the agent's stores were shared
+        made = legacy.read_bytes() if legacy.exists() else os.urandom(32)
+        store.execute(
+            "INSERT INTO stream_secret VALUES (1, ?) ON CONFLICT (id) DO NOTHING", (made,)
+        )
+        ((secret,),) = store.execute("SELECT secret FROM stream_secret WHERE id = 1")
+        return bytes(secret)
+    finally:
+        store.close()
+
+
+def _secret_file(data_dir: Path) -> bytes:
     path = data_dir / "stream-secret"
     if path.exists():
         return path.read_bytes()

@@ -3,8 +3,10 @@ connector run standalone by its CLI) and two ``aigent serve`` processes on one P
 Alice runs on one server and Bob on the other, each a BTP child of the hub with the address the
 hub gives it over IL-DCP. Alice's model asks Bob a paid question (``ask_agent``: SPSP, STREAM
 through the hub); Bob's server is SIGKILLed; Bob starts on Alice's server with the same ILP
-address and his ledger from PostgreSQL; Alice pays him again. Every ledger (Alice's, Bob's,
-the hub's two accounts) equals the two payments, each counted once."""
+address, STREAM secret and ledger from PostgreSQL. A question that was in flight when the
+server died is paid and answered once, by Bob on his next server; Alice pays him again. Every
+ledger (Alice's, Bob's, the hub's two accounts) and Alice's spending equal the three
+payments, each counted once."""
 
 from __future__ import annotations
 
@@ -12,6 +14,7 @@ import json
 import signal
 import subprocess
 import sys
+import threading
 import time
 import uuid
 from collections.abc import Iterator
@@ -23,7 +26,7 @@ import pytest
 
 from tests.connector.postgres_server import Server
 from tests.connector.test_postgres_store import pg  # noqa: F401  (the session's server)
-from tests.fixtures.openai_server import OpenAIServer, reply, tool_call
+from tests.fixtures.openai_server import OpenAIServer, reply, slow, tool_call
 from tests.server.conftest import character
 from tests.server.test_command import free_port
 from tests.server.test_fleet_postgres import LEASE, TOKEN, _agents, _serve
@@ -212,6 +215,28 @@ def test_agents_on_two_servers_pay_through_a_hub_and_one_moves_after_sigkill(
         assert balance(ledger(alice_port, "Alice"), "hub") == -PRICE  # Alice owes the hub
         assert hub.balances() == {"alice": PRICE, "bob": -PRICE}
 
+        # --- a second question in flight: Bob's model is still thinking when his server dies
+        model.queue(
+            tool_call("ask_agent", {"receiver": bob_spsp, "question": "and STREAM?",
+                                    "max_price": 5000}),
+            slow(20, "never heard: the server dies first"),
+            reply("money and data in one packet"),  # Bob again, on his next server
+            reply("Bob says: money and data in one packet"),
+        )  # fmt: skip
+        asked = len(model.requests)
+        in_flight: dict[str, Any] = {}
+
+        def ask_in_flight() -> None:
+            with operator(alice_port) as client:
+                said = client.post("/api/agents/Alice/messages", json={"text": "ask Bob more"})
+            in_flight["status"], in_flight["body"] = said.status_code, said.json()
+
+        asking = threading.Thread(target=ask_in_flight, daemon=True)
+        asking.start()
+        while len(model.requests) < asked + 2:  # Alice's call, then Bob's (the slow one)
+            assert time.monotonic() < deadline + 60, "Bob's model was not asked"
+            time.sleep(0.05)
+
         # --- Bob's server is killed; Bob comes back on Alice's, with his address and ledger
         doomed.send_signal(signal.SIGKILL)
         doomed.wait(timeout=10)
@@ -220,18 +245,26 @@ def test_agents_on_two_servers_pay_through_a_hub_and_one_moves_after_sigkill(
             assert time.monotonic() - killed < 2 * LEASE + 30, f"Bob did not move: {where(ports)}"
             time.sleep(0.2)
         moved = time.monotonic() - killed
-        book = ledger(alice_port, "Bob")
-        assert book["address"] == "g.hub.bob"
-        assert balance(book, "hub") == PRICE  # as it was on the dead server
+        assert ledger(alice_port, "Bob")["address"] == "g.hub.bob"
 
-        # --- the second paid question: both agents on one server, still through the hub
-        ask_bob(alice_port, model, bob_spsp, "packets with conditions")
-        assert balance(ledger(alice_port, "Bob"), "hub") == 2 * PRICE
+        # The hub answered Alice's packet T01 when Bob's link died; her STREAM sender kept
+        # trying, and Bob, back with the same address and STREAM secret, took the payment
+        # and answered: the question was paid once and not lost.
+        asking.join(timeout=120)
+        assert in_flight.get("status") == 200, in_flight
+        assert in_flight["body"]["text"] == "Bob says: money and data in one packet"
+        assert balance(ledger(alice_port, "Bob"), "hub") == 2 * PRICE  # his ledger went on
         assert balance(ledger(alice_port, "Alice"), "hub") == -2 * PRICE
         assert hub.balances() == {"alice": 2 * PRICE, "bob": -2 * PRICE}
+
+        # --- a third paid question: both agents on one server, still through the hub
+        ask_bob(alice_port, model, bob_spsp, "packets with conditions")
+        assert balance(ledger(alice_port, "Bob"), "hub") == 3 * PRICE
+        assert balance(ledger(alice_port, "Alice"), "hub") == -3 * PRICE
+        assert hub.balances() == {"alice": 3 * PRICE, "bob": -3 * PRICE}
         with operator(alice_port) as client:
             spent = client.get("/api/agents/Alice/payments").json()["payments"]
-        assert sorted((p["amount"], p["state"]) for p in spent) == [(PRICE, "spent")] * 2
+        assert sorted((p["amount"], p["state"]) for p in spent) == [(PRICE, "spent")] * 3
         print(f"\nBob running on the other server {moved:.2f} s after SIGKILL "
               f"(lease {LEASE} s)")  # fmt: skip
     finally:
