@@ -59,6 +59,15 @@ def open_ledger(config: NodeConfig) -> Ledger:
         raise ConfigError(f"ledger_url: {exc}") from None
     try:
         ledger = Ledger(store)
+        # Earlier versions kept a PostgreSQL ledger's settlements in a file where ledger_path
+        # points: a pending one there keeps its id, or it would be paid again under a new one.
+        legacy = config.ledger_path.with_name(config.ledger_path.stem + "-settlements.sqlite")
+        if legacy.exists():
+            from aigent_connector.settlement import adopt_pending
+
+            moved = adopt_pending(legacy, store.settlements())
+            log.info("moved %d pending settlements from %s into the ledger's schema", moved,
+                     legacy)  # fmt: skip
     except BaseException:
         store.close()  # its connection holds the schema's lock
         raise

@@ -140,6 +140,23 @@ class SqliteSettlements:
             self._db.close()
 
 
+def adopt_pending(legacy: Path, store: SettlementStore) -> int:
+    """Move the pending settlements of the SQLite file ``legacy`` into ``store`` (keeping their
+    ids, so none is paid again under a new one) and rename the file ``*.adopted``; how many."""
+    old = SqliteSettlements(legacy)
+    try:
+        pending = old.pending()
+        for settlement_id, account, amount in pending:
+            if all(row[0] != settlement_id for row in store.history(account)):
+                store.start(settlement_id, account, amount)
+    finally:
+        old.close()
+    legacy.rename(legacy.with_name(legacy.name + ".adopted"))
+    for suffix in ("-wal", "-shm"):  # SQLite's own, emptied by the close
+        legacy.with_name(legacy.name + suffix).unlink(missing_ok=True)
+    return len(pending)
+
+
 def settlement_store(ledger: Ledger, path: Path | None = None) -> SettlementStore:
     """Where ``ledger``'s settlements go: the file ``path`` if given, else with the ledger (its
     PostgreSQL schema, or a file beside its SQLite file)."""

@@ -379,6 +379,32 @@ def test_a_settlement_pending_when_its_process_dies_resumes_with_its_id(
     asyncio.run(next_owner())
 
 
+async def test_pending_settlements_of_an_earlier_file_move_into_the_schema(
+    pg: Server, schema: str, tokens: None, tmp_path: Path
+) -> None:
+    """Before settlements were kept in the schema, a PostgreSQL ledger's were in a file where
+    ledger_path points: a node started with that file takes its pending ones, ids and all."""
+    from aigent_connector.settlement import SqliteSettlements
+
+    legacy = tmp_path / "hub-settlements.sqlite"
+    old = SqliteSettlements(legacy)
+    old.start("bob:pending-one", "bob", 250)
+    old.start("bob:done-one", "bob", 100)
+    old.finish("bob:done-one", 100)
+    old.close()
+    node = Node(parse_config(hub_config(pg, schema, tmp_path)))
+    try:
+        engine = Paid()
+        node.connector.set_settlement_engine("bob", engine)
+        assert node.connector.settler is not None
+        await node.connector.settler.idle()
+        assert engine.paid == [("bob", 250)]
+        assert node.connector.settler.history("bob") == [("bob:pending-one", 250, "done", 250)]
+    finally:
+        await node.stop()
+    assert not legacy.exists() and (tmp_path / "hub-settlements.sqlite.adopted").exists()
+
+
 # --- SIGKILL mid-traffic -----------------------------------------------------------------------
 
 TRAFFIC = group_commit_traffic(
