@@ -15,10 +15,11 @@ import logging
 import re
 from typing import TYPE_CHECKING, Any
 
-import httpx
 from starlette.types import ASGIApp, Receive, Scope, Send
 
 if TYPE_CHECKING:
+    import httpx
+
     from aigent_server.fleet import Fleet
 
 log = logging.getLogger("aigent.server")
@@ -30,7 +31,6 @@ _DROP = {
     b"connection", b"keep-alive", b"proxy-connection", b"transfer-encoding", b"te", b"trailer",
     b"upgrade", b"content-length",
 }  # fmt: skip
-_TIMEOUT = httpx.Timeout(connect=5.0, read=300.0, write=30.0, pool=5.0)
 
 
 class Forward:
@@ -76,8 +76,11 @@ class Forward:
         target_url = url.rstrip("/") + scope["raw_path"].decode("latin-1")
         if scope.get("query_string"):
             target_url += "?" + scope["query_string"].decode("latin-1")
+        import httpx  # here: `aigent --help` loads this module and must stay light
+
         if self._client is None:
-            self._client = httpx.AsyncClient(timeout=_TIMEOUT, follow_redirects=False)
+            timeout = httpx.Timeout(connect=5.0, read=300.0, write=30.0, pool=5.0)
+            self._client = httpx.AsyncClient(timeout=timeout, follow_redirects=False)
         request = self._client.build_request(
             scope["method"], target_url, headers=headers, content=body
         )
