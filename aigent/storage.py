@@ -167,12 +167,14 @@ class SqliteStore:
 def _statements(text: str) -> list[str]:
     """A script's statements (one migration in one transaction, which executescript breaks)."""
     out, current = [], ""
-    for line in text.splitlines(keepends=True):
-        current += line
+    # Split at each ';' that ends a statement (not one inside a literal or a trigger's body),
+    # wherever it is: two statements may share a line.
+    for piece in text.split(";"):
+        current += piece + ";"
         if sqlite3.complete_statement(current):
             out.append(current.strip())
             current = ""
-    if current.strip():
+    if current.strip(" ;\n"):
         out.append(current.strip())
     return [s for s in out if s.strip(" ;\n")]
 
