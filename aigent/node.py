@@ -15,6 +15,7 @@ import dataclasses
 import json
 import logging
 import os
+import threading
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -88,6 +89,10 @@ class Earnings:
 
     def __init__(self, store: Store) -> None:
         self.store = store
+        self.earned: tuple[int, int] | None = None
+        """(amount, messages) as last read or booked here: for views that must not wait on
+        the database (listing a fleet's agents). None until read once."""
+        self._earned_lock = threading.Lock()
 
     @classmethod
     def open(cls, storage: Storage) -> Earnings:
@@ -100,11 +105,14 @@ class Earnings:
 
     def record(self, message_id: str, amount: int, asset: str, sender: str, rail: str) -> None:
         """One paid message, whichever rail paid it (``ilp``, ``x402-xrpl``, ...)."""
-        self.store.execute(
-            "INSERT INTO sales (message_id, at, amount, asset, sender, rail) "
-            "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (message_id) DO NOTHING",
-            (message_id, time.time(), amount, asset, sender, rail),
-        )
+        with self._earned_lock:  # a total read meanwhile would count it twice
+            booked = self.store.execute(
+                "INSERT INTO sales (message_id, at, amount, asset, sender, rail) "
+                "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (message_id) DO NOTHING RETURNING amount",
+                (message_id, time.time(), amount, asset, sender, rail),
+            )
+            if booked and self.earned is not None:
+                self.earned = (self.earned[0] + amount, self.earned[1] + 1)
 
     def claim(self, key: str, rail: str) -> bool:
         """Mark a payment (a transaction, an invoice, a nonce) as used, for good; False when
@@ -126,10 +134,12 @@ class Earnings:
 
     def total(self) -> tuple[int, int]:
         """(amount earned, messages sold)."""
-        ((amount, count),) = self.store.execute(
-            "SELECT COALESCE(SUM(amount), 0), COUNT(*) FROM sales"
-        )
-        return int(amount), int(count)
+        with self._earned_lock:
+            ((amount, count),) = self.store.execute(
+                "SELECT COALESCE(SUM(amount), 0), COUNT(*) FROM sales"
+            )
+            self.earned = (int(amount), int(count))
+            return self.earned
 
     def over_time(
         self, every: str, since: float, until: float | None = None
@@ -232,6 +242,7 @@ class AgentNode:
         from aigent.interfaces import SettlementEngine
 
         engines = self.parts.engines
+        await blocking.run("records", self.earnings.total)  # and opens the store, migrated
         try:
             self.node = await Node(self.parts.config).start()
         except ConfigError as exc:

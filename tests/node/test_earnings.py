@@ -68,8 +68,12 @@ def test_a_claim_holds_once_and_on_the_next_server(servers: Servers) -> None:  #
     again = Earnings.open(servers())
     assert again.claim("xrpl-tx:AB", "x402-xrpl") is False
     assert again.claim("xrpl-tx:CD", "x402-xrpl") is True
+    assert again.earned is None  # not read yet: a listing shows nothing rather than wait
     again.record("m1", 500, "XRP", "alice", "ilp")  # the same message, booked once
-    assert again.total() == (500, 1)
+    assert again.total() == (500, 1) == again.earned
+    again.record("m2", 250, "XRP", "bob", "ilp")
+    again.record("m2", 250, "XRP", "bob", "ilp")
+    assert again.earned == (750, 2) == again.total()
 
 
 def test_two_servers_claiming_at_once_win_once_each(servers: Servers) -> None:  # noqa: F811
