@@ -206,17 +206,20 @@ class TwitterClient:
         for mention in sorted(mentions, key=lambda p: int(p.id)):
             # Answering twice is what must never happen: the state's intent, written before
             # the reply is posted (publish), guards it; the watermark only saves fetching.
-            if not await asyncio.to_thread(self._should_skip, mention, me):
-                reply = await self.agent.handle(
-                    Incoming(text=mention.text, user=mention.author_id,
-                             room=f"x:{mention.conversation_id or mention.id}", client="twitter"),
-                    publish=False,
-                )  # fmt: skip
-                if await self.publish(
-                    reply.text, reply_to=mention.id, conversation=mention.conversation_id
-                ):
-                    replied += 1
-            await asyncio.to_thread(self.state.saw_mention, mention.id)
+            try:
+                if not await asyncio.to_thread(self._should_skip, mention, me):
+                    reply = await self.agent.handle(
+                        Incoming(text=mention.text, user=mention.author_id,
+                                 room=f"x:{mention.conversation_id or mention.id}",
+                                 client="twitter"),
+                        publish=False,
+                    )  # fmt: skip
+                    if await self.publish(
+                        reply.text, reply_to=mention.id, conversation=mention.conversation_id
+                    ):
+                        replied += 1
+            finally:  # a mention that failed is not fetched again each round
+                await asyncio.to_thread(self.state.saw_mention, mention.id)
         return replied
 
     def _should_skip(self, mention: Post, me: str) -> bool:
