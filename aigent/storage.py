@@ -25,6 +25,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
@@ -101,8 +102,8 @@ class SqliteStore:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
             try:
-                db.execute("PRAGMA journal_mode=WAL")
                 db.execute("PRAGMA busy_timeout=5000")  # another process sharing the directory
+                _wal(db)
                 self._migrate(db)
             except BaseException:
                 db.close()
@@ -114,12 +115,23 @@ class SqliteStore:
         version = int(db.execute("PRAGMA user_version").fetchone()[0])
         if version > len(self.migrations):
             raise too_new(str(self.path), version, len(self.migrations))
-        # A file from before stores were versioned (version 0, tables present) already has
-        # what its first migrations add: they are written to be harmless twice.
-        legacy = version == 0 and db.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchone()
+        legacy: bool | None = None
         for number, migration in enumerate(self.migrations[version:], start=version + 1):
             db.execute("BEGIN IMMEDIATE")
             try:
+                # Another connection (a process opening the same file) may have migrated
+                # while this one waited for the write lock: what it did is not done twice.
+                version = int(db.execute("PRAGMA user_version").fetchone()[0])
+                if version > len(self.migrations):
+                    raise too_new(str(self.path), version, len(self.migrations))
+                if version >= number:
+                    db.execute("COMMIT")
+                    continue
+                if legacy is None:
+                    # A file from before stores were versioned (version 0, tables present)
+                    # already has what its first migrations add: written to be harmless twice.
+                    found = db.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchone()
+                    legacy = version == 0 and found is not None
                 try:
                     for statement in _statements(script(migration, self.dialect)):
                         db.execute(statement)
@@ -162,6 +174,19 @@ class SqliteStore:
             if self._db is not None:
                 self._db.close()
                 self._db = None
+
+
+def _wal(db: sqlite3.Connection) -> None:
+    """Switch to WAL. Two connections making a new file switch together, and SQLite answers
+    one of them "locked" at once, without waiting (the busy timeout does not cover it)."""
+    for attempt in range(100):
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or attempt == 99:
+                raise
+            time.sleep(0.01)
 
 
 def _statements(text: str) -> list[str]:

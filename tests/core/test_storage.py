@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from aigent.storage import FileStorage, Migration, SqliteStore, StorageError
+from aigent.storage import FileStorage, Migration, SqliteStore, StorageError, Store
 from tests.fixtures.stores import Servers, pg, servers  # noqa: F401
 
 ONE: tuple[Migration, ...] = (
@@ -100,6 +100,34 @@ def test_exclusive_keeps_two_servers_from_interleaving(servers: Servers) -> None
     for thread in threads:
         thread.join(timeout=60)
     assert stores[0].execute("SELECT n FROM counter") == [(100,)]
+
+
+def test_servers_opening_a_new_store_at_once_migrate_it_once(servers: Servers) -> None:  # noqa: F811
+    """Two connections find version 0 together; the one that waited must not run again what
+    the other just did (an ALTER TABLE twice is an error)."""
+    for round_ in range(5):
+        name = f"race{round_}"  # its own tables: an agent's stores share its schema
+        grows: tuple[Migration, ...] = (
+            f"CREATE TABLE {name} (id TEXT PRIMARY KEY); INSERT INTO {name} VALUES ('one')",
+            f"ALTER TABLE {name} ADD COLUMN note TEXT",
+        )
+        stores = [servers().open(name, grows) for _ in range(3)]
+        failed: list[BaseException] = []
+
+        threads = [threading.Thread(target=_first_call, args=(store, failed)) for store in stores]
+        for thread in threads:
+            thread.start()
+        for thread in threads:
+            thread.join(timeout=60)
+        assert not failed, (round_, failed)
+        assert stores[0].execute(f"SELECT id, note FROM {name}") == [("one", None)]
+
+
+def _first_call(store: Store, failed: list[BaseException]) -> None:
+    try:
+        store.execute("SELECT 1")
+    except BaseException as exc:  # reported by the test, with its round
+        failed.append(exc)
 
 
 def test_exclusive_rolls_back_on_error(servers: Servers) -> None:  # noqa: F811
