@@ -13,7 +13,9 @@ both speak:
   ``RETURNING`` to learn whether a row went in;
 - ``FLOOR(x)`` rather than ``CAST(x AS INTEGER)`` (PostgreSQL rounds);
 - a migration that cannot be written once is a mapping from dialect (``"sqlite"``,
-  ``"postgresql"``) to its script.
+  ``"postgresql"``) to its script;
+- on PostgreSQL an agent's stores share its schema: a new store names its tables (and indexes)
+  for itself (``twitter_posted``), so two stores never claim one name.
 
 Migrations are numbered by their place in the tuple (the first is version 1): append, never
 edit one that shipped. A store newer than the code is refused, since older code would misread

@@ -32,20 +32,23 @@ LEGACY = "twitter-state.json"
 
 MIGRATIONS: tuple[Migration, ...] = (
     """
-    CREATE TABLE marks (name TEXT PRIMARY KEY, value TEXT NOT NULL);
-    CREATE TABLE posted (hash TEXT PRIMARY KEY, seq BIGINT NOT NULL, at DOUBLE PRECISION NOT NULL,
-        state TEXT NOT NULL, post_id TEXT NOT NULL DEFAULT '', text TEXT NOT NULL DEFAULT '',
-        receipts TEXT NOT NULL DEFAULT '{}', reply_to TEXT NOT NULL DEFAULT '');
-    CREATE INDEX posted_in_order ON posted (seq);
-    CREATE TABLE replied (mention_id TEXT PRIMARY KEY, conversation TEXT NOT NULL,
+    CREATE TABLE twitter_marks (name TEXT PRIMARY KEY, value TEXT NOT NULL);
+    CREATE TABLE twitter_posted (hash TEXT PRIMARY KEY, seq BIGINT NOT NULL,
+        at DOUBLE PRECISION NOT NULL, state TEXT NOT NULL, post_id TEXT NOT NULL DEFAULT '',
+        text TEXT NOT NULL DEFAULT '', receipts TEXT NOT NULL DEFAULT '{}',
+        reply_to TEXT NOT NULL DEFAULT '');
+    CREATE INDEX twitter_posted_in_order ON twitter_posted (seq);
+    CREATE TABLE twitter_replied (mention_id TEXT PRIMARY KEY, conversation TEXT NOT NULL,
         at DOUBLE PRECISION NOT NULL);
-    CREATE TABLE conversations (conversation TEXT PRIMARY KEY, replies BIGINT NOT NULL);
-    CREATE TABLE budgets (month TEXT PRIMARY KEY, posts BIGINT NOT NULL);
+    CREATE TABLE twitter_conversations (conversation TEXT PRIMARY KEY,
+        replies BIGINT NOT NULL);
+    CREATE TABLE twitter_budgets (month TEXT PRIMARY KEY, posts BIGINT NOT NULL);
     """,
 )
-"""The store ``twitter``: watermarks (``marks``), ``posted`` texts by hash (``posting`` until
-the post is known to have gone out, then ``posted``), ``replied`` mentions, replies per
-conversation and posts per month (``budgets``)."""
+"""The store ``twitter``: watermarks (``twitter_marks``), texts posted by hash
+(``twitter_posted``: ``posting`` until the post is known to have gone out, then ``posted``),
+mentions answered (``twitter_replied``), replies per conversation and posts per month
+(``twitter_budgets``). Named for the store: on PostgreSQL an agent's stores share a schema."""
 
 POSTING, POSTED = "posting", "posted"
 
@@ -71,12 +74,12 @@ class State:
     # --- watermarks ------------------------------------------------------------------------------
 
     def _mark(self, name: str) -> str | None:
-        rows = self.store.execute("SELECT value FROM marks WHERE name = ?", (name,))
+        rows = self.store.execute("SELECT value FROM twitter_marks WHERE name = ?", (name,))
         return str(rows[0][0]) if rows else None
 
     def _set_mark(self, name: str, value: str) -> None:
         self.store.execute(
-            "INSERT INTO marks (name, value) VALUES (?, ?) "
+            "INSERT INTO twitter_marks (name, value) VALUES (?, ?) "
             "ON CONFLICT (name) DO UPDATE SET value = excluded.value",
             (name, value),
         )
@@ -109,21 +112,25 @@ class State:
 
     def already_posted(self, text: str) -> bool:
         """Posted, or being posted (by this server or one that died mid-post)."""
-        rows = self.store.execute("SELECT 1 FROM posted WHERE hash = ?", (self.fingerprint(text),))
+        rows = self.store.execute(
+            "SELECT 1 FROM twitter_posted WHERE hash = ?", (self.fingerprint(text),)
+        )
         return bool(rows)
 
     def replied(self, mention_id: str) -> bool:
-        rows = self.store.execute("SELECT 1 FROM replied WHERE mention_id = ?", (mention_id,))
+        rows = self.store.execute(
+            "SELECT 1 FROM twitter_replied WHERE mention_id = ?", (mention_id,)
+        )
         return bool(rows)
 
     def replies_in(self, conversation: str) -> int:
         rows = self.store.execute(
-            "SELECT replies FROM conversations WHERE conversation = ?", (conversation,)
+            "SELECT replies FROM twitter_conversations WHERE conversation = ?", (conversation,)
         )
         return int(rows[0][0]) if rows else 0
 
     def posts_in(self, month: str) -> int:
-        rows = self.store.execute("SELECT posts FROM budgets WHERE month = ?", (month,))
+        rows = self.store.execute("SELECT posts FROM twitter_budgets WHERE month = ?", (month,))
         return int(rows[0][0]) if rows else 0
 
     @property
@@ -131,7 +138,7 @@ class State:
         """The latest posts known to have gone out, oldest first: id, text, receipts (an
         imported state's hashes without their post are remembered, not listed)."""
         rows = self.store.execute(
-            "SELECT post_id, text, receipts FROM posted WHERE state = ? AND post_id <> '' "
+            "SELECT post_id, text, receipts FROM twitter_posted WHERE state = ? AND post_id <> '' "
             "ORDER BY seq DESC LIMIT ?",
             (POSTED, KEEP),
         )
@@ -155,7 +162,7 @@ class State:
         in one transaction no other server interleaves with."""
         key = self.fingerprint(text)
         with self.store.exclusive():
-            if self.store.execute("SELECT 1 FROM posted WHERE hash = ?", (key,)):
+            if self.store.execute("SELECT 1 FROM twitter_posted WHERE hash = ?", (key,)):
                 return "the same text was posted before"
             if reply_to is not None:
                 if self.replied(reply_to):
@@ -169,24 +176,25 @@ class State:
             now = self.clock()
             # In the order written (clocks tie; the transaction makes the next number safe).
             self.store.execute(
-                "INSERT INTO posted (hash, seq, at, state, text, reply_to) "
-                "VALUES (?, (SELECT COALESCE(MAX(seq), 0) + 1 FROM posted), ?, ?, ?, ?)",
+                "INSERT INTO twitter_posted (hash, seq, at, state, text, reply_to) "
+                "VALUES (?, (SELECT COALESCE(MAX(seq), 0) + 1 FROM twitter_posted), ?, ?, ?, ?)",
                 (key, now, POSTING, text, reply_to or ""),
             )
             self.store.execute(
-                "INSERT INTO budgets (month, posts) VALUES (?, ?) "
-                "ON CONFLICT (month) DO UPDATE SET posts = budgets.posts + excluded.posts",
+                "INSERT INTO twitter_budgets (month, posts) VALUES (?, ?) "
+                "ON CONFLICT (month) DO UPDATE SET posts = twitter_budgets.posts + excluded.posts",
                 (month, parts),
             )
             if reply_to is not None:
                 thread = conversation or reply_to
                 self.store.execute(
-                    "INSERT INTO replied (mention_id, conversation, at) VALUES (?, ?, ?)",
+                    "INSERT INTO twitter_replied (mention_id, conversation, at) VALUES (?, ?, ?)",
                     (reply_to, thread, now),
                 )
                 self.store.execute(
-                    "INSERT INTO conversations (conversation, replies) VALUES (?, 1) "
-                    "ON CONFLICT (conversation) DO UPDATE SET replies = conversations.replies + 1",
+                    "INSERT INTO twitter_conversations (conversation, replies) VALUES (?, 1) "
+                    "ON CONFLICT (conversation) "
+                    "DO UPDATE SET replies = twitter_conversations.replies + 1",
                     (thread,),
                 )
         return None
@@ -194,7 +202,7 @@ class State:
     def finish_post(self, text: str, post_id: str, receipts: dict[str, Any]) -> None:
         """The post went out as ``post_id`` (the thread's first)."""
         self.store.execute(
-            "UPDATE posted SET state = ?, post_id = ?, receipts = ? WHERE hash = ?",
+            "UPDATE twitter_posted SET state = ?, post_id = ?, receipts = ? WHERE hash = ?",
             (POSTED, post_id, json.dumps(receipts), self.fingerprint(text)),
         )
 
@@ -204,21 +212,24 @@ class State:
         key = self.fingerprint(text)
         with self.store.exclusive():
             rows = self.store.execute(
-                "DELETE FROM posted WHERE hash = ? AND state = ? RETURNING reply_to", (key, POSTING)
+                "DELETE FROM twitter_posted WHERE hash = ? AND state = ? RETURNING reply_to",
+                (key, POSTING),
             )
             if not rows:
                 return
             self.store.execute(
-                "UPDATE budgets SET posts = posts - ? WHERE month = ?", (parts, month)
+                "UPDATE twitter_budgets SET posts = posts - ? WHERE month = ?", (parts, month)
             )
             (reply_to,) = rows[0]
             if reply_to:
                 gone = self.store.execute(
-                    "DELETE FROM replied WHERE mention_id = ? RETURNING conversation", (reply_to,)
+                    "DELETE FROM twitter_replied WHERE mention_id = ? RETURNING conversation",
+                    (reply_to,),
                 )
                 if gone:
                     self.store.execute(
-                        "UPDATE conversations SET replies = replies - 1 WHERE conversation = ?",
+                        "UPDATE twitter_conversations SET replies = replies - 1 "
+                        "WHERE conversation = ?",
                         (gone[0][0],),
                     )
 
@@ -254,7 +265,7 @@ class State:
             if h not in hashes:
                 hashes.append(h)
         self.store.executemany(
-            "INSERT INTO posted (hash, seq, at, state, post_id, text, receipts) "
+            "INSERT INTO twitter_posted (hash, seq, at, state, post_id, text, receipts) "
             "VALUES (?, ?, 0, ?, ?, ?, ?) ON CONFLICT (hash) DO NOTHING",
             [
                 (h, i, POSTED, str(known.get(h, {}).get("id", "")),
@@ -264,18 +275,19 @@ class State:
             ],
         )  # fmt: skip
         self.store.executemany(
-            "INSERT INTO replied (mention_id, conversation, at) VALUES (?, '', 0) "
+            "INSERT INTO twitter_replied (mention_id, conversation, at) VALUES (?, '', 0) "
             "ON CONFLICT (mention_id) DO NOTHING",
             [(str(m),) for m in data.get("replied_to") or []],
         )
         self.store.executemany(
-            "INSERT INTO conversations (conversation, replies) VALUES (?, ?) "
+            "INSERT INTO twitter_conversations (conversation, replies) VALUES (?, ?) "
             "ON CONFLICT (conversation) DO NOTHING",
             [(str(c), int(n)) for c, n in (data.get("replies_per_conversation") or {}).items()],
         )
         if data.get("month"):
             self.store.execute(
-                "INSERT INTO budgets (month, posts) VALUES (?, ?) ON CONFLICT (month) DO NOTHING",
+                "INSERT INTO twitter_budgets (month, posts) VALUES (?, ?) "
+                "ON CONFLICT (month) DO NOTHING",
                 (str(data["month"]), int(data.get("posts_this_month") or 0)),
             )
 
