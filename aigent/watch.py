@@ -220,6 +220,10 @@ class WatchStore:
     def __init__(self, where: Path | Store) -> None:
         self.store: Store = SqliteStore(where, MIGRATIONS) if isinstance(where, Path) else where
 
+    def ready(self) -> None:
+        """Open the store now (and migrate it)."""
+        self.store.execute("SELECT 1")
+
     @staticmethod
     def path_in(data_dir: Path) -> Path:
         """Where an agent's watched items live, apart from its conversation memory."""
@@ -401,7 +405,11 @@ class WatchService:
 
     async def _open(self) -> WatchStore:
         if self._store is None:
-            self._store = await asyncio.to_thread(WatchStore, self.store_path)
+            store = WatchStore(self.store_path)
+            # Opened and migrated here: a store this aigent cannot use (a newer version) stops
+            # the agent as it starts, rather than failing every round after.
+            await asyncio.to_thread(store.ready)
+            self._store = store
         return self._store
 
     def _chosen(self) -> list[Watcher]:

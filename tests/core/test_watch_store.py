@@ -9,6 +9,9 @@ import sqlite3
 from decimal import Decimal
 from pathlib import Path
 
+import pytest
+
+from aigent.storage import StorageError
 from aigent.watch import MIGRATIONS, LastSeen, Observation, WatchConfig, WatchService, WatchStore
 from tests.fixtures.stores import Servers, pg, servers  # noqa: F401
 
@@ -114,3 +117,13 @@ def test_a_watch_file_from_before_versions_opens_with_its_items(tmp_path: Path) 
     assert [o.id for o in store.items()] == ["old"]
     assert store.add([seen(1)]) == 1
     store.close()
+
+
+async def test_a_watch_store_newer_than_the_code_stops_the_service_at_start(
+    servers: Servers,  # noqa: F811
+) -> None:
+    storage = servers()
+    storage.open("watch", (*MIGRATIONS, "CREATE TABLE watch_later (x TEXT)")).execute("SELECT 1")
+    service = WatchService([Feed([])], WatchConfig(), WatchStore.where(storage))
+    with pytest.raises(StorageError, match=r"version 3, newer than this aigent knows \(2\)"):
+        await service.start()

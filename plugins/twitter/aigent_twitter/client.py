@@ -142,6 +142,8 @@ class TwitterClient:
     async def start(self) -> None:
         mode = "dry run: nothing is posted" if self.dry_run else f"budget {self.budget}/month"
         log.warning("%s on X (%s)", self.agent.name, mode)
+        # A store this aigent cannot use (a newer version) stops the agent as it starts.
+        await asyncio.to_thread(self.state.ready)
         self._task = asyncio.create_task(self.run())
 
     async def stop(self) -> None:

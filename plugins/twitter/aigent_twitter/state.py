@@ -71,6 +71,10 @@ class State:
             state.import_json(legacy)
         return state
 
+    def ready(self) -> None:
+        """Open the store now (and migrate it)."""
+        self.store.execute("SELECT 1")
+
     # --- watermarks ------------------------------------------------------------------------------
 
     def _mark(self, name: str) -> str | None:
