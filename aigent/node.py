@@ -15,7 +15,7 @@ import dataclasses
 import json
 import logging
 import os
-import sqlite3
+import threading
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass, field
@@ -29,7 +29,7 @@ from aigent.amounts import format_amount
 from aigent.errors import AigentError
 from aigent.messages import PaidAnswer
 from aigent.observe import Observers
-from aigent.storage import FileStorage, Storage
+from aigent.storage import FileStorage, Migration, Storage, Store
 
 if TYPE_CHECKING:
     from aigent.character import Character, ConnectorSettings, Price
@@ -68,64 +68,78 @@ class _Sale:
     answered: bool = False
 
 
-@dataclass
+MIGRATIONS: tuple[Migration, ...] = (
+    """
+    CREATE TABLE IF NOT EXISTS sales (message_id TEXT PRIMARY KEY, at DOUBLE PRECISION NOT NULL,
+        amount BIGINT NOT NULL, asset TEXT NOT NULL, sender TEXT NOT NULL);
+    CREATE TABLE IF NOT EXISTS spent (key TEXT PRIMARY KEY, at DOUBLE PRECISION NOT NULL,
+        rail TEXT NOT NULL);
+    CREATE INDEX IF NOT EXISTS sales_by_time ON sales (at);
+    """,
+    # 2: the rail that paid; a ledger from before x402 sold everything over ILP (a file from
+    # before stores were versioned may have the column already)
+    "ALTER TABLE sales ADD COLUMN rail TEXT NOT NULL DEFAULT 'ilp'",
+)
+"""The earnings store (aigent.storage): ``sales`` and the payments already ``spent``."""
+
+
 class Earnings:
-    """A durable record of what paid messages brought in."""
+    """A durable record of what paid messages brought in, and of the payments already used.
+    Blocking: call it off the event loop."""
 
-    path: Path
-    _db: sqlite3.Connection | None = field(default=None, init=False, repr=False)
+    def __init__(self, store: Store) -> None:
+        self.store = store
+        self.earned: tuple[int, int] | None = None
+        """(amount, messages) as last read or booked here: for views that must not wait on
+        the database (listing a fleet's agents). None until read once."""
+        self._earned_lock = threading.Lock()
 
-    def _conn(self) -> sqlite3.Connection:
-        if self._db is None:
-            self.path.parent.mkdir(parents=True, exist_ok=True)
-            db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
-            db.execute("PRAGMA journal_mode=WAL")
-            db.execute(
-                "CREATE TABLE IF NOT EXISTS sales (message_id TEXT PRIMARY KEY, at REAL NOT NULL, "
-                "amount INTEGER NOT NULL, asset TEXT NOT NULL, sender TEXT NOT NULL, "
-                "rail TEXT NOT NULL DEFAULT 'ilp')"
-            )
-            columns = {row[1] for row in db.execute("PRAGMA table_info(sales)")}
-            if "rail" not in columns:  # a ledger from before x402: all its sales came over ILP
-                db.execute("ALTER TABLE sales ADD COLUMN rail TEXT NOT NULL DEFAULT 'ilp'")
-            db.execute(
-                "CREATE TABLE IF NOT EXISTS spent (key TEXT PRIMARY KEY, at REAL NOT NULL, "
-                "rail TEXT NOT NULL)"
-            )
-            self._db = db
-        return self._db
+    @classmethod
+    def open(cls, storage: Storage) -> Earnings:
+        """The agent's earnings: ``earnings.sqlite`` in its data directory, or its schema in
+        the database a fleet shares (so a payment used on one server stays used on the next)."""
+        return cls(storage.open("earnings", MIGRATIONS))
 
     def book(self, sale: _Sale, asset: str, rail: str = PAID_CLIENT) -> None:
         self.record(sale.message_id, sale.amount, asset, sale.sender, rail)
 
     def record(self, message_id: str, amount: int, asset: str, sender: str, rail: str) -> None:
         """One paid message, whichever rail paid it (``ilp``, ``x402-xrpl``, ...)."""
-        self._conn().execute(
-            "INSERT OR IGNORE INTO sales (message_id, at, amount, asset, sender, rail) "
-            "VALUES (?, ?, ?, ?, ?, ?)",
-            (message_id, time.time(), amount, asset, sender, rail),
-        )
+        with self._earned_lock:  # a total read meanwhile would count it twice
+            booked = self.store.execute(
+                "INSERT INTO sales (message_id, at, amount, asset, sender, rail) "
+                "VALUES (?, ?, ?, ?, ?, ?) ON CONFLICT (message_id) DO NOTHING RETURNING amount",
+                (message_id, time.time(), amount, asset, sender, rail),
+            )
+            if booked and self.earned is not None:
+                self.earned = (self.earned[0] + amount, self.earned[1] + 1)
 
     def claim(self, key: str, rail: str) -> bool:
         """Mark a payment (a transaction, an invoice, a nonce) as used, for good; False when
-        it was used before. Kept beside the sales so a replay is refused after a restart."""
-        cursor = self._conn().execute(
-            "INSERT OR IGNORE INTO spent VALUES (?, ?, ?)", (key, time.time(), rail)
+        it was used before. Kept beside the sales so a replay is refused after a restart, on
+        any server: the one insert that goes in wins."""
+        rows = self.store.execute(
+            "INSERT INTO spent (key, at, rail) VALUES (?, ?, ?) "
+            "ON CONFLICT (key) DO NOTHING RETURNING key",
+            (key, time.time(), rail),
         )
-        return cursor.rowcount == 1
+        return bool(rows)
 
     def by_rail(self) -> dict[str, tuple[int, int]]:
         """(amount earned, messages sold) per rail."""
-        rows = self._conn().execute(
+        rows = self.store.execute(
             "SELECT rail, COALESCE(SUM(amount), 0), COUNT(*) FROM sales GROUP BY rail ORDER BY rail"
         )
         return {str(rail): (int(amount), int(count)) for rail, amount, count in rows}
 
     def total(self) -> tuple[int, int]:
         """(amount earned, messages sold)."""
-        row = self._conn().execute("SELECT COALESCE(SUM(amount), 0), COUNT(*) FROM sales")
-        amount, count = row.fetchone()
-        return int(amount), int(count)
+        with self._earned_lock:
+            ((amount, count),) = self.store.execute(
+                "SELECT COALESCE(SUM(amount), 0), COUNT(*) FROM sales"
+            )
+            self.earned = (int(amount), int(count))
+            return self.earned
 
     def over_time(
         self, every: str, since: float, until: float | None = None
@@ -144,8 +158,10 @@ class Earnings:
                 f"from {since:.0f} to {end:.0f} is {last - first + 1} buckets of an {every}; "
                 f"at most {MAX_BUCKETS}: ask from a later since, or by day"
             )
-        rows = self._conn().execute(
-            "SELECT CAST(at / ? AS INTEGER) AS b, SUM(amount), COUNT(*) FROM sales "
+        # FLOOR, not CAST(.. AS INTEGER): PostgreSQL rounds a cast, which would move a sale
+        # made in an hour's second half into the next hour.
+        rows = self.store.execute(
+            "SELECT FLOOR(at / ?) AS b, SUM(amount), COUNT(*) FROM sales "
             "WHERE at >= ? AND at < ? GROUP BY b",
             (size, first * size, (last + 1) * size),
         )
@@ -153,9 +169,7 @@ class Earnings:
         return [(float(b * size), *found.get(b, (0, 0))) for b in range(first, last + 1)]
 
     def close(self) -> None:
-        if self._db is not None:
-            self._db.close()
-            self._db = None
+        self.store.close()
 
 
 @dataclass(frozen=True)
@@ -177,7 +191,8 @@ class NodeParts:
     observers: Observers = field(default_factory=Observers)
     """The agent's observers, told ``paid_message`` after each paid message."""
     storage: Storage | None = None
-    """The agent's stores; when shared between servers, the STREAM secret is kept there."""
+    """The agent's stores: its earnings are kept there, and, when they are shared between
+    servers, the STREAM secret."""
 
 
 class AgentNode:
@@ -189,7 +204,7 @@ class AgentNode:
         self.settings = parts.settings
         self.price: Price | None = parts.price
         self.spending = parts.spending
-        self.earnings = Earnings(parts.data_dir / "earnings.sqlite")
+        self.earnings = Earnings.open(parts.storage or FileStorage(parts.data_dir))
         self.connector: Any = None
         self.node: Any = None
         self.receiver: Any = None
@@ -227,6 +242,7 @@ class AgentNode:
         from aigent.interfaces import SettlementEngine
 
         engines = self.parts.engines
+        await blocking.run("records", self.earnings.total)  # and opens the store, migrated
         try:
             self.node = await Node(self.parts.config).start()
         except ConfigError as exc:

@@ -13,7 +13,9 @@ both speak:
   ``RETURNING`` to learn whether a row went in;
 - ``FLOOR(x)`` rather than ``CAST(x AS INTEGER)`` (PostgreSQL rounds);
 - a migration that cannot be written once is a mapping from dialect (``"sqlite"``,
-  ``"postgresql"``) to its script.
+  ``"postgresql"``) to its script;
+- on PostgreSQL an agent's stores share its schema: a new store names its tables (and indexes)
+  for itself (``twitter_posted``), so two stores never claim one name.
 
 Migrations are numbered by their place in the tuple (the first is version 1): append, never
 edit one that shipped. A store newer than the code is refused, since older code would misread
@@ -25,6 +27,7 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+import time
 from collections.abc import Iterable, Iterator, Mapping, Sequence
 from contextlib import AbstractContextManager, contextmanager
 from pathlib import Path
@@ -101,8 +104,8 @@ class SqliteStore:
             self.path.parent.mkdir(parents=True, exist_ok=True)
             db = sqlite3.connect(self.path, isolation_level=None, check_same_thread=False)
             try:
-                db.execute("PRAGMA journal_mode=WAL")
                 db.execute("PRAGMA busy_timeout=5000")  # another process sharing the directory
+                _wal(db)
                 self._migrate(db)
             except BaseException:
                 db.close()
@@ -114,12 +117,23 @@ class SqliteStore:
         version = int(db.execute("PRAGMA user_version").fetchone()[0])
         if version > len(self.migrations):
             raise too_new(str(self.path), version, len(self.migrations))
-        # A file from before stores were versioned (version 0, tables present) already has
-        # what its first migrations add: they are written to be harmless twice.
-        legacy = version == 0 and db.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchone()
+        legacy: bool | None = None
         for number, migration in enumerate(self.migrations[version:], start=version + 1):
             db.execute("BEGIN IMMEDIATE")
             try:
+                # Another connection (a process opening the same file) may have migrated
+                # while this one waited for the write lock: what it did is not done twice.
+                version = int(db.execute("PRAGMA user_version").fetchone()[0])
+                if version > len(self.migrations):
+                    raise too_new(str(self.path), version, len(self.migrations))
+                if version >= number:
+                    db.execute("COMMIT")
+                    continue
+                if legacy is None:
+                    # A file from before stores were versioned (version 0, tables present)
+                    # already has what its first migrations add: written to be harmless twice.
+                    found = db.execute("SELECT 1 FROM sqlite_master LIMIT 1").fetchone()
+                    legacy = version == 0 and found is not None
                 try:
                     for statement in _statements(script(migration, self.dialect)):
                         db.execute(statement)
@@ -164,15 +178,30 @@ class SqliteStore:
                 self._db = None
 
 
+def _wal(db: sqlite3.Connection) -> None:
+    """Switch to WAL. Two connections making a new file switch together, and SQLite answers
+    one of them "locked" at once, without waiting (the busy timeout does not cover it)."""
+    for attempt in range(100):
+        try:
+            db.execute("PRAGMA journal_mode=WAL")
+            return
+        except sqlite3.OperationalError as exc:
+            if "locked" not in str(exc) or attempt == 99:
+                raise
+            time.sleep(0.01)
+
+
 def _statements(text: str) -> list[str]:
     """A script's statements (one migration in one transaction, which executescript breaks)."""
     out, current = [], ""
-    for line in text.splitlines(keepends=True):
-        current += line
+    # Split at each ';' that ends a statement (not one inside a literal or a trigger's body),
+    # wherever it is: two statements may share a line.
+    for piece in text.split(";"):
+        current += piece + ";"
         if sqlite3.complete_statement(current):
             out.append(current.strip())
             current = ""
-    if current.strip():
+    if current.strip(" ;\n"):
         out.append(current.strip())
     return [s for s in out if s.strip(" ;\n")]
 

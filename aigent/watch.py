@@ -15,8 +15,8 @@ import asyncio
 import json
 import logging
 import re
-import sqlite3
 import time
+import weakref
 from collections import Counter, deque
 from collections.abc import Sequence
 from dataclasses import dataclass, field
@@ -27,6 +27,7 @@ from typing import Any, Protocol, runtime_checkable
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from aigent.errors import AigentError
+from aigent.storage import FileStorage, Migration, SqliteStore, Storage, Store
 
 log = logging.getLogger("aigent.watch")
 
@@ -119,34 +120,59 @@ class Inbox:
 
 class LastSeen:
     """The last value a watcher saw of each thing it follows (a balance, a pool's reserve),
-    kept in a JSON file so a restart compares with what was seen before it. :meth:`observe`
+    kept in the agent's ``watch`` store (table ``last_seen``) so a restart, here or on the
+    server that runs the agent next, compares with what was seen before it. :meth:`observe`
     turns a value into an item only when it differs: ``kind`` on first sight, ``change`` (with
     the difference in ``data["change"]``) after. Ids carry the values, so seeing the same thing
-    again stores nothing new."""
+    again stores nothing new.
 
-    def __init__(self, source: str, path: Path) -> None:
+    ``path`` is the JSON file the values were kept in before (``xrpl-watched.json``): imported
+    once, when the store has none for this source. Without ``storage`` the store is the one in
+    that file's directory."""
+
+    def __init__(self, source: str, path: Path, storage: Storage | None = None) -> None:
         self.source = source
         self.path = path
+        self.store = (storage or FileStorage(path.parent)).open("watch", MIGRATIONS)
         self._last: dict[str, Decimal] | None = None
+        self._saved: dict[str, Decimal] = {}
 
     def _read(self) -> dict[str, Decimal]:
-        if not self.path.exists():
-            return {}
-        return {k: Decimal(v) for k, v in json.loads(self.path.read_text()).items()}
+        with self.store.exclusive():
+            rows = self.store.execute(
+                "SELECT key, value FROM last_seen WHERE source = ?", (self.source,)
+            )
+            if not rows and self.path.exists():
+                legacy = {k: str(Decimal(v)) for k, v in json.loads(self.path.read_text()).items()}
+                self.store.executemany(
+                    "INSERT INTO last_seen (source, key, value) VALUES (?, ?, ?) "
+                    "ON CONFLICT (source, key) DO NOTHING",
+                    [(self.source, k, v) for k, v in legacy.items()],
+                )
+                rows = list(legacy.items())
+        return {str(k): Decimal(v) for k, v in rows}
 
-    def _write(self, last: dict[str, Decimal]) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.path.write_text(json.dumps({k: str(v) for k, v in last.items()}))
+    def _write(self, changed: dict[str, Decimal]) -> None:
+        self.store.executemany(
+            "INSERT INTO last_seen (source, key, value) VALUES (?, ?, ?) "
+            "ON CONFLICT (source, key) DO UPDATE SET value = excluded.value",
+            [(self.source, k, str(v)) for k, v in changed.items()],
+        )
 
     async def load(self) -> None:
         if self._last is None:
             self._last = await asyncio.to_thread(self._read)
+            self._saved = dict(self._last)
 
     async def save(self) -> None:
         """Call after a round: a crash before the service stores the round's items loses
         those moves (the next round compares with the new values), never records one twice."""
-        if self._last is not None:
-            await asyncio.to_thread(self._write, dict(self._last))
+        if self._last is None:
+            return
+        changed = {k: v for k, v in self._last.items() if self._saved.get(k) != v}
+        if changed:
+            await asyncio.to_thread(self._write, changed)
+            self._saved.update(changed)
 
     def observe(
         self, key: str, value: Decimal, now: float, text: str, kind: str
@@ -169,81 +195,118 @@ class LastSeen:
         )
 
 
-class WatchStore:
-    """Observations in SQLite, one row per ``(source, id)``. Blocking; call it off the loop."""
+MIGRATIONS: tuple[Migration, ...] = (
+    """
+    CREATE TABLE IF NOT EXISTS observations (source TEXT NOT NULL, id TEXT NOT NULL,
+        time DOUBLE PRECISION NOT NULL, text TEXT NOT NULL, data TEXT NOT NULL,
+        PRIMARY KEY (source, id));
+    CREATE INDEX IF NOT EXISTS observations_time ON observations (time);
+    """,
+    # 2: the last values watchers saw (LastSeen), once JSON files beside the store
+    """
+    CREATE TABLE IF NOT EXISTS last_seen (source TEXT NOT NULL, key TEXT NOT NULL,
+        value TEXT NOT NULL, PRIMARY KEY (source, key));
+    """,
+)
+"""The agent's store ``watch`` (aigent.storage): ``observations`` and ``last_seen``."""
 
-    def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self.path = path
-        self._db = sqlite3.connect(path, check_same_thread=False)
-        self._db.execute(
-            "CREATE TABLE IF NOT EXISTS observations (source TEXT NOT NULL, id TEXT NOT NULL, "
-            "time REAL NOT NULL, text TEXT NOT NULL, data TEXT NOT NULL, "
-            "PRIMARY KEY (source, id))"
-        )
-        self._db.execute("CREATE INDEX IF NOT EXISTS observations_time ON observations (time)")
-        self._db.commit()
+_shared: weakref.WeakKeyDictionary[Any, Store] = weakref.WeakKeyDictionary()
+
+
+class WatchStore:
+    """Observations, one row per ``(source, id)``, in the agent's store ``watch`` (or the
+    SQLite file at a path). Blocking; call it off the loop."""
+
+    def __init__(self, where: Path | Store) -> None:
+        self.store: Store = SqliteStore(where, MIGRATIONS) if isinstance(where, Path) else where
+
+    def ready(self) -> None:
+        """Open the store now (and migrate it)."""
+        self.store.execute("SELECT 1")
 
     @staticmethod
     def path_in(data_dir: Path) -> Path:
         """Where an agent's watched items live, apart from its conversation memory."""
         return data_dir / "watch.sqlite"
 
+    @staticmethod
+    def where(storage: Storage) -> Path | Store:
+        """Where the agent with ``storage`` keeps its watched items: the file in its data
+        directory (which exists once something was watched), or its store in the database a
+        fleet shares (opened once per storage, kept)."""
+        if isinstance(storage, FileStorage):
+            return WatchStore.path_in(storage.data_dir)
+        if storage not in _shared:
+            _shared[storage] = storage.open("watch", MIGRATIONS)
+        return _shared[storage]
+
     def add(self, items: Sequence[Observation]) -> int:
         """Store ``items``; returns how many were new."""
-        before = self._db.total_changes
-        self._db.executemany(
-            "INSERT OR IGNORE INTO observations VALUES (?, ?, ?, ?, ?)",
-            [(o.source, o.id, o.time, o.text, json.dumps(o.data)) for o in items],
-        )
-        self._db.commit()
-        return self._db.total_changes - before
+        new = 0
+        with self.store.exclusive():
+            for o in items:
+                new += len(
+                    self.store.execute(
+                        "INSERT INTO observations VALUES (?, ?, ?, ?, ?) "
+                        "ON CONFLICT (source, id) DO NOTHING RETURNING id",
+                        (o.source, o.id, o.time, o.text, json.dumps(o.data)),
+                    )
+                )
+        return new
 
     def prune(self, retention: float, max_items: int, now: float | None = None) -> int:
         """Drop items older than ``retention`` seconds, then the oldest beyond ``max_items``."""
         cutoff = (now if now is not None else time.time()) - retention
-        before = self._db.total_changes
-        self._db.execute("DELETE FROM observations WHERE time < ?", (cutoff,))
-        self._db.execute(
-            "DELETE FROM observations WHERE rowid NOT IN "
-            "(SELECT rowid FROM observations ORDER BY time DESC, rowid DESC LIMIT ?)",
-            (max_items,),
-        )
-        self._db.commit()
-        return self._db.total_changes - before
+        with self.store.exclusive():
+            old = self.store.execute(
+                "DELETE FROM observations WHERE time < ? RETURNING id", (cutoff,)
+            )
+            over = self.store.execute(
+                "DELETE FROM observations WHERE (source, id) NOT IN (SELECT source, id FROM "
+                "observations ORDER BY time DESC, source DESC, id DESC LIMIT ?) RETURNING id",
+                (max_items,),
+            )
+        return len(old) + len(over)
 
     def latest(self, source: str) -> float | None:
-        row = self._db.execute(
+        ((latest,),) = self.store.execute(
             "SELECT MAX(time) FROM observations WHERE source = ?", (source,)
-        ).fetchone()
-        return None if row is None or row[0] is None else float(row[0])
+        )
+        return None if latest is None else float(latest)
 
     def items(self, since: float = 0.0, until: float | None = None) -> list[Observation]:
         """Items in ``[since, until]``, oldest first."""
-        rows = self._db.execute(
+        rows = self.store.execute(
             "SELECT source, id, time, text, data FROM observations "
             "WHERE time >= ? AND time <= ? ORDER BY time, source, id",
             (since, until if until is not None else float("inf")),
-        ).fetchall()
-        return [Observation(s, i, t, x, json.loads(d)) for s, i, t, x, d in rows]
+        )
+        return [Observation(s, i, float(t), x, json.loads(d)) for s, i, t, x, d in rows]
 
     def count(self) -> int:
-        return int(self._db.execute("SELECT COUNT(*) FROM observations").fetchone()[0])
+        ((count,),) = self.store.execute("SELECT COUNT(*) FROM observations")
+        return int(count)
 
     def close(self) -> None:
-        self._db.close()
+        self.store.close()
 
 
-def read_window(path: Path, since: float, until: float | None = None) -> list[Observation]:
-    """The items stored at ``path`` in ``[since, until]`` (none if nothing was watched yet).
-    Blocking: off the event loop in async code."""
-    if not path.exists():
+def watched(where: Path | Store) -> bool:
+    """Whether anything may have been watched there (a file not made yet holds nothing)."""
+    return where.exists() if isinstance(where, Path) else True
+
+
+def read_window(where: Path | Store, since: float, until: float | None = None) -> list[Observation]:
+    """The items stored at ``where`` (:meth:`WatchStore.where`) in ``[since, until]`` (none if
+    nothing was watched yet). Blocking: off the event loop in async code."""
+    if not watched(where):
         return []
-    store = WatchStore(path)
+    store = WatchStore(where)
     try:
         return store.items(since, until)
     finally:
-        store.close()
+        if isinstance(where, Path):  # a store given is its owner's to close
+            store.close()
 
 
 def _when(seconds: float) -> str:
@@ -331,7 +394,9 @@ class WatchService:
 
     name = "watch"
 
-    def __init__(self, watchers: Sequence[Watcher], config: WatchConfig, store_path: Path) -> None:
+    def __init__(
+        self, watchers: Sequence[Watcher], config: WatchConfig, store_path: Path | Store
+    ) -> None:
         self.watchers = watchers
         self.config = config
         self.store_path = store_path
@@ -340,7 +405,11 @@ class WatchService:
 
     async def _open(self) -> WatchStore:
         if self._store is None:
-            self._store = await asyncio.to_thread(WatchStore, self.store_path)
+            store = WatchStore(self.store_path)
+            # Opened and migrated here: a store this aigent cannot use (a newer version) stops
+            # the agent as it starts, rather than failing every round after.
+            await asyncio.to_thread(store.ready)
+            self._store = store
         return self._store
 
     def _chosen(self) -> list[Watcher]:
@@ -402,12 +471,12 @@ class WatchRecall:
     name = "watch"
     LATEST = 10
 
-    def __init__(self, store_path: Path) -> None:
+    def __init__(self, store_path: Path | Store) -> None:
         self.store_path = store_path
 
     async def get(self, message: Any, agent: Any) -> str | None:
         since = window_of(str(getattr(message, "text", "")))
-        if since is None or not self.store_path.exists():
+        if since is None or not watched(self.store_path):
             return None
         items = await asyncio.to_thread(read_window, self.store_path, since)
         text = digest(items, since, latest=self.LATEST)

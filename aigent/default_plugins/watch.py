@@ -28,7 +28,7 @@ def register_services(register: Callable[..., None], ctx: PluginContext) -> None
 
     config = WatchConfig.parse(ctx.character.settings.get("watch"), ctx.character.source)
     # ctx.watchers is filled after services are collected: the service reads it when it starts.
-    register(WatchService(ctx.watchers, config, WatchStore.path_in(ctx.data_dir)))
+    register(WatchService(ctx.watchers, config, WatchStore.where(ctx.storage)))
 
 
 @hookimpl
@@ -37,7 +37,7 @@ def register_context_providers(register: Callable[..., None], ctx: PluginContext
         return
     from aigent.watch import WatchRecall, WatchStore
 
-    register(WatchRecall(WatchStore.path_in(ctx.data_dir)))
+    register(WatchRecall(WatchStore.where(ctx.storage)))
 
 
 @hookimpl

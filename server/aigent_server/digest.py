@@ -1,17 +1,27 @@
 """What an agent watched (``settings.watch``), over HTTP: ``GET /api/agents/{name}/digest``.
 
-The same figures as ``aigent analyze``, read from the agent's ``watch.sqlite`` off the event
+The same figures as ``aigent analyze``, read from the agent's ``watch`` store off the event
 loop; no model is asked."""
 
 from __future__ import annotations
 
 import asyncio
 import time
+from pathlib import Path
 from typing import Any
 
 from fastapi import APIRouter, Query
 
-from aigent.watch import Observation, WatchStore, digest, parse_duration, read_window, summarize
+from aigent.storage import Store
+from aigent.watch import (
+    Observation,
+    WatchStore,
+    digest,
+    parse_duration,
+    read_window,
+    summarize,
+    watched,
+)
 from aigent_server.app import Agent
 from aigent_server.fleet import FleetError
 
@@ -33,11 +43,17 @@ async def agent_digest(
     except ValueError as exc:
         raise FleetError(422, f"since: {exc}") from None
     now = time.time()
-    watching = agent.data_dir is not None and WatchStore.path_in(agent.data_dir).exists()
+    # A running agent's store (its file, or its schema in a fleet's database); a stopped
+    # one's file, if it ran here.
+    where: Path | Store | None = None
+    if agent.agent is not None:
+        where = WatchStore.where(agent.agent.storage)
+    elif agent.data_dir is not None:
+        where = WatchStore.path_in(agent.data_dir)
+    watching = where is not None and await asyncio.to_thread(watched, where)
     items: list[Observation] = []
-    if agent.data_dir is not None:
-        path = WatchStore.path_in(agent.data_dir)
-        items = await asyncio.to_thread(read_window, path, now - seconds, now)
+    if where is not None:
+        items = await asyncio.to_thread(read_window, where, now - seconds, now)
     return {
         "since": now - seconds,
         "until": now,

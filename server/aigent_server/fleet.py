@@ -519,9 +519,9 @@ class Fleet:
         agent = hosted.agent
         node = agent.node if agent is not None else None
         earned = None
-        if node is not None:
+        if node is not None and node.earnings.earned is not None:  # no database call here
             code, scale = node.asset
-            earned = format_amount(node.earnings.total()[0], scale, code)
+            earned = format_amount(node.earnings.earned[0], scale, code)
         return {
             "name": hosted.entry.name,
             "owner": hosted.entry.owner,

@@ -16,6 +16,7 @@ from aigent import Agent, PluginContext, SpendingPolicy, hookimpl
 from aigent.node import Earnings, _Sale
 from aigent.observe import KINDS, ObservationError, Observers
 from aigent.spending import Limits
+from aigent.storage import FileStorage
 
 Seen = list[tuple[str, dict[str, Any]]]
 
@@ -151,12 +152,12 @@ async def test_plugins_emit_through_their_context_and_the_agent_observes(
 
 
 def test_earnings_over_time_fill_empty_buckets(tmp_path: Path) -> None:
-    earnings = Earnings(tmp_path / "earnings.sqlite")
+    earnings = Earnings.open(FileStorage(tmp_path))
     hour = 3600.0
     start = 1_700_000_000 // 3600 * 3600.0
     for i, (offset, amount) in enumerate([(10, 5), (20, 7), (2 * hour + 5, 11)]):
         earnings.book(_Sale(amount, "g.a", f"m{i}", True), "XRP")
-        earnings._conn().execute("UPDATE sales SET at = ? WHERE message_id = ?",
+        earnings.store.execute("UPDATE sales SET at = ? WHERE message_id = ?",
                                  (start + offset, f"m{i}"))  # fmt: skip
     rows = earnings.over_time("hour", start, start + 3 * hour - 1)
     assert rows == [(start, 12, 2), (start + hour, 0, 0), (start + 2 * hour, 11, 1)]

@@ -1,12 +1,18 @@
 """The one earnings ledger: every rail books into it, a ledger from before rails reads as ILP,
-and a payment claimed once stays claimed across a reopen (what refuses x402 replays)."""
+and a payment claimed once stays claimed on the next server that runs the agent (what refuses
+x402 replays), on SQLite and on the database a fleet shares."""
 
 from __future__ import annotations
 
 import sqlite3
+import threading
 from pathlib import Path
 
-from aigent.node import Earnings
+from aigent.node import Earnings, _Sale
+from aigent.storage import FileStorage
+from tests.fixtures.stores import Servers, pg, servers  # noqa: F401
+
+HOUR = 3600.0
 
 
 def test_a_ledger_from_before_rails_is_migrated_and_reads_as_ilp(tmp_path: Path) -> None:
@@ -20,7 +26,7 @@ def test_a_ledger_from_before_rails_is_migrated_and_reads_as_ilp(tmp_path: Path)
         old.execute("INSERT INTO sales VALUES ('m1', 1.0, 1000, 'XRP', 'alice')")
     old.close()
 
-    earnings = Earnings(path)
+    earnings = Earnings.open(FileStorage(tmp_path))
     assert earnings.by_rail() == {"ilp": (1000, 1)}
     earnings.record("tx1", 1000, "XRP", "rPayer", "x402-xrpl")
     earnings.record("tx1", 1000, "XRP", "rPayer", "x402-xrpl")  # booked once
@@ -29,13 +35,75 @@ def test_a_ledger_from_before_rails_is_migrated_and_reads_as_ilp(tmp_path: Path)
     earnings.close()
 
 
-def test_a_claim_holds_once_and_across_a_reopen(tmp_path: Path) -> None:
+def test_a_ledger_with_rails_from_before_versions_opens_as_it_was(tmp_path: Path) -> None:
+    """The file the code before aigent.storage wrote (rail and spent, user_version 0)."""
     path = tmp_path / "earnings.sqlite"
-    earnings = Earnings(path)
-    assert earnings.claim("xrpl-tx:AB", "x402-xrpl") is True
+    old = sqlite3.connect(path)
+    with old:
+        old.execute(
+            "CREATE TABLE sales (message_id TEXT PRIMARY KEY, at REAL NOT NULL, "
+            "amount INTEGER NOT NULL, asset TEXT NOT NULL, sender TEXT NOT NULL, "
+            "rail TEXT NOT NULL DEFAULT 'ilp')"
+        )
+        old.execute("CREATE TABLE spent (key TEXT PRIMARY KEY, at REAL NOT NULL, rail TEXT)")
+        old.execute("INSERT INTO sales VALUES ('m1', 1.0, 1000, 'XRP', 'alice', 'x402-xrpl')")
+        old.execute("INSERT INTO spent VALUES ('xrpl-tx:AB', 1.0, 'x402-xrpl')")
+    old.close()
+
+    earnings = Earnings.open(FileStorage(tmp_path))
+    assert earnings.by_rail() == {"x402-xrpl": (1000, 1)}
     assert earnings.claim("xrpl-tx:AB", "x402-xrpl") is False
     earnings.close()
-    again = Earnings(path)
+    assert sqlite3.connect(path).execute("PRAGMA user_version").fetchone() == (2,)
+
+
+def test_a_claim_holds_once_and_on_the_next_server(servers: Servers) -> None:  # noqa: F811
+    first = servers()
+    earnings = Earnings.open(first)
+    assert earnings.claim("xrpl-tx:AB", "x402-xrpl") is True
+    assert earnings.claim("xrpl-tx:AB", "x402-xrpl") is False
+    earnings.record("m1", 500, "XRP", "alice", "ilp")
+    first.close()  # type: ignore[attr-defined]  # the server goes away
+
+    again = Earnings.open(servers())
     assert again.claim("xrpl-tx:AB", "x402-xrpl") is False
     assert again.claim("xrpl-tx:CD", "x402-xrpl") is True
-    again.close()
+    assert again.earned is None  # not read yet: a listing shows nothing rather than wait
+    again.record("m1", 500, "XRP", "alice", "ilp")  # the same message, booked once
+    assert again.total() == (500, 1) == again.earned
+    again.record("m2", 250, "XRP", "bob", "ilp")
+    again.record("m2", 250, "XRP", "bob", "ilp")
+    assert again.earned == (750, 2) == again.total()
+
+
+def test_two_servers_claiming_at_once_win_once_each(servers: Servers) -> None:  # noqa: F811
+    """During a hand-over two servers may see the same payment: exactly one uses it."""
+    keys = [f"xrpl-tx:{i}" for i in range(200)]
+    won: list[list[str]] = [[], []]
+    ledgers = [Earnings.open(servers()) for _ in range(2)]
+    Earnings.open(servers()).total()  # migrated before the race: the race is the claims
+
+    def claim_all(k: int) -> None:
+        for key in keys:
+            if ledgers[k].claim(key, "x402-xrpl"):
+                won[k].append(key)
+
+    threads = [threading.Thread(target=claim_all, args=(k,)) for k in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert sorted(won[0] + won[1]) == sorted(keys)
+    assert not set(won[0]) & set(won[1])
+
+
+def test_earnings_over_time_put_each_sale_in_its_hour(servers: Servers) -> None:  # noqa: F811
+    """Late in an hour stays in that hour on both backends (a cast would round it up)."""
+    earnings = Earnings.open(servers())
+    start = 1_700_000_000 // 3600 * HOUR
+    for i, (offset, amount) in enumerate([(10, 5), (HOUR - 1, 7), (2 * HOUR + 5, 11)]):
+        earnings.book(_Sale(amount, "g.a", f"m{i}", True), "XRP")
+        earnings.store.execute("UPDATE sales SET at = ? WHERE message_id = ?",
+                               (start + offset, f"m{i}"))  # fmt: skip
+    rows = earnings.over_time("hour", start, start + 3 * HOUR - 1)
+    assert rows == [(start, 12, 2), (start + HOUR, 0, 0), (start + 2 * HOUR, 11, 1)]

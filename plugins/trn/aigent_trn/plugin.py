@@ -110,7 +110,7 @@ def register_watchers(register: Callable[..., None], ctx: PluginContext) -> None
 
     service = service_for(ctx)
     if service.settings.watch and service.settings.tokens:  # what to watch, in which tokens
-        register(TrnWatcher(service, ctx.data_dir / "trn-watched.json"))
+        register(TrnWatcher(service, ctx.data_dir / "trn-watched.json", ctx.storage))
 
 
 @hookimpl

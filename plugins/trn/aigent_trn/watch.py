@@ -1,7 +1,7 @@
 """What the agent watches on TRN, for the core's watch service: the transfers of the watched
 addresses (``settings.trn.watch``) in each configured token, once each by transaction and log
-index, and their token balances, recorded when they move (last values in ``trn-watched.json``
-in the agent's data directory, :class:`aigent.watch.LastSeen`)."""
+index, and their token balances, recorded when they move (last values in the agent's ``watch``
+store, :class:`aigent.watch.LastSeen`; ``trn-watched.json`` before, imported once)."""
 
 from __future__ import annotations
 
@@ -10,6 +10,7 @@ from decimal import Decimal
 from pathlib import Path
 
 from aigent import Observation
+from aigent.storage import Storage
 from aigent.watch import LastSeen
 
 from .service import TrnService, from_units
@@ -18,9 +19,9 @@ from .service import TrnService, from_units
 class TrnWatcher:
     name = "trn"
 
-    def __init__(self, service: TrnService, memo: Path) -> None:
+    def __init__(self, service: TrnService, memo: Path, storage: Storage | None = None) -> None:
         self.service = service
-        self.seen = LastSeen(self.name, memo)
+        self.seen = LastSeen(self.name, memo, storage)
 
     async def poll(self, since: float | None) -> list[Observation]:
         await self.seen.load()

@@ -24,11 +24,13 @@ MAX_WAIT = 15 * 60.0  # X windows are 15 minutes; never sleep longer than one
 
 
 class XApiError(Exception):
-    """The X API refused or failed; ``retryable`` says whether waiting may help."""
+    """The X API refused or failed; ``retryable`` says whether waiting may help, ``refused``
+    that X answered with a refusal (so the call did nothing; otherwise it may have)."""
 
-    def __init__(self, message: str, retryable: bool = False) -> None:
+    def __init__(self, message: str, retryable: bool = False, refused: bool = False) -> None:
         super().__init__(message)
         self.retryable = retryable
+        self.refused = refused
 
 
 @dataclass
@@ -113,11 +115,13 @@ class XApi:
         except tweepy.TooManyRequests as exc:
             reset_at = float(exc.response.headers.get("x-rate-limit-reset") or self.clock() + 60)
             self.limits[endpoint] = (0, reset_at)
-            raise XApiError(f"rate limited on {endpoint} until {reset_at:.0f}", True) from None
+            raise XApiError(
+                f"rate limited on {endpoint} until {reset_at:.0f}", True, True
+            ) from None
         except tweepy.TwitterServerError as exc:
             raise XApiError(f"X server error on {endpoint}: {exc}", True) from None
         except tweepy.HTTPException as exc:
-            raise XApiError(f"X refused {endpoint}: {exc}") from None
+            raise XApiError(f"X refused {endpoint}: {exc}", refused=True) from None
         except Exception as exc:  # requests' connection errors and the like
             raise XApiError(f"X unreachable for {endpoint}: {type(exc).__name__}", True) from None
         headers = response.headers

@@ -17,7 +17,7 @@ from typing import Any
 from aigent import Incoming, Loop, Outgoing, PluginContext, Task
 from aigent_twitter.api import Credentials, Post, XApi, XApiError
 from aigent_twitter.schedule import ENGAGE, POST, REPLY, Scheduler
-from aigent_twitter.state import State
+from aigent_twitter.state import LEGACY, State
 
 log = logging.getLogger("aigent.twitter")
 
@@ -133,7 +133,7 @@ class TwitterClient:
             or TIER_POSTS_PER_MONTH.get(str(settings.get("tier", "free")), 500)
         )
         self.max_replies = int(settings.get("max_replies_per_conversation", 3))
-        self.state = State.load(ctx.data_dir / "twitter-state.json")
+        self.state = State.open(ctx.storage, ctx.data_dir / LEGACY, clock)
         self.scheduler = Scheduler(ctx.character.loop or DEFAULT_LOOP, rng or random.Random())
         self._task: asyncio.Task[None] | None = None
 
@@ -142,6 +142,8 @@ class TwitterClient:
     async def start(self) -> None:
         mode = "dry run: nothing is posted" if self.dry_run else f"budget {self.budget}/month"
         log.warning("%s on X (%s)", self.agent.name, mode)
+        # A store this aigent cannot use (a newer version) stops the agent as it starts.
+        await asyncio.to_thread(self.state.ready)
         self._task = asyncio.create_task(self.run())
 
     async def stop(self) -> None:
@@ -184,7 +186,7 @@ class TwitterClient:
     async def post_something(self) -> str | None:
         # ZerePy's tweet_interval: the least time between two of the agent's own posts.
         interval = float(self.ctx.settings.get("tweet_interval", 0))
-        if self.clock() - self.state.last_post_at < interval:
+        if self.clock() - await asyncio.to_thread(lambda: self.state.last_post_at) < interval:
             log.info("not posting yet: tweet_interval is %.0fs", interval)
             return None
         prompt = str(self.ctx.settings.get("post_prompt", POST_PROMPT))
@@ -194,35 +196,40 @@ class TwitterClient:
         )
         post_id = await self.publish(reply.text)
         if post_id is not None:
-            self.state.last_post_at = self.clock()
-            self.state.save()
+            await asyncio.to_thread(self.state.posted_own)
         return post_id
 
     async def reply_to_mentions(self) -> int:
-        mentions = await self.api.mentions(self.state.last_mention_id)
+        mentions = await self.api.mentions(
+            await asyncio.to_thread(lambda: self.state.last_mention_id)
+        )
         me = await self.api.me()
         replied = 0
         for mention in sorted(mentions, key=lambda p: int(p.id)):
-            self.state.last_mention_id = mention.id
-            if self._should_skip(mention, me):
-                self.state.save()
-                continue
-            reply = await self.agent.handle(
-                Incoming(text=mention.text, user=mention.author_id,
-                         room=f"x:{mention.conversation_id or mention.id}", client="twitter"),
-                publish=False,
-            )  # fmt: skip
-            if await self.publish(reply.text, reply_to=mention.id):
-                self.state.record_reply(mention.id, mention.conversation_id or mention.id)
-                replied += 1
-            self.state.save()
+            # Answering twice is what must never happen: the state's intent, written before
+            # the reply is posted (publish), guards it; the watermark only saves fetching.
+            try:
+                if not await asyncio.to_thread(self._should_skip, mention, me):
+                    reply = await self.agent.handle(
+                        Incoming(text=mention.text, user=mention.author_id,
+                                 room=f"x:{mention.conversation_id or mention.id}",
+                                 client="twitter"),
+                        publish=False,
+                    )  # fmt: skip
+                    if await self.publish(
+                        reply.text, reply_to=mention.id, conversation=mention.conversation_id
+                    ):
+                        replied += 1
+            finally:  # a mention that failed is not fetched again each round
+                await asyncio.to_thread(self.state.saw_mention, mention.id)
         return replied
 
     def _should_skip(self, mention: Post, me: str) -> bool:
-        if mention.author_id == me or mention.id in self.state.replied_to:
+        """Before asking the model (publish checks again, atomically). Blocks."""
+        if mention.author_id == me or self.state.replied(mention.id):
             return True
         conversation = mention.conversation_id or mention.id
-        if self.state.replies_per_conversation.get(conversation, 0) >= self.max_replies:
+        if self.state.replies_in(conversation) >= self.max_replies:
             log.info("not replying in conversation %s: %d replies already (a loop?)",
                      conversation, self.max_replies)  # fmt: skip
             return True
@@ -249,21 +256,30 @@ class TwitterClient:
     # --- posting ---------------------------------------------------------------------------------
 
     async def publish(
-        self, text: str, *, reply_to: str | None = None, quote: str | None = None
+        self,
+        text: str,
+        *,
+        reply_to: str | None = None,
+        quote: str | None = None,
+        conversation: str | None = None,
     ) -> str | None:
         """Post ``text`` (as a thread when long) through the response hooks; the post id and
-        its receipts are kept. Returns the first post's id, or None when skipped."""
+        its receipts are kept. Returns the first post's id, or None when skipped.
+
+        The intent is written before anything goes out and marked after: a server that dies
+        in between leaves an intent whose outcome is unknown, and neither it nor the next
+        server posts that text, or answers that mention, again."""
         text = text.strip()
         month = time.strftime("%Y-%m", time.gmtime(self.clock()))
         if not text:
             return None
-        if self.state.already_posted(text):
-            log.info("not posting the same text twice: %r", text[:60])
-            return None
         parts = split_thread(text)
-        used = self.state.posts_this_month if self.state.month == month else 0
-        if used + len(parts) > self.budget:
-            log.warning("monthly post budget of %d reached; not posting", self.budget)
+        why = await asyncio.to_thread(
+            self.state.begin_post, text, month, len(parts), self.budget, reply_to,
+            conversation, self.max_replies if reply_to else None,
+        )  # fmt: skip
+        if why is not None:
+            log.info("not posting %r: %s", text[:60], why)
             return None
         first: str | None = None
 
@@ -277,6 +293,20 @@ class TwitterClient:
                 first = first or previous
             assert first is not None
             return first
+
+        outgoing = Outgoing(text=text, agent=self.agent.name, kind="reply" if reply_to else "post",
+                            client="twitter", room="x", in_reply_to=reply_to)  # fmt: skip
+        try:
+            await self.agent.publish(outgoing, deliver=deliver)
+        except Exception as exc:
+            if first is not None:  # part of a thread went out
+                await asyncio.to_thread(self.state.finish_post, text, first, outgoing.receipts)
+            elif not isinstance(exc, XApiError) or exc.refused:  # known: nothing went out
+                await asyncio.to_thread(self.state.abandon_post, text, month, len(parts))
+            raise
+        assert first is not None
+        await asyncio.to_thread(self.state.finish_post, text, first, outgoing.receipts)
+        return first
 
         outgoing = Outgoing(text=text, agent=self.agent.name, kind="reply" if reply_to else "post",
                             client="twitter", room="x", in_reply_to=reply_to)  # fmt: skip

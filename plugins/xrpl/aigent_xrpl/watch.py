@@ -4,8 +4,9 @@ best price of order books.
 
 A balance or a pool is recorded when it differs from the last one seen: its first sighting as
 ``balance``/``pool``, each move after as ``change`` with the difference in ``data["change"]``.
-The last values seen are kept in ``xrpl-watched.json`` in the agent's data directory
-(:class:`aigent.watch.LastSeen`), so a restart compares with what was seen before it."""
+The last values seen are kept in the agent's ``watch`` store (:class:`aigent.watch.LastSeen`;
+``xrpl-watched.json`` before, imported once), so a restart compares with what was seen before
+it."""
 
 from __future__ import annotations
 
@@ -21,6 +22,7 @@ from aigent_xrpl.service import XrplService
 
 if TYPE_CHECKING:
     from aigent import PluginContext
+    from aigent.storage import Storage
 
 RIPPLE_EPOCH = 946_684_800
 """XRPL times count from 2000-01-01 UTC."""
@@ -48,7 +50,13 @@ def _amount(value: Any) -> tuple[str, Decimal]:
 class XrplWatcher:
     name = "xrpl"
 
-    def __init__(self, service: XrplService, settings: dict[str, Any], memo: Path) -> None:
+    def __init__(
+        self,
+        service: XrplService,
+        settings: dict[str, Any],
+        memo: Path,
+        storage: Storage | None = None,
+    ) -> None:
         self.service = service
         accounts = settings.get("accounts", [])
         pools = settings.get("amm", [])
@@ -61,7 +69,7 @@ class XrplWatcher:
             )
         self.accounts = [str(a) for a in accounts]
         self.pools, self.books = _pairs(pools, "amm"), _pairs(books, "books")
-        self.seen = LastSeen(self.name, memo)
+        self.seen = LastSeen(self.name, memo, storage)
 
     async def poll(self, since: float | None) -> list[Observation]:
         await self.seen.load()
@@ -130,4 +138,4 @@ def watcher_for(service: XrplService, ctx: PluginContext) -> XrplWatcher | None:
         return None
     if not isinstance(settings, dict):
         raise XrplInputError("settings.xrpl.watch: an object with accounts and amm")
-    return XrplWatcher(service, settings, ctx.data_dir / "xrpl-watched.json")
+    return XrplWatcher(service, settings, ctx.data_dir / "xrpl-watched.json", ctx.storage)
