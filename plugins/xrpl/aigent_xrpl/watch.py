@@ -2,8 +2,10 @@
 service: the balances and transactions of watched accounts, the reserves of AMM pools and the
 best price of order books.
 
-A balance or a pool is recorded when it differs from the last one seen: its first sighting as
-``balance``/``pool``, each move after as ``change`` with the difference in ``data["change"]``.
+A transaction is stored at the close time of its ledger. A balance, a pool or a book price is
+recorded when it differs from the last one seen, at the time it was first seen (a balance has
+no time of its own): its first sighting as ``balance``/``pool``/``book``, each move after as
+``change`` with the difference in ``data["change"]``.
 The last values seen are kept in ``xrpl-watched.json`` in the agent's data directory
 (:class:`aigent.watch.LastSeen`), so a restart compares with what was seen before it."""
 
@@ -21,9 +23,6 @@ from aigent_xrpl.service import XrplService
 
 if TYPE_CHECKING:
     from aigent import PluginContext
-
-RIPPLE_EPOCH = 946_684_800
-"""XRPL times count from 2000-01-01 UTC."""
 
 
 def _asset(spec: str, where: str) -> dict[str, str]:
@@ -78,7 +77,7 @@ class XrplWatcher:
                     Observation(
                         self.name,
                         f"tx:{tx['hash']}",
-                        now,
+                        tx["time"] if tx["time"] is not None else now,  # its ledger's close
                         f"{tx['type']} {_shown(tx['amount'])} from {tx['from']} to "
                         f"{tx['to'] or '-'}: {tx['result']}",
                         {"kind": "transaction", **tx},
