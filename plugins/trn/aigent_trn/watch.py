@@ -1,7 +1,8 @@
 """What the agent watches on TRN, for the core's watch service: the transfers of the watched
 addresses (``settings.trn.watch``) in each configured token, once each by transaction and log
-index, and their token balances, recorded when they move (last values in ``trn-watched.json``
-in the agent's data directory, :class:`aigent.watch.LastSeen`)."""
+index at the timestamp of their block, and their token balances, recorded when they move at
+the time that was first seen (last values in ``trn-watched.json`` in the agent's data
+directory, :class:`aigent.watch.LastSeen`)."""
 
 from __future__ import annotations
 
@@ -21,6 +22,14 @@ class TrnWatcher:
     def __init__(self, service: TrnService, memo: Path) -> None:
         self.service = service
         self.seen = LastSeen(self.name, memo)
+        self._block_times: dict[int, int] = {}  # blocks do not change: asked once each
+
+    async def _block_time(self, block: int) -> int:
+        if block not in self._block_times:
+            if len(self._block_times) >= 4096:
+                self._block_times.clear()
+            self._block_times[block] = await self.service.block_time(block)
+        return self._block_times[block]
 
     async def poll(self, since: float | None) -> list[Observation]:
         await self.seen.load()
@@ -37,7 +46,7 @@ class TrnWatcher:
                         Observation(
                             self.name,
                             f"transfer:{move['tx_hash']}:{move['log_index']}",
-                            now,
+                            await self._block_time(int(move["block"])),
                             f"{value} {token} from {move['from']} to {move['to']} "
                             f"(block {move['block']})",
                             {
