@@ -4,8 +4,9 @@ A plugin offers :class:`Watcher` objects through ``register_watchers``; each ``p
 returns :class:`Observation` items (an XRPL balance that changed, a TRN transfer, a post that
 mentions the agent). The built-in ``watch`` plugin polls them on the character's schedule
 (``settings.watch``), keeps each item once by ``(source, id)`` in ``watch.sqlite`` in the agent's
-data directory (apart from conversation memory), within a retention window and a size budget,
-and recalls a time window's items for a question that names one ("today", "this week").
+data directory (apart from conversation memory) at the time it happened, within a retention
+window and a size budget per source, and recalls a time window's items for a question that
+names one ("today", "since Monday", "in the last 3 days": :func:`window_of`).
 ``aigent analyze FILE --since 24h`` prints :func:`digest` of what was stored.
 """
 
@@ -322,9 +323,8 @@ _DAY = 86400
 _WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
 _NUMBERS = {"one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7,
             "eight": 8, "nine": 9, "ten": 10, "twelve": 12}  # fmt: skip
-_SPAN_UNITS = {"minute": 60, "min": 60, "m": 60, "hour": 3600, "hr": 3600, "h": 3600,
-               "day": _DAY, "d": _DAY, "week": 7 * _DAY, "w": 7 * _DAY,
-               "month": 30 * _DAY}  # fmt: skip
+_SPAN_UNITS = {**_UNITS, "minute": 60, "min": 60, "hour": 3600, "hr": 3600, "day": _DAY,
+               "week": 7 * _DAY, "month": 30 * _DAY}  # fmt: skip
 _SPAN = re.compile(
     r"\b(?:last|past|previous)\s+(\d+|" + "|".join(_NUMBERS) + r")\s*"
     r"(minute|min|hour|hr|day|week|month|[mhdw])s?\b"
@@ -468,9 +468,16 @@ class WatchService:
             self._store = None
 
 
+def named_sources(question: str, sources: set[str]) -> set[str]:
+    """The ``sources`` that ``question`` names as words ("what moved on the xrpl today?")."""
+    text = question.lower()
+    return {s for s in sources if re.search(rf"\b{re.escape(s.lower())}\b", text)}
+
+
 class WatchRecall:
     """Context: for a question naming a time window, the digest of that window's items (the
-    ``LATEST`` newest of each source, so the model can quote them)."""
+    ``LATEST`` newest of each source, so the model can quote them); only the sources the
+    question names, when it names any."""
 
     name = "watch"
     LATEST = 10
@@ -484,5 +491,8 @@ class WatchRecall:
             return None
         since, until = window
         items = await asyncio.to_thread(read_window, self.store_path, since, until)
+        named = named_sources(str(getattr(message, "text", "")), {o.source for o in items})
+        if named:
+            items = [o for o in items if o.source in named]
         text = digest(items, since, until, latest=self.LATEST)
         return "What the agent watched in the window the question names:\n" + text

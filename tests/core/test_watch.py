@@ -215,6 +215,22 @@ async def test_the_recall_reads_only_the_window_the_question_names(tmp_path: Pat
     assert await recall.get(Incoming(text="hello"), None) is None
 
 
+async def test_a_question_naming_a_source_gets_only_that_source(tmp_path: Path) -> None:
+    path = tmp_path / "watch.sqlite"
+    now = time.time()
+    store = WatchStore(path)
+    store.add([
+        Observation("xrpl", "pool", now, "AMM XRP/USD pool holds 1300 XRP (+300)"),
+        Observation("discord", "m1", now, "ana in general: gm"),
+    ])  # fmt: skip
+    store.close()
+    recall = WatchRecall(path)
+    pools = await recall.get(Incoming(text="What moved on the XRPL AMM pools today?"), None)
+    assert pools is not None and "AMM XRP/USD" in pools and "gm" not in pools
+    everything = await recall.get(Incoming(text="what happened today?"), None)
+    assert everything is not None and "AMM XRP/USD" in everything and "gm" in everything
+
+
 @pytest.mark.parametrize(
     ("raw", "field"),
     [
