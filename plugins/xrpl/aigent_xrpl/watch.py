@@ -83,8 +83,8 @@ class XrplWatcher:
                         {"kind": "transaction", **tx},
                     )
                 )
-        for asset, asset2 in self.pools:
-            pool = await self.service.amm_info(asset, asset2)
+        for first, second in self.pools:
+            pool = await self.service.amm_info(first, second)
             (a, x), (b, y) = _amount(pool["amount"]), _amount(pool["amount2"])
             text = f"AMM {a}/{b} pool holds {x:f} {a} and {y:f} {b}"
             found.append(self.seen.observe(f"amm:{a}:{b}", x, now, text, "pool"))
