@@ -126,10 +126,8 @@ class LastSeen:
     """The last value a watcher saw of each thing it follows (a balance, a pool's reserve),
     kept in a JSON file so a restart compares with what was seen before it. :meth:`observe`
     turns a value into an item only when it differs: ``kind`` on first sight, ``change`` (with
-    the difference in ``data["change"]``) after, stamped with ``now``, the time it was first
-    seen (a balance has no time of its own), so an unchanged value re-polled is no new item
-    and keeps its day. A change's id carries the values and that time: a balance going back
-    and forth is each move, never one swallowed as a duplicate of an earlier one."""
+    the difference in ``data["change"]``) after. Ids carry the values, so seeing the same thing
+    again stores nothing new."""
 
     def __init__(self, source: str, path: Path) -> None:
         self.source = source
@@ -158,6 +156,10 @@ class LastSeen:
     def observe(
         self, key: str, value: Decimal, now: float, text: str, kind: str
     ) -> Observation | None:
+        """An item stamped ``now``, the time the move was first seen (a balance has no time
+        of its own), or None when ``value`` is the last one seen: an unchanged value re-polled
+        never moves into a later window. A change's id carries the values and that time, so
+        a balance going back and forth is each move, none taken for an earlier one."""
         if self._last is None:
             raise RuntimeError("LastSeen.load() first")
         before = self._last.get(key)
@@ -213,9 +215,9 @@ class WatchStore:
         before = self._db.total_changes
         self._db.execute("DELETE FROM observations WHERE time < ?", (cutoff,))
         self._db.execute(
-            "DELETE FROM observations WHERE rowid IN (SELECT rowid FROM (SELECT rowid, "
-            "ROW_NUMBER() OVER (PARTITION BY source ORDER BY time DESC, rowid DESC) AS n "
-            "FROM observations) WHERE n > ?)",
+            "DELETE FROM observations WHERE (source, id) IN (SELECT source, id FROM (SELECT "
+            "source, id, ROW_NUMBER() OVER (PARTITION BY source ORDER BY time DESC, id DESC) "
+            "AS n FROM observations) AS ranked WHERE n > ?)",
             (max_items,),
         )
         self._db.commit()

@@ -1,8 +1,7 @@
 """What the agent watches on TRN, for the core's watch service: the transfers of the watched
 addresses (``settings.trn.watch``) in each configured token, once each by transaction and log
-index at the timestamp of their block, and their token balances, recorded when they move at
-the time that was first seen (last values in ``trn-watched.json`` in the agent's data
-directory, :class:`aigent.watch.LastSeen`)."""
+index, and their token balances, recorded when they move (last values in ``trn-watched.json``
+in the agent's data directory, :class:`aigent.watch.LastSeen`)."""
 
 from __future__ import annotations
 
@@ -17,19 +16,14 @@ from .service import TrnService, from_units
 
 
 class TrnWatcher:
+    """A transfer is stored at its block's timestamp, a balance move when it is first seen."""
+
     name = "trn"
+    _block_times: dict[int, int] | None = None  # blocks do not change: each is asked once
 
     def __init__(self, service: TrnService, memo: Path) -> None:
         self.service = service
         self.seen = LastSeen(self.name, memo)
-        self._block_times: dict[int, int] = {}  # blocks do not change: asked once each
-
-    async def _block_time(self, block: int) -> int:
-        if block not in self._block_times:
-            if len(self._block_times) >= 4096:
-                self._block_times.clear()
-            self._block_times[block] = await self.service.block_time(block)
-        return self._block_times[block]
 
     async def poll(self, since: float | None) -> list[Observation]:
         await self.seen.load()
@@ -71,3 +65,10 @@ class TrnWatcher:
                 )
         await self.seen.save()
         return [o for o in found if o is not None]
+
+    async def _block_time(self, block: int) -> int:
+        if self._block_times is None or len(self._block_times) >= 4096:
+            self._block_times = {}
+        if block not in self._block_times:
+            self._block_times[block] = await self.service.block_time(block)
+        return self._block_times[block]

@@ -2,10 +2,8 @@
 service: the balances and transactions of watched accounts, the reserves of AMM pools and the
 best price of order books.
 
-A transaction is stored at the close time of its ledger. A balance, a pool or a book price is
-recorded when it differs from the last one seen, at the time it was first seen (a balance has
-no time of its own): its first sighting as ``balance``/``pool``/``book``, each move after as
-``change`` with the difference in ``data["change"]``.
+A balance or a pool is recorded when it differs from the last one seen: its first sighting as
+``balance``/``pool``, each move after as ``change`` with the difference in ``data["change"]``.
 The last values seen are kept in ``xrpl-watched.json`` in the agent's data directory
 (:class:`aigent.watch.LastSeen`), so a restart compares with what was seen before it."""
 
@@ -45,6 +43,9 @@ def _amount(value: Any) -> tuple[str, Decimal]:
 
 
 class XrplWatcher:
+    """A transaction is stored at its ledger's close time; a balance, pool or book move at the
+    time it is first seen (they have no time of their own)."""
+
     name = "xrpl"
 
     def __init__(self, service: XrplService, settings: dict[str, Any], memo: Path) -> None:
