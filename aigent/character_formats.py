@@ -506,6 +506,45 @@ _ZEREPY_UNSUPPORTED_CONNECTIONS = {
 }  # fmt: skip
 
 
+# ZerePy loop tasks -> the connection whose client runs them here. The twitter client's loop
+# runs its tasks; the Discord client answers as messages arrive, so ZerePy's reading and
+# replying tasks need no turn of the loop.
+ZEREPY_LOOP_TASKS = dict.fromkeys(
+    ("post-tweet", "post", "reply-to-tweet", "respond-to-mentions", "reply", "like-tweet", "like",
+     "repost", "retweet", "quote"),
+    "twitter",
+)  # fmt: skip
+ZEREPY_LIVE_TASKS = {
+    "reply-to-discord-message": "discord",
+    "read-mentioned-messages": "discord",
+    "read-messages": "discord",
+}
+ZEREPY_NOT_RUN = {
+    "post-discord-message": "aigent's Discord client answers mentions, direct messages and "
+    "threads as they come but does not post to a channel on a schedule",
+}
+
+
+def _zerepy_tasks(tasks: list[ZerePyTask], clients: list[str]) -> tuple[list[Any], list[str]]:
+    """The tasks the twitter client's loop runs, and a warning for each task nothing here runs
+    (never dropped silently)."""
+    kept: list[Any] = []
+    warnings: list[str] = []
+    for i, task in enumerate(tasks):
+        where = f"tasks[{i}]: {task.name!r}"
+        needs = ZEREPY_LOOP_TASKS.get(task.name) or ZEREPY_LIVE_TASKS.get(task.name)
+        if task.name in ZEREPY_NOT_RUN:
+            warnings.append(f"{where} is not run: {ZEREPY_NOT_RUN[task.name]}")
+        elif needs is None:
+            warnings.append(f"{where} is not a task aigent runs; not run")
+        elif needs not in clients:
+            warnings.append(f"{where} needs the {needs} connection, which this file lacks; not run")
+        elif task.name in ZEREPY_LOOP_TASKS:
+            kept.append(task.model_dump(include={"name", "weight"}))
+        # a live task: its client does it as messages arrive
+    return kept, warnings
+
+
 def _from_zerepy(z: ZerePy) -> tuple[dict[str, Any], list[str]]:
     warnings: list[str] = []
     chain: list[dict[str, Any]] = []
@@ -543,6 +582,8 @@ def _from_zerepy(z: ZerePy) -> tuple[dict[str, Any], list[str]]:
         settings.setdefault("twitter", {})["example_accounts"] = z.example_accounts
     for key in z.model_extra or {}:
         warnings.append(f"{key}: not a ZerePy field; ignored")
+    tasks, about_tasks = _zerepy_tasks(z.tasks, clients)
+    warnings += about_tasks
     data: dict[str, Any] = {
         "name": z.name,
         "bio": z.bio,
@@ -553,7 +594,7 @@ def _from_zerepy(z: ZerePy) -> tuple[dict[str, Any], list[str]]:
         "settings": settings,
         "loop": {
             "delay": z.loop_delay,
-            "tasks": [t.model_dump(include={"name", "weight"}) for t in z.tasks],
+            "tasks": tasks,
             "time_multipliers": z.time_based_multipliers,
             "use_time_multipliers": z.use_time_based_weights,
         },

@@ -4,14 +4,16 @@ A plugin offers :class:`Watcher` objects through ``register_watchers``; each ``p
 returns :class:`Observation` items (an XRPL balance that changed, a TRN transfer, a post that
 mentions the agent). The built-in ``watch`` plugin polls them on the character's schedule
 (``settings.watch``), keeps each item once by ``(source, id)`` in ``watch.sqlite`` in the agent's
-data directory (apart from conversation memory), within a retention window and a size budget,
-and recalls a time window's items for a question that names one ("today", "this week").
+data directory (apart from conversation memory) at the time it happened, within a retention
+window and a size budget per source, and recalls a time window's items for a question that
+names one ("today", "since Monday", "in the last 3 days": :func:`window_of`).
 ``aigent analyze FILE --since 24h`` prints :func:`digest` of what was stored.
 """
 
 from __future__ import annotations
 
 import asyncio
+import calendar
 import json
 import logging
 import re
@@ -47,8 +49,10 @@ def parse_duration(text: str) -> float:
 @dataclass(frozen=True)
 class Observation:
     """One thing a watcher saw. ``id`` is unique within ``source``: seeing it again is a no-op.
-    ``time`` is when it happened (Unix seconds); ``data`` plain JSON values, with ``change``
-    (a number) when the item is a movement, so the digest can rank movers."""
+    ``time`` is when it happened (Unix seconds) by the platform's own clock where it has one (a
+    post's creation, a ledger's close, a block's timestamp), else when it was first seen; the
+    windows of questions and digests are read by it. ``data`` plain JSON values, with
+    ``change`` (a number) when the item is a movement, so the digest can rank movers."""
 
     source: str
     id: str
@@ -64,8 +68,9 @@ class Watcher(Protocol):
     name: str
 
     async def poll(self, since: float | None) -> list[Observation]:
-        """Items since ``since`` (the newest stored item's time, None on the first poll).
-        Returning an item already stored is harmless."""
+        """Items since ``since`` (the newest stored item's time, None on the first poll): a
+        hint, not a filter; returning an item already stored is harmless (the first one
+        stored is kept, with its time)."""
         ...
 
 
@@ -177,6 +182,10 @@ class LastSeen:
     def observe(
         self, key: str, value: Decimal, now: float, text: str, kind: str
     ) -> Observation | None:
+        """An item stamped ``now``, the time the move was first seen (a balance has no time
+        of its own), or None when ``value`` is the last one seen: an unchanged value re-polled
+        never moves into a later window. A change's id carries the values and that time, so
+        a balance going back and forth is each move, none taken for an earlier one."""
         if self._last is None:
             raise RuntimeError("LastSeen.load() first")
         before = self._last.get(key)
@@ -188,7 +197,7 @@ class LastSeen:
         change = value - before
         return Observation(
             self.source,
-            f"{key}:{before}->{value}",
+            f"{key}:{before}->{value}@{now:.3f}",
             now,
             f"{text} ({change:+f})",
             {"kind": "change", "key": key, "change": float(change), "value": str(value)},
@@ -255,15 +264,17 @@ class WatchStore:
         return new
 
     def prune(self, retention: float, max_items: int, now: float | None = None) -> int:
-        """Drop items older than ``retention`` seconds, then the oldest beyond ``max_items``."""
+        """Drop items older than ``retention`` seconds, then each source's oldest beyond
+        ``max_items`` (per source, so a busy channel never pushes out the chain's moves)."""
         cutoff = (now if now is not None else time.time()) - retention
         with self.store.exclusive():
             old = self.store.execute(
                 "DELETE FROM observations WHERE time < ? RETURNING id", (cutoff,)
             )
             over = self.store.execute(
-                "DELETE FROM observations WHERE (source, id) NOT IN (SELECT source, id FROM "
-                "observations ORDER BY time DESC, source DESC, id DESC LIMIT ?) RETURNING id",
+                "DELETE FROM observations WHERE (source, id) IN (SELECT source, id FROM (SELECT "
+                "source, id, ROW_NUMBER() OVER (PARTITION BY source ORDER BY time DESC, id DESC) "
+                "AS n FROM observations) AS ranked WHERE n > ?) RETURNING id",
                 (max_items,),
             )
         return len(old) + len(over)
@@ -273,6 +284,15 @@ class WatchStore:
             "SELECT MAX(time) FROM observations WHERE source = ?", (source,)
         )
         return None if latest is None else float(latest)
+
+    def floor(self, source: str, max_items: int) -> float | None:
+        """The time of ``source``'s oldest kept item when it holds ``max_items`` or more (an
+        older item would be dropped as soon as stored), else None."""
+        rows = self.store.execute(
+            "SELECT time FROM observations WHERE source = ? ORDER BY time DESC LIMIT 1 OFFSET ?",
+            (source, max_items - 1),
+        )
+        return float(rows[0][0]) if rows else None
 
     def items(self, since: float = 0.0, until: float | None = None) -> list[Observation]:
         """Items in ``[since, until]``, oldest first."""
@@ -364,27 +384,77 @@ def digest(
     return "\n".join(lines)
 
 
-_WINDOWS: tuple[tuple[str, float], ...] = (
-    (r"\btoday\b|\bthis morning\b|\btonight\b", 0.0),  # since midnight UTC
-    (r"\byesterday\b", 2 * 86400),
-    (r"\bthis week\b|\bpast week\b|\blast week\b", 7 * 86400),
-    (r"\bthis month\b|\bpast month\b|\blast month\b", 30 * 86400),
+_DAY = 86400
+_WEEKDAYS = ("monday", "tuesday", "wednesday", "thursday", "friday", "saturday", "sunday")
+_NUMBERS = {"one": 1, "two": 2, "three": 3, "four": 4, "five": 5, "six": 6, "seven": 7,
+            "eight": 8, "nine": 9, "ten": 10, "twelve": 12}  # fmt: skip
+_SPAN_UNITS = {**_UNITS, "minute": 60, "min": 60, "hour": 3600, "hr": 3600, "day": _DAY,
+               "week": 7 * _DAY, "month": 30 * _DAY}  # fmt: skip
+_SPAN = re.compile(
+    r"\b(?:last|past|previous)\s+(\d+|" + "|".join(_NUMBERS) + r")\s*"
+    r"(minute|min|hour|hr|day|week|month|[mhdw])s?\b"
 )
+_BARE_SPAN = re.compile(r"\b(\d+)\s*([hdw])\b")  # "24h", "7d"
+_ONE_UNIT = re.compile(r"\b(?:the\s+)?(?:last|past)\s+(minute|hour|day)\b")
+_SINCE_DAY = re.compile(r"\bsince\s+(?:last\s+)?(" + "|".join(_WEEKDAYS) + r"|yesterday)\b")
+_SINCE_DATE = re.compile(r"\bsince\s+(\d{4}-\d{2}-\d{2})\b")
+_ROLLING = re.compile(r"\b(?:the\s+(?:last|past)|past)\s+(week|month)\b")
 
 
-def window_of(question: str, now: float | None = None) -> float | None:
-    """The start of the time window ``question`` names ("today", "this week", "last 24h",
-    "past 3 days"), or None when it names none."""
+def window_of(question: str, now: float | None = None) -> tuple[float, float] | None:
+    """The time window ``(since, until)`` in Unix seconds that ``question`` names, or None
+    when it names none. Simple English, days in UTC (weeks start on Monday):
+
+    - "today" (or "this morning", "tonight"): since midnight; "yesterday": the whole of
+      yesterday; "since yesterday", "since Monday", "since 2026-11-28": from that day's
+      midnight (a weekday is its latest one, today included);
+    - "this week" / "this month" / "this year": since the week's Monday, the month's first,
+      January 1st; "last week" / "last month": the whole previous calendar week or month;
+    - "the last week", "past week", "past month": the last 7 or 30 days;
+    - "last 24h", "in the last 3 days", "past two weeks", "last hour", "24h", "7d": that
+      long before now (a month is 30 days).
+    """
     now = now if now is not None else time.time()
     text = question.lower()
-    found = re.search(r"\b(?:last|past)\s+(\d+)\s*(h|hours?|d|days?|w|weeks?|m|minutes?)\b", text)
-    if found is None:
-        found = re.search(r"\b(\d+)\s*(h|d|w)\b", text)
-    if found:
-        return now - float(found[1]) * _UNITS[found[2][0]]
-    for pattern, seconds in _WINDOWS:
-        if re.search(pattern, text):
-            return now - now % 86400 if seconds == 0.0 else now - seconds
+    midnight = now - now % _DAY
+    monday = midnight - time.gmtime(now).tm_wday * _DAY
+
+    span = _SPAN.search(text) or _BARE_SPAN.search(text)
+    if span:
+        count = float(_NUMBERS.get(span[1]) or span[1])
+        return now - count * _SPAN_UNITS[span[2]], now
+    if found := _ONE_UNIT.search(text):
+        return now - _SPAN_UNITS[found[1]], now
+    if found := _SINCE_DATE.search(text):
+        try:
+            named = calendar.timegm(time.strptime(found[1], "%Y-%m-%d"))
+        except ValueError:
+            return None
+        return float(named), now
+    if found := _SINCE_DAY.search(text):
+        if found[1] == "yesterday":
+            return midnight - _DAY, now
+        back = (time.gmtime(now).tm_wday - _WEEKDAYS.index(found[1])) % 7
+        return midnight - back * _DAY, now
+    if found := _ROLLING.search(text):
+        return now - _SPAN_UNITS[found[1]], now
+    if re.search(r"\b(?:today|tonight|this morning|this afternoon|this evening)\b", text):
+        return midnight, now
+    if re.search(r"\byesterday\b", text):
+        return midnight - _DAY, midnight
+    if re.search(r"\bthis week\b", text):
+        return monday, now
+    if re.search(r"\b(?:last|previous) week\b", text):
+        return monday - 7 * _DAY, monday
+    day = time.gmtime(now)
+    first = float(calendar.timegm((day.tm_year, day.tm_mon, 1, 0, 0, 0)))
+    if re.search(r"\bthis month\b", text):
+        return first, now
+    if re.search(r"\b(?:last|previous) month\b", text):
+        year, month = (day.tm_year, day.tm_mon - 1) if day.tm_mon > 1 else (day.tm_year - 1, 12)
+        return float(calendar.timegm((year, month, 1, 0, 0, 0))), first
+    if re.search(r"\bthis year\b", text):
+        return float(calendar.timegm((day.tm_year, 1, 1, 0, 0, 0))), now
     return None
 
 
@@ -420,6 +490,7 @@ class WatchService:
         """One round over every chosen watcher; returns how many new items were stored. A
         watcher that fails is logged and retried next round; the others still run."""
         store = await self._open()
+        retention = parse_duration(self.config.retention)
         added = 0
         for watcher in self._chosen():
             since = await asyncio.to_thread(store.latest, watcher.name)
@@ -428,10 +499,14 @@ class WatchService:
             except Exception as exc:
                 log.warning("watcher %s failed: %s: %s", watcher.name, type(exc).__name__, exc)
                 continue
-            added += await asyncio.to_thread(store.add, found)
-        await asyncio.to_thread(
-            store.prune, parse_duration(self.config.retention), self.config.max_items
-        )
+            # Items carry the platform's time: one already past the retention window, or older
+            # than a full source keeps, is not stored (it would be dropped at once and come
+            # back as new every round).
+            floor = await asyncio.to_thread(store.floor, watcher.name, self.config.max_items)
+            cutoff = max(time.time() - retention, floor if floor is not None else 0.0)
+            fresh = [o for o in found if o.time >= cutoff]
+            added += await asyncio.to_thread(store.add, fresh)
+        await asyncio.to_thread(store.prune, retention, self.config.max_items)
         return added
 
     async def _loop(self) -> None:
@@ -464,9 +539,16 @@ class WatchService:
             self._store = None
 
 
+def named_sources(question: str, sources: set[str]) -> set[str]:
+    """The ``sources`` that ``question`` names as words ("what moved on the xrpl today?")."""
+    text = question.lower()
+    return {s for s in sources if re.search(rf"\b{re.escape(s.lower())}\b", text)}
+
+
 class WatchRecall:
     """Context: for a question naming a time window, the digest of that window's items (the
-    ``LATEST`` newest of each source, so the model can quote them)."""
+    ``LATEST`` newest of each source, so the model can quote them); only the sources the
+    question names, when it names any."""
 
     name = "watch"
     LATEST = 10
@@ -475,9 +557,13 @@ class WatchRecall:
         self.store_path = store_path
 
     async def get(self, message: Any, agent: Any) -> str | None:
-        since = window_of(str(getattr(message, "text", "")))
-        if since is None or not watched(self.store_path):
+        window = window_of(str(getattr(message, "text", "")))
+        if window is None or not watched(self.store_path):
             return None
-        items = await asyncio.to_thread(read_window, self.store_path, since)
-        text = digest(items, since, latest=self.LATEST)
+        since, until = window
+        items = await asyncio.to_thread(read_window, self.store_path, since, until)
+        named = named_sources(str(getattr(message, "text", "")), {o.source for o in items})
+        if named:
+            items = [o for o in items if o.source in named]
+        text = digest(items, since, until, latest=self.LATEST)
         return "What the agent watched in the window the question names:\n" + text

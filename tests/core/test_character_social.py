@@ -120,3 +120,93 @@ async def test_runs_dry_without_credentials_with_the_files_settings(  # type: ig
         assert "-100" in telegram.chats  # type: ignore[attr-defined]
     assert "Harbour on Discord: dry run, not connected" in caplog.text
     assert "Harbour on Telegram: dry run, not connected" in caplog.text
+
+
+def test_zerepy_tasks_run_by_a_client_or_each_named_as_not_run(write_character) -> None:
+    data = {
+        "name": "Z", "bio": ["b"], "traits": ["t"], "examples": ["e"], "loop_delay": 60,
+        "config": [{"name": "discord"}, {"name": "twitter"}],
+        "tasks": [{"name": "post-tweet", "weight": 2},
+                  {"name": "reply-to-discord-message", "weight": 1},
+                  {"name": "post-discord-message", "weight": 1},
+                  {"name": "post-echochambers", "weight": 1}],
+    }  # fmt: skip
+    c = load_character(write_character(data, "z.json"))
+    assert c.loop is not None
+    assert [(t.name, t.weight) for t in c.loop.tasks] == [("post-tweet", 2)]  # the X loop's
+    assert [w for w in c.warnings if w.startswith("tasks[")] == [
+        "tasks[2]: 'post-discord-message' is not run: aigent's Discord client answers mentions, "
+        "direct messages and threads as they come but does not post to a channel on a schedule",
+        "tasks[3]: 'post-echochambers' is not a task aigent runs; not run",
+    ]  # reply-to-discord-message: the Discord client answers each mention as it arrives
+
+
+def test_zerepy_tasks_of_a_connection_the_file_lacks_are_named(write_character) -> None:
+    data = {
+        "name": "Z", "bio": ["b"], "traits": ["t"], "examples": ["e"], "loop_delay": 60,
+        "config": [{"name": "twitter"}],
+        "tasks": [{"name": "like-tweet", "weight": 1},
+                  {"name": "reply-to-discord-message", "weight": 1}],
+    }  # fmt: skip
+    c = load_character(write_character(data, "z.json"))
+    assert [t.name for t in c.loop.tasks] == ["like-tweet"]  # type: ignore[union-attr]
+    assert "tasks[1]: 'reply-to-discord-message' needs the discord connection, which this " \
+        "file lacks; not run" in c.warnings  # fmt: skip
+
+
+def test_the_zerepy_reader_keeps_exactly_the_tasks_the_x_loop_runs() -> None:
+    from aigent_twitter.schedule import ENGAGE, POST, REPLY
+
+    from aigent.character_formats import ZEREPY_LOOP_TASKS
+
+    assert set(ZEREPY_LOOP_TASKS) == POST | REPLY | ENGAGE
+
+
+def _without_social_env() -> dict[str, str]:
+    import os
+
+    return {k: v for k, v in os.environ.items() if not k.startswith(SOCIAL_ENV)}
+
+
+@pytest.mark.parametrize("data", [ELIZA0, ELIZA1], ids=["eliza-0.x", "eliza-1.x"])
+def test_the_cli_validates_with_no_warning_and_runs_dry(data, tmp_path) -> None:  # type: ignore[no-untyped-def]
+    """The issue's "done when", as a user meets it: ``aigent validate`` then ``aigent run``
+    with no Discord or Telegram credentials anywhere."""
+    import json
+    import signal
+    import subprocess
+    import sys
+
+    path = tmp_path / "harbour.json"
+    path.write_text(json.dumps(data))
+    env, cli = _without_social_env(), [sys.executable, "-m", "aigent.cli"]
+    checked = subprocess.run(
+        [*cli, "validate", str(path)], capture_output=True, text=True, cwd=tmp_path, env=env,
+        timeout=60,
+    )  # fmt: skip
+    assert checked.returncode == 0, checked.stderr
+    assert "clients discord, telegram" in checked.stdout
+    assert "warning" not in checked.stdout + checked.stderr
+
+    run = subprocess.Popen(
+        [*cli, "run", str(path)], stdin=subprocess.PIPE, stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE, text=True, cwd=tmp_path, env=env,
+    )  # fmt: skip
+    try:
+        assert run.stderr is not None
+        seen = []
+        for line in run.stderr:  # until it says it runs (not a terminal: all on stderr)
+            seen.append(line)
+            if "is running" in line:
+                break
+        assert "clients: discord, telegram" in seen[-1], seen
+        run.send_signal(signal.SIGINT)
+        _, rest = run.communicate(timeout=60)
+    finally:
+        if run.poll() is None:
+            run.kill()
+            run.wait()
+    err = "".join(seen) + rest
+    assert "Harbour on Discord: dry run, not connected" in err
+    assert "Harbour on Telegram: dry run, not connected" in err
+    assert "Traceback" not in err

@@ -4,18 +4,23 @@ schedule's config errors, the window recall a question gets, and ``aigent analyz
 from __future__ import annotations
 
 import asyncio
+import calendar
 import json
 import subprocess
 import sys
 import time
+from decimal import Decimal
 from pathlib import Path
 
 import pytest
 
 from aigent import Agent, AigentError
+from aigent.messages import Incoming
 from aigent.watch import (
+    LastSeen,
     Observation,
     WatchConfig,
+    WatchRecall,
     WatchService,
     WatchStore,
     digest,
@@ -63,16 +68,49 @@ async def test_items_are_stored_once_across_polls_and_restarts(tmp_path: Path) -
     store.close()
 
 
-async def test_retention_and_size_budget_are_enforced(tmp_path: Path) -> None:
-    watcher, now = Moves(), time.time()
+async def test_retention_and_size_budget_are_enforced_per_source(tmp_path: Path) -> None:
+    watcher, chatty, now = Moves(), Moves(), time.time()
+    chatty.name = "chatty"
     path = tmp_path / "watch.sqlite"
     watcher.items = [obs(0, now - 3 * 86400), *(obs(i, now - 100 + i) for i in range(1, 6))]
-    service = WatchService([watcher], WatchConfig(retention="2d", max_items=3), path)
-    await service.poll_once()
+    chatty.items = [obs(i, now - 50 + i, source="chatty") for i in range(10)]
+    config = WatchConfig(retention="2d", max_items=3)
+    service = WatchService([watcher, chatty], config, path)
+    assert await service.poll_once() == 15  # the one past retention is not stored at all
+    assert await service.poll_once() == 0  # ...nor again next round
+    watcher.items.append(obs(6, now))
+    assert await service.poll_once() == 1
     await service.stop()
     store = WatchStore(path)
-    assert [o.id for o in store.items()] == ["id3", "id4", "id5"]  # the newest three, none old
+    kept = [(o.source, o.id) for o in store.items()]
     store.close()
+    # Each source keeps its newest three: the busy one does not push the other out.
+    assert sorted(kept) == [("chatty", "id7"), ("chatty", "id8"), ("chatty", "id9"),
+                            ("moves", "id4"), ("moves", "id5"), ("moves", "id6")]  # fmt: skip
+
+
+async def test_a_value_keeps_the_time_it_was_first_seen_and_every_move_counts(
+    tmp_path: Path,
+) -> None:
+    memo, store_path = tmp_path / "seen.json", tmp_path / "watch.sqlite"
+    seen = LastSeen("moves", memo)
+    await seen.load()
+    first = seen.observe("balance:bob", Decimal(100), 1000.0, "bob holds 100", "balance")
+    assert first is not None and first.time == 1000.0
+    assert seen.observe("balance:bob", Decimal(100), 2000.0, "bob holds 100", "balance") is None
+    moves = [
+        seen.observe("balance:bob", Decimal(v), t, f"bob holds {v}", "balance")
+        for v, t in ((107, 3000.0), (100, 4000.0), (107, 5000.0))
+    ]
+    await seen.save()
+    assert [m.time for m in moves if m] == [3000.0, 4000.0, 5000.0]
+    store = WatchStore(store_path)
+    # 100 -> 107 twice: two moves, the second not taken for the first one again.
+    assert store.add([first, *(m for m in moves if m)]) == 4
+    store.close()
+    again = LastSeen("moves", memo)  # a restart: the same value is no new item
+    await again.load()
+    assert again.observe("balance:bob", Decimal(107), 9000.0, "bob holds 107", "balance") is None
 
 
 async def test_a_failing_watcher_does_not_stop_the_others(tmp_path: Path) -> None:
@@ -106,24 +144,91 @@ def test_digest_counts_ranks_movers_and_lists_the_latest() -> None:
     assert "Nothing was observed" in digest([], now - 10, now)
 
 
+NOW = calendar.timegm((2026, 12, 2, 15, 30, 0))  # a Wednesday, 15:30 UTC
+
+
+def at(day: int, hour: int = 0, minute: int = 0, month: int = 12) -> float:
+    return float(calendar.timegm((2026, month, day, hour, minute, 0)))
+
+
 @pytest.mark.parametrize(
-    ("question", "seconds"),
+    ("question", "since", "until"),
     [
-        ("what moved on the XRPL AMM pools in the last 24h?", 86400),
-        ("what are people saying about us this week?", 7 * 86400),
-        ("anything in the past 3 days?", 3 * 86400),
-        ("what happened in the last 2 hours", 7200),
+        ("what moved on the XRPL AMM pools today?", at(2), NOW),
+        ("anything new this morning?", at(2), NOW),
+        ("what are people saying about us this week?", at(30, month=11), NOW),
+        ("what happened yesterday?", at(1), at(2)),
+        ("what moved since yesterday", at(1), NOW),
+        ("what did they say since Monday?", at(30, month=11), NOW),
+        ("since Wednesday", at(2), NOW),  # today is one: since this morning
+        ("since last Friday", at(27, month=11), NOW),
+        ("since 2026-11-28", at(28, month=11), NOW),
+        ("what moved last week?", at(23, month=11), at(30, month=11)),
+        ("what moved in the last week?", NOW - 7 * 86400, NOW),
+        ("over the past week", NOW - 7 * 86400, NOW),
+        ("in the last 3 days", NOW - 3 * 86400, NOW),
+        ("anything in the past three days?", NOW - 3 * 86400, NOW),
+        ("what moved on the XRPL AMM pools in the last 24h?", NOW - 86400, NOW),
+        ("what happened in the last 2 hours", NOW - 7200, NOW),
+        ("last 30 minutes", NOW - 1800, NOW),
+        ("in the last hour", NOW - 3600, NOW),
+        ("digest for 7d please", NOW - 7 * 86400, NOW),
+        ("this month", at(1), NOW),
+        ("last month", at(1, month=11), at(1)),
+        ("past month", NOW - 30 * 86400, NOW),
+        ("this year", at(1, month=1), NOW),
     ],
 )
-def test_a_question_names_its_window(question: str, seconds: float) -> None:
-    now = 1_800_000_000.0
-    assert window_of(question, now) == now - seconds
+def test_a_question_names_its_window(question: str, since: float, until: float) -> None:
+    assert window_of(question, NOW) == (since, until)
 
 
-def test_today_starts_at_midnight_utc_and_no_window_is_none() -> None:
-    now = 1_800_000_000.0
-    assert window_of("what moved today?", now) == now - now % 86400
-    assert window_of("hello there", now) is None
+@pytest.mark.parametrize("question", ["hello there", "since 2026-13-40", "the last word"])
+def test_a_question_naming_no_window_gets_none(question: str) -> None:
+    assert window_of(question, NOW) is None
+
+
+def test_last_month_in_january_is_the_previous_december() -> None:
+    new_year = float(calendar.timegm((2027, 1, 10, 9, 0, 0)))
+    assert window_of("last month", new_year) == (
+        at(1),
+        float(calendar.timegm((2027, 1, 1, 0, 0, 0))),
+    )
+
+
+async def test_the_recall_reads_only_the_window_the_question_names(tmp_path: Path) -> None:
+    path = tmp_path / "watch.sqlite"
+    now = time.time()
+    midnight = now - now % 86400
+    store = WatchStore(path)
+    store.add([
+        Observation("moves", "early", midnight - 86400 + 60, "yesterday's first move"),
+        Observation("moves", "late", midnight + 1, "today's first move"),
+    ])  # fmt: skip
+    store.close()
+    recall = WatchRecall(path)
+    today = await recall.get(Incoming(text="what moved today?"), None)
+    yesterday = await recall.get(Incoming(text="and yesterday?"), None)
+    assert today is not None and yesterday is not None
+    assert "today's first move" in today and "yesterday's" not in today
+    assert "yesterday's first move" in yesterday and "today's" not in yesterday
+    assert await recall.get(Incoming(text="hello"), None) is None
+
+
+async def test_a_question_naming_a_source_gets_only_that_source(tmp_path: Path) -> None:
+    path = tmp_path / "watch.sqlite"
+    now = time.time()
+    store = WatchStore(path)
+    store.add([
+        Observation("xrpl", "pool", now, "AMM XRP/USD pool holds 1300 XRP (+300)"),
+        Observation("discord", "m1", now, "ana in general: gm"),
+    ])  # fmt: skip
+    store.close()
+    recall = WatchRecall(path)
+    pools = await recall.get(Incoming(text="What moved on the XRPL AMM pools today?"), None)
+    assert pools is not None and "AMM XRP/USD" in pools and "gm" not in pools
+    everything = await recall.get(Incoming(text="what happened today?"), None)
+    assert everything is not None and "AMM XRP/USD" in everything and "gm" in everything
 
 
 @pytest.mark.parametrize(

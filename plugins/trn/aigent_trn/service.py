@@ -365,6 +365,10 @@ class TrnService:
             ),
         )
 
+    async def block_time(self, block: int) -> int:
+        """When ``block`` was made (its timestamp, Unix seconds)."""
+        return await self.run(lambda w3: int(w3.eth.get_block(block)["timestamp"]))
+
     # --- DEX --------------------------------------------------------------------------------
     async def quote(self, amount_in: int, path: list[str]) -> list[int]:
         from . import dex

@@ -17,7 +17,10 @@ from .service import TrnService, from_units
 
 
 class TrnWatcher:
+    """A transfer is stored at its block's timestamp, a balance move when it is first seen."""
+
     name = "trn"
+    _block_times: dict[int, int] | None = None  # blocks do not change: each is asked once
 
     def __init__(self, service: TrnService, memo: Path, storage: Storage | None = None) -> None:
         self.service = service
@@ -38,7 +41,7 @@ class TrnWatcher:
                         Observation(
                             self.name,
                             f"transfer:{move['tx_hash']}:{move['log_index']}",
-                            now,
+                            await self._block_time(int(move["block"])),
                             f"{value} {token} from {move['from']} to {move['to']} "
                             f"(block {move['block']})",
                             {
@@ -63,3 +66,10 @@ class TrnWatcher:
                 )
         await self.seen.save()
         return [o for o in found if o is not None]
+
+    async def _block_time(self, block: int) -> int:
+        if self._block_times is None or len(self._block_times) >= 4096:
+            self._block_times = {}
+        if block not in self._block_times:
+            self._block_times[block] = await self.service.block_time(block)
+        return self._block_times[block]

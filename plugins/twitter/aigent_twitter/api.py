@@ -12,6 +12,7 @@ import logging
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 from urllib.parse import urlsplit
 
@@ -20,6 +21,7 @@ from aigent import is_local_url
 log = logging.getLogger("aigent.twitter")
 
 X_HOST = "https://api.twitter.com"
+FIELDS = ["author_id", "conversation_id", "created_at"]  # asked of every post read
 MAX_WAIT = 15 * 60.0  # X windows are 15 minutes; never sleep longer than one
 
 
@@ -39,6 +41,8 @@ class Post:
     text: str
     author_id: str = ""
     conversation_id: str = ""
+    created_at: float | None = None
+    """When it was posted (Unix seconds), as X says; None when X did not say."""
 
 
 @dataclass
@@ -151,7 +155,7 @@ class XApi:
     async def mentions(self, since_id: str | None) -> list[Post]:
         body = await self._call(
             "mentions", "get_users_mentions", await self.me(), since_id=since_id,
-            tweet_fields=["author_id", "conversation_id"], user_auth=True,
+            tweet_fields=FIELDS, user_auth=True,
         )  # fmt: skip
         return [_post(item) for item in _data(body, list, default=[])]
 
@@ -164,14 +168,14 @@ class XApi:
     async def home_timeline(self, count: int = 10) -> list[Post]:
         body = await self._call(
             "timeline", "get_home_timeline", max_results=max(count, 5),
-            tweet_fields=["author_id", "conversation_id"], user_auth=True,
+            tweet_fields=FIELDS, user_auth=True,
         )  # fmt: skip
         return [_post(item) for item in _data(body, list, default=[])][:count]
 
     async def search(self, query: str, count: int = 10) -> list[Post]:
         body = await self._call(
             "search", "search_recent_tweets", query, max_results=max(count, 10),
-            tweet_fields=["author_id", "conversation_id"],
+            tweet_fields=FIELDS,
         )  # fmt: skip
         return [_post(item) for item in _data(body, list, default=[])][:count]
 
@@ -193,4 +197,16 @@ def _post(item: Any) -> Post:
         str(item.get("text", "")),
         str(item.get("author_id", "")),
         str(item.get("conversation_id", "")),
+        _time(item.get("created_at")),
     )
+
+
+def _time(value: Any) -> float | None:
+    """X's ``created_at`` (ISO 8601, ``2026-12-01T10:00:00.000Z``) in Unix seconds; None when
+    absent or unreadable (the post is still usable, its time is then when it was first seen)."""
+    if not isinstance(value, str):
+        return None
+    try:
+        return datetime.fromisoformat(value.replace("Z", "+00:00")).timestamp()
+    except ValueError:
+        return None

@@ -1,5 +1,6 @@
 """What the agent watches on X (``settings.twitter.watch``), for the core's watch service: its
-mentions, its home timeline and searches, each post stored once by its id."""
+mentions, its home timeline and searches, each post stored once by its id at the time X says
+it was posted."""
 
 from __future__ import annotations
 
@@ -28,14 +29,15 @@ class XWatcher:
         self.count = int(settings.get("count", 20))
 
     async def poll(self, since: float | None) -> list[Observation]:
-        # Posts carry no time here: the time seen stands for it (the first sighting is kept).
         now, found = time.time(), []
 
         def item(post: Post, kind: str, **data: str) -> Observation:
+            # X's own time; a post without one is stamped when first seen (the store keeps
+            # the first sighting, so seeing it again does not move it to a later window).
             return Observation(
                 self.name,
                 post.id,
-                now,
+                post.created_at if post.created_at is not None else now,
                 f"{kind} by {post.author_id or '?'}: {post.text}",
                 {"kind": kind, "author": post.author_id, **data},
             )

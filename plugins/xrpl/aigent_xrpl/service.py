@@ -6,6 +6,7 @@ import asyncio
 import copy
 import re
 import time
+from datetime import datetime
 from decimal import ROUND_CEILING, Decimal
 from typing import TYPE_CHECKING, Any
 
@@ -25,6 +26,8 @@ LSF_DEFAULT_RIPPLE = 0x00800000
 # rippled's currency codes: three characters from this set (never "XRP"), or 40 hex digits
 STANDARD_CODE = re.compile(r"^[A-Za-z0-9?!@#$%^&*<>(){}\[\]|]{3}$")
 HEX_CODE = re.compile(r"^[0-9A-Fa-f]{40}$")
+RIPPLE_EPOCH = 946_684_800
+"""XRPL times count from 2000-01-01 UTC."""
 
 
 def currency_code(currency: str) -> str:
@@ -392,6 +395,21 @@ class XrplService:
                     "to": tx.get("Destination"),
                     "amount": tx.get("Amount", tx.get("DeliverMax")),
                     "result": entry.get("meta", {}).get("TransactionResult"),
+                    "time": _closed_at(tx, entry),
                 }
             )
         return out
+
+
+def _closed_at(tx: dict[str, Any], entry: dict[str, Any]) -> int | None:
+    """When the ledger holding a transaction closed (Unix seconds): its ``date`` (seconds
+    since the XRPL epoch), else API v2's ``close_time_iso``; None for one not yet validated."""
+    if isinstance(tx.get("date"), int):
+        return int(tx["date"]) + RIPPLE_EPOCH
+    iso = entry.get("close_time_iso")
+    if isinstance(iso, str):
+        try:
+            return int(datetime.fromisoformat(iso.replace("Z", "+00:00")).timestamp())
+        except ValueError:
+            return None
+    return None

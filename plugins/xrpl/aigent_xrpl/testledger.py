@@ -213,7 +213,8 @@ class TestLedger:
                 result, message = fail.code, str(fail)
             self.ledger_index += 1
             meta["TransactionResult"] = result
-            stored = {**tx, "hash": tx_hash, "meta": meta, "ledger_index": self.ledger_index}
+            stored = {**tx, "hash": tx_hash, "date": self._now(), "meta": meta,
+                      "ledger_index": self.ledger_index}  # fmt: skip
             self.txs[tx_hash] = stored
             for party in {tx["Account"], tx.get("Destination")} - {None}:
                 self.account_txs.setdefault(party, []).append(tx_hash)
@@ -568,6 +569,9 @@ class TestLedger:
             "hash": stored["hash"],
             "meta": stored["meta"],
             "ledger_index": stored["ledger_index"],
+            "close_time_iso": time.strftime(
+                "%Y-%m-%dT%H:%M:%SZ", time.gmtime(stored["date"] + RIPPLE_EPOCH)
+            ),
             "validated": True,
         }
 

@@ -24,9 +24,6 @@ if TYPE_CHECKING:
     from aigent import PluginContext
     from aigent.storage import Storage
 
-RIPPLE_EPOCH = 946_684_800
-"""XRPL times count from 2000-01-01 UTC."""
-
 
 def _asset(spec: str, where: str) -> dict[str, str]:
     """``XRP`` or ``CUR/rIssuer``."""
@@ -48,6 +45,9 @@ def _amount(value: Any) -> tuple[str, Decimal]:
 
 
 class XrplWatcher:
+    """A transaction is stored at its ledger's close time; a balance, pool or book move at the
+    time it is first seen (they have no time of their own)."""
+
     name = "xrpl"
 
     def __init__(
@@ -86,14 +86,14 @@ class XrplWatcher:
                     Observation(
                         self.name,
                         f"tx:{tx['hash']}",
-                        now,
+                        tx["time"] if tx["time"] is not None else now,  # its ledger's close
                         f"{tx['type']} {_shown(tx['amount'])} from {tx['from']} to "
                         f"{tx['to'] or '-'}: {tx['result']}",
                         {"kind": "transaction", **tx},
                     )
                 )
-        for asset, asset2 in self.pools:
-            pool = await self.service.amm_info(asset, asset2)
+        for first, second in self.pools:
+            pool = await self.service.amm_info(first, second)
             (a, x), (b, y) = _amount(pool["amount"]), _amount(pool["amount2"])
             text = f"AMM {a}/{b} pool holds {x:f} {a} and {y:f} {b}"
             found.append(self.seen.observe(f"amm:{a}:{b}", x, now, text, "pool"))

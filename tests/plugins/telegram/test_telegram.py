@@ -14,7 +14,7 @@ from typing import Any
 import pytest
 from aigent_telegram.client import LIMIT, TelegramClient
 
-from aigent import Agent, Outgoing, hookimpl
+from aigent import Action, Agent, Outgoing, hookimpl, moves_value
 from tests.conftest import SCRIPTED_MODEL
 from tests.fixtures.telegram_api import TOKEN, TelegramServer
 
@@ -40,13 +40,14 @@ class Receipts:
 @pytest.fixture
 def make_agent(write_character, tmp_path, telegram):  # type: ignore[no-untyped-def]
     def make(plugins: list[Any] | None = None, secrets: dict[str, str] | None = None,
-             **settings: Any) -> Agent:  # fmt: skip
+             spend_from: list[str] | None = None, **settings: Any) -> Agent:  # fmt: skip
         path = write_character({
             "name": "Agent", "models": {"large": "scripted"}, "plugins": [str(SCRIPTED_MODEL)],
             "memory": {"enabled": False}, "data_dir": str(tmp_path / "data"),
             "connector": {"enabled": False}, "clients": ["telegram"],
             "secrets": {"TELEGRAM_BOT_TOKEN": TOKEN} if secrets is None else secrets,
             "settings": {"telegram": {"api_base": telegram.url, "poll_timeout": 1, **settings}},
+            "spend_from": spend_from or ["direct"],
         })  # fmt: skip
         return Agent.from_file(path, plugins=plugins or [])
 
@@ -222,3 +223,24 @@ def test_runs_dry_without_a_token(tmp_path) -> None:
                             timeout=60, env=env)  # fmt: skip
     assert result.returncode == 0, result.stderr
     assert "Dry on Telegram: dry run, not connected (set TELEGRAM_BOT_TOKEN)" in result.stderr
+
+
+@pytest.mark.parametrize(("spend_from", "offered"), [(None, False), (["telegram"], True)])
+async def test_value_moving_actions_are_offered_on_telegram_only_if_allowed(
+    make_agent, telegram, spend_from: list[str] | None, offered: bool
+) -> None:
+    @moves_value
+    def send_money(to: str) -> str:
+        """Send money."""
+        return "sent"
+
+    class Money:
+        @hookimpl
+        def register_actions(self, register: Any) -> None:
+            register(Action.from_function(send_money))
+
+    telegram.message("please send_money to me")
+    async with make_agent(plugins=[Money()], spend_from=spend_from):
+        await telegram.wait_for(lambda: len(telegram.sent) == 1)
+    scripted = next(m for n, m in sys.modules.items() if n.startswith("aigent_local_plugin_scr"))
+    assert ("send_money" in [t.name for t in scripted.CALLS[-1]["tools"]]) is offered

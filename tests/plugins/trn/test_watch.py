@@ -59,6 +59,9 @@ async def test_transfers_and_balance_moves_of_a_watched_address_reach_the_digest
     store = WatchStore(path)
     items = store.items()
     store.close()
+    for o in items:
+        if o.data["kind"] == "transfer":  # stamped by its block, not by the poll
+            assert o.time == w3.eth.get_block(o.data["block"])["timestamp"]
     text = digest(items, time.time() - 3600)
     assert "trn: 4 item(s) (1 balance, 1 change, 2 transfer)" in text
     changes = [line.strip() for line in text.split("top changes:")[1].splitlines()[1:4]]

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import subprocess
 import sys
+import time
 from collections.abc import Iterator
 from pathlib import Path
 
@@ -115,3 +116,33 @@ async def test_watching_x_without_its_secrets_says_which(write_character, tmp_pa
     with pytest.raises(AigentError, match=r"settings\.twitter\.watch needs the X API secrets"):
         async with Agent.from_file(character):
             pass
+
+
+async def test_a_post_is_stored_at_the_time_x_says_it_was_posted(
+    tmp_path: Path, x_api: XApiServer
+) -> None:
+    from aigent_twitter.api import Credentials, XApi
+    from aigent_twitter.watch import XWatcher
+
+    from aigent.messages import Incoming
+    from aigent.watch import WatchConfig, WatchRecall, WatchService
+
+    now = time.time()
+    old = x_api.mention("@agent three days ago you paid me", author="2001", at=now - 3 * 86400)
+    x_api.mention("@agent thanks for today's answer", author="2002", at=now)
+    creds = Credentials(*(SECRETS[k] for k in sorted(SECRETS)))  # any values: the stand-in
+    watcher = XWatcher(XApi(creds, api_base=x_api.url), {"timeline": False})
+    path = tmp_path / "watch.sqlite"
+    service = WatchService([watcher], WatchConfig(), path)
+    assert await service.poll_once() == 2
+    assert await service.poll_once() == 0  # seen again: not new, and not moved to now
+    await service.stop()
+    store = WatchStore(path)
+    times = {o.id: o.time for o in store.items()}
+    store.close()
+    assert times[old] == float(int(now - 3 * 86400))  # X's created_at, to the second
+    recall = WatchRecall(path)
+    today = await recall.get(Incoming(text="what are people saying about us today?"), None)
+    assert today is not None and "today's answer" in today and "three days ago" not in today
+    week = await recall.get(Incoming(text="and in the last 7 days?"), None)
+    assert week is not None and "three days ago" in week

@@ -9,7 +9,7 @@ from pathlib import Path
 import aigent_xrpl
 import pytest
 from aigent_xrpl.errors import XrplInputError
-from aigent_xrpl.service import XrplService
+from aigent_xrpl.service import RIPPLE_EPOCH, XrplService
 from aigent_xrpl.testledger import TestLedger
 
 from aigent import Character, PluginContext, Watcher
@@ -53,6 +53,8 @@ async def test_moves_on_watched_accounts_and_pools_reach_the_digest(
     await XrplService(make_ctx(alice, {"XRP": Limits(max_per_payment=10_000_000)})).pay(
         bob.address, "7", purpose="test"
     )
+    paid = ledger.txs[ledger.account_txs[bob.address][-1]]
+    paid["date"] -= 2 * 86400  # its ledger closed two days ago (the watcher polls only now)
     pool = ledger.amm_pools[0]
     pool["amount"], pool["amount2"]["value"] = "1300000000", "385"  # someone bought USD
     ledger.offers[0]["TakerPays"] = "260000000"  # the best offer asks more
@@ -66,9 +68,12 @@ async def test_moves_on_watched_accounts_and_pools_reach_the_digest(
     store = WatchStore(path)
     items = store.items()
     store.close()
+    tx = next(o for o in items if o.data["kind"] == "transaction")
+    assert tx.time == paid["date"] + RIPPLE_EPOCH  # the ledger's close, not when polled
+    assert all(o.time > time.time() - 3600 for o in items if o is not tx)  # first seen
     kinds = sorted(str(o.data["kind"]) for o in items)
     assert kinds == ["balance", "book", "change", "change", "change", "pool", "transaction"]
-    text = digest(items, time.time() - 3600)
+    text = digest(items, time.time() - 3 * 86400, latest=10)
     assert "xrpl: 7 item(s) (1 balance, 1 book, 3 change, 1 pool, 1 transaction)" in text
     book = f"Book USD/{ISSUER} for XRP: best 2.6 XRP per USD/{ISSUER}, 100 USD/{ISSUER} offered"
     assert f"{book} (+0.1)" in text
