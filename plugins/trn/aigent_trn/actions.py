@@ -108,7 +108,9 @@ def actions_for(get: Callable[[], TrnService]) -> list[Callable[..., Any]]:
     async def trn_anchoring_stats() -> str:
         """How many published messages are anchored on TRN, queued or waiting, and the last
         anchor transaction."""
-        return json.dumps(get().anchoring_stats())
+        from .service import stored
+
+        return json.dumps(await stored(get().anchoring_stats))
 
     return [
         trn_balances,

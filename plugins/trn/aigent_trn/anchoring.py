@@ -17,7 +17,7 @@ from typing import TYPE_CHECKING, Any
 from aigent import redact, tracing
 
 from .errors import TrnError
-from .service import TrnService, kept
+from .service import TrnService, kept, stored
 
 if TYPE_CHECKING:
     from aigent import PluginContext
@@ -43,12 +43,18 @@ class WaitingReceipts:
         while len(self._receipts) > MAX_TRACKED:  # dicts keep insertion order: drop the oldest
             self._receipts.pop(next(iter(self._receipts)))
 
-    def update(self, store: ProofStore) -> None:
+    async def update(self, store: ProofStore) -> None:
         """Give each anchored message its receipt with the anchor, and stop tracking it."""
-        for message_id in list(self._receipts):
-            receipt = store.receipt(message_id)
-            if receipt is not None and "anchor" in receipt:
-                self._receipts.pop(message_id)["trn"] = receipt
+        waiting = list(self._receipts)
+
+        def anchored() -> dict[str, dict[str, Any]]:
+            found = {m: store.receipt(m) for m in waiting}
+            return {m: r for m, r in found.items() if r is not None and "anchor" in r}
+
+        for message_id, receipt in (await stored(anchored)).items():
+            receipts = self._receipts.pop(message_id, None)  # the loop's dict: changed here
+            if receipts is not None:
+                receipts["trn"] = receipt
 
 
 def waiting_receipts(ctx: PluginContext) -> WaitingReceipts:
@@ -116,11 +122,15 @@ class AnchorLoop:
 
         svc, s = self.service, self.service.settings
         store = svc.store
-        oldest = store.oldest_queued_at()
-        while oldest is not None and time.time() - oldest >= s.batch_seconds:
-            store.seal(s.batch_size)
+
+        def seal_overdue() -> list[int]:
             oldest = store.oldest_queued_at()
-        pending = [b["id"] for b in store.unanchored()]
+            while oldest is not None and time.time() - oldest >= s.batch_seconds:
+                store.seal(s.batch_size)
+                oldest = store.oldest_queued_at()
+            return [b["id"] for b in store.unanchored()]
+
+        pending = await stored(seal_overdue)
         if not pending:
             return []
         signer = await svc.signer()
@@ -129,17 +139,17 @@ class AnchorLoop:
             try:
                 done = await svc.run(chain.anchor_pending, signer, store, s.registry, s.from_block)
             finally:  # batches anchored before a later one failed are told too
-                self._tell(pending)
+                await self._tell(pending)
             if span is not None:
                 span.set_attribute("aigent.anchored", len(done))
         if done:
             log.info("trn: anchored %d batch(es): %s", len(done), ", ".join(done))
-        self.waiting.update(store)
+        await self.waiting.update(store)
         return done
 
-    def _tell(self, batch_ids: list[int]) -> None:
+    async def _tell(self, batch_ids: list[int]) -> None:
         store = self.service.store
-        for batch in reversed(store.batches(len(batch_ids), batch_ids)):
+        for batch in reversed(await stored(store.batches, len(batch_ids), batch_ids)):
             if batch["status"] == "anchored":
                 self.service.ctx.emit(
                     "anchor.batch", batch=batch["id"], root=batch["root"],

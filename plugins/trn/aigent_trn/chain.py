@@ -130,7 +130,11 @@ class Signer:
         recorded tx that can be re-sent as is, never a sent tx nobody knows about."""
         with self._lock:
             tx_hash, raw = self.sign(tx)
-            record(tx_hash, raw)
+            try:
+                record(tx_hash, raw)
+            except BaseException:
+                self._nonce = None  # never sent: its nonce is free again, take it from the node
+                raise
             self.broadcast(raw)
             return tx_hash
 
@@ -167,9 +171,13 @@ def anchor_pending(
     A batch with a planned tx is never anchored a second time: if its root is on chain the
     anchor is recorded; otherwise the same signed tx is re-broadcast. Only when that tx can no
     longer be mined (its nonce was used by another tx) and the root is still absent is a new
-    anchor tx signed.
+    anchor tx signed. A tx is planned only in place of the one this call saw: when another
+    process (a server taking the agent over) planned the batch meanwhile, its tx stands and
+    this one is never sent.
     """
     from web3 import Web3
+
+    from .store import AnchorRaced
 
     registry = Web3.to_checksum_address(registry)
     contract = w3.eth.contract(address=registry, abi=artefact()["abi"])
@@ -196,10 +204,19 @@ def anchor_pending(
             data = contract.encode_abi("anchor", args=[bytes.fromhex(batch["root"]), batch["size"]])
             batch_id: int = batch["id"]
 
-            def record(planned: str, raw: str, batch_id: int = batch_id) -> None:
-                store.plan(batch_id, planned, raw)
+            seen: str | None = batch["planned_tx"]
 
-            tx_hash = signer.send_recorded({"to": registry, "data": data, "gas": 60_000}, record)
+            def record(
+                planned: str, raw: str, batch_id: int = batch_id, seen: str | None = seen
+            ) -> None:
+                store.plan(batch_id, planned, raw, replacing=seen)
+
+            try:
+                tx_hash = signer.send_recorded(
+                    {"to": registry, "data": data, "gas": 60_000}, record
+                )
+            except AnchorRaced:
+                continue  # the other process's tx anchors it; a later round records that
         rcpt = w3.eth.wait_for_transaction_receipt(tx_hash, timeout=120)
         if rcpt["status"] != 1:
             raise TrnError(f"anchor tx {tx_hash} for batch {batch['id']} reverted")

@@ -1,29 +1,35 @@
-"""The tokens an agent created, kept in its data directory so that their symbols outlive a
-restart: ``trn_token_mint(token="AGC")`` resolves the symbol to its contract, and the symbol is
-the asset its spending limits are kept under (``spending.AGC``).
+"""The tokens an agent created, kept in its storage (``trn_tokens``: a file in its data
+directory, or its schema of a fleet's database) so that their symbols outlive a restart or a
+move to another server: ``trn_token_mint(token="AGC")`` resolves the symbol to its contract,
+and the symbol is the asset its spending limits are kept under (``spending.AGC``).
 
 Each token is recorded with the chain it lives on: switching ``settings.trn.network`` never
-offers a contract from another chain. The book is small, so it is read once into memory and
-written through; lookups never touch the disk (they run on the event loop).
+offers a contract from another chain. The book is small, so it is read once into memory (from
+a thread: :meth:`CreatedTokens.load`) and written through; lookups never touch the store
+(they run on the event loop).
 """
 
 from __future__ import annotations
 
 import re
-import sqlite3
 import threading
 from dataclasses import asdict, dataclass
-from pathlib import Path
 from typing import Any
+
+from aigent.storage import Migration, Store
 
 from .errors import TrnInputError
 
-SCHEMA = """
-CREATE TABLE IF NOT EXISTS tokens (
-    chain_id INTEGER NOT NULL, symbol TEXT NOT NULL, name TEXT NOT NULL, address TEXT NOT NULL,
-    decimals INTEGER NOT NULL, created_at REAL NOT NULL,
-    PRIMARY KEY (chain_id, symbol));
-"""
+NAME = "trn_tokens"
+MIGRATIONS: tuple[Migration, ...] = (
+    """
+    CREATE TABLE IF NOT EXISTS tokens (
+        chain_id BIGINT NOT NULL, symbol TEXT NOT NULL, name TEXT NOT NULL,
+        address TEXT NOT NULL, decimals INTEGER NOT NULL, created_at DOUBLE PRECISION NOT NULL,
+        PRIMARY KEY (chain_id, symbol));
+    """,
+)
+"""The ``trn_tokens`` store (aigent.storage); append, never edit one that shipped."""
 SYMBOL = re.compile(r"^[A-Z][A-Z0-9]{0,10}$")
 RESERVED = {"XRP"}
 """Symbols that already name an asset of the agent's (TRN's native coin)."""
@@ -58,19 +64,30 @@ def check_new(name: str, symbol: str, decimals: int) -> None:
 
 
 class CreatedTokens:
-    def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self.path = path
+    def __init__(self, store: Store) -> None:
+        self.store = store
         self._lock = threading.Lock()
-        self._db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-        self._db.execute("PRAGMA journal_mode=WAL")
-        self._db.execute("PRAGMA synchronous=FULL")
-        self._db.executescript(SCHEMA)
-        rows = self._db.execute(
-            "SELECT chain_id, symbol, name, address, decimals, created_at FROM tokens "
-            "ORDER BY created_at"
-        ).fetchall()
-        self._tokens = {(r[0], r[1]): CreatedToken(*r) for r in rows}
+        self._loaded: dict[tuple[int, str], CreatedToken] | None = None
+
+    def load(self) -> None:
+        """Read the book (blocks: call it from a thread before the event loop looks up)."""
+        with self._lock:
+            if self._loaded is None:
+                rows = self.store.execute(
+                    "SELECT chain_id, symbol, name, address, decimals, created_at FROM tokens "
+                    "ORDER BY created_at, symbol"
+                )
+                self._loaded = {
+                    (int(r[0]), r[1]): CreatedToken(int(r[0]), r[1], r[2], r[3], int(r[4]), r[5])
+                    for r in rows
+                }
+
+    @property
+    def _tokens(self) -> dict[tuple[int, str], CreatedToken]:
+        if self._loaded is None:
+            self.load()  # a lookup before the service connected (a script, a test): blocks once
+        assert self._loaded is not None
+        return self._loaded
 
     def on(self, chain_id: int) -> list[CreatedToken]:
         """The tokens created on this chain, oldest first."""
@@ -85,16 +102,16 @@ class CreatedTokens:
         return next((t for t in self.on(chain_id) if t.address.lower() == lowered), None)
 
     def add(self, token: CreatedToken) -> None:
-        """Record a deployed token (the caller has checked the symbol is free)."""
+        """Record a deployed token (the caller has checked the symbol is free). Blocks."""
+        tokens = self._tokens
         with self._lock:
-            self._db.execute(
+            self.store.execute(
                 "INSERT INTO tokens (chain_id, symbol, name, address, decimals, created_at) "
                 "VALUES (?, ?, ?, ?, ?, ?)",
                 (token.chain_id, token.symbol, token.name, token.address, token.decimals,
                  token.created_at),
             )  # fmt: skip
-            self._tokens[(token.chain_id, token.symbol)] = token
+            tokens[(token.chain_id, token.symbol)] = token
 
     def close(self) -> None:
-        with self._lock:
-            self._db.close()
+        self.store.close()

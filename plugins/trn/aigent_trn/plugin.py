@@ -25,18 +25,22 @@ def service_for(ctx: PluginContext) -> TrnService:
 
 
 @hookimpl
-def after_publish(ctx: PluginContext, message: Outgoing) -> None:
+async def after_publish(ctx: PluginContext, message: Outgoing) -> None:
     from .anchoring import waiting_receipts
-    from .service import proof_store
+    from .service import proof_store, stored
 
     data = canonical_bytes(message.agent, message.text, message.created_at, channel_of(message))
     store = proof_store(ctx)
     settings = ctx.settings or {}
     batch_size = int(settings.get("batch_size", 256)) if isinstance(settings, dict) else 256
-    with tracing.span("anchoring", queued=True, message_id=message.id):
+
+    def queue() -> tuple[bool, dict[str, Any] | None]:
         store.enqueue(message.id, leaf_hash(data), data)
         sealed = store.queued() >= batch_size and store.seal(batch_size) is not None
-        receipt = store.receipt(message.id)
+        return sealed, store.receipt(message.id)
+
+    with tracing.span("anchoring", queued=True, message_id=message.id):
+        sealed, receipt = await stored(queue)  # in the store before the hook returns
     message.receipts["trn"] = receipt
     if receipt is not None and "anchor" not in receipt:
         waiting_receipts(ctx).track(message.id, message.receipts)
@@ -65,8 +69,10 @@ class ChainContext:
         self.ctx = ctx
 
     async def get(self, message: Any, agent: Any) -> str | None:
+        from .service import stored
+
         svc = service_for(self.ctx)
-        stats = svc.anchoring_stats()
+        stats = await stored(svc.anchoring_stats)
         lines = [
             f"TRN anchoring: {stats['anchored_messages']} messages anchored in "
             f"{stats['anchored_batches']} batches, {stats['queued_messages']} queued, "

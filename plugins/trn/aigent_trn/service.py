@@ -15,6 +15,8 @@ from typing import TYPE_CHECKING, Any, TypeVar
 
 from aigent import SpendDenied, format_amount, run_blocking
 
+from . import created as token_book
+from . import store as proofs
 from .config import TrnSettings
 from .created import CreatedToken, CreatedTokens, check_new
 from .errors import TrnError, TrnInputError
@@ -37,13 +39,18 @@ def kept(ctx: PluginContext, key: str, make: Callable[[], T]) -> T:
 
 
 def proof_store(ctx: PluginContext) -> ProofStore:
-    """The agent's proof store (``after_publish`` writes, the anchoring loop reads)."""
-    return kept(ctx, "store", lambda: ProofStore(ctx.data_dir / "trn_proofs.sqlite"))
+    """The agent's proof store (``after_publish`` writes, the anchoring loop reads), in its
+    storage: it follows the agent to whichever server runs it."""
+    return kept(ctx, "store", lambda: ProofStore(ctx.storage.open(proofs.NAME, proofs.MIGRATIONS)))
 
 
 def created_tokens(ctx: PluginContext) -> CreatedTokens:
-    """The tokens the agent created, by symbol (kept across restarts)."""
-    return kept(ctx, "created", lambda: CreatedTokens(ctx.data_dir / "trn_tokens.sqlite"))
+    """The tokens the agent created, by symbol (kept across restarts and moves)."""
+    return kept(
+        ctx,
+        "created",
+        lambda: CreatedTokens(ctx.storage.open(token_book.NAME, token_book.MIGRATIONS)),
+    )
 
 
 def service_for(ctx: PluginContext) -> TrnService:
@@ -82,10 +89,17 @@ _NOTHING_SENT = {"ContractLogicError", "ContractCustomError", "ContractPanicErro
 # and cannot be cancelled. A hung node then holds at most those threads, never the pool every
 # other plugin (and the core) shares.
 READS, SENDS = "trn-read", "trn-send"
+STORE = "trn-store"
+"""The proof store's pool: its calls wait on a database, never behind a slow node."""
 
 
 async def _in_pool(pool: str, fn: Callable[..., T], *args: Any) -> T:
     return await run_blocking(pool, fn, *args)
+
+
+async def stored(fn: Callable[..., T], *args: Any) -> T:
+    """``fn(*args)`` (calls to the agent's stores) off the event loop."""
+    return await run_blocking(STORE, fn, *args)
 
 
 class TrnService:
@@ -106,6 +120,8 @@ class TrnService:
         async with self._connect_lock:
             if self._w3 is None:
                 from . import chain
+
+                await stored(self.created.load)  # token() then reads it from memory
 
                 s = self.settings
                 try:
@@ -419,4 +435,5 @@ class TrnService:
 
     # --- anchoring ---------------------------------------------------------------------------
     def anchoring_stats(self) -> dict[str, Any]:
+        """Blocks (the proof store): call it from a thread."""
         return {**self.store.stats(), "registry": self.settings.registry or None}

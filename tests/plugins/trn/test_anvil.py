@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 
@@ -27,7 +28,7 @@ def test_anchor_then_verify_and_crash_never_double_anchors(anvil: dict, tmp_path
     ctx = trn_ctx(tmp_path, batch_size=4)
     msgs = [Outgoing(text=f"answer {i}", agent=signer.address) for i in range(4)]
     for m in msgs:
-        after_publish(ctx, m)
+        asyncio.run(after_publish(ctx, m))
     db = tmp_path / "trn_proofs.sqlite"
     store = ProofStore(db)
     batch = store.unanchored()[0]
@@ -79,7 +80,7 @@ def test_verify_command_good_tampered_unknown(anvil: dict, tmp_path: Path) -> No
     ctx = trn_ctx(tmp_path, batch_size=2)
     msgs = [Outgoing(text=t, agent=signer.address) for t in ("yes", "no")]
     for m in msgs:
-        after_publish(ctx, m)
+        asyncio.run(after_publish(ctx, m))
     store = ProofStore(tmp_path / "trn_proofs.sqlite")
     chain.anchor_pending(w3, signer, store, registry)
     rec = store.receipt(msgs[0].id)
@@ -102,7 +103,7 @@ def test_verify_command_good_tampered_unknown(anvil: dict, tmp_path: Path) -> No
     # a consistent receipt whose root was never anchored, claiming the real tx
     others = [Outgoing(text=t, agent=signer.address) for t in ("a", "b")]
     for m in others:
-        after_publish(ctx, m)
+        asyncio.run(after_publish(ctx, m))
     unknown = dict(store.receipt(others[0].id), anchor=rec["anchor"])
     bad = tmp_path / "unknown.json"
     bad.write_text(json.dumps(unknown))

@@ -5,6 +5,7 @@ No chain here yet: these cover the offline half (encoding, proofs, SQLite store)
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import pytest
@@ -41,7 +42,7 @@ def test_published_messages_get_receipts_that_verify(tmp_path: Path) -> None:
     ctx = _ctx(tmp_path, batch_size=3)
     msgs = [Outgoing(text=f"hello {i}", agent="0xAgent") for i in range(3)]
     for m in msgs:
-        after_publish(ctx, m)
+        asyncio.run(after_publish(ctx, m))
     # the first two were queued; the third sealed the batch
     assert msgs[0].receipts["trn"]["status"] == "queued"
     last = msgs[2].receipts["trn"]
@@ -57,7 +58,7 @@ def test_tampered_text_and_proof_are_named(tmp_path: Path) -> None:
     ctx = _ctx(tmp_path, batch_size=2)
     msgs = [Outgoing(text=t, agent="0xAgent") for t in ("pay 10", "pay 20")]
     for m in msgs:
-        after_publish(ctx, m)
+        asyncio.run(after_publish(ctx, m))
     r = ProofStore(tmp_path / "trn_proofs.sqlite").receipt(msgs[0].id)
     assert r is not None
     assert any("text differs" in p for p in check_receipt(r, text="pay 1000"))

@@ -3,6 +3,7 @@ the receipt and an RPC URL): good, tampered, wrong proof and unknown root, on an
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 from typing import Any
@@ -28,13 +29,13 @@ def published(anvil: dict[str, Any], tmp_path_factory: pytest.TempPathFactory) -
     ctx = trn_ctx(data, batch_size=2)
     msgs = [Outgoing(text=t, agent="Ada") for t in ("buy 10 ROOT", "sell 5 XRP")]
     for m in msgs:
-        after_publish(ctx, m)
+        asyncio.run(after_publish(ctx, m))
     store = ProofStore(data / "trn_proofs.sqlite")
     chain.anchor_pending(w3, signer, store, registry)
     stray = Outgoing(text="never anchored", agent="Ada")
     other = Outgoing(text="also never", agent="Ada")
-    after_publish(ctx, stray)
-    after_publish(ctx, other)  # sealed by size, not anchored (no loop runs here)
+    asyncio.run(after_publish(ctx, stray))
+    asyncio.run(after_publish(ctx, other))  # sealed by size, not anchored (no loop runs here)
     out = {
         "data": data,
         "url": anvil["url"],

@@ -9,6 +9,7 @@ reorganisations."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 from pathlib import Path
 from typing import Any
@@ -44,7 +45,7 @@ def _publish(data_dir: Path, agent: str, *texts: str) -> list[Outgoing]:
     ctx = trn_ctx(data_dir, batch_size=len(texts))
     msgs = [Outgoing(text=t, agent=agent) for t in texts]
     for m in msgs:
-        after_publish(ctx, m)  # the last one seals the batch
+        asyncio.run(after_publish(ctx, m))  # the last one seals the batch
     return msgs
 
 
