@@ -1,13 +1,15 @@
-"""Off-chain payment-channel claims: sign, verify, and keep them durably in SQLite."""
+"""Off-chain payment-channel claims: sign, verify, and keep them durably in the agent's
+storage."""
 
 from __future__ import annotations
 
 import re
-import sqlite3
+from contextlib import AbstractContextManager
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from aigent.storage import Migration, SqliteStore, Store
 from aigent_xrpl.errors import XrplError
 
 _HEX64 = re.compile(r"[0-9A-Fa-f]{64}")
@@ -87,81 +89,105 @@ def claim_is_valid(claim: Claim, channel_public_key: str) -> bool:
         return False
 
 
-class ClaimStore:
-    """Channels and the best claims on them, written with synchronous=FULL before use."""
+NAME = "xrpl-paychan"
+MIGRATIONS: tuple[Migration, ...] = (
+    # 1: as the store was before it was versioned (an existing file has these already)
+    """
+    CREATE TABLE IF NOT EXISTS channels (
+      channel TEXT PRIMARY KEY, peer TEXT NOT NULL, direction TEXT NOT NULL,
+      amount BIGINT NOT NULL);
+    CREATE TABLE IF NOT EXISTS claims (
+      channel TEXT PRIMARY KEY, amount BIGINT NOT NULL, signature TEXT NOT NULL,
+      public_key TEXT NOT NULL, redeemed BIGINT NOT NULL DEFAULT 0);
+    CREATE TABLE IF NOT EXISTS settlements (
+      id TEXT PRIMARY KEY, channel TEXT NOT NULL, amount BIGINT NOT NULL);
+    CREATE TABLE IF NOT EXISTS credits (
+      channel TEXT PRIMARY KEY, peer TEXT NOT NULL, credited BIGINT NOT NULL);
+    """,
+    # 2, 3: when a channel expires and when it was closed (an old file may have them already)
+    "ALTER TABLE channels ADD COLUMN expires DOUBLE PRECISION",
+    "ALTER TABLE channels ADD COLUMN closed DOUBLE PRECISION",
+    # 4: the order channels were written in, which SQLite's rowid gave and PostgreSQL has not
+    {
+        "sqlite": """
+        ALTER TABLE channels ADD COLUMN seq BIGINT;
+        UPDATE channels SET seq = rowid;
+        """,
+        "postgresql": "ALTER TABLE channels ADD COLUMN seq BIGINT",
+    },
+)
+"""The ``xrpl-paychan`` store (aigent.storage); append, never edit one that shipped."""
 
-    def __init__(self, path: Path) -> None:
-        path.parent.mkdir(parents=True, exist_ok=True)
-        self.db = sqlite3.connect(path, isolation_level=None, check_same_thread=False)
-        self.db.execute("PRAGMA journal_mode=WAL")
-        self.db.execute("PRAGMA synchronous=FULL")
-        self.db.executescript(
-            """
-            CREATE TABLE IF NOT EXISTS channels (
-              channel TEXT PRIMARY KEY, peer TEXT NOT NULL, direction TEXT NOT NULL,
-              amount INTEGER NOT NULL);
-            CREATE TABLE IF NOT EXISTS claims (
-              channel TEXT PRIMARY KEY, amount INTEGER NOT NULL, signature TEXT NOT NULL,
-              public_key TEXT NOT NULL, redeemed INTEGER NOT NULL DEFAULT 0);
-            CREATE TABLE IF NOT EXISTS settlements (
-              id TEXT PRIMARY KEY, channel TEXT NOT NULL, amount INTEGER NOT NULL);
-            CREATE TABLE IF NOT EXISTS credits (
-              channel TEXT PRIMARY KEY, peer TEXT NOT NULL, credited INTEGER NOT NULL);
-            """
-        )
-        columns = {row[1] for row in self.db.execute("PRAGMA table_info(channels)")}
-        if "expires" not in columns:  # a store from before channels could expire
-            self.db.execute("ALTER TABLE channels ADD COLUMN expires REAL")
-        if "closed" not in columns:  # a store from before closes were recorded
-            self.db.execute("ALTER TABLE channels ADD COLUMN closed REAL")
+_UPSERT_CHANNEL = (
+    "INSERT INTO channels (channel, peer, direction, amount, expires, seq) "
+    "VALUES (?, ?, ?, ?, ?, (SELECT COALESCE(MAX(seq), 0) + 1 FROM channels)) "
+    "ON CONFLICT (channel) DO UPDATE SET peer = excluded.peer, direction = excluded.direction, "
+    "amount = excluded.amount, expires = excluded.expires, closed = NULL, seq = excluded.seq"
+)
+"""A channel written anew (and made the latest with its peer), as a replace would."""
+
+_BETTER_CLAIM = (
+    "INSERT INTO claims (channel, amount, signature, public_key) VALUES (?, ?, ?, ?) "
+    "ON CONFLICT (channel) DO UPDATE SET amount = excluded.amount, "
+    "signature = excluded.signature WHERE excluded.amount > claims.amount"
+)
+"""A claim kept only if it beats the one held: a channel's total never goes back."""
+
+
+class ClaimStore:
+    """Channels and the best claims on them, in the agent's storage (a SQLite file in its data
+    directory, or its schema of a fleet's database): written before a claim is handed out or
+    credited. Calls block; what must be atomic with a check (a claim signed for a settlement
+    once) runs inside :meth:`exclusive`, which no other process sharing the store interleaves
+    with."""
+
+    def __init__(self, store: Store | Path) -> None:
+        """The claims in ``store`` (opened with :data:`MIGRATIONS`), or the SQLite file at a
+        path."""
+        self.store: Store = SqliteStore(store, MIGRATIONS) if isinstance(store, Path) else store
+
+    def exclusive(self) -> AbstractContextManager[None]:
+        return self.store.exclusive()
 
     def add_channel(self, channel: str, peer: str, direction: str, amount: int) -> None:
-        self.db.execute(
-            "INSERT OR REPLACE INTO channels (channel, peer, direction, amount) "
-            "VALUES (?, ?, ?, ?)",
-            (channel.upper(), peer, direction, amount),
-        )
+        with self.store.exclusive():  # the next seq, read and written at once
+            self.store.execute(_UPSERT_CHANNEL, (channel.upper(), peer, direction, amount, None))
 
     def channel_for(self, peer: str, direction: str) -> tuple[str, int] | None:
-        row = self.db.execute(
+        rows = self.store.execute(
             "SELECT channel, amount FROM channels WHERE peer = ? AND direction = ? "
-            "ORDER BY rowid DESC LIMIT 1",
+            "ORDER BY seq DESC LIMIT 1",
             (peer, direction),
-        ).fetchone()
-        return (row[0], int(row[1])) if row else None
+        )
+        return (rows[0][0], int(rows[0][1])) if rows else None
 
     def channels(self, direction: str) -> list[tuple[str, str]]:
-        rows = self.db.execute(
-            "SELECT channel, peer FROM channels WHERE direction = ?", (direction,)
-        ).fetchall()
+        rows = self.store.execute(
+            "SELECT channel, peer FROM channels WHERE direction = ? ORDER BY seq", (direction,)
+        )
         return [(r[0], r[1]) for r in rows]
 
     def best(self, channel: str) -> tuple[Claim, int] | None:
-        row = self.db.execute(
+        rows = self.store.execute(
             "SELECT channel, amount, signature, public_key, redeemed FROM claims WHERE channel = ?",
             (channel.upper(),),
-        ).fetchone()
-        return (Claim(row[0], int(row[1]), row[2], row[3]), int(row[4])) if row else None
+        )
+        if not rows:
+            return None
+        row = rows[0]
+        return Claim(row[0], int(row[1]), row[2], row[3]), int(row[4])
 
     def save(self, claim: Claim, settlement_id: str | None = None) -> None:
         """Store ``claim`` if it beats the stored one (and the settlement that made it)."""
-        self.db.execute("BEGIN IMMEDIATE")
-        try:
-            self.db.execute(
-                "INSERT INTO claims (channel, amount, signature, public_key) VALUES (?, ?, ?, ?) "
-                "ON CONFLICT(channel) DO UPDATE SET amount = excluded.amount, "
-                "signature = excluded.signature WHERE excluded.amount > claims.amount",
-                (claim.channel, claim.amount, claim.signature, claim.public_key),
+        with self.store.exclusive():
+            self.store.execute(
+                _BETTER_CLAIM, (claim.channel, claim.amount, claim.signature, claim.public_key)
             )
             if settlement_id is not None:
-                self.db.execute(
-                    "INSERT INTO settlements VALUES (?, ?, ?)",
+                self.store.execute(
+                    "INSERT INTO settlements (id, channel, amount) VALUES (?, ?, ?)",
                     (settlement_id, claim.channel, claim.amount),
                 )
-            self.db.execute("COMMIT")
-        except BaseException:
-            self.db.execute("ROLLBACK")
-            raise
 
     def save_incoming(
         self,
@@ -174,83 +200,78 @@ class ClaimStore:
         """Keep a better incoming claim, in one transaction with its channel (and when it
         expires, POSIX seconds, if it can) and, the first time, the amount already paid
         before it (``base``), from which credits count."""
-        self.db.execute("BEGIN IMMEDIATE")
-        try:
-            self.db.execute(
-                "INSERT OR REPLACE INTO channels (channel, peer, direction, amount, expires) "
-                "VALUES (?, ?, 'in', ?, ?)",
-                (claim.channel, peer, channel_amount, expires),
+        with self.store.exclusive():
+            self.store.execute(
+                _UPSERT_CHANNEL, (claim.channel, peer, "in", channel_amount, expires)
             )
-            self.db.execute(
-                "INSERT INTO claims (channel, amount, signature, public_key) VALUES (?, ?, ?, ?) "
-                "ON CONFLICT(channel) DO UPDATE SET amount = excluded.amount, "
-                "signature = excluded.signature WHERE excluded.amount > claims.amount",
-                (claim.channel, claim.amount, claim.signature, claim.public_key),
+            self.store.execute(
+                _BETTER_CLAIM, (claim.channel, claim.amount, claim.signature, claim.public_key)
             )
-            self.db.execute(
-                "INSERT OR IGNORE INTO credits VALUES (?, ?, ?)", (claim.channel, peer, base)
+            self.store.execute(
+                "INSERT INTO credits (channel, peer, credited) VALUES (?, ?, ?) "
+                "ON CONFLICT (channel) DO NOTHING",
+                (claim.channel, peer, base),
             )
-            self.db.execute("COMMIT")
-        except BaseException:
-            self.db.execute("ROLLBACK")
-            raise
 
     def uncredited(self, peer: str | None = None) -> list[tuple[str, str, int, int]]:
         """(channel, peer, credited so far, best claim) where the best claim is ahead."""
-        rows = self.db.execute(
+        query = (
             "SELECT c.channel, c.peer, c.credited, b.amount FROM credits c "
-            "JOIN claims b ON b.channel = c.channel "
-            "WHERE b.amount > c.credited AND (? IS NULL OR c.peer = ?)",
-            (peer, peer),
-        ).fetchall()
+            "JOIN claims b ON b.channel = c.channel WHERE b.amount > c.credited"
+        )
+        rows = (
+            self.store.execute(query)
+            if peer is None
+            else self.store.execute(query + " AND c.peer = ?", (peer,))
+        )
         return [(r[0], r[1], int(r[2]), int(r[3])) for r in rows]
 
     def set_credited(self, channel: str, amount: int) -> None:
-        self.db.execute(
-            "UPDATE credits SET credited = MAX(credited, ?) WHERE channel = ?",
-            (amount, channel.upper()),
+        self.store.execute(
+            "UPDATE credits SET credited = ? WHERE channel = ? AND credited < ?",
+            (amount, channel.upper(), amount),
         )
 
     def settlement(self, settlement_id: str) -> int | None:
-        row = self.db.execute(
-            "SELECT amount FROM settlements WHERE id = ?", (settlement_id,)
-        ).fetchone()
-        return int(row[0]) if row else None
+        rows = self.store.execute("SELECT amount FROM settlements WHERE id = ?", (settlement_id,))
+        return int(rows[0][0]) if rows else None
 
     def next_expiry(self, now: float) -> float | None:
         """The soonest future expiry (POSIX seconds) of an incoming channel holding a claim
         not yet redeemed: the time by which the redeem loop must have acted."""
-        row = self.db.execute(
+        rows = self.store.execute(
             "SELECT MIN(c.expires) FROM channels c JOIN claims b ON b.channel = c.channel "
             "WHERE c.direction = 'in' AND c.expires > ? AND b.amount > b.redeemed",
             (now,),
-        ).fetchone()
-        return float(row[0]) if row and row[0] is not None else None
+        )
+        return float(rows[0][0]) if rows and rows[0][0] is not None else None
 
     def mark_closed(self, channel: str, at: float) -> bool:
         """Record that ``channel`` is closed; False if it was known already."""
-        cursor = self.db.execute(
-            "UPDATE channels SET closed = ? WHERE channel = ? AND closed IS NULL",
-            (at, channel.upper()),
+        return bool(
+            self.store.execute(
+                "UPDATE channels SET closed = ? WHERE channel = ? AND closed IS NULL "
+                "RETURNING channel",
+                (at, channel.upper()),
+            )
         )
-        return cursor.rowcount > 0
 
     def states(self, peer: str) -> list[tuple[str, str, int, int, int, float | None, bool]]:
         """(channel, direction, capacity, best claim, redeemed, expires, closed) of every
         channel with ``peer``, oldest first."""
-        rows = self.db.execute(
+        rows = self.store.execute(
             "SELECT c.channel, c.direction, c.amount, COALESCE(b.amount, 0), "
             "COALESCE(b.redeemed, 0), c.expires, c.closed IS NOT NULL FROM channels c "
-            "LEFT JOIN claims b ON b.channel = c.channel WHERE c.peer = ? ORDER BY c.rowid",
+            "LEFT JOIN claims b ON b.channel = c.channel WHERE c.peer = ? ORDER BY c.seq",
             (peer,),
-        ).fetchall()
+        )
         return [(r[0], r[1], int(r[2]), int(r[3]), int(r[4]), r[5], bool(r[6])) for r in rows]
 
     def mark_redeemed(self, channel: str, amount: int) -> None:
-        self.db.execute(
-            "UPDATE claims SET redeemed = MAX(redeemed, ?) WHERE channel = ?",
-            (amount, channel.upper()),
+        self.store.execute(
+            "UPDATE claims SET redeemed = ? WHERE channel = ? AND redeemed < ?",
+            (amount, channel.upper(), amount),
         )
 
     def close(self) -> None:
-        self.db.close()
+        self.store.close()

@@ -10,6 +10,7 @@ from datetime import datetime
 from decimal import ROUND_CEILING, Decimal
 from typing import TYPE_CHECKING, Any
 
+from aigent_xrpl import currencies as currency_book
 from aigent_xrpl.currencies import IssuedCurrencies
 from aigent_xrpl.errors import XrplError, XrplInputError
 
@@ -96,9 +97,10 @@ class XrplService:
 
     @property
     def currencies(self) -> IssuedCurrencies:
-        """The currencies the agent issues (kept in its data directory)."""
+        """The currencies the agent issues (kept in its storage; their calls block)."""
         if self._currencies is None:
-            self._currencies = IssuedCurrencies(self.ctx.data_dir / "xrpl_currencies.sqlite")
+            store = self.ctx.storage.open(currency_book.NAME, currency_book.MIGRATIONS)
+            self._currencies = IssuedCurrencies(store)
         return self._currencies
 
     @property
@@ -342,7 +344,8 @@ class XrplService:
                         "limit": line["limit"],
                     }
                 )
-        outstanding = {code: Decimal(0) for code in self.currencies.of(me)}
+        issuing = await asyncio.to_thread(self.currencies.of, me)
+        outstanding = {code: Decimal(0) for code in issuing}
         for line in issued:
             outstanding[line["currency"]] = outstanding.get(line["currency"], Decimal(0)) + (
                 Decimal(line["amount"])

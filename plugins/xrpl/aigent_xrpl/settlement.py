@@ -27,6 +27,7 @@ import time
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
 
+from aigent_xrpl import claims
 from aigent_xrpl.claims import Claim, ClaimRejected, ClaimStore, claim_is_valid, sign_claim
 from aigent_xrpl.errors import XrplError
 from aigent_xrpl.service import XrplService, service_for
@@ -60,7 +61,8 @@ class PaychanEngine:
     def __init__(self, ctx: PluginContext, service: XrplService | None = None) -> None:
         self.ctx = ctx
         self.xrpl = service or service_for(ctx)
-        self.store = ClaimStore(ctx.data_dir / "xrpl-paychan.sqlite")
+        self.store = ClaimStore(ctx.storage.open(claims.NAME, claims.MIGRATIONS))
+        """In the agent's storage: a served agent's claims follow it to the next server."""
         self.settle_delay = int(ctx.settings.get("settle_delay", 3600))
         self.min_settle_delay = int(ctx.settings.get("min_settle_delay", 3600))
         self.redeem_interval = float(ctx.settings.get("redeem_interval", 300))
@@ -96,7 +98,7 @@ class PaychanEngine:
             for node in result["meta"]["AffectedNodes"]
             if node.get("CreatedNode", {}).get("LedgerEntryType") == "PayChannel"
         )
-        self.store.add_channel(channel, peer, "out", drops)
+        await asyncio.to_thread(self.store.add_channel, channel, peer, "out", drops)
         self._emit("channel_opened", peer, str(channel), capacity=drops, destination=destination)
         return str(channel)
 
@@ -109,7 +111,7 @@ class PaychanEngine:
             account=self.xrpl.wallet.address, channel=channel, amount=str(drops)
         )
         await self._spend(drops, destination, f"payment channel to {peer}", tx)
-        self.store.add_channel(channel, peer, "out", amount + drops)
+        await asyncio.to_thread(self.store.add_channel, channel, peer, "out", amount + drops)
         self._emit("channel_funded", peer, channel, amount=drops, capacity=amount + drops)
 
     def _emit(self, what: str, peer: str, channel: str, **data: Any) -> None:
@@ -201,23 +203,31 @@ class PaychanEngine:
     ) -> Claim:
         if isinstance(amount, bool) or not isinstance(amount, int) or amount <= 0:
             raise XrplError(f"a settlement is a positive whole number of drops, not {amount!r}")
-        async with self._lock:
-            channel, capacity = self._outgoing(account)
-            if settlement_id is not None and self.store.settlement(settlement_id) is not None:
+        wallet = self.xrpl.wallet
+
+        def sign_next() -> Claim:
+            # Read, sign and write in one transaction no other process sharing the store
+            # interleaves with (two servers during a hand-over): a settlement is signed once
+            # and each claim raises the last one written, never one read before it.
+            with self.store.exclusive():
+                channel, capacity = self._outgoing(account)
                 best = self.store.best(channel)
-                assert best is not None
-                return best[0]
-            best = self.store.best(channel)
-            total = (best[0].amount if best else 0) + amount
-            if total > capacity:
-                raise XrplError(
-                    f"the channel to {account} holds {capacity} drops; a claim for {total} "
-                    "would exceed it: fund the channel first"
-                )
-            wallet = self.xrpl.wallet
-            claim = sign_claim(channel, total, wallet.public_key, wallet.private_key)
-            self.store.save(claim, settlement_id)
-            return claim
+                if settlement_id is not None and self.store.settlement(settlement_id) is not None:
+                    assert best is not None
+                    return best[0]
+                total = (best[0].amount if best else 0) + amount
+                if total > capacity:
+                    raise XrplError(
+                        f"the channel to {account} holds {capacity} drops; a claim for {total} "
+                        "would exceed it: fund the channel first"
+                    )
+                claim = sign_claim(channel, total, wallet.public_key, wallet.private_key)
+                self.store.save(claim, settlement_id)
+                return claim
+
+        async with self._lock:
+            # shielded: once signing started, its record is written even if the caller gives up
+            return await asyncio.shield(asyncio.to_thread(sign_next))
 
     def latest_claim(self, account: str) -> dict[str, Any] | None:
         """The last claim signed for ``account`` (to resend after a restart)."""
@@ -255,9 +265,28 @@ class PaychanEngine:
                 f"claim for {claim.amount} drops exceeds channel amount {channel['amount']}"
             )
         async with self._lock:
+            kept = await asyncio.to_thread(self._keep_incoming, account, claim, channel)
+        if kept is None:
+            return 0  # held already: a re-send credits nothing, whatever the channel does
+        previous, expires = kept
+        if expires is not None:
+            self._wake.set()  # the redeem loop may have to act before its next round
+        self._emit(
+            "claim_received", account, claim.channel, amount=claim.amount - previous,
+            total=claim.amount,
+        )  # fmt: skip
+        return claim.amount - previous
+
+    def _keep_incoming(
+        self, account: str, claim: Claim, channel: dict[str, Any]
+    ) -> tuple[int, float | None] | None:
+        """The checks against the claim held and its write, in one transaction of the store
+        (another process sharing it cannot slip a claim in between): what the peer had paid
+        before and when the channel expires, or None when the claim is held already."""
+        with self.store.exclusive():
             best = self.store.best(claim.channel)
             if best is not None and claim.amount == best[0].amount:
-                return 0  # held already: a re-send credits nothing, whatever the channel does
+                return None
             if channel["expiration"] is not None or channel["settle_delay"] < self.min_settle_delay:
                 raise ClaimRejected(
                     f"channel {claim.channel} is closing or settles in under "
@@ -277,13 +306,7 @@ class PaychanEngine:
                     f"claim for {claim.amount} drops does not exceed the last one ({previous})"
                 )
             self.store.save_incoming(claim, account, int(channel["amount"]), previous, expires)
-        if expires is not None:
-            self._wake.set()  # the redeem loop may have to act before its next round
-        self._emit(
-            "claim_received", account, claim.channel, amount=claim.amount - previous,
-            total=claim.amount,
-        )  # fmt: skip
-        return claim.amount - previous
+        return previous, expires
 
     async def _channel_entry(self, channel_id: str) -> dict[str, Any]:
         result = await self.xrpl.request(
