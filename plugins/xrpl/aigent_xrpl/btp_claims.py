@@ -116,16 +116,17 @@ class ClaimExchange:
 
     def _link_up(self, account: str) -> None:
         engine = self.engines.get(account)
-        claim = engine.latest_claim(account) if engine is not None else None
-        if claim is None:
+        if engine is None:
             return
-        task = asyncio.get_running_loop().create_task(self._resend(account, claim))
+        task = asyncio.get_running_loop().create_task(self._resend(account, engine))
         self._tasks.add(task)
         task.add_done_callback(self._tasks.discard)
 
-    async def _resend(self, account: str, claim: dict[str, Any]) -> None:
+    async def _resend(self, account: str, engine: PaychanEngine) -> None:
         try:
-            await self.send(account, claim)
+            claim = await asyncio.to_thread(engine.latest_claim, account)  # the store blocks
+            if claim is not None:
+                await self.send(account, claim)
         except Exception as exc:  # the next reconnect or settlement tries again
             log = self.engines[account].ctx.log
             log.warning("xrpl-paychan: re-sending to %s failed: %s", account, exc)
@@ -150,18 +151,33 @@ class ClaimExchange:
             await engine.receive_claim(account, payload)
         except ClaimRejected as exc:
             raise SideProtocolRefused(str(exc)) from exc
-        self.apply_credits(account)
+        await self.credit(account)
         return json.dumps({"value": str(value)}).encode()
 
     def apply_credits(self, account: str) -> int:
         """Credit the connector ledger with ``account``'s stored claims not yet credited;
-        return the drops credited."""
+        return the drops credited. Blocks on the store: :meth:`credit` is the same from the
+        event loop."""
         store = self.engines[account].store
         total = 0
-        for channel, peer, credited, best in store.uncredited(account):
-            moved = self.connector.settlement_received(
-                peer, best - credited, f"xrpl-paychan:{channel}:{best}"
-            )
-            store.set_credited(channel, best)
-            total += (best - credited) if moved else 0
+        for row in store.uncredited(account):
+            total += self._credit(row)
+            store.set_credited(row[0], row[3])
         return total
+
+    async def credit(self, account: str) -> int:
+        """:meth:`apply_credits` with the store's calls in a thread, the ledger's on the loop."""
+        store = self.engines[account].store
+        total = 0
+        for row in await asyncio.to_thread(store.uncredited, account):
+            total += self._credit(row)
+            await asyncio.to_thread(store.set_credited, row[0], row[3])
+        return total
+
+    def _credit(self, row: tuple[str, str, int, int]) -> int:
+        channel, peer, credited, best = row
+        # the same id again counts nothing: a crash before the store marks it is harmless
+        moved = self.connector.settlement_received(
+            peer, best - credited, f"xrpl-paychan:{channel}:{best}"
+        )
+        return (best - credited) if moved else 0

@@ -105,7 +105,7 @@ class PaychanEngine:
     async def fund_channel(self, peer: str, drops: int) -> None:
         from xrpl.models import PaymentChannelFund
 
-        channel, amount = self._outgoing(peer)
+        channel, amount = await asyncio.to_thread(self._outgoing, peer)
         destination = (await self._channel_entry(channel))["destination_account"]
         tx = PaymentChannelFund(
             account=self.xrpl.wallet.address, channel=channel, amount=str(drops)
@@ -165,7 +165,10 @@ class PaychanEngine:
         """Sign a claim raising the peer's total by ``amount`` drops; durable before handed out.
         Attached to a connector, the engine opens a channel to the peer (its XRPL address asked
         over BTP) or tops it up when the claim would not fit, under the spending policy."""
-        if settlement_id is None or self.store.settlement(settlement_id) is None:
+        known = settlement_id is not None and (
+            await asyncio.to_thread(self.store.settlement, settlement_id) is not None
+        )
+        if not known:
             await self._ensure_capacity(account, amount)
         claim = await self.create_claim(account, amount, settlement_id)
         if self.send_claim is not None:
@@ -174,7 +177,7 @@ class PaychanEngine:
         return amount
 
     async def _ensure_capacity(self, account: str, amount: int) -> None:
-        found = self.store.channel_for(account, "out")
+        found = await asyncio.to_thread(self.store.channel_for, account, "out")
         if found is None:
             if self.exchange is None:
                 return  # create_claim says to open a channel first
@@ -182,7 +185,7 @@ class PaychanEngine:
             await self.open_channel(account, destination, max(self.channel_drops, amount))
             return
         channel, capacity = found
-        best = self.store.best(channel)
+        best = await asyncio.to_thread(self.store.best, channel)
         needed = (best[0].amount if best else 0) + amount - capacity
         if needed > 0:
             await self.fund_channel(account, max(self.channel_drops, needed))
@@ -329,7 +332,7 @@ class PaychanEngine:
         raises :class:`RedeemFailed` after trying them all."""
         total = 0
         failures: dict[str, str] = {}
-        for channel, peer in self.store.channels("in"):
+        for channel, peer in await asyncio.to_thread(self.store.channels, "in"):
             try:
                 total += await self._redeem_channel(channel, close)
             except Exception as exc:
@@ -345,16 +348,18 @@ class PaychanEngine:
         from xrpl.models import PaymentChannelClaim
         from xrpl.models.transactions import PaymentChannelClaimFlag
 
-        best = self.store.best(channel)
+        best, incoming = await asyncio.to_thread(
+            lambda: (self.store.best(channel), self.store.channels("in"))
+        )
         if best is None:
             return 0
         claim, _redeemed = best
-        peer = next((p for c, p in self.store.channels("in") if c == channel), "")
+        peer = next((p for c, p in incoming if c == channel), "")
         try:
             on_ledger = int((await self._channel_entry(channel))["balance"])
         except XrplError as exc:
             if "entryNotFound" in str(exc):
-                self._closed(peer, channel, _redeemed)
+                await self._closed(peer, channel, _redeemed)
                 return 0  # the channel is gone (closed): nothing left to redeem
             raise
         redeemed = 0
@@ -372,7 +377,7 @@ class PaychanEngine:
             )
             paid = _paid_when_closed(result, channel)
             if paid is not None:
-                self._closed(peer, channel, paid)
+                await self._closed(peer, channel, paid)
             if paid is not None and paid < claim.amount:
                 # an expired channel is closed by any claim, which then pays nothing
                 raise XrplError(
@@ -392,20 +397,20 @@ class PaychanEngine:
             )
             paid = _paid_when_closed(result, channel)
             if paid is not None:
-                self._closed(peer, channel, paid)
-        self.store.mark_redeemed(channel, claim.amount)
+                await self._closed(peer, channel, paid)
+        await asyncio.to_thread(self.store.mark_redeemed, channel, claim.amount)
         return redeemed
 
-    def _closed(self, peer: str, channel: str, redeemed: int) -> None:
-        if self.store.mark_closed(channel, self.clock()):
+    async def _closed(self, peer: str, channel: str, redeemed: int) -> None:
+        if await asyncio.to_thread(self.store.mark_closed, channel, self.clock()):
             self._emit("channel_closed", peer, channel, redeemed=redeemed)
 
-    def _seconds_to_next_redeem(self, due: float) -> float:
+    async def _seconds_to_next_redeem(self, due: float) -> float:
         """Until the periodic round (``due``, monotonic), or sooner: halfway into the last
         ``min_settle_delay`` before a channel holding an unredeemed claim expires; after a
         round, retries such a channel every ``min_settle_delay / 8`` seconds until it does."""
         wait = due - time.monotonic()
-        expires = self.store.next_expiry(self.clock())
+        expires = await asyncio.to_thread(self.store.next_expiry, self.clock())
         if expires is not None:
             redeem_by = expires - self.min_settle_delay / 2 - self.clock()
             wait = min(wait, max(redeem_by, self._retry_at - time.monotonic()))
@@ -415,7 +420,7 @@ class PaychanEngine:
         due = time.monotonic() + self.redeem_interval
         while True:
             self._wake.clear()
-            wait = self._seconds_to_next_redeem(due)
+            wait = await self._seconds_to_next_redeem(due)
             if wait > 0:
                 with contextlib.suppress(TimeoutError):
                     await asyncio.wait_for(self._wake.wait(), wait)
