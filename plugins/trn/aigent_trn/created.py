@@ -22,12 +22,23 @@ from .errors import TrnInputError
 
 NAME = "trn_tokens"
 MIGRATIONS: tuple[Migration, ...] = (
-    """
-    CREATE TABLE IF NOT EXISTS tokens (
-        chain_id BIGINT NOT NULL, symbol TEXT NOT NULL, name TEXT NOT NULL,
-        address TEXT NOT NULL, decimals INTEGER NOT NULL, created_at DOUBLE PRECISION NOT NULL,
-        PRIMARY KEY (chain_id, symbol));
-    """,
+    # 1: in a file, as before stores were versioned (an existing file has it already); in
+    # PostgreSQL, where the agent's stores share a schema, under the name 2 gives a file
+    {
+        "sqlite": """
+        CREATE TABLE IF NOT EXISTS tokens (
+            chain_id INTEGER NOT NULL, symbol TEXT NOT NULL, name TEXT NOT NULL,
+            address TEXT NOT NULL, decimals INTEGER NOT NULL, created_at REAL NOT NULL,
+            PRIMARY KEY (chain_id, symbol));
+        """,
+        "postgresql": """
+        CREATE TABLE trn_tokens (
+            chain_id BIGINT NOT NULL, symbol TEXT NOT NULL, name TEXT NOT NULL,
+            address TEXT NOT NULL, decimals INTEGER NOT NULL,
+            created_at DOUBLE PRECISION NOT NULL, PRIMARY KEY (chain_id, symbol));
+        """,
+    },
+    {"sqlite": "ALTER TABLE tokens RENAME TO trn_tokens", "postgresql": "SELECT 1"},
 )
 """The ``trn_tokens`` store (aigent.storage); append, never edit one that shipped."""
 SYMBOL = re.compile(r"^[A-Z][A-Z0-9]{0,10}$")
@@ -74,7 +85,7 @@ class CreatedTokens:
         with self._lock:
             if self._loaded is None:
                 rows = self.store.execute(
-                    "SELECT chain_id, symbol, name, address, decimals, created_at FROM tokens "
+                    "SELECT chain_id, symbol, name, address, decimals, created_at FROM trn_tokens "
                     "ORDER BY created_at, symbol"
                 )
                 self._loaded = {
@@ -106,7 +117,7 @@ class CreatedTokens:
         tokens = self._tokens
         with self._lock:
             self.store.execute(
-                "INSERT INTO tokens (chain_id, symbol, name, address, decimals, created_at) "
+                "INSERT INTO trn_tokens (chain_id, symbol, name, address, decimals, created_at) "
                 "VALUES (?, ?, ?, ?, ?, ?)",
                 (token.chain_id, token.symbol, token.name, token.address, token.decimals,
                  token.created_at),

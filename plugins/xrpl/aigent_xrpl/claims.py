@@ -90,46 +90,71 @@ def claim_is_valid(claim: Claim, channel_public_key: str) -> bool:
 
 
 NAME = "xrpl-paychan"
+NOTHING = "SELECT 1"
+"""A migration with nothing to do in a dialect."""
+
 MIGRATIONS: tuple[Migration, ...] = (
-    # 1: as the store was before it was versioned (an existing file has these already)
-    """
-    CREATE TABLE IF NOT EXISTS channels (
-      channel TEXT PRIMARY KEY, peer TEXT NOT NULL, direction TEXT NOT NULL,
-      amount BIGINT NOT NULL);
-    CREATE TABLE IF NOT EXISTS claims (
-      channel TEXT PRIMARY KEY, amount BIGINT NOT NULL, signature TEXT NOT NULL,
-      public_key TEXT NOT NULL, redeemed BIGINT NOT NULL DEFAULT 0);
-    CREATE TABLE IF NOT EXISTS settlements (
-      id TEXT PRIMARY KEY, channel TEXT NOT NULL, amount BIGINT NOT NULL);
-    CREATE TABLE IF NOT EXISTS credits (
-      channel TEXT PRIMARY KEY, peer TEXT NOT NULL, credited BIGINT NOT NULL);
-    """,
-    # 2, 3: when a channel expires and when it was closed (an old file may have them already)
-    "ALTER TABLE channels ADD COLUMN expires DOUBLE PRECISION",
-    "ALTER TABLE channels ADD COLUMN closed DOUBLE PRECISION",
-    # 4: the order channels were written in, which SQLite's rowid gave and PostgreSQL has not
+    # 1: in a file, as the store was before it was versioned (an existing file has these
+    # already); in PostgreSQL, where the agent's stores (and its connector's settlements)
+    # share a schema, the final tables under names of their own
     {
         "sqlite": """
-        ALTER TABLE channels ADD COLUMN seq BIGINT;
-        UPDATE channels SET seq = rowid;
+        CREATE TABLE IF NOT EXISTS channels (
+          channel TEXT PRIMARY KEY, peer TEXT NOT NULL, direction TEXT NOT NULL,
+          amount INTEGER NOT NULL);
+        CREATE TABLE IF NOT EXISTS claims (
+          channel TEXT PRIMARY KEY, amount INTEGER NOT NULL, signature TEXT NOT NULL,
+          public_key TEXT NOT NULL, redeemed INTEGER NOT NULL DEFAULT 0);
+        CREATE TABLE IF NOT EXISTS settlements (
+          id TEXT PRIMARY KEY, channel TEXT NOT NULL, amount INTEGER NOT NULL);
+        CREATE TABLE IF NOT EXISTS credits (
+          channel TEXT PRIMARY KEY, peer TEXT NOT NULL, credited INTEGER NOT NULL);
         """,
-        "postgresql": "ALTER TABLE channels ADD COLUMN seq BIGINT",
+        "postgresql": """
+        CREATE TABLE paychan_channels (
+          channel TEXT PRIMARY KEY, peer TEXT NOT NULL, direction TEXT NOT NULL,
+          amount BIGINT NOT NULL, expires DOUBLE PRECISION, closed DOUBLE PRECISION,
+          seq BIGINT);
+        CREATE TABLE paychan_claims (
+          channel TEXT PRIMARY KEY, amount BIGINT NOT NULL, signature TEXT NOT NULL,
+          public_key TEXT NOT NULL, redeemed BIGINT NOT NULL DEFAULT 0);
+        CREATE TABLE paychan_settlements (
+          id TEXT PRIMARY KEY, channel TEXT NOT NULL, amount BIGINT NOT NULL);
+        CREATE TABLE paychan_credits (
+          channel TEXT PRIMARY KEY, peer TEXT NOT NULL, credited BIGINT NOT NULL);
+        """,
+    },
+    # 2, 3: when a channel expires and when it was closed (an old file may have them already)
+    {"sqlite": "ALTER TABLE channels ADD COLUMN expires REAL", "postgresql": NOTHING},
+    {"sqlite": "ALTER TABLE channels ADD COLUMN closed REAL", "postgresql": NOTHING},
+    # 4: a file's channels in the order they were written (rowid, which PostgreSQL has not),
+    # and its tables under the names they have in PostgreSQL
+    {
+        "sqlite": """
+        ALTER TABLE channels ADD COLUMN seq INTEGER;
+        UPDATE channels SET seq = rowid;
+        ALTER TABLE channels RENAME TO paychan_channels;
+        ALTER TABLE claims RENAME TO paychan_claims;
+        ALTER TABLE settlements RENAME TO paychan_settlements;
+        ALTER TABLE credits RENAME TO paychan_credits;
+        """,
+        "postgresql": NOTHING,
     },
 )
 """The ``xrpl-paychan`` store (aigent.storage); append, never edit one that shipped."""
 
 _UPSERT_CHANNEL = (
-    "INSERT INTO channels (channel, peer, direction, amount, expires, seq) "
-    "VALUES (?, ?, ?, ?, ?, (SELECT COALESCE(MAX(seq), 0) + 1 FROM channels)) "
+    "INSERT INTO paychan_channels (channel, peer, direction, amount, expires, seq) "
+    "VALUES (?, ?, ?, ?, ?, (SELECT COALESCE(MAX(seq), 0) + 1 FROM paychan_channels)) "
     "ON CONFLICT (channel) DO UPDATE SET peer = excluded.peer, direction = excluded.direction, "
     "amount = excluded.amount, expires = excluded.expires, closed = NULL, seq = excluded.seq"
 )
 """A channel written anew (and made the latest with its peer), as a replace would."""
 
 _BETTER_CLAIM = (
-    "INSERT INTO claims (channel, amount, signature, public_key) VALUES (?, ?, ?, ?) "
+    "INSERT INTO paychan_claims (channel, amount, signature, public_key) VALUES (?, ?, ?, ?) "
     "ON CONFLICT (channel) DO UPDATE SET amount = excluded.amount, "
-    "signature = excluded.signature WHERE excluded.amount > claims.amount"
+    "signature = excluded.signature WHERE excluded.amount > paychan_claims.amount"
 )
 """A claim kept only if it beats the one held: a channel's total never goes back."""
 
@@ -155,7 +180,7 @@ class ClaimStore:
 
     def channel_for(self, peer: str, direction: str) -> tuple[str, int] | None:
         rows = self.store.execute(
-            "SELECT channel, amount FROM channels WHERE peer = ? AND direction = ? "
+            "SELECT channel, amount FROM paychan_channels WHERE peer = ? AND direction = ? "
             "ORDER BY seq DESC LIMIT 1",
             (peer, direction),
         )
@@ -163,13 +188,15 @@ class ClaimStore:
 
     def channels(self, direction: str) -> list[tuple[str, str]]:
         rows = self.store.execute(
-            "SELECT channel, peer FROM channels WHERE direction = ? ORDER BY seq", (direction,)
+            "SELECT channel, peer FROM paychan_channels WHERE direction = ? ORDER BY seq",
+            (direction,),
         )
         return [(r[0], r[1]) for r in rows]
 
     def best(self, channel: str) -> tuple[Claim, int] | None:
         rows = self.store.execute(
-            "SELECT channel, amount, signature, public_key, redeemed FROM claims WHERE channel = ?",
+            "SELECT channel, amount, signature, public_key, redeemed FROM paychan_claims "
+            "WHERE channel = ?",
             (channel.upper(),),
         )
         if not rows:
@@ -185,7 +212,7 @@ class ClaimStore:
             )
             if settlement_id is not None:
                 self.store.execute(
-                    "INSERT INTO settlements (id, channel, amount) VALUES (?, ?, ?)",
+                    "INSERT INTO paychan_settlements (id, channel, amount) VALUES (?, ?, ?)",
                     (settlement_id, claim.channel, claim.amount),
                 )
 
@@ -208,7 +235,7 @@ class ClaimStore:
                 _BETTER_CLAIM, (claim.channel, claim.amount, claim.signature, claim.public_key)
             )
             self.store.execute(
-                "INSERT INTO credits (channel, peer, credited) VALUES (?, ?, ?) "
+                "INSERT INTO paychan_credits (channel, peer, credited) VALUES (?, ?, ?) "
                 "ON CONFLICT (channel) DO NOTHING",
                 (claim.channel, peer, base),
             )
@@ -216,8 +243,8 @@ class ClaimStore:
     def uncredited(self, peer: str | None = None) -> list[tuple[str, str, int, int]]:
         """(channel, peer, credited so far, best claim) where the best claim is ahead."""
         query = (
-            "SELECT c.channel, c.peer, c.credited, b.amount FROM credits c "
-            "JOIN claims b ON b.channel = c.channel WHERE b.amount > c.credited"
+            "SELECT c.channel, c.peer, c.credited, b.amount FROM paychan_credits c "
+            "JOIN paychan_claims b ON b.channel = c.channel WHERE b.amount > c.credited"
         )
         rows = (
             self.store.execute(query)
@@ -228,19 +255,22 @@ class ClaimStore:
 
     def set_credited(self, channel: str, amount: int) -> None:
         self.store.execute(
-            "UPDATE credits SET credited = ? WHERE channel = ? AND credited < ?",
+            "UPDATE paychan_credits SET credited = ? WHERE channel = ? AND credited < ?",
             (amount, channel.upper(), amount),
         )
 
     def settlement(self, settlement_id: str) -> int | None:
-        rows = self.store.execute("SELECT amount FROM settlements WHERE id = ?", (settlement_id,))
+        rows = self.store.execute(
+            "SELECT amount FROM paychan_settlements WHERE id = ?", (settlement_id,)
+        )
         return int(rows[0][0]) if rows else None
 
     def next_expiry(self, now: float) -> float | None:
         """The soonest future expiry (POSIX seconds) of an incoming channel holding a claim
         not yet redeemed: the time by which the redeem loop must have acted."""
         rows = self.store.execute(
-            "SELECT MIN(c.expires) FROM channels c JOIN claims b ON b.channel = c.channel "
+            "SELECT MIN(c.expires) FROM paychan_channels c "
+            "JOIN paychan_claims b ON b.channel = c.channel "
             "WHERE c.direction = 'in' AND c.expires > ? AND b.amount > b.redeemed",
             (now,),
         )
@@ -250,7 +280,7 @@ class ClaimStore:
         """Record that ``channel`` is closed; False if it was known already."""
         return bool(
             self.store.execute(
-                "UPDATE channels SET closed = ? WHERE channel = ? AND closed IS NULL "
+                "UPDATE paychan_channels SET closed = ? WHERE channel = ? AND closed IS NULL "
                 "RETURNING channel",
                 (at, channel.upper()),
             )
@@ -261,15 +291,15 @@ class ClaimStore:
         channel with ``peer``, oldest first."""
         rows = self.store.execute(
             "SELECT c.channel, c.direction, c.amount, COALESCE(b.amount, 0), "
-            "COALESCE(b.redeemed, 0), c.expires, c.closed IS NOT NULL FROM channels c "
-            "LEFT JOIN claims b ON b.channel = c.channel WHERE c.peer = ? ORDER BY c.seq",
+            "COALESCE(b.redeemed, 0), c.expires, c.closed IS NOT NULL FROM paychan_channels c "
+            "LEFT JOIN paychan_claims b ON b.channel = c.channel WHERE c.peer = ? ORDER BY c.seq",
             (peer,),
         )
         return [(r[0], r[1], int(r[2]), int(r[3]), int(r[4]), r[5], bool(r[6])) for r in rows]
 
     def mark_redeemed(self, channel: str, amount: int) -> None:
         self.store.execute(
-            "UPDATE claims SET redeemed = ? WHERE channel = ? AND redeemed < ?",
+            "UPDATE paychan_claims SET redeemed = ? WHERE channel = ? AND redeemed < ?",
             (amount, channel.upper(), amount),
         )
 

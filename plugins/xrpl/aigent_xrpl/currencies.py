@@ -16,11 +16,21 @@ from aigent.storage import Migration, Store
 
 NAME = "xrpl_currencies"
 MIGRATIONS: tuple[Migration, ...] = (
-    """
-    CREATE TABLE IF NOT EXISTS currencies (
-        issuer TEXT NOT NULL, currency TEXT NOT NULL, created_at DOUBLE PRECISION NOT NULL,
-        PRIMARY KEY (issuer, currency));
-    """,
+    # 1: in a file, as before stores were versioned (an existing file has it already); in
+    # PostgreSQL, where the agent's stores share a schema, under the name 2 gives a file
+    {
+        "sqlite": """
+        CREATE TABLE IF NOT EXISTS currencies (
+            issuer TEXT NOT NULL, currency TEXT NOT NULL, created_at REAL NOT NULL,
+            PRIMARY KEY (issuer, currency));
+        """,
+        "postgresql": """
+        CREATE TABLE xrpl_currencies (
+            issuer TEXT NOT NULL, currency TEXT NOT NULL,
+            created_at DOUBLE PRECISION NOT NULL, PRIMARY KEY (issuer, currency));
+        """,
+    },
+    {"sqlite": "ALTER TABLE currencies RENAME TO xrpl_currencies", "postgresql": "SELECT 1"},
 )
 """The ``xrpl_currencies`` store (aigent.storage); append, never edit one that shipped."""
 
@@ -37,7 +47,7 @@ class IssuedCurrencies:
         with self._lock:
             if self._loaded is None:
                 rows = self.store.execute(
-                    "SELECT issuer, currency FROM currencies ORDER BY created_at, currency"
+                    "SELECT issuer, currency FROM xrpl_currencies ORDER BY created_at, currency"
                 )
                 self._loaded = [(r[0], r[1]) for r in rows]
             return self._loaded
@@ -53,7 +63,7 @@ class IssuedCurrencies:
             if (issuer, currency) in codes:
                 return
             self.store.execute(
-                "INSERT INTO currencies (issuer, currency, created_at) VALUES (?, ?, ?) "
+                "INSERT INTO xrpl_currencies (issuer, currency, created_at) VALUES (?, ?, ?) "
                 "ON CONFLICT (issuer, currency) DO NOTHING",
                 (issuer, currency, at),
             )

@@ -21,7 +21,7 @@ from aigent_trn.store import MIGRATIONS, NAME, AnchorRaced, ProofStore
 
 from aigent import Character, PluginContext, Secrets
 from aigent.messages import Outgoing
-from aigent.storage import Storage
+from aigent.storage import FileStorage, Storage
 from tests.fixtures.stores import Servers, pg, servers  # noqa: F401
 
 
@@ -184,4 +184,26 @@ def test_a_proof_file_from_before_versioning_keeps_its_batches(
     store.enqueue("m2", b"\x02" * 32, b'{"agent": "Old", "content": "more"}')
     assert store.seal(5) == 2  # AUTOINCREMENT carries on from the old batches
     store.close()
-    assert sqlite3.connect(path).execute("PRAGMA user_version").fetchone() == (len(MIGRATIONS),)
+    db = sqlite3.connect(path)
+    assert db.execute("PRAGMA user_version").fetchone() == (len(MIGRATIONS),)
+    tables = db.execute("SELECT name FROM sqlite_master WHERE type='table'").fetchall()
+    assert {name for (name,) in tables} >= {"trn_items", "trn_batches"}  # as in PostgreSQL
+    assert not {name for (name,) in tables} & {"items", "batches"}
+
+
+def test_a_token_file_from_before_versioning_keeps_its_tokens(tmp_path: Path) -> None:
+    path = tmp_path / "trn_tokens.sqlite"
+    db = sqlite3.connect(path)
+    db.executescript(
+        "CREATE TABLE tokens (chain_id INTEGER NOT NULL, symbol TEXT NOT NULL, name TEXT NOT "
+        "NULL, address TEXT NOT NULL, decimals INTEGER NOT NULL, created_at REAL NOT NULL, "
+        "PRIMARY KEY (chain_id, symbol));"
+        "INSERT INTO tokens VALUES (7672, 'OLD', 'Old Coin', '0xabc', 6, 1.0);"
+    )
+    db.close()
+    book = CreatedTokens(FileStorage(tmp_path).open("trn_tokens", TOKEN_MIGRATIONS))
+    assert book.get(7672, "OLD") == CreatedToken(7672, "OLD", "Old Coin", "0xabc", 6, 1.0)
+    book.add(CreatedToken(7672, "NEW", "New Coin", "0xdef", 18, 2.0))
+    book.close()
+    again = CreatedTokens(FileStorage(tmp_path).open("trn_tokens", TOKEN_MIGRATIONS))
+    assert [t.symbol for t in again.on(7672)] == ["OLD", "NEW"]

@@ -12,7 +12,7 @@ import threading
 from pathlib import Path
 
 import pytest
-from aigent_xrpl.claims import MIGRATIONS, NAME, ClaimRejected, ClaimStore
+from aigent_xrpl.claims import MIGRATIONS, NAME, Claim, ClaimRejected, ClaimStore
 from aigent_xrpl.currencies import MIGRATIONS as CURRENCY_MIGRATIONS
 from aigent_xrpl.currencies import IssuedCurrencies
 from aigent_xrpl.settlement import PaychanEngine
@@ -109,7 +109,7 @@ def test_two_servers_signing_at_once_never_sign_a_settlement_twice_or_go_back(
     channel, _ = store.channel_for("bob", "out") or ("", 0)
     best = store.best(channel)
     assert best is not None and best[0].amount == 2_100_000  # 20 settlements and "both" once
-    rows = store.store.execute("SELECT id, amount FROM settlements ORDER BY amount")
+    rows = store.store.execute("SELECT id, amount FROM paychan_settlements ORDER BY amount")
     assert len(rows) == 21 and len({amount for _, amount in rows}) == 21
     assert [amount for _, amount in rows] == [100_000 * (i + 1) for i in range(21)]
     for amounts in handed.values():  # what each server handed out only ever rose
@@ -190,3 +190,46 @@ def test_a_claims_file_from_before_versioning_keeps_its_channels(
     store.add_channel("C2", "bob", "out", 7_000_000)  # topped up: now the latest
     assert store.channel_for("bob", "out") == ("C2", 7_000_000)
     store.close()
+    tables = sqlite3.connect(path).execute("SELECT name FROM sqlite_master WHERE type='table'")
+    assert {name for (name,) in tables} == {
+        "paychan_channels", "paychan_claims", "paychan_settlements", "paychan_credits"
+    }  # fmt: skip
+
+
+def test_claims_share_the_agents_schema_with_its_connectors_settlements(
+    servers: Servers,  # noqa: F811
+) -> None:
+    """In PostgreSQL the agent's stores and its connector's ledger share one schema, where the
+    connector keeps a ``settlements`` table of its own: the claims' tables have names of
+    theirs."""
+    if servers.dialect != "postgresql":
+        pytest.skip("a store per file: no table is shared")
+    storage = servers()
+    connector = storage.open("connector", [CONNECTOR_SETTLEMENTS])
+    connector.execute("INSERT INTO settlements VALUES ('s1', 'bob', 5, 'pending', NULL, 1.0)")
+    store = _claims(storage)
+    store.add_channel("C1", "bob", "out", 10)
+    store.save(Claim("C1", 5, "AB", "ED01"), settlement_id="s1")
+    assert store.settlement("s1") == 5 and store.channel_for("bob", "out") == ("C1", 10)
+    assert connector.execute("SELECT account, state FROM settlements") == [("bob", "pending")]
+
+
+CONNECTOR_SETTLEMENTS = """
+CREATE TABLE settlements (id TEXT PRIMARY KEY, account TEXT NOT NULL, amount BIGINT NOT NULL,
+    state TEXT NOT NULL, settled BIGINT, created DOUBLE PRECISION NOT NULL)
+"""
+
+
+def test_a_currency_file_from_before_versioning_keeps_its_codes(tmp_path: Path) -> None:
+    path = tmp_path / "xrpl_currencies.sqlite"
+    db = sqlite3.connect(path)
+    db.executescript(
+        "CREATE TABLE currencies (issuer TEXT NOT NULL, currency TEXT NOT NULL, "
+        "created_at REAL NOT NULL, PRIMARY KEY (issuer, currency));"
+        "INSERT INTO currencies VALUES ('rAgent', 'OLD', 1.0);"
+    )
+    db.close()
+    book = IssuedCurrencies(FileStorage(tmp_path).open("xrpl_currencies", CURRENCY_MIGRATIONS))
+    book.add("rAgent", "NEW", 2.0)
+    assert book.of("rAgent") == ["OLD", "NEW"]
+    book.close()
