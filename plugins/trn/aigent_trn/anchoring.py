@@ -138,13 +138,14 @@ class AnchorLoop:
         with tracing.span("anchoring.batch", batches=len(pending)) as span:
             try:
                 done = await svc.run(chain.anchor_pending, signer, store, s.registry, s.from_block)
-            finally:  # batches anchored before a later one failed are told too
+            finally:  # batches anchored before a later one failed count too
+                # receipts first: whoever hears of a batch finds its messages' anchors
+                await self.waiting.update(store)
                 await self._tell(pending)
             if span is not None:
                 span.set_attribute("aigent.anchored", len(done))
         if done:
             log.info("trn: anchored %d batch(es): %s", len(done), ", ".join(done))
-        await self.waiting.update(store)
         return done
 
     async def _tell(self, batch_ids: list[int]) -> None:

@@ -39,11 +39,11 @@ async def after_publish(ctx: PluginContext, message: Outgoing) -> None:
         sealed = store.queued() >= batch_size and store.seal(batch_size) is not None
         return sealed, store.receipt(message.id)
 
+    # Tracked before the store call: an anchor that lands while it runs still reaches it.
+    waiting_receipts(ctx).track(message.id, message.receipts)
     with tracing.span("anchoring", queued=True, message_id=message.id):
         sealed, receipt = await stored(queue)  # in the store before the hook returns
-    message.receipts["trn"] = receipt
-    if receipt is not None and "anchor" not in receipt:
-        waiting_receipts(ctx).track(message.id, message.receipts)
+    message.receipts.setdefault("trn", receipt)  # unless the anchored one is there already
     loop = ctx.state.get("loop")
     if sealed and loop is not None:
         loop.wake()
