@@ -1,9 +1,10 @@
 """The anchoring loop: a service the agent starts, sealing batches by time and anchoring every
 sealed batch to the registry, then putting the anchor into the messages' receipts.
 
-Crash safety comes from the store: a message is in SQLite before ``after_publish`` returns, a
-sealed batch is one transaction, and an anchor tx is recorded (hash and signed bytes) before it
-is sent, so a restart finishes what was started and anchors each batch once.
+Crash safety comes from the store: a message is in the proof store before ``after_publish``
+returns, a sealed batch is one transaction, and an anchor tx is recorded (hash and signed bytes)
+before it is sent, so a restart (or the server that runs the agent next) finishes what was
+started and anchors each batch once.
 """
 
 from __future__ import annotations

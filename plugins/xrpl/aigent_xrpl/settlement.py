@@ -2,9 +2,10 @@
 
 Paying side: :meth:`PaychanEngine.open_channel` once per peer (it and :meth:`fund_channel` lock
 XRP away, so they go through the agent's spending policy), then :meth:`settle` signs a claim
-for the new cumulative total, writes it to SQLite, and only then hands it out (to ``send_claim``
-if the connector set one; :meth:`latest_claim` gives it again after a crash). A ``settlement_id``
-makes settle idempotent: asking again for the same settlement returns the same claim.
+for the new cumulative total, writes it to the agent's store, and only then hands it out (to
+``send_claim`` if the connector set one; :meth:`latest_claim` gives it again after a crash, or
+on the server that runs the agent next). A ``settlement_id`` makes settle idempotent: asking
+again for the same settlement returns the same claim.
 
 Receiving side: :meth:`receive_claim` checks the signature (and that the ledger would take it:
 fully canonical), that the amount strictly increases and stays within the channel, and that the
