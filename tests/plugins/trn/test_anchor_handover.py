@@ -109,7 +109,11 @@ async def test_a_batch_in_flight_when_the_server_dies_is_anchored_once_by_the_ne
             return FileStorage(tmp_path / "first")  # the same machine, restarted
         from aigent_server.database import PostgresDatabase
 
-        return PostgresDatabase(url, schema).storage("Tester")
+        installation = PostgresDatabase(url, schema)  # a server's own connection...
+        try:
+            return installation.storage("Tester")  # ...and the agent's, which it gives the agent
+        finally:
+            installation.close()
 
     first = scripted_character(
         plugins=[MODEL, "trn"], settings={"trn": settings}, data_dir=str(tmp_path / "first")
