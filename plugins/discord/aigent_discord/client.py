@@ -16,6 +16,7 @@ import logging
 import re
 import sys
 import time
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
@@ -100,6 +101,8 @@ class DiscordClient:
         self.user: dict[str, Any] = {}
         # Each message with the session and sequence number it came in (see _mark).
         self.queue: asyncio.Queue[tuple[Any, Any, dict[str, Any]]] = asyncio.Queue()
+        self._session_lock = asyncio.Lock()
+        self._writing: asyncio.Future[None] | None = None
         self._tasks: list[asyncio.Task[None]] = []
 
     # --- lifecycle -------------------------------------------------------------------------------
@@ -125,6 +128,8 @@ class DiscordClient:
                 await task
             except (asyncio.CancelledError, Exception):
                 pass
+        if self._writing is not None:  # a session being kept as the client stopped
+            await asyncio.wait([self._writing])
         await self.api.close()
 
     async def _run_gateway(self) -> None:
@@ -228,7 +233,7 @@ class DiscordClient:
         kept = None
         if seq is not None and session is not None and session == self.session.get("session_id"):
             kept = {**self.session, "seq": seq}
-        await run_blocking(POOL, self._handled, channel, message_id, kept)
+        await self._write(self._handled, channel, message_id, kept)
         return False
 
     def _handled(self, channel: str, message_id: str, session: dict[str, Any] | None) -> None:
@@ -237,7 +242,14 @@ class DiscordClient:
             self.state.save_session(session)
 
     async def _save_session(self) -> None:
-        await run_blocking(POOL, self.state.save_session, dict(self.session))
+        await self._write(self.state.save_session, dict(self.session))
+
+    async def _write(self, fn: Callable[..., None], *args: Any) -> None:
+        """Writes of the session in the order made, each one finished even when the client
+        stops during it (stop waits for it): the next start reads what this one kept."""
+        async with self._session_lock:
+            self._writing = asyncio.ensure_future(run_blocking(POOL, fn, *args))
+            await asyncio.shield(self._writing)
 
     def _readable(self, text: str, me: str) -> str:
         if me:
