@@ -1,19 +1,20 @@
 """What a chat client (Discord, Telegram, ...) keeps about its conversations: the recent
 messages of each channel (offered to the model as context), where it has read up to and what
-it answered (on disk, so a restart never answers one message twice), how many turns in a row
-it has spent answering other bots (the loop breaker), and replies cut to a platform's limit.
+it answered (in the agent's store, aigent.chat_state: neither a restart nor a move to another
+server answers one message twice), how many turns in a row it has spent answering other bots
+(the loop breaker), and replies cut to a platform's limit.
 """
 
 from __future__ import annotations
 
 import json
-import os
+import logging
 from collections import deque
 from collections.abc import Awaitable, Callable
-from dataclasses import asdict, dataclass, field
-from pathlib import Path
 from typing import TYPE_CHECKING, Any
 
+from aigent.blocking import run as run_blocking
+from aigent.chat_state import POOL, ChatState
 from aigent.knowledge import chunks
 from aigent.messages import Outgoing
 
@@ -22,7 +23,7 @@ if TYPE_CHECKING:
     from aigent.messages import Incoming
     from aigent.watch import Inbox
 
-KEEP = 5000  # remembered replied-to ids (oldest dropped first)
+_log = logging.getLogger("aigent.conversations")
 RECENT = 20  # messages kept per channel for context
 
 
@@ -69,32 +70,6 @@ def as_ids(value: Any) -> set[str]:
     return {str(v).strip().strip("\"'") for v in value if str(v).strip()}
 
 
-async def reply_through_hooks(
-    agent: Any,
-    message: Incoming,
-    send: Callable[[str, bool], Awaitable[str]],
-    limit: int,
-) -> Outgoing | None:
-    """Answer ``message`` and deliver the reply through the response hooks: ``send(part,
-    first)`` posts one part of at most ``limit`` characters and returns its platform id; the
-    first part's id is the reply's ``channel_id`` (what anchoring records). None when the
-    agent had nothing to say."""
-    reply = await agent.handle(message, publish=False)
-    if not reply.text.strip():
-        return None
-
-    async def deliver(outgoing: Outgoing) -> str | None:
-        first: str | None = None
-        for part in split_message(outgoing.text, limit):
-            sent = await send(part, first is None)
-            first = first or sent
-        return first
-
-    outgoing = Outgoing(text=reply.text, agent=agent.name, client=message.client,
-                        room=message.room, in_reply_to=message.id)  # fmt: skip
-    return await agent.publish(outgoing, deliver=deliver)  # type: ignore[no-any-return]
-
-
 async def answer_once(
     agent: Any,
     message: Incoming,
@@ -107,87 +82,67 @@ async def answer_once(
     channel: str,
     from_bot: bool,
     in_thread: bool,
+    max_bot_turns: int,
 ) -> Outgoing | None:
-    """:func:`reply_through_hooks` for a chat client, with its bookkeeping: the message
-    ``key`` counts as answered as soon as the first part is sent (saved at once: at most one
-    reply, even if the rest fails or the agent is stopped), a bot's turn is counted, a thread
-    answered in is joined, and the reply joins the channel's recent messages. The caller saves
-    its state after (with its own watermark)."""
+    """Answer ``message`` (its id ``key``) at most once, across restarts and the servers that
+    may run the agent, and deliver the reply through the response hooks: ``send(part,
+    first)`` posts one part of at most ``limit`` characters and returns its platform id; the
+    first part's id is the reply's ``channel_id`` (what anchoring records). None when the
+    agent does not answer (answered before, another bot answered ``max_bot_turns`` times in a
+    row in ``channel``, nothing to say).
 
-    async def send_once(part: str, first: bool) -> str:
-        sent = await send(part, first)
-        if first:
-            state.record_reply(key)
-            state.save()
-        return sent
+    The intent to answer is written after the model and before anything is sent, checked
+    again in the same transaction, and marked sent after. A reply the platform refused (the
+    first part's ``send`` raised an exception whose ``refused`` is true) or that never reached
+    ``send`` (a hook blocked it) is forgotten, so the message can be answered later; one whose
+    outcome is unknown (the connection failed mid-send, the server died) is never sent again.
+    A thread answered in is followed; the reply joins the channel's recent messages."""
+    why = await run_blocking(POOL, state.may_answer, key, channel, from_bot, max_bot_turns)
+    if why is not None:
+        _log.info("%s: not answering %s: %s", message.client, key, why)
+        return None
+    reply = await agent.handle(message, publish=False)
+    if not reply.text.strip():
+        return None
+    # Checked again with the intent: another server may have answered while the model thought.
+    why = await run_blocking(POOL, state.begin_reply, key, channel, from_bot, max_bot_turns)
+    if why is not None:
+        _log.info("%s: not answering %s: %s", message.client, key, why)
+        return None
+    first: str | None = None
+    unknown = False
 
-    outgoing = await reply_through_hooks(agent, message, send_once, limit)
-    if not state.answered(key):
-        state.record_reply(key)
-    if from_bot:
-        state.count_bot_turn(channel)
-    if in_thread:
-        state.join_thread(channel)
-    if outgoing is not None:
-        log.add(channel, agent.name, outgoing.text)
+    async def deliver(outgoing: Outgoing) -> str | None:
+        nonlocal first, unknown
+        for part in split_message(outgoing.text, limit):
+            try:
+                sent = await send(part, first is None)
+            except BaseException as exc:
+                unknown = first is None and getattr(exc, "refused", False) is not True
+                raise
+            first = first or sent
+        return first
+
+    outgoing = Outgoing(text=reply.text, agent=agent.name, client=message.client,
+                        room=message.room, in_reply_to=message.id)  # fmt: skip
+    thread = channel if in_thread else None
+    try:
+        await agent.publish(outgoing, deliver=deliver)
+    except BaseException as exc:
+        if first is not None:  # part of the reply went out: answered
+            await run_blocking(POOL, state.finish_reply, key, first, thread)
+        elif unknown:
+            _log.warning("%s: whether the reply to %s went out is unknown (%s); it is not "
+                         "sent again", message.client, key, type(exc).__name__)  # fmt: skip
+        else:
+            await run_blocking(POOL, state.abandon_reply, key)
+        raise
+    if first is None:  # a hook left nothing to send
+        await run_blocking(POOL, state.abandon_reply, key)
+        return None
+    await run_blocking(POOL, state.finish_reply, key, first, thread)
+    log.add(channel, agent.name, outgoing.text)
     return outgoing
-
-
-@dataclass
-class ChatState:
-    """A chat client's memory across restarts, saved atomically as JSON in the data dir."""
-
-    path: Path
-    watermarks: dict[str, str] = field(default_factory=dict)
-    """Per source (a channel, or the update stream): the last id seen."""
-    replied: list[str] = field(default_factory=list)
-    bot_turns: dict[str, int] = field(default_factory=dict)
-    """Per channel: replies in a row to other bots, since a person last spoke there."""
-    threads: list[str] = field(default_factory=list)
-    """Threads (and topics) the agent has answered in: it follows them without a mention."""
-    session: dict[str, Any] = field(default_factory=dict)
-    """Whatever the platform needs to pick up where it left off (a gateway session)."""
-
-    @classmethod
-    def load(cls, path: Path) -> ChatState:
-        try:
-            data = json.loads(path.read_text(encoding="utf-8"))
-        except (OSError, json.JSONDecodeError):
-            return cls(path)
-        if not isinstance(data, dict):
-            return cls(path)
-        known = {k: v for k, v in data.items() if k in cls.__dataclass_fields__ and k != "path"}
-        return cls(path, **known)
-
-    def save(self) -> None:
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        data = asdict(self)
-        data.pop("path")
-        tmp = self.path.with_suffix(".tmp")
-        tmp.write_text(json.dumps(data), encoding="utf-8")
-        os.replace(tmp, self.path)  # atomic: a crash keeps the old state or the new one
-
-    def answered(self, message_id: str) -> bool:
-        return message_id in self.replied
-
-    def record_reply(self, message_id: str) -> None:
-        self.replied = [*self.replied, message_id][-KEEP:]
-
-    def join_thread(self, thread: str) -> None:
-        if thread not in self.threads:
-            self.threads = [*self.threads, thread][-KEEP:]
-
-    def bot_turn_allowed(self, channel: str, from_bot: bool, limit: int) -> bool:
-        """Whether the agent may answer in ``channel`` now: a person speaking resets the count;
-        a bot may be answered ``limit`` times in a row, then not until a person speaks (two
-        agents that answer each other would otherwise never stop)."""
-        if not from_bot:
-            self.bot_turns.pop(channel, None)
-            return True
-        return self.bot_turns.get(channel, 0) < limit
-
-    def count_bot_turn(self, channel: str) -> None:
-        self.bot_turns[channel] = self.bot_turns.get(channel, 0) + 1
 
 
 def watched_inbox(ctx: PluginContext, client: str) -> Inbox | None:

@@ -1,8 +1,9 @@
 """The Discord client: answers direct messages, mentions (and replies to its own messages),
 and follows threads it has answered in, with the channel's recent messages as context.
 
-Guards: a message is answered at most once, even after a restart (ids and per-channel
-watermarks on disk; a restart resumes the gateway session, so Discord replays what was
+Guards: a message is answered at most once, even after a restart or on another server
+(answered ids, per-channel watermarks and the gateway session in the agent's store
+``discord``, aigent.chat_state; a restart resumes the session, so Discord replays what was
 missed and nothing is answered twice); other bots are answered a few turns in a row at most,
 then not until a person speaks; replies longer than 2000 characters are split at paragraph or
 sentence boundaries; every reply goes through the response hooks with its message id.
@@ -15,11 +16,13 @@ import logging
 import re
 import sys
 import time
+from collections.abc import Callable
 from datetime import datetime
 from typing import Any
 
-from aigent import Incoming, Observation, PluginContext
+from aigent import Incoming, Observation, PluginContext, run_blocking
 from aigent.conversations import (
+    POOL,
     ChannelLog,
     ChatState,
     answer_once,
@@ -73,11 +76,12 @@ class DiscordClient:
         self.dry_run = secret is None and api is None
         rest = None if secret is None else DiscordApi(secret, base=ctx.settings.get("api_base"))
         self.api: Any = api or rest or DryRunApi(agent.name)
-        self.state = ChatState.load(ctx.data_dir / "discord-state.json")
+        self.state = ChatState(ctx.storage, "discord", ctx.data_dir / "discord-state.json")
+        self.session: dict[str, Any] = {}  # the gateway's, filled from the store as it starts
         self.gateway: Gateway | None = None
         if secret is not None and rest is not None:
-            self.gateway = Gateway(secret, rest.gateway_url, self.on_event,
-                                   self.state.session, on_session=self.state.save)  # fmt: skip
+            self.gateway = Gateway(secret, rest.gateway_url, self.on_event, self.session,
+                                   on_session=self._save_session)  # fmt: skip
         self.channels = as_ids(setting(ctx, "channels", "CHANNEL_IDS"))
         self.listen_only = as_ids(setting(ctx, "listen_channels", "DISCORD_LISTEN_CHANNEL_IDS"))
         self.ignore_bots = as_flag(
@@ -94,13 +98,20 @@ class DiscordClient:
         self.log = ChannelLog()
         self.inbox = watched_inbox(ctx, "discord")
         self.threads: set[str] = set()
-        self.user: dict[str, Any] = dict(self.state.session.get("user") or {})
-        self.queue: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
+        self.user: dict[str, Any] = {}
+        # Each message with the session and sequence number it came in (see _mark).
+        self.queue: asyncio.Queue[tuple[Any, Any, dict[str, Any]]] = asyncio.Queue()
+        self._session_lock = asyncio.Lock()
+        self._writing: asyncio.Future[None] | None = None
         self._tasks: list[asyncio.Task[None]] = []
 
     # --- lifecycle -------------------------------------------------------------------------------
 
     async def start(self) -> None:
+        # A store this aigent cannot use (a newer version) stops the agent as it starts.
+        await run_blocking(POOL, self.state.ready)
+        self.session.update(await run_blocking(POOL, self.state.session))
+        self.user = dict(self.session.get("user") or {})  # a resumed session gets no READY
         if self.gateway is None:
             log.warning("%s on Discord: dry run, not connected (set DISCORD_BOT_TOKEN)",
                         self.agent.name)  # fmt: skip
@@ -117,6 +128,8 @@ class DiscordClient:
                 await task
             except (asyncio.CancelledError, Exception):
                 pass
+        if self._writing is not None:  # a session being kept as the client stopped
+            await asyncio.wait([self._writing])
         await self.api.close()
 
     async def _run_gateway(self) -> None:
@@ -129,9 +142,9 @@ class DiscordClient:
     async def _work(self) -> None:
         # One message at a time: the gateway keeps reading (and beating) while the model thinks.
         while True:
-            data = await self.queue.get()
+            session, seq, data = await self.queue.get()
             try:
-                await self.on_message(data)
+                await self.on_message(data, (session, seq))
             except DiscordError as exc:
                 log.warning("Discord: %s", exc)
             except Exception:
@@ -143,14 +156,17 @@ class DiscordClient:
         if event == "READY":
             self.user = data.get("user") or {}
         elif event == "MESSAGE_CREATE":
-            self.queue.put_nowait(data)
+            self.queue.put_nowait((self.session.get("session_id"), self.session.get("seq"), data))
         elif event in {"THREAD_CREATE", "THREAD_UPDATE"} and data.get("type") in THREAD_TYPES:
             self.threads.add(str(data.get("id")))
         elif event == "GUILD_CREATE":
             self.threads.update(str(t.get("id")) for t in data.get("threads") or ())
 
-    async def on_message(self, data: dict[str, Any]) -> bool:
-        """Answer one MESSAGE_CREATE if it is for the agent; True when answered."""
+    async def on_message(
+        self, data: dict[str, Any], position: tuple[Any, Any] = (None, None)
+    ) -> bool:
+        """Answer one MESSAGE_CREATE if it is for the agent; True when answered. ``position``:
+        the gateway session and sequence number it came in."""
         message_id, channel = str(data.get("id", "")), str(data.get("channel_id", ""))
         author = data.get("author") or {}
         if not message_id or not channel or not isinstance(author, dict):
@@ -159,7 +175,7 @@ class DiscordClient:
         me = str(self.user.get("id", ""))
         text = self._readable(str(data.get("content") or ""), me)
         name = str(author.get("global_name") or author.get("username") or author.get("id"))
-        if self._seen(channel, message_id):
+        if await run_blocking(POOL, self.state.seen, message_id, channel):
             return False
         self.log.add(channel, name, text)
         if self.inbox is not None and text:
@@ -167,17 +183,14 @@ class DiscordClient:
             seen = {"kind": "message", "channel": channel, "author": name}
             self.inbox.put(Observation("discord", f"{channel}:{message_id}", at,
                                        f"{name} in {channel}: {text}", seen))  # fmt: skip
-        if str(author.get("id")) == me or not text:
-            return self._mark(channel, message_id)
-        if not self._addressed(data, channel, me):
-            return self._mark(channel, message_id)
         from_bot = bool(author.get("bot"))
-        if from_bot and self.ignore_bots:
-            return self._mark(channel, message_id)
-        if not self.state.bot_turn_allowed(channel, from_bot, self.max_bot_turns):
-            log.info("Discord: not answering another bot in %s again (%d turns in a row)",
-                     channel, self.max_bot_turns)  # fmt: skip
-            return self._mark(channel, message_id)
+        if (
+            str(author.get("id")) == me
+            or not text
+            or not await self._addressed(data, channel, me)
+            or (from_bot and self.ignore_bots)
+        ):
+            return await self._mark(channel, message_id, position)
 
         async def send(part: str, first: bool) -> str:
             return str(await self.api.send(channel, part, message_id if first else None))
@@ -190,11 +203,12 @@ class DiscordClient:
         outgoing = await answer_once(
             self.agent, incoming, send, LIMIT, state=self.state, log=self.log, key=message_id,
             channel=channel, from_bot=from_bot, in_thread=channel in self.threads,
+            max_bot_turns=self.max_bot_turns,
         )  # fmt: skip
-        self._mark(channel, message_id)
+        await self._mark(channel, message_id, position)
         return outgoing is not None
 
-    def _addressed(self, data: dict[str, Any], channel: str, me: str) -> bool:
+    async def _addressed(self, data: dict[str, Any], channel: str, me: str) -> bool:
         if self.channels and channel not in self.channels and data.get("guild_id"):
             return False
         if channel in self.listen_only:
@@ -207,20 +221,35 @@ class DiscordClient:
         replied = data.get("referenced_message") or {}
         if isinstance(replied, dict) and str((replied.get("author") or {}).get("id")) == me:
             return True
-        return not self.only_mentions and channel in self.state.threads
+        if self.only_mentions:
+            return False
+        return await run_blocking(POOL, self.state.follows, channel)
 
-    def _seen(self, channel: str, message_id: str) -> bool:
-        if self.state.answered(message_id):
-            return True
-        mark = self.state.watermarks.get(channel)
-        # Snowflakes grow with time: anything at or below the mark was handled before.
-        return mark is not None and _snowflake(message_id) <= _snowflake(mark)
-
-    def _mark(self, channel: str, message_id: str) -> bool:
-        if _snowflake(message_id) > _snowflake(self.state.watermarks.get(channel, "0")):
-            self.state.watermarks[channel] = message_id
-        self.state.save()
+    async def _mark(self, channel: str, message_id: str, position: tuple[Any, Any]) -> bool:
+        """``message_id`` is handled: the channel's watermark moves to it, and a restart
+        resumes the session after it. Not after the newest event received: messages still in
+        the queue when the server dies are replayed, not missed."""
+        session, seq = position
+        kept = None
+        if seq is not None and session is not None and session == self.session.get("session_id"):
+            kept = {**self.session, "seq": seq}
+        await self._write(self._handled, channel, message_id, kept)
         return False
+
+    def _handled(self, channel: str, message_id: str, session: dict[str, Any] | None) -> None:
+        self.state.advance(channel, message_id)
+        if session is not None:
+            self.state.save_session(session)
+
+    async def _save_session(self) -> None:
+        await self._write(self.state.save_session, dict(self.session))
+
+    async def _write(self, fn: Callable[..., None], *args: Any) -> None:
+        """Writes of the session in the order made, each one finished even when the client
+        stops during it (stop waits for it): the next start reads what this one kept."""
+        async with self._session_lock:
+            self._writing = asyncio.ensure_future(run_blocking(POOL, fn, *args))
+            await asyncio.shield(self._writing)
 
     def _readable(self, text: str, me: str) -> str:
         if me:
@@ -234,10 +263,3 @@ def _sent_at(data: dict[str, Any]) -> float:
         return datetime.fromisoformat(str(data["timestamp"])).timestamp()
     except (KeyError, ValueError):
         return time.time()
-
-
-def _snowflake(value: str) -> int:
-    try:
-        return int(value)
-    except ValueError:
-        return 0

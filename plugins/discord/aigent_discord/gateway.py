@@ -64,14 +64,14 @@ class Gateway:
         on_dispatch: Dispatch,
         session: dict[str, Any],
         *,
-        on_session: Callable[[], None] = lambda: None,
+        on_session: Callable[[], Awaitable[None]] | None = None,
         intents: int = INTENTS,
     ) -> None:
         self._token = token
         self._url = url
         self.on_dispatch = on_dispatch
         self.session = session  # session_id, seq, resume_url: kept by the caller across restarts
-        self.on_session = on_session
+        self.on_session = on_session  # called when the session starts or ends, to keep it
         self.intents = intents
         self.user: dict[str, Any] = {}
         self.ready = asyncio.Event()
@@ -100,7 +100,7 @@ class Gateway:
                 if code in FATAL_CLOSES:
                     raise DiscordError(f"Discord closed the gateway ({code}): {FATAL_CLOSES[code]}")
                 if code in NEW_SESSION_CLOSES:
-                    self._forget_session()
+                    await self._forget_session()
                 self.ready.clear()
                 await asyncio.sleep(retry_delay(failures, None) if failures else 0.2)
 
@@ -138,7 +138,7 @@ class Gateway:
                         await ws.close(code=4000)  # not 1000: that would end the session
                     elif op == INVALID_SESSION:
                         if not payload.get("d"):
-                            self._forget_session()
+                            await self._forget_session()
                         await asyncio.sleep(random.uniform(1, 5) if payload.get("d") else 0.5)
                         await ws.close(code=4000)
                     elif op == DISPATCH:
@@ -157,7 +157,7 @@ class Gateway:
             self.session["user"] = self.user  # a resumed session gets no READY: who we are
             self.session["session_id"] = data.get("session_id")
             self.session["resume_url"] = data.get("resume_gateway_url")
-            self.on_session()
+            await self._session_changed()
             self.ready.set()
         elif event == "RESUMED":
             self.ready.set()
@@ -183,10 +183,14 @@ class Gateway:
             },
         }
 
-    def _forget_session(self) -> None:
+    async def _forget_session(self) -> None:
         for key in ("session_id", "resume_url", "seq"):
             self.session.pop(key, None)
-        self.on_session()
+        await self._session_changed()
+
+    async def _session_changed(self) -> None:
+        if self.on_session is not None:
+            await self.on_session()
 
     async def _heartbeat(self, ws: aiohttp.ClientWebSocketResponse, interval: float) -> None:
         # The first beat after a random part of the interval, as Discord asks, so that many

@@ -26,11 +26,13 @@ MAX_WAIT = 60.0  # a longer retry_after means the bot is being throttled hard: g
 
 
 class DiscordError(Exception):
-    """Discord refused or failed; ``retryable`` says whether waiting may help."""
+    """Discord refused or failed; ``retryable`` says whether waiting may help, ``refused``
+    that Discord answered with a refusal (so the call did nothing; otherwise it may have)."""
 
-    def __init__(self, message: str, retryable: bool = False) -> None:
+    def __init__(self, message: str, retryable: bool = False, refused: bool = False) -> None:
         super().__init__(message)
         self.retryable = retryable
+        self.refused = refused
 
 
 def api_base(configured: str | None) -> str:
@@ -98,22 +100,25 @@ class DiscordApi:
                     self._global_until = time.monotonic() + wait
                 log.warning("Discord rate limit on %s: waiting %.2fs", route, wait)
                 if wait > MAX_WAIT or attempt + 1 == ATTEMPTS:
-                    raise DiscordError(f"rate limited on {route} for {wait:.0f}s", True)
+                    raise DiscordError(f"rate limited on {route} for {wait:.0f}s", True, True)
                 await self.sleep(wait)
                 continue
             if status == 401:
                 raise DiscordError(
                     "Discord refused the bot token (401): check DISCORD_BOT_TOKEN "
-                    "(Developer Portal → your application → Bot → Reset Token)"
+                    "(Developer Portal → your application → Bot → Reset Token)",
+                    refused=True,
                 )
             if retryable(status) and attempt + 1 < ATTEMPTS:
                 await self.sleep(retry_delay(attempt, resp.headers.get("Retry-After")))
                 continue
             if status >= 400:
                 message = data.get("message") if isinstance(data, dict) else None
+                # A server error may come after the message was made: only a 4xx says not.
                 raise DiscordError(
                     f"Discord refused {route} ({status}): {message or raw[:200]!r}",
                     retryable(status),
+                    refused=status < 500,
                 )
             if data is _MALFORMED:
                 raise DiscordError(f"Discord answered {route} with a body that is not JSON", True)

@@ -28,11 +28,13 @@ MAX_WAIT = 120.0
 
 
 class TelegramError(Exception):
-    """Telegram refused or failed; ``retryable`` says whether waiting may help."""
+    """Telegram refused or failed; ``retryable`` says whether waiting may help, ``refused``
+    that Telegram answered with a refusal (so the call did nothing; otherwise it may have)."""
 
-    def __init__(self, message: str, retryable: bool = False) -> None:
+    def __init__(self, message: str, retryable: bool = False, refused: bool = False) -> None:
         super().__init__(message)
         self.retryable = retryable
+        self.refused = refused
 
 
 def api_base(configured: str | None) -> str:
@@ -107,17 +109,20 @@ class TelegramApi:
                 wait = float(parameters.get("retry_after") or 1)
                 log.warning("Telegram rate limit on %s: waiting %.1fs", method, wait)
                 if wait > MAX_WAIT or attempt + 1 == ATTEMPTS:
-                    raise TelegramError(f"rate limited on {method} for {wait:.0f}s", True)
+                    raise TelegramError(f"rate limited on {method} for {wait:.0f}s", True, True)
                 await self.sleep(wait)
                 continue
             if code == 401 or (code == 404 and method == "getMe"):
                 raise TelegramError(
-                    "Telegram refused the bot token: check TELEGRAM_BOT_TOKEN (from @BotFather)"
+                    "Telegram refused the bot token: check TELEGRAM_BOT_TOKEN (from @BotFather)",
+                    refused=True,
                 )
             if code >= 500 and attempt + 1 < ATTEMPTS:
                 await self.sleep(retry_delay(attempt, None))
                 continue
-            raise TelegramError(f"Telegram refused {method} ({code}): {description}", code >= 500)
+            # A server error may come after the message was sent: only a 4xx says not.
+            raise TelegramError(f"Telegram refused {method} ({code}): {description}",
+                                code >= 500, refused=code < 500)  # fmt: skip
         raise TelegramError(f"Telegram kept failing {method}", True)  # pragma: no cover
 
     async def get_me(self) -> dict[str, Any]:

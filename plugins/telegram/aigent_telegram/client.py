@@ -2,8 +2,9 @@
 its own messages, and forum topics or reply threads it has answered in, with the chat's
 recent messages as context.
 
-Guards: the update offset and the answered message ids are on disk, so a restart never
-answers one message twice; other bots are answered a few turns in a row at most, then not
+Guards: the update offset and the answered message ids are in the agent's store
+``telegram`` (aigent.chat_state), so neither a restart nor a move to another server answers
+one message twice; other bots are answered a few turns in a row at most, then not
 until a person speaks; replies longer than 4096 characters are split at paragraph or sentence
 boundaries; every reply goes through the response hooks with its ``chat:message`` id.
 """
@@ -16,8 +17,9 @@ import sys
 import time
 from typing import Any
 
-from aigent import Incoming, Observation, PluginContext, retry_delay
+from aigent import Incoming, Observation, PluginContext, retry_delay, run_blocking
 from aigent.conversations import (
+    POOL,
     ChannelLog,
     ChatState,
     answer_once,
@@ -81,7 +83,7 @@ class TelegramClient:
         self.max_bot_turns = int(ctx.settings.get("max_bot_turns", 3))
         self.context_messages = int(ctx.settings.get("context_messages", 10))
         self.poll_timeout = int(ctx.settings.get("poll_timeout", 30))
-        self.state = ChatState.load(ctx.data_dir / "telegram-state.json")
+        self.state = ChatState(ctx.storage, "telegram", ctx.data_dir / "telegram-state.json")
         self.log = ChannelLog()
         self.inbox = watched_inbox(ctx, "telegram")
         self._task: asyncio.Task[None] | None = None
@@ -89,6 +91,8 @@ class TelegramClient:
     # --- lifecycle -------------------------------------------------------------------------------
 
     async def start(self) -> None:
+        # A store this aigent cannot use (a newer version) stops the agent as it starts.
+        await run_blocking(POOL, self.state.ready)
         if self.dry_run:
             log.warning("%s on Telegram: dry run, not connected (set TELEGRAM_BOT_TOKEN)",
                         self.agent.name)  # fmt: skip
@@ -123,7 +127,7 @@ class TelegramClient:
 
     async def poll_once(self) -> int:
         """One ``getUpdates``, every update in it handled; returns how many were answered."""
-        last = self.state.watermarks.get("updates")
+        last = await run_blocking(POOL, self.state.watermark, "updates")
         offset = int(last) + 1 if last is not None else None
         answered = 0
         for update in await self.api.get_updates(offset, self.poll_timeout):
@@ -139,8 +143,7 @@ class TelegramClient:
             except Exception:
                 log.exception("Telegram: answering update %s failed", update["update_id"])
             # Confirmed once handled: the next getUpdates' offset tells Telegram to drop it.
-            self.state.watermarks["updates"] = str(update["update_id"])
-            self.state.save()
+            await run_blocking(POOL, self.state.advance, "updates", str(update["update_id"]))
         return answered
 
     # --- messages --------------------------------------------------------------------------------
@@ -155,7 +158,7 @@ class TelegramClient:
         chat_id = chat["id"]
         thread = message.get("message_thread_id") if message.get("is_topic_message") else None
         key = f"{chat_id}:{message_id}"
-        if self.state.answered(key):
+        if await run_blocking(POOL, self.state.answered, key):
             return False
         channel = f"{chat_id}:{thread}" if thread is not None else str(chat_id)
         text = str(message.get("text") or message.get("caption") or "").strip()
@@ -168,14 +171,10 @@ class TelegramClient:
         me = self.api.me
         if not text or sender.get("id") == me.get("id"):
             return False
-        if not self._addressed(message, chat, channel, text, me):
+        if not await self._addressed(message, chat, channel, text, me):
             return False
         from_bot = bool(sender.get("is_bot"))
         if from_bot and self.ignore_bots:
-            return False
-        if not self.state.bot_turn_allowed(channel, from_bot, self.max_bot_turns):
-            log.info("Telegram: not answering another bot in %s again (%d turns in a row)",
-                     channel, self.max_bot_turns)  # fmt: skip
             return False
 
         async def send(part: str, first: bool) -> str:
@@ -190,11 +189,11 @@ class TelegramClient:
         outgoing = await answer_once(
             self.agent, incoming, send, LIMIT, state=self.state, log=self.log, key=key,
             channel=channel, from_bot=from_bot, in_thread=thread is not None,
+            max_bot_turns=self.max_bot_turns,
         )  # fmt: skip
-        self.state.save()
         return outgoing is not None
 
-    def _addressed(
+    async def _addressed(
         self, message: dict[str, Any], chat: dict[str, Any], channel: str, text: str,
         me: dict[str, Any],
     ) -> bool:  # fmt: skip
@@ -211,4 +210,6 @@ class TelegramClient:
         if self.only_mentions:
             return False
         # A forum topic the agent has answered in is a conversation it is part of.
-        return channel in self.state.threads and message.get("is_topic_message") is True
+        return message.get("is_topic_message") is True and await run_blocking(
+            POOL, self.state.follows, channel
+        )

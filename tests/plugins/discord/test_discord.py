@@ -123,6 +123,27 @@ async def test_a_restart_never_answers_twice_and_resumes(make_agent, discord) ->
     assert len(discord.sent) == 2
 
 
+async def test_a_message_received_but_not_handled_is_replayed_after_a_restart(
+    make_agent, discord
+) -> None:
+    """The session is kept as of the last message handled, not the last received: what
+    waited in the queue when the server went away is replayed by the next resume."""
+    async with make_agent() as agent:
+        await discord.ready()
+        client = client_of(agent)
+        client._tasks[1].cancel()  # the worker stops; the gateway keeps reading
+        first = await discord.message("<@900> one", mention=True)
+        await discord.message("<@900> two", mention=True)
+        await discord.wait_for(lambda: client.queue.qsize() == 2)
+        session, seq, data = client.queue.get_nowait()
+        assert data["id"] == first
+        assert await client.on_message(data, (session, seq))  # one handled, two still queued
+    async with make_agent():
+        await discord.wait_for(lambda: len(discord.sent) == 2)
+        await asyncio.sleep(0.3)
+    assert [m["content"] for m in discord.sent] == ["echo: @Agent one", "echo: @Agent two"]
+
+
 async def test_a_dropped_connection_resumes_and_misses_nothing(make_agent, discord) -> None:
     async with make_agent():
         await discord.ready()
