@@ -37,7 +37,14 @@ from tests.fixtures.openai_server import Behaviour, OpenAIServer, reply, tool_ca
 from tests.fixtures.x_api import ME, XApiServer
 from tests.server.conftest import character
 from tests.server.test_command import free_port
-from tests.server.test_fleet_postgres import LEASE, TOKEN, _agents, _serve, schema  # noqa: F401
+from tests.server.test_fleet_postgres import (  # noqa: F401
+    LEASE,
+    TOKEN,
+    _agents,
+    _serve,
+    schema,
+    stop,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -314,11 +321,4 @@ def test_a_paid_conversation_and_an_anchoring_batch_in_flight_survive_a_sigkill_
         assert roots == sorted(b["root"] for b in trn["batches"]), (roots, trn["batches"])
         assert len(roots) == trn["anchored_batches"] == len(set(roots))
     finally:
-        for process in servers:
-            if process.poll() is None:
-                process.send_signal(signal.SIGINT)
-            try:
-                process.communicate(timeout=20)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.communicate()
+        stop(servers)

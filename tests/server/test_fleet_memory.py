@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import json
 import signal
-import subprocess
 import time
 from pathlib import Path
 
@@ -20,7 +19,14 @@ from tests.fixtures.openai_server import OpenAIServer
 from tests.plugins.chroma.test_memory import chroma_server  # noqa: F401  (a real `chroma run`)
 from tests.server.conftest import character
 from tests.server.test_command import free_port
-from tests.server.test_fleet_postgres import LEASE, TOKEN, _running_on, _serve, schema  # noqa: F401
+from tests.server.test_fleet_postgres import (  # noqa: F401
+    LEASE,
+    TOKEN,
+    _running_on,
+    _serve,
+    schema,
+    stop,
+)
 
 pytestmark = pytest.mark.slow
 
@@ -76,11 +82,4 @@ def test_an_agent_that_moves_recalls_what_it_remembered_on_the_dead_server(
         # Not from the new server's disk: it never had the conversation.
         assert not list((tmp_path / f"data{1 - first}").rglob("chroma.sqlite3"))
     finally:
-        for process in servers:
-            if process.poll() is None:
-                process.send_signal(signal.SIGINT)
-            try:
-                process.communicate(timeout=20)
-            except subprocess.TimeoutExpired:
-                process.kill()
-                process.communicate()
+        stop(servers)

@@ -149,6 +149,20 @@ def _serve(
     )
 
 
+def stop(servers: list[subprocess.Popen[str]]) -> list[str]:
+    """Stop the servers still running (as Ctrl-C would); what each printed."""
+    outputs = []
+    for process in servers:
+        if process.poll() is None:
+            process.send_signal(signal.SIGINT)
+        try:
+            outputs.append("".join(process.communicate(timeout=20)))
+        except subprocess.TimeoutExpired:
+            process.kill()
+            outputs.append("".join(process.communicate()))
+    return outputs
+
+
 def _agents(port: int) -> list[dict[str, Any]]:
     reply = httpx.get(
         f"http://127.0.0.1:{port}/api/agents",
@@ -352,15 +366,7 @@ def test_two_servers_split_ten_agents_and_one_takes_over_after_sigkill(
         with pytest.raises(PostgresStoreError, match="in use by another connector"):
             PostgresStore(pg.url(), schema=ledger_schemas[names[0]])
     finally:
-        outputs = []
-        for process in servers:
-            if process.poll() is None:
-                process.send_signal(signal.SIGINT)
-            try:
-                outputs.append("".join(process.communicate(timeout=20)))
-            except subprocess.TimeoutExpired:
-                process.kill()
-                outputs.append("".join(process.communicate()))
+        outputs = stop(servers)
     for output in outputs:
         assert pg.password not in output
 

@@ -29,7 +29,7 @@ from tests.connector.test_postgres_store import pg  # noqa: F401  (the session's
 from tests.fixtures.openai_server import OpenAIServer, reply, slow, tool_call
 from tests.server.conftest import character
 from tests.server.test_command import free_port
-from tests.server.test_fleet_postgres import LEASE, TOKEN, _agents, _serve
+from tests.server.test_fleet_postgres import LEASE, TOKEN, _agents, _serve, stop
 
 PRICE = 1000
 TOKENS = {
@@ -268,15 +268,7 @@ def test_agents_on_two_servers_pay_through_a_hub_and_one_moves_after_sigkill(
         print(f"\nBob running on the other server {moved:.2f} s after SIGKILL "
               f"(lease {LEASE} s)")  # fmt: skip
     finally:
-        outputs = []
-        for process in servers:
-            if process.poll() is None:
-                process.send_signal(signal.SIGINT)
-            try:
-                outputs.append("".join(process.communicate(timeout=20)))
-            except subprocess.TimeoutExpired:
-                process.kill()
-                outputs.append("".join(process.communicate()))
+        outputs = stop(servers)
     for output in outputs:
         assert pg.password not in output
         for token in TOKENS.values():

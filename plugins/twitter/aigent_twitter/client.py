@@ -307,11 +307,3 @@ class TwitterClient:
         assert first is not None
         await asyncio.to_thread(self.state.finish_post, text, first, outgoing.receipts)
         return first
-
-        outgoing = Outgoing(text=text, agent=self.agent.name, kind="reply" if reply_to else "post",
-                            client="twitter", room="x", in_reply_to=reply_to)  # fmt: skip
-        await self.agent.publish(outgoing, deliver=deliver)
-        assert first is not None
-        self.state.record_post(text, first, month, outgoing.receipts, len(parts))
-        self.state.save()
-        return first
