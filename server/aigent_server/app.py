@@ -157,7 +157,9 @@ def create_app(settings: Settings) -> FastAPI:
         if fleet.leases is not None:
             tasks.append(asyncio.create_task(fleet.leases.run()))
             assert isinstance(db, database.PostgresDatabase)
-            relay = Relay(bus, db, fleet.leases.id)  # the other servers' agents' events
+            held = fleet.leases  # the other servers' agents' events, and ours to them
+            relay = Relay(bus, db, held.id, lambda: any(
+                s.healthy and s.id != held.id for s in held.servers))  # fmt: skip
             relay.start()
         if settings.watch:
             watcher = Watcher(fleet, settings.watch, SUFFIXES, settings.watch_seconds)

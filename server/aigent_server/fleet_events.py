@@ -17,6 +17,7 @@ import json
 import logging
 import queue
 import threading
+from collections.abc import Callable
 
 from aigent_server.database import PostgresDatabase
 from aigent_server.events import Event, EventBus
@@ -25,11 +26,21 @@ log = logging.getLogger("aigent.server")
 
 _LIMIT = 7900  # bytes of payload: PostgreSQL refuses 8000 and more
 _RETRY = 2.0
+_BATCH = 100
 
 
 class Relay:
-    def __init__(self, bus: EventBus, db: PostgresDatabase, server: str) -> None:
+    def __init__(
+        self,
+        bus: EventBus,
+        db: PostgresDatabase,
+        server: str,
+        others: Callable[[], bool] = lambda: True,
+    ) -> None:
         self.bus, self.db, self.server = bus, db, server
+        self.others = others
+        """Whether another server is live to hear: a server alone sends nothing (the message
+        path pays nothing for a fleet of one)."""
         self.channel = f"{db.schema}_events"
         self._out: queue.SimpleQueue[str | None] = queue.SimpleQueue()
         self._stop = threading.Event()
@@ -46,6 +57,8 @@ class Relay:
             self._threads.append(thread)
 
     def _send(self, event: Event) -> None:
+        if not self.others():
+            return
         envelope = {"server": self.server, "kind": event.kind, "agent": event.agent,
                     "owner": event.owner, "data": event.data, "at": event.at}  # fmt: skip
         payload = json.dumps(envelope, default=str)
@@ -57,10 +70,21 @@ class Relay:
     def _sender(self, loop: asyncio.AbstractEventLoop) -> None:
         conn = None
         while (payload := self._out.get()) is not None:
+            batch = [payload]  # what queued meanwhile goes in the same round trip
+            while len(batch) < _BATCH and not self._out.empty():
+                more = self._out.get()
+                if more is None:
+                    self._out.put(None)
+                    break
+                batch.append(more)
             try:
                 if conn is None or conn.closed or conn.broken:
                     conn = self.db.connect()
-                conn.execute("SELECT pg_notify(%s, %s)", (self.channel, payload))
+                conn.execute(
+                    "SELECT pg_notify(%s, p) FROM unnest(%s::text[]) WITH ORDINALITY AS t(p, n) "
+                    "ORDER BY n",
+                    (self.channel, batch),
+                )
             except Exception as exc:  # the database is away: live news is dropped, not kept
                 log.debug("fleet events: not sent: %s", exc)
                 conn = None
