@@ -114,16 +114,28 @@ class Earnings:
             if booked and self.earned is not None:
                 self.earned = (self.earned[0] + amount, self.earned[1] + 1)
 
-    def claim(self, key: str, rail: str) -> bool:
-        """Mark a payment (a transaction, an invoice, a nonce) as used, for good; False when
-        it was used before. Kept beside the sales so a replay is refused after a restart, on
-        any server: the one insert that goes in wins."""
-        rows = self.store.execute(
-            "INSERT INTO spent (key, at, rail) VALUES (?, ?, ?) "
-            "ON CONFLICT (key) DO NOTHING RETURNING key",
-            (key, time.time(), rail),
-        )
-        return bool(rows)
+    def claim(self, key: str, rail: str, *more: str) -> bool:
+        """Mark a payment (a transaction, an invoice, a nonce; ``more`` keys of the same
+        payment with it) as used, for good; False, marking nothing, when any was used before.
+        Kept beside the sales so a replay is refused after a restart, on any server: the one
+        transaction that goes in wins, all its keys or none."""
+        keys = (key, *more)
+        at = time.time()
+        with self.store.exclusive():
+            taken = self.store.execute(
+                f"SELECT key FROM spent WHERE key IN ({', '.join('?' * len(keys))})", keys
+            )
+            if taken:
+                return False
+            rows = [
+                self.store.execute(
+                    "INSERT INTO spent (key, at, rail) VALUES (?, ?, ?) "
+                    "ON CONFLICT (key) DO NOTHING RETURNING key",
+                    (k, at, rail),
+                )
+                for k in keys
+            ]
+        return all(rows)
 
     def by_rail(self) -> dict[str, tuple[int, int]]:
         """(amount earned, messages sold) per rail."""

@@ -518,15 +518,11 @@ async def _claim(node: AgentNode, tx_hash: str, invoice: str) -> bool:
     return await claim(node, RAIL_XRPL, "xrpl-tx:" + tx_hash, "x402-invoice:" + invoice)
 
 
-async def claim(node: AgentNode, rail: str, *keys: str) -> bool:
-    """Mark each of ``keys`` used, durably; False when any was used before."""
+async def claim(node: AgentNode, rail: str, key: str, *more: str) -> bool:
+    """Mark ``key`` and ``more`` used, durably, all or none; False when any was used before."""
     from aigent import blocking
 
-    def run() -> bool:
-        fresh = [node.earnings.claim(key, rail) for key in keys]
-        return all(fresh)
-
-    return bool(await blocking.run("records", run))
+    return bool(await blocking.run("records", node.earnings.claim, key, rail, *more))
 
 
 # --- small parts -----------------------------------------------------------------------------

@@ -97,6 +97,22 @@ def test_two_servers_claiming_at_once_win_once_each(servers: Servers) -> None:  
     assert not set(won[0]) & set(won[1])
 
 
+def test_a_payment_of_several_keys_is_claimed_whole_or_not_at_all(
+    servers: Servers,  # noqa: F811
+) -> None:
+    """An x402 payment is its transaction and its invoice: a replay that reuses either is
+    refused, and the refusal marks neither of its other keys (a fresh invoice stays usable)."""
+    earnings = Earnings.open(servers())
+    assert earnings.claim("xrpl-tx:AB", "x402-xrpl", "x402-invoice:1") is True
+    assert earnings.claim("xrpl-tx:AB", "x402-xrpl", "x402-invoice:2") is False  # the tx again
+    assert earnings.claim("xrpl-tx:CD", "x402-xrpl", "x402-invoice:1") is False  # the invoice
+    # Neither refusal used its fresh key: each goes with another payment later.
+    assert earnings.claim("xrpl-tx:CD", "x402-xrpl", "x402-invoice:2") is True
+    found = earnings.store.execute("SELECT key FROM spent ORDER BY key")
+    assert [k for (k,) in found] == [
+        "x402-invoice:1", "x402-invoice:2", "xrpl-tx:AB", "xrpl-tx:CD"]  # fmt: skip
+
+
 def test_earnings_over_time_put_each_sale_in_its_hour(servers: Servers) -> None:  # noqa: F811
     """Late in an hour stays in that hour on both backends (a cast would round it up)."""
     earnings = Earnings.open(servers())
