@@ -139,6 +139,11 @@ def test_manifests_have_the_required_fields_and_line_up() -> None:
     assert aigent["spec"]["replicas"] == 2
     container = aigent["spec"]["template"]["spec"]["containers"][0]
     check_serve_args(container["args"], "k8s/aigent.yaml")
+    # Pods reach each other by IP: the one given to --advertise-url must be the pod's own.
+    advertised = container["args"][container["args"].index("--advertise-url") + 1]
+    assert "$(POD_IP)" in advertised, advertised
+    env = {e["name"]: e for e in container["env"]}
+    assert env["POD_IP"]["valueFrom"]["fieldRef"]["fieldPath"] == "status.podIP"
     assert container["readinessProbe"]["httpGet"]["path"] == "/api/health"
     env = {e["name"]: e.get("value") for e in container["env"]}
     for name in ("AIGENT_SERVE_DATABASE_URL", "CHROMA_URL"):
