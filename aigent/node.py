@@ -14,7 +14,6 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
-import os
 import threading
 import time
 from collections.abc import Awaitable, Callable
@@ -29,7 +28,7 @@ from aigent.amounts import format_amount
 from aigent.errors import AigentError
 from aigent.messages import PaidAnswer
 from aigent.observe import Observers
-from aigent.storage import FileStorage, Migration, Storage, Store
+from aigent.storage import FileStorage, Migration, Storage, Store, kept_secret
 
 if TYPE_CHECKING:
     from aigent.character import Character, ConnectorSettings, Price
@@ -623,38 +622,8 @@ def _quoted_price(extra: dict[str, Any], code: str, scale: int) -> int | None:
     return int(price["amount"])
 
 
-STREAM_MIGRATIONS = (
-    "CREATE TABLE IF NOT EXISTS stream_secret (id INTEGER PRIMARY KEY, secret BYTEA NOT NULL)",
-)
-
-
 def _server_secret(data_dir: Path, storage: Storage | None = None) -> bytes:
     """The receiver's STREAM server secret, made once so that connections and SPSP answers
-    survive a restart: a file beside the agent (mode 0600), or, when its stores are shared
-    between servers, a row there, so that they survive a move to another machine too (a
+    survive a restart, and a move to another server when the agent's stores are shared (a
     payment retried after its first host died is then taken by the next)."""
-    if storage is None or isinstance(storage, FileStorage):
-        return _secret_file(data_dir)
-    store = storage.open("stream", STREAM_MIGRATIONS)
-    try:
-        legacy = data_dir / "stream-secret"  # from before the agent's stores were shared
-        made = legacy.read_bytes() if legacy.exists() else os.urandom(32)
-        store.execute(
-            "INSERT INTO stream_secret VALUES (1, ?) ON CONFLICT (id) DO NOTHING", (made,)
-        )
-        ((secret,),) = store.execute("SELECT secret FROM stream_secret WHERE id = 1")
-        return bytes(secret)
-    finally:
-        store.close()
-
-
-def _secret_file(data_dir: Path) -> bytes:
-    path = data_dir / "stream-secret"
-    if path.exists():
-        return path.read_bytes()
-    data_dir.mkdir(parents=True, exist_ok=True)
-    secret = os.urandom(32)
-    fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    with os.fdopen(fd, "wb") as f:
-        f.write(secret)
-    return secret
+    return kept_secret(storage or FileStorage(data_dir), data_dir, "stream-secret")

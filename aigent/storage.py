@@ -25,6 +25,7 @@ are used today.
 
 from __future__ import annotations
 
+import os
 import sqlite3
 import threading
 import time
@@ -220,3 +221,44 @@ class FileStorage:
 def check_name(name: str) -> None:
     if not name or not all(c.islower() or c.isdigit() or c in "_-" for c in name):
         raise StorageError(f"a store's name is plain lower-case letters, digits, - and _: {name!r}")
+
+
+SECRETS: tuple[Migration, ...] = (
+    "CREATE TABLE IF NOT EXISTS secrets (name TEXT PRIMARY KEY, value BYTEA NOT NULL)",
+)
+"""The ``secrets`` store: random keys an agent makes for itself (not the operator's)."""
+
+
+def kept_secret(storage: Storage, data_dir: Path, name: str) -> bytes:
+    """A random 32-byte key of the agent's own (a STREAM server secret, an invoice key), made
+    once and kept: the file ``data_dir/name`` (mode 0600) on one machine; a row of the agent's
+    ``secrets`` store when its stores are shared between servers (a file made before is
+    adopted), so that what was bound to it (a STREAM connection, an invoice) holds on the next
+    server that runs the agent. Blocks: call from a thread."""
+    path = data_dir / name
+    if isinstance(storage, FileStorage):
+        return _secret_file(path)
+    store = storage.open("secrets", SECRETS)
+    try:
+        made = path.read_bytes() if path.exists() else os.urandom(32)
+        store.execute(
+            "INSERT INTO secrets VALUES (?, ?) ON CONFLICT (name) DO NOTHING", (name, made)
+        )
+        ((value,),) = store.execute("SELECT value FROM secrets WHERE name = ?", (name,))
+        return bytes(value)
+    finally:
+        store.close()
+
+
+def _secret_file(path: Path) -> bytes:
+    if path.exists():
+        return path.read_bytes()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    try:
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+    except FileExistsError:  # made by a caller beside this one
+        return path.read_bytes()
+    secret = os.urandom(32)
+    with os.fdopen(fd, "wb") as out:
+        out.write(secret)
+    return secret

@@ -20,12 +20,12 @@ Other doors (A2A) call :func:`require_payment` the same way.
 
 from __future__ import annotations
 
+import asyncio
 import base64
 import binascii
 import hashlib
 import hmac
 import json
-import os
 import secrets
 import time
 from dataclasses import dataclass
@@ -37,6 +37,7 @@ from fastapi import APIRouter, Request, Response
 from fastapi.responses import JSONResponse
 
 from aigent.amounts import format_amount
+from aigent.storage import kept_secret
 from aigent_server.fleet import FleetError, Hosted
 
 if TYPE_CHECKING:
@@ -156,7 +157,7 @@ async def require_payment(request: Request, hosted: Hosted) -> Paid | Response:
     if not takes_x402(hosted):
         return _no_rail(hosted, node)
     terms = offers(hosted)
-    key = _key(hosted)
+    key = await asyncio.to_thread(_key, hosted)  # a database read the first time, in a fleet
     header = next((request.headers[h] for h in HEADERS_IN if h in request.headers), None)
     if header is None:
         return _required(request, hosted, terms, key, "PAYMENT-SIGNATURE header is required")
@@ -557,26 +558,16 @@ def _invoice(
 
 
 def _key(hosted: Hosted) -> bytes:
-    """The agent's invoice key, made once in its data directory."""
-    folder = hosted.data_dir
-    if folder is None:
-        raise FleetError(409, f"agent {hosted.entry.name!r} has no data directory yet")
+    """The agent's invoice key, made once and kept with the agent (its data directory, or its
+    shared stores in a fleet: an invoice one server gave is honoured by the next). Read once
+    per agent and process; the paid route reads it first from a thread."""
+    folder, agent = hosted.data_dir, hosted.agent
+    if folder is None or agent is None:
+        raise FleetError(409, f"agent {hosted.entry.name!r} is not running")
     path = Path(folder) / "x402.key"
-    if path in _keys:
-        return _keys[path]
-    if path.exists():
-        _keys[path] = path.read_bytes()
-        return _keys[path]
-    path.parent.mkdir(parents=True, exist_ok=True)
-    try:
-        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
-    except FileExistsError:  # made by a request beside this one
-        return path.read_bytes()
-    key = secrets.token_bytes(32)
-    with os.fdopen(fd, "wb") as out:
-        out.write(key)
-    _keys[path] = key
-    return key
+    if path not in _keys:
+        _keys[path] = kept_secret(agent.storage, Path(folder), "x402.key")
+    return _keys[path]
 
 
 def _memo_text(memo: dict[str, Any]) -> str:

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-from aigent.storage import FileStorage, Migration, SqliteStore, StorageError, Store
+from aigent.storage import FileStorage, Migration, SqliteStore, StorageError, Store, kept_secret
 from tests.fixtures.stores import Servers, pg, servers  # noqa: F401
 
 ONE: tuple[Migration, ...] = (
@@ -211,3 +211,33 @@ def test_exclusive_keeps_two_processes_on_one_file_from_interleaving(tmp_path: P
     store = FileStorage(tmp_path).open("notes", TWO)
     assert store.execute("SELECT n FROM counter") == [(200,)]
     store.close()
+
+
+def test_an_agents_own_key_is_made_once_and_follows_it(
+    servers: Servers,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    """A STREAM secret or an invoice key: made by the first server, the same on the next (a
+    payment or an invoice bound to it still holds there); on one machine a 0600 file."""
+    first_dir, next_dir = tmp_path / "first", tmp_path / "next"
+    made = kept_secret(servers(), first_dir, "x402.key")
+    assert len(made) == 32
+    shared = servers.dialect == "postgresql"
+    again = kept_secret(servers(), next_dir if shared else first_dir, "x402.key")
+    assert again == made
+    assert kept_secret(servers(), first_dir, "stream-secret") != made  # one key per name
+    if not shared:
+        assert (first_dir / "x402.key").stat().st_mode & 0o777 == 0o600
+    else:  # nothing of it on the servers' disks
+        assert not (first_dir / "x402.key").exists() and not next_dir.exists()
+
+
+def test_a_key_made_before_the_stores_were_shared_is_adopted(
+    servers: Servers,  # noqa: F811
+    tmp_path: Path,
+) -> None:
+    if servers.dialect != "postgresql":
+        pytest.skip("adoption is of a file into the shared stores")
+    (tmp_path / "stream-secret").write_bytes(b"k" * 32)
+    assert kept_secret(servers(), tmp_path, "stream-secret") == b"k" * 32
+    assert kept_secret(servers(), tmp_path / "elsewhere", "stream-secret") == b"k" * 32
