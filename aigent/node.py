@@ -14,9 +14,10 @@ from __future__ import annotations
 import dataclasses
 import json
 import logging
+import secrets
 import threading
 import time
-from collections.abc import Awaitable, Callable
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -78,8 +79,41 @@ MIGRATIONS: tuple[Migration, ...] = (
     # 2: the rail that paid; a ledger from before x402 sold everything over ILP (a file from
     # before stores were versioned may have the column already)
     "ALTER TABLE sales ADD COLUMN rail TEXT NOT NULL DEFAULT 'ilp'",
+    # 3: where a payment's one answer stands (see Earnings.take); a key claimed before answers
+    # were tracked was claimed for good, so it reads as answered
+    """
+    ALTER TABLE spent ADD COLUMN payment TEXT;
+    ALTER TABLE spent ADD COLUMN state TEXT NOT NULL DEFAULT 'answered';
+    ALTER TABLE spent ADD COLUMN deadline DOUBLE PRECISION;
+    ALTER TABLE spent ADD COLUMN attempt TEXT;
+    ALTER TABLE spent ADD COLUMN settled TEXT;
+    ALTER TABLE spent ADD COLUMN message_id TEXT;
+    CREATE INDEX IF NOT EXISTS spent_by_payment ON spent (payment);
+    """,
 )
 """The earnings store (aigent.storage): ``sales`` and the payments already ``spent``."""
+
+ANSWERING, OPEN, ANSWERED = "answering", "open", "answered"
+"""A payment's claim: being answered (until its deadline), open again (its attempt failed
+before a reply, so a retry with it is answered), answered (for good)."""
+
+
+@dataclass(frozen=True)
+class Taken:
+    """What :meth:`Earnings.take` found. ``outcome``: ``taken`` (first use), ``retaken`` (an
+    earlier attempt died or failed: this one answers), ``answering`` (another attempt is
+    answering it until ``deadline``), ``used`` (answered, or its keys belong to another
+    payment)."""
+
+    outcome: str
+    attempt: str = ""
+    deadline: float = 0.0
+    settled: str = ""
+    """The settlement an earlier attempt recorded (its transaction), "" when none was."""
+
+    @property
+    def held(self) -> bool:
+        return self.outcome in ("taken", "retaken")
 
 
 class Earnings:
@@ -102,8 +136,9 @@ class Earnings:
     def book(self, sale: _Sale, asset: str, rail: str = PAID_CLIENT) -> None:
         self.record(sale.message_id, sale.amount, asset, sale.sender, rail)
 
-    def record(self, message_id: str, amount: int, asset: str, sender: str, rail: str) -> None:
-        """One paid message, whichever rail paid it (``ilp``, ``x402-xrpl``, ...)."""
+    def record(self, message_id: str, amount: int, asset: str, sender: str, rail: str) -> bool:
+        """One paid message, whichever rail paid it (``ilp``, ``x402-xrpl``, ...); False when
+        it was booked before (the same message or transaction is booked once)."""
         with self._earned_lock:  # a total read meanwhile would count it twice
             booked = self.store.execute(
                 "INSERT INTO sales (message_id, at, amount, asset, sender, rail) "
@@ -112,6 +147,7 @@ class Earnings:
             )
             if booked and self.earned is not None:
                 self.earned = (self.earned[0] + amount, self.earned[1] + 1)
+            return bool(booked)
 
     def claim(self, key: str, rail: str, *more: str) -> bool:
         """Mark a payment (a transaction, an invoice, a nonce; ``more`` keys of the same
@@ -135,6 +171,75 @@ class Earnings:
                 for k in keys
             ]
         return all(rows)
+
+    def take(self, keys: Sequence[str], rail: str, deadline: float) -> Taken:
+        """Claim a payment to answer one message with it: ``keys[0]`` names the payment, the
+        others (its invoice, ...) are used with it. The claim is ``answering`` until
+        ``deadline`` (the time its answer may take), then :meth:`answered` (or :meth:`reopen`
+        if the attempt failed before a reply). A claim whose attempt died (past its deadline)
+        or failed is taken again by the next request with the same payment; keys another
+        payment holds, or an answered claim, are ``used``. One transaction on any server."""
+        payment, now = keys[0], time.time()
+        attempt = secrets.token_hex(8)
+        with self.store.exclusive():
+            rows = self.store.execute(
+                "SELECT payment, state, deadline, settled FROM spent "
+                f"WHERE key IN ({', '.join('?' * len(keys))})",
+                tuple(keys),
+            )
+            if not rows:
+                for k in keys:
+                    self.store.execute(
+                        "INSERT INTO spent (key, at, rail, payment, state, deadline, attempt) "
+                        "VALUES (?, ?, ?, ?, ?, ?, ?)",
+                        (k, now, rail, payment, ANSWERING, deadline, attempt),
+                    )
+                return Taken("taken", attempt, deadline)
+            if len(rows) != len(keys) or any(r[0] != payment for r in rows):
+                return Taken("used")
+            _, state, until, settled = rows[0]
+            if state == ANSWERED:
+                return Taken("used")
+            if state == ANSWERING and float(until or 0) > now:
+                return Taken("answering", deadline=float(until))
+            self.store.execute(
+                "UPDATE spent SET state = ?, deadline = ?, attempt = ? WHERE payment = ?",
+                (ANSWERING, deadline, attempt, payment),
+            )
+            return Taken("retaken", attempt, deadline, str(settled or ""))
+
+    def taken(self, payment: str) -> bool:
+        """Whether any attempt claimed ``payment`` (by :meth:`take`) before."""
+        return bool(self.store.execute("SELECT 1 FROM spent WHERE payment = ?", (payment,)))
+
+    def settled(self, payment: str, tx: str) -> None:
+        """Note that ``payment`` settled in ``tx``: a later attempt does not settle it again."""
+        self.store.execute("UPDATE spent SET settled = ? WHERE payment = ?", (tx, payment))
+
+    def answered(self, payment: str, attempt: str, message_id: str) -> bool:
+        """Mark ``payment`` answered by ``message_id``, for good, if ``attempt`` still holds
+        it; False when another attempt took it meanwhile (this reply must not go out)."""
+        with self.store.exclusive():
+            return bool(
+                self.store.execute(
+                    "UPDATE spent SET state = ?, message_id = ? "
+                    "WHERE payment = ? AND attempt = ? AND state = ? RETURNING key",
+                    (ANSWERED, message_id, payment, attempt, ANSWERING),
+                )
+            )
+
+    def reopen(self, payment: str, attempt: str) -> None:
+        """``attempt`` failed before a reply: the next request with ``payment`` answers it."""
+        with self.store.exclusive():
+            self.store.execute(
+                "UPDATE spent SET state = ? WHERE payment = ? AND attempt = ? AND state = ?",
+                (OPEN, payment, attempt, ANSWERING),
+            )
+
+    def claim_of(self, payment: str) -> tuple[str, str] | None:
+        """(state, reply message id) of ``payment``'s claim; None when it has none."""
+        rows = self.store.execute("SELECT state, message_id FROM spent WHERE key = ?", (payment,))
+        return (str(rows[0][0]), str(rows[0][1] or "")) if rows else None
 
     def by_rail(self) -> dict[str, tuple[int, int]]:
         """(amount earned, messages sold) per rail."""
@@ -344,8 +449,10 @@ class AgentNode:
         """Book a paid message in the one earnings ledger and tell the observers; every rail
         (ILP here, x402 in ``aigent serve``) comes through here."""
         code, scale = self.asset
-        await blocking.run("records", self.earnings.record, message_id, amount, code, sender, rail)
-        if self.observers:
+        booked = await blocking.run(
+            "records", self.earnings.record, message_id, amount, code, sender, rail
+        )
+        if booked and self.observers:  # a retried payment is told once, as it is booked once
             self.observers.emit(
                 "paid_message",
                 {"amount": amount, "asset": code, "scale": scale, "sender": sender,

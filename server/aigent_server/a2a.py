@@ -425,7 +425,7 @@ def _executor(fleet: Fleet, name: str) -> AgentExecutor:
             room = f"a2a-{context.context_id}"[:200]
             method = context.call_context.state.get("method")
             if method not in ("SendStreamingMessage", "message/stream"):
-                reply = await _chat(hosted, text, admitted.user, room)
+                reply = await _chat(hosted, text, admitted.user, room, paid=admitted.paid)
                 await event_queue.enqueue_event(
                     new_text_message(reply, context_id=context.context_id)
                 )
@@ -437,7 +437,7 @@ def _executor(fleet: Fleet, name: str) -> AgentExecutor:
             await updater.start_work()
             chunks: asyncio.Queue[str] = asyncio.Queue()
             answer = asyncio.create_task(
-                _chat(hosted, text, admitted.user, room, on_text=chunks.put_nowait)
+                _chat(hosted, text, admitted.user, room, chunks.put_nowait, admitted.paid)
             )
             artifact, first = f"{task.id}-reply", True
             try:
@@ -475,11 +475,17 @@ def _executor(fleet: Fleet, name: str) -> AgentExecutor:
         user: str,
         room: str,
         on_text: Callable[[str], None] | None = None,
+        paid: Any = None,
     ) -> str:
+        from aigent_server.x402 import finish  # a payment answers one message
+
         try:
             reply = await fleet.chat(hosted, text, user, room, on_text, client=CLIENT)
         except FleetError as exc:
+            await finish(paid, None)
             raise InternalError(message=str(exc)) from None
+        if not await finish(paid, reply.message_id):
+            raise InternalError(message="this payment's message was answered by another request")
         return reply.text
 
     return Executor()

@@ -11,9 +11,17 @@ reply carries ``PAYMENT-RESPONSE`` (and ``X-PAYMENT-RESPONSE``).
 The XRPL rail (here) speaks the wire format of the ``x402-xrpl`` SDK: scheme ``exact`` on
 network ``xrpl:<network id>``, the payer presigns a ``Payment`` bound to our invoice id (memo
 and ``InvoiceID``) and the server verifies and submits it itself (no facilitator to trust). An
-invoice id is a MAC of what it quotes with its expiry, so offering costs no write; a paid
-transaction and its invoice are claimed for good in the earnings ledger before submission,
-so a replay is refused, also after a restart. The EVM rail is in :mod:`aigent_server.x402_evm`.
+invoice id is a MAC of what it quotes with its expiry, so offering costs no write. The EVM rail
+is in :mod:`aigent_server.x402_evm`.
+
+A payment answers exactly one message. Before it is settled its keys (transaction and invoice;
+EVM: the authorization) are claimed in the earnings ledger as ``answering`` until a deadline
+(``settings.x402.answer_timeout``, the time settling and answering may take), and marked
+``answered`` with the reply's message id before the reply goes out. The same payment again:
+answered -> refused as replayed; still being answered -> 409 with Retry-After; its attempt
+failed before a reply, or died (past the deadline) -> answered by this request, with the
+settlement looked up rather than made twice and the sale booked once (keyed by the
+transaction). The claims live in the agent's stores, so this holds on any server of a fleet.
 
 Other doors (A2A) call :func:`require_payment` the same way.
 """
@@ -26,9 +34,10 @@ import binascii
 import hashlib
 import hmac
 import json
+import math
 import secrets
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from decimal import Decimal
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -52,6 +61,9 @@ RAIL_XRPL = "x402-xrpl"
 FREE = "free"
 TIMEOUT = 300
 """Seconds an offer stands (``maxTimeoutSeconds``): its invoice id expires with it."""
+ANSWER_TIMEOUT = 300.0
+"""Seconds settling a payment and answering its message may take by default
+(``settings.x402.answer_timeout``): the deadline of its claim, and the answer's timeout."""
 HEADERS_IN = ("PAYMENT-SIGNATURE", "X-PAYMENT")
 TF_PARTIAL_PAYMENT = 0x00020000
 clock = time.time
@@ -66,6 +78,26 @@ class Refused(Exception):
         self.reason = reason
 
 
+class Busy(Refused):
+    """The payment's message is being answered by another request until ``deadline``."""
+
+    def __init__(self, message: str, deadline: float) -> None:
+        super().__init__("answering", message)
+        self.deadline = deadline
+
+
+@dataclass(frozen=True)
+class Hold:
+    """One attempt's claim on a payment (see :meth:`aigent.node.Earnings.take`)."""
+
+    node: AgentNode = field(repr=False)
+    payment: str
+    attempt: str
+    deadline: float
+    retaken: bool
+    settled: str
+
+
 @dataclass(frozen=True)
 class Paid:
     """What a paying caller paid (or that the agent is free: rail ``free``, amount 0)."""
@@ -77,6 +109,8 @@ class Paid:
     payer: str = ""
     tx: str = ""
     network: str = ""
+    hold: Hold | None = field(default=None, compare=False, repr=False)
+    """The claim this payment holds until its message is answered (:func:`finish`)."""
 
     def headers(self) -> dict[str, str]:
         """The payment response headers for the reply (none for a free agent)."""
@@ -163,9 +197,44 @@ async def require_payment(request: Request, hosted: Hosted) -> Paid | Response:
         return _required(request, hosted, terms, key, "PAYMENT-SIGNATURE header is required")
     try:
         paid = await _take(header, hosted, node, terms, key)
+    except Busy as busy:
+        wait = max(1, math.ceil(busy.deadline - clock()))
+        body = {"detail": str(busy), "reason": busy.reason, "retry_after": wait}
+        return JSONResponse(body, status_code=409, headers={"Retry-After": str(wait)})
     except Refused as refused:
         return _required(request, hosted, terms, key, str(refused), refused.reason)
     return paid
+
+
+async def finish(paid: object, message_id: str | None) -> bool:
+    """End the claim of what paid for a message: answered by ``message_id`` (False when
+    another attempt took the payment meanwhile: this reply must not go out), or, with None,
+    reopened because the attempt failed before a reply (a retry with it is answered). True
+    for what holds no claim (a free agent, an owner)."""
+    hold = paid.hold if isinstance(paid, Paid) else None
+    if hold is None:
+        return True
+    if message_id is None:
+        await release(hold)
+        return False
+    from aigent import blocking
+
+    earnings = hold.node.earnings
+    return bool(
+        await blocking.run("records", earnings.answered, hold.payment, hold.attempt, message_id)
+    )
+
+
+async def release(hold: Hold) -> None:
+    """The attempt failed before a reply: the next request with the payment is answered."""
+    from aigent import blocking
+
+    await blocking.run("records", hold.node.earnings.reopen, hold.payment, hold.attempt)
+
+
+def left(paid: Paid) -> float | None:
+    """Seconds the answer may still take (None: no deadline, nothing was paid)."""
+    return max(0.0, paid.hold.deadline - clock()) if paid.hold is not None else None
 
 
 @router.post("/x402/{name}/messages")
@@ -190,12 +259,25 @@ async def paid_message(name: str, request: Request) -> Response:
     what = {"rail": paid.rail, "amount": paid.amount, "asset": paid.asset, "scale": paid.scale}
     what |= {"tx": paid.tx}
     try:
-        reply = await fleet.chat(hosted, body.text, who, f"x402:{who}", client="x402")
-    except FleetError as exc:
-        # Settled and booked already: say so, with the transaction, so the payer can take it up.
-        taken = f"; the payment was settled ({paid.tx})" if paid.tx else ""
+        async with asyncio.timeout(left(paid)):
+            reply = await fleet.chat(hosted, body.text, who, f"x402:{who}", client="x402")
+    except (FleetError, TimeoutError) as exc:
+        await finish(paid, None)
+        if isinstance(exc, TimeoutError):
+            exc = FleetError(504, f"agent {name!r} did not answer in time")
+        # Settled and booked already: say so, with the transaction, and that the same payment
+        # sent again is answered.
+        taken = (
+            f"; the payment was settled ({paid.tx}): send the same payment again to be answered"
+            if paid.tx else ""
+        )  # fmt: skip
         detail = {"detail": f"{exc}{taken}", "paid": what}
         return JSONResponse(detail, status_code=exc.status, headers=paid.headers())
+    if not await finish(paid, reply.message_id):
+        return JSONResponse(
+            {"detail": "this payment's message was answered by another request", "paid": what},
+            status_code=409,
+        )
     return JSONResponse(reply_fields(reply) | {"paid": what}, headers=paid.headers())
 
 
@@ -375,18 +457,30 @@ async def _take(header: str, hosted: Hosted, node: AgentNode, terms: Terms, key:
     _check_invoice(key, hosted.entry.name, offer, price.amount, price.asset_code, invoice)
     tx, tx_hash = _check_tx(blob, invoice, offer, price.amount, price.asset_scale, price.asset_code)
     payer = str(tx["Account"])
-    # Claimed before submission, for good: the same transaction or invoice never pays twice.
-    if not await _claim(node, tx_hash, invoice):
-        raise Refused(
-            "replayed",
-            f"this payment was already used (transaction {tx_hash}, or its invoice): ask again "
-            "without a payment header for a fresh invoice",
-        )
-    await _settle(blob, tx_hash, offer, price.amount, price.asset_scale, price.asset_code)
+    # Claimed before submission: the same transaction or invoice answers one message.
+    hold = await take(
+        hosted,
+        node,
+        RAIL_XRPL,
+        ["xrpl-tx:" + tx_hash, "x402-invoice:" + invoice],
+        f"transaction {tx_hash}, or its invoice: ask again without a payment header for a "
+        "fresh invoice",
+    )
+    if not hold.settled:
+        try:
+            await _settle(
+                blob, tx_hash, offer, price.amount, price.asset_scale, price.asset_code,
+                look_first=hold.retaken,
+            )  # fmt: skip
+        except Refused:
+            await release(hold)  # not settled: the same payment may be tried again
+            raise
+        await settled(hold, tx_hash)
     await node.sold(price.amount, payer, tx_hash, RAIL_XRPL)
     return Paid(
-        RAIL_XRPL, price.amount, price.asset_code, price.asset_scale, payer, tx_hash, offer.network
-    )
+        RAIL_XRPL, price.amount, price.asset_code, price.asset_scale, payer, tx_hash,
+        offer.network, hold,
+    )  # fmt: skip
 
 
 def _decode(header: str) -> dict[str, Any]:
@@ -491,13 +585,25 @@ def _check_tx(
 
 
 async def _settle(
-    blob: str, tx_hash: str, offer: XrplOffer, amount: int, scale: int, code: str
+    blob: str,
+    tx_hash: str,
+    offer: XrplOffer,
+    amount: int,
+    scale: int,
+    code: str,
+    *,
+    look_first: bool = False,
 ) -> None:
     from xrpl.asyncio.clients import AsyncJsonRpcClient
     from xrpl.asyncio.transaction import XRPLReliableSubmissionException, submit_and_wait
 
+    client = AsyncJsonRpcClient(offer.url)
     try:
-        response = await submit_and_wait(blob, AsyncJsonRpcClient(offer.url), autofill=False)
+        # An earlier attempt may have submitted it before it died: a validated transaction
+        # is settled, and is not submitted again.
+        response = await _validated(client, tx_hash) if look_first else None
+        if response is None:
+            response = await submit_and_wait(blob, client, autofill=False)
     except XRPLReliableSubmissionException as exc:
         raise Refused("settlement_failed", f"the ledger refused the payment: {exc}") from None
     except Exception as exc:
@@ -515,15 +621,54 @@ async def _settle(
         raise Refused("underpayment", f"the ledger delivered {got}, less than {want}")
 
 
-async def _claim(node: AgentNode, tx_hash: str, invoice: str) -> bool:
-    return await claim(node, RAIL_XRPL, "xrpl-tx:" + tx_hash, "x402-invoice:" + invoice)
+async def _validated(client: Any, tx_hash: str) -> Any:
+    """The ledger's response for ``tx_hash`` if it is in a validated ledger, else None."""
+    from xrpl.models.requests import Tx
+
+    response = await client.request(Tx(transaction=tx_hash))
+    return response if response.is_successful() and response.result.get("validated") else None
 
 
-async def claim(node: AgentNode, rail: str, key: str, *more: str) -> bool:
-    """Mark ``key`` and ``more`` used, durably, all or none; False when any was used before."""
+async def take(hosted: Hosted, node: AgentNode, rail: str, keys: list[str], which: str) -> Hold:
+    """Claim the payment named by ``keys`` (the first names it) to answer one message: the
+    hold, or Refused (used before: ``which`` says what and what to do) or Busy."""
     from aigent import blocking
 
-    return bool(await blocking.run("records", node.earnings.claim, key, rail, *more))
+    timeout = answer_timeout(hosted)
+    taken = await blocking.run("records", node.earnings.take, keys, rail, clock() + timeout)
+    if taken.outcome == "used":
+        raise Refused("replayed", f"this payment was already used ({which})")
+    if taken.outcome == "answering":
+        raise Busy(
+            "this payment's message is being answered by another request: send it again "
+            "after Retry-After seconds if that one does not answer",
+            taken.deadline,
+        )
+    return Hold(
+        node, keys[0], taken.attempt, taken.deadline, taken.outcome == "retaken", taken.settled
+    )
+
+
+async def settled(hold: Hold, tx: str) -> None:
+    """Note the payment settled in ``tx``, so an attempt after this one does not settle it."""
+    from aigent import blocking
+
+    await blocking.run("records", hold.node.earnings.settled, hold.payment, tx)
+
+
+def answer_timeout(hosted: Hosted) -> float:
+    """``settings.x402.answer_timeout`` (seconds settling and answering may take)."""
+    agent = hosted.agent
+    assert agent is not None
+    x402 = agent.character.settings.get("x402") or {}
+    value = x402.get("answer_timeout", ANSWER_TIMEOUT) if isinstance(x402, dict) else None
+    if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
+        raise FleetError(
+            409,
+            f"agent {hosted.entry.name!r}: settings.x402.answer_timeout must be a positive "
+            f"number of seconds (settling and answering one paid message), not {value!r}",
+        )
+    return float(value)
 
 
 # --- small parts -----------------------------------------------------------------------------

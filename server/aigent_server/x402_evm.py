@@ -12,13 +12,16 @@ secret holding the settling key) and ``pay_to`` (by default that key's address).
 from __future__ import annotations
 
 import asyncio
+import hashlib
+import json
 import re
 import threading
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
+from aigent import blocking
 from aigent_server.fleet import FleetError, Hosted
-from aigent_server.x402 import TIMEOUT, Paid, Refused, claim
+from aigent_server.x402 import TIMEOUT, Paid, Refused, release, settled, take
 
 if TYPE_CHECKING:
     from aigent.node import AgentNode
@@ -36,6 +39,8 @@ REASONS = {
     "signature": "invalid_signature",
 }
 """The SDK's invalid reasons (by a part of their name) as this door's reasons."""
+USED_BLOCKS = 10_000
+"""How far back a retried payment's settlement is looked for (a claim's deadline is minutes)."""
 
 _facilitators: dict[tuple[str, str, str], Any] = {}
 _lock = threading.Lock()
@@ -100,7 +105,8 @@ def evm_offer(hosted: Hosted, settings: Any) -> EvmOffer:
 async def take_evm(
     payload: dict[str, Any], hosted: Hosted, node: AgentNode, offer: EvmOffer
 ) -> Paid:
-    """Verify, claim the authorization's nonce for good, settle, book."""
+    """Verify, claim the authorization and its nonce to answer one message, settle (once),
+    book (once)."""
     from x402.schemas import PaymentPayload, PaymentRequirements
 
     try:
@@ -113,30 +119,68 @@ async def take_evm(
         raise Refused(
             "wrong_asset", f"the payment is in token {paid.accepted.asset}, not {offer.asset}"
         )
-    authorization = (payload.get("payload") or {}).get("authorization") or {}
+    inner = payload.get("payload") or {}
+    authorization = inner.get("authorization") or {}
     payer, nonce = str(authorization.get("from", "")), str(authorization.get("nonce", ""))
+    # The payment is this signed authorization: a different signature over the same nonce is
+    # another payment (and is refused, the nonce being used), never a retry of this one.
+    signed = json.dumps([offer.asset.lower(), authorization, inner.get("signature")],
+                        sort_keys=True)  # fmt: skip
+    keys = ["evm-auth:" + hashlib.sha256(signed.encode()).hexdigest(),
+            f"evm-nonce:{offer.asset.lower()}:{payer.lower()}:{nonce}"]  # fmt: skip
     facilitator = _facilitator(offer)
-    verified = await asyncio.to_thread(facilitator.verify, paid, wanted)
-    if not verified.is_valid:
-        raise _refusal(verified.invalid_reason, verified.invalid_message, offer, authorization)
-    if not await claim(node, RAIL_EVM, f"evm-nonce:{offer.asset.lower()}:{payer.lower()}:{nonce}"):
-        raise Refused(
-            "replayed",
-            f"this payment was already used (authorization nonce {nonce} of {payer}): sign a "
-            "new one",
-        )
-    settled = await asyncio.to_thread(facilitator.settle, paid, wanted)
-    if not settled.success:
-        why = settled.error_message or settled.error_reason or "unknown"
-        raise Refused("settlement_failed", f"the token transfer did not settle: {why}")
+    # A payment claimed before was verified then; once settled its nonce is used on chain,
+    # which verification would refuse, so a retry of it goes straight to its claim.
+    if not await blocking.run("records", node.earnings.taken, keys[0]):
+        verified = await asyncio.to_thread(facilitator.verify, paid, wanted)
+        if not verified.is_valid:
+            raise _refusal(verified.invalid_reason, verified.invalid_message, offer, authorization)
+    hold = await take(
+        hosted, node, RAIL_EVM, keys, f"authorization nonce {nonce} of {payer}: sign a new one"
+    )
+    tx = hold.settled
+    if not tx and hold.retaken:  # its attempt may have settled it, then died
+        tx = await asyncio.to_thread(_used_in, offer, payer, nonce)
+    if not tx:
+        result = await asyncio.to_thread(facilitator.settle, paid, wanted)
+        if not result.success:
+            await release(hold)
+            why = result.error_message or result.error_reason or "unknown"
+            raise Refused("settlement_failed", f"the token transfer did not settle: {why}")
+        tx = str(result.transaction)
+    if not hold.settled:
+        await settled(hold, tx)
     agent = hosted.agent
     assert agent is not None and agent.character.price is not None
     price = agent.character.price
-    tx = str(settled.transaction)
     await node.sold(price.amount, payer, tx, RAIL_EVM)
     return Paid(
-        RAIL_EVM, price.amount, price.asset_code, price.asset_scale, payer, tx, offer.network
+        RAIL_EVM, price.amount, price.asset_code, price.asset_scale, payer, tx, offer.network,
+        hold,
+    )  # fmt: skip
+
+
+def _used_in(offer: EvmOffer, payer: str, nonce: str) -> str:
+    """The transaction that used ``payer``'s authorization ``nonce`` on the token (its
+    ``AuthorizationUsed`` event, EIP-3009), "" when none did in the recent blocks."""
+    from web3 import Web3
+
+    web3 = Web3(Web3.HTTPProvider(offer.rpc_url))
+    latest = web3.eth.block_number
+    topics = [
+        Web3.to_hex(Web3.keccak(text="AuthorizationUsed(address,bytes32)")),
+        "0x" + payer.lower().removeprefix("0x").rjust(64, "0"),
+        "0x" + nonce.lower().removeprefix("0x").rjust(64, "0"),
+    ]
+    logs = web3.eth.get_logs(
+        {
+            "address": Web3.to_checksum_address(offer.asset),
+            "fromBlock": max(0, latest - USED_BLOCKS),
+            "toBlock": latest,
+            "topics": topics,
+        }
     )
+    return Web3.to_hex(logs[-1]["transactionHash"]) if logs else ""
 
 
 def _refusal(

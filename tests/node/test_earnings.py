@@ -54,7 +54,7 @@ def test_a_ledger_with_rails_from_before_versions_opens_as_it_was(tmp_path: Path
     assert earnings.by_rail() == {"x402-xrpl": (1000, 1)}
     assert earnings.claim("xrpl-tx:AB", "x402-xrpl") is False
     earnings.close()
-    assert sqlite3.connect(path).execute("PRAGMA user_version").fetchone() == (2,)
+    assert sqlite3.connect(path).execute("PRAGMA user_version").fetchone() == (3,)
 
 
 def test_a_claim_holds_once_and_on_the_next_server(servers: Servers) -> None:  # noqa: F811
