@@ -6,7 +6,10 @@ from __future__ import annotations
 
 import sqlite3
 import threading
+import time
 from pathlib import Path
+
+import pytest
 
 from aigent.node import Earnings, _Sale
 from aigent.storage import FileStorage
@@ -123,3 +126,80 @@ def test_earnings_over_time_put_each_sale_in_its_hour(servers: Servers) -> None:
                                (start + offset, f"m{i}"))  # fmt: skip
     rows = earnings.over_time("hour", start, start + 3 * HOUR - 1)
     assert rows == [(start, 12, 2), (start + HOUR, 0, 0), (start + 2 * HOUR, 11, 1)]
+
+
+def test_a_payment_is_answered_once_and_a_dead_attempt_is_taken_again(
+    servers: Servers,  # noqa: F811
+) -> None:
+    """The claim's states on both backends: answering until its deadline (a duplicate waits),
+    taken again past it by the next server (its first one died), answered for good; only
+    the attempt that holds it may mark it answered."""
+    keys = ["xrpl-tx:AB", "x402-invoice:1"]
+    first = servers()
+    earnings = Earnings.open(first)
+    now = time.time()
+    taken = earnings.take(keys, "x402-xrpl", now + 0.5)
+    assert (taken.outcome, taken.settled) == ("taken", "")
+    busy = earnings.take(keys, "x402-xrpl", now + 60)
+    assert busy.outcome == "answering" and busy.deadline == pytest.approx(now + 0.5)
+    assert earnings.take(["xrpl-tx:CD", "x402-invoice:1"], "x402-xrpl", now + 60).outcome == (
+        "used"  # the invoice belongs to another payment
+    )
+    earnings.settled("xrpl-tx:AB", "AB")
+    first.close()  # type: ignore[attr-defined]  # the server dies mid-answer
+
+    later = Earnings.open(servers())
+    assert later.take(keys, "x402-xrpl", time.time() + 60).outcome == "answering"
+    time.sleep(0.6)  # past the dead attempt's deadline
+    again = later.take(keys, "x402-xrpl", time.time() + 60)
+    assert (again.outcome, again.settled) == ("retaken", "AB")
+    assert later.answered("xrpl-tx:AB", taken.attempt, "m-old") is False  # not its claim now
+    assert later.answered("xrpl-tx:AB", again.attempt, "m1") is True
+    assert later.claim_of("xrpl-tx:AB") == ("answered", "m1")
+    assert later.take(keys, "x402-xrpl", time.time() + 60).outcome == "used"
+    assert later.answered("xrpl-tx:AB", again.attempt, "m2") is False  # answered once
+
+
+def test_a_failed_attempt_reopens_its_payment_for_the_retry(servers: Servers) -> None:  # noqa: F811
+    earnings = Earnings.open(servers())
+    taken = earnings.take(["evm-auth:1", "evm-nonce:1"], "x402-evm", time.time() + 60)
+    earnings.reopen("evm-auth:1", "not-its-attempt")
+    assert earnings.take(["evm-auth:1", "evm-nonce:1"], "x402-evm", 0).outcome == "answering"
+    earnings.reopen("evm-auth:1", taken.attempt)
+    assert earnings.claim_of("evm-auth:1") == ("open", "")
+    retry = earnings.take(["evm-auth:1", "evm-nonce:1"], "x402-evm", time.time() + 60)
+    assert retry.outcome == "retaken"
+    assert earnings.answered("evm-auth:1", retry.attempt, "m1") is True
+    # A key claimed for good (before answers were tracked, or by claim()) reads as answered.
+    assert earnings.claim("xrpl-tx:OLD", "x402-xrpl") is True
+    assert earnings.take(["xrpl-tx:OLD"], "x402-xrpl", time.time() + 60).outcome == "used"
+
+
+def test_two_servers_taking_one_payment_at_once_answer_it_once(
+    servers: Servers,  # noqa: F811
+) -> None:
+    ledgers = [Earnings.open(servers()) for _ in range(2)]
+    Earnings.open(servers()).total()  # migrated before the race
+    payments = [[f"xrpl-tx:{i}", f"x402-invoice:{i}"] for i in range(100)]
+    won: list[list[str]] = [[], []]
+
+    def take_all(k: int) -> None:
+        for keys in payments:
+            taken = ledgers[k].take(keys, "x402-xrpl", time.time() + 60)
+            if taken.held and ledgers[k].answered(keys[0], taken.attempt, f"m{k}"):
+                won[k].append(keys[0])
+
+    threads = [threading.Thread(target=take_all, args=(k,)) for k in range(2)]
+    for thread in threads:
+        thread.start()
+    for thread in threads:
+        thread.join(timeout=60)
+    assert sorted(won[0] + won[1]) == sorted(p[0] for p in payments)
+    assert not set(won[0]) & set(won[1])
+
+
+def test_a_sale_is_booked_once_per_transaction(servers: Servers) -> None:  # noqa: F811
+    earnings = Earnings.open(servers())
+    assert earnings.record("AB", 1000, "XRP", "rPayer", "x402-xrpl") is True
+    assert earnings.record("AB", 1000, "XRP", "rPayer", "x402-xrpl") is False
+    assert earnings.total() == (1000, 1)
