@@ -119,15 +119,9 @@ async def take_evm(
         raise Refused(
             "wrong_asset", f"the payment is in token {paid.accepted.asset}, not {offer.asset}"
         )
-    inner = payload.get("payload") or {}
-    authorization = inner.get("authorization") or {}
+    authorization = (payload.get("payload") or {}).get("authorization") or {}
     payer, nonce = str(authorization.get("from", "")), str(authorization.get("nonce", ""))
-    # The payment is this signed authorization: a different signature over the same nonce is
-    # another payment (and is refused, the nonce being used), never a retry of this one.
-    signed = json.dumps([offer.asset.lower(), authorization, inner.get("signature")],
-                        sort_keys=True)  # fmt: skip
-    keys = ["evm-auth:" + hashlib.sha256(signed.encode()).hexdigest(),
-            f"evm-nonce:{offer.asset.lower()}:{payer.lower()}:{nonce}"]  # fmt: skip
+    keys = payment_keys(offer.asset, payload)
     facilitator = _facilitator(offer)
     # A payment claimed before was verified then; once settled its nonce is used on chain,
     # which verification would refuse, so a retry of it goes straight to its claim.
@@ -158,6 +152,20 @@ async def take_evm(
         RAIL_EVM, price.amount, price.asset_code, price.asset_scale, payer, tx, offer.network,
         hold,
     )  # fmt: skip
+
+
+def payment_keys(asset: str, payload: dict[str, Any]) -> list[str]:
+    """The claim keys of an EVM payment: the signed authorization names it (a different
+    signature over the same nonce is another payment, refused since the nonce is used, never a
+    retry of this one), and its nonce goes with it."""
+    inner = payload.get("payload") or {}
+    authorization = inner.get("authorization") or {}
+    payer, nonce = str(authorization.get("from", "")), str(authorization.get("nonce", ""))
+    signed = json.dumps([asset.lower(), authorization, inner.get("signature")], sort_keys=True)
+    return [
+        "evm-auth:" + hashlib.sha256(signed.encode()).hexdigest(),
+        f"evm-nonce:{asset.lower()}:{payer.lower()}:{nonce}",
+    ]
 
 
 def _used_in(offer: EvmOffer, payer: str, nonce: str) -> str:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import base64
 import json
+import time
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -167,6 +168,84 @@ def test_a_paid_message_the_agent_cannot_answer_says_the_payment_settled(
     assert "the payment was settled" in body["detail"] and body["paid"]["tx"] in body["detail"]
     assert answer.headers["PAYMENT-RESPONSE"]
     assert x402_token.balance(anvil, token, payer.address) == 1_000_000 - TOKEN_PRICE
+
+    # --- the same payment again is answered, settled and booked once
+    earned = _booked(eve)
+    model.queue(reply("answered on the retry"))
+    sent = {"PAYMENT-SIGNATURE": answer.request.headers["PAYMENT-SIGNATURE"]}
+    retried = httpx.post(url, json={"text": "hello"}, headers=sent, timeout=60)
+    assert retried.status_code == 200, retried.text
+    assert retried.json()["text"] == "answered on the retry"
+    assert retried.json()["paid"]["tx"] == body["paid"]["tx"]
+    assert x402_token.balance(anvil, token, payer.address) == 1_000_000 - TOKEN_PRICE
+    assert _booked(eve) == earned  # booked when it settled, not again
+    replayed = httpx.post(url, json={"text": "hello"}, headers=sent, timeout=60)
+    assert replayed.status_code == 402 and replayed.json()["reason"] == "replayed"
+
+
+def test_a_payment_whose_attempt_died_after_settling_is_answered_by_its_retry(
+    eve: Served, chain: tuple[Anvil, str], model: OpenAIServer
+) -> None:
+    """What a server SIGKILLed between the token transfer and noting it leaves: the claim
+    answering, the authorization used on chain, nothing booked. The retry finds the transfer
+    (its AuthorizationUsed event) rather than settling again, and answers."""
+    from aigent_server.x402_evm import EvmOffer, _facilitator, payment_keys
+    from x402.http import encode_payment_signature_header
+    from x402.schemas import PaymentPayload, PaymentRequired, PaymentRequirements
+
+    from aigent.node import Earnings
+    from aigent.storage import FileStorage
+
+    anvil, token = chain
+    payer = Account.create()
+    x402_token.mint(anvil, token, payer.address, 1_000_000)
+    url = f"{eve.url}/x402/Eve/messages"
+    network = f"eip155:{anvil.chain_id}"
+    offer = httpx.post(url, json={"text": "hi"}).json()
+    required = PaymentRequired.model_validate(offer)
+    payload = sdk_client(payer.key.hex(), network, token).create_payment_payload(required)
+    header = encode_payment_signature_header(payload)
+    wire = json.loads(base64.b64decode(header))
+
+    earnings = Earnings.open(FileStorage(eve.data_dir / "agents" / "eve"))
+    taken = earnings.take(payment_keys(token, wire), "x402-evm", time.time() + 1.5)
+    assert taken.outcome == "taken"
+    terms = offer["accepts"][0]
+    settling = EvmOffer(
+        network, token, terms["amount"], terms["payTo"], x402_token.NAME, x402_token.VERSION,
+        anvil.url, anvil.keys[SETTLER],
+    )  # fmt: skip
+    done = _facilitator(settling).settle(
+        PaymentPayload.model_validate(wire), PaymentRequirements.model_validate(terms)
+    )
+    assert done.success, done  # then it died
+    earnings.close()
+    settler = Account.from_key(anvil.keys[SETTLER]).address
+    received, earned = x402_token.balance(anvil, token, settler), _booked(eve)
+
+    early = httpx.post(url, json={"text": "hi"}, headers={"PAYMENT-SIGNATURE": header})
+    assert early.status_code == 409 and early.headers["Retry-After"], early.text
+    time.sleep(1.6)
+    model.queue(reply("answered after the crash"))
+    retried = httpx.post(
+        url, json={"text": "hi"}, headers={"PAYMENT-SIGNATURE": header}, timeout=60
+    )
+    assert retried.status_code == 200, retried.text
+    assert retried.json()["text"] == "answered after the crash"
+    assert retried.json()["paid"]["tx"].lower().removeprefix("0x") == str(
+        done.transaction
+    ).lower().removeprefix("0x")
+    assert x402_token.balance(anvil, token, settler) == received  # not settled twice
+    assert _booked(eve) == (earned[0] + PRICE, earned[1] + 1)
+    again = httpx.post(url, json={"text": "hi"}, headers={"PAYMENT-SIGNATURE": header})
+    assert again.status_code == 402 and again.json()["reason"] == "replayed"
+
+
+def _booked(eve: Served) -> tuple[int, int]:
+    with eve.operator() as client:
+        rails = client.get("/api/agents/Eve/money").json()["earned"]["rails"]
+    found = {r["rail"]: (r["amount"], r["messages"]) for r in rails}
+    return found.get("x402-evm", (0, 0))
 
 
 def test_a_free_agent_answers_on_the_x402_door_without_payment(
