@@ -454,8 +454,17 @@ async def _take(header: str, hosted: Hosted, node: AgentNode, terms: Terms, key:
     agent = hosted.agent
     assert agent is not None and agent.character.price is not None
     price = agent.character.price
-    _check_invoice(key, hosted.entry.name, offer, price.amount, price.asset_code, invoice)
+    try:
+        _check_invoice(key, hosted.entry.name, offer, price.amount, price.asset_code, invoice)
+        expired = None
+    except Refused as refused:
+        if refused.reason != "expired":
+            raise
+        expired = refused
     tx, tx_hash = _check_tx(blob, invoice, offer, price.amount, price.asset_scale, price.asset_code)
+    if expired is not None and not await claimed(node, "xrpl-tx:" + tx_hash):
+        # An offer expires for new payments only: one taken in time stays answerable.
+        raise expired
     payer = str(tx["Account"])
     # Claimed before submission: the same transaction or invoice answers one message.
     hold = await take(
@@ -649,6 +658,13 @@ async def take(hosted: Hosted, node: AgentNode, rail: str, keys: list[str], whic
     )
 
 
+async def claimed(node: AgentNode, payment: str) -> bool:
+    """Whether an attempt claimed ``payment`` before (it was checked in time then)."""
+    from aigent import blocking
+
+    return bool(await blocking.run("records", node.earnings.taken, payment))
+
+
 async def settled(hold: Hold, tx: str) -> None:
     """Note the payment settled in ``tx``, so an attempt after this one does not settle it."""
     from aigent import blocking
@@ -661,7 +677,7 @@ def answer_timeout(hosted: Hosted) -> float:
     agent = hosted.agent
     assert agent is not None
     x402 = agent.character.settings.get("x402") or {}
-    value = x402.get("answer_timeout", ANSWER_TIMEOUT) if isinstance(x402, dict) else None
+    value = x402.get("answer_timeout", ANSWER_TIMEOUT) if isinstance(x402, dict) else ANSWER_TIMEOUT
     if isinstance(value, bool) or not isinstance(value, (int, float)) or value <= 0:
         raise FleetError(
             409,

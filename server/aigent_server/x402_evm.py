@@ -19,9 +19,8 @@ import threading
 from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
-from aigent import blocking
 from aigent_server.fleet import FleetError, Hosted
-from aigent_server.x402 import TIMEOUT, Paid, Refused, release, settled, take
+from aigent_server.x402 import TIMEOUT, Paid, Refused, claimed, release, settled, take
 
 if TYPE_CHECKING:
     from aigent.node import AgentNode
@@ -125,7 +124,7 @@ async def take_evm(
     facilitator = _facilitator(offer)
     # A payment claimed before was verified then; once settled its nonce is used on chain,
     # which verification would refuse, so a retry of it goes straight to its claim.
-    if not await blocking.run("records", node.earnings.taken, keys[0]):
+    if not await claimed(node, keys[0]):
         verified = await asyncio.to_thread(facilitator.verify, paid, wanted)
         if not verified.is_valid:
             raise _refusal(verified.invalid_reason, verified.invalid_message, offer, authorization)

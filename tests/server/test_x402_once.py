@@ -133,6 +133,7 @@ def test_a_payment_whose_attempt_died_after_settling_is_answered_by_its_retry(
     xrpl_ledger: TestLedger,  # noqa: F811
     wallets: dict[str, Wallet],  # noqa: F811
     tmp_path: Path,
+    monkeypatch: pytest.MonkeyPatch,
 ) -> None:
     """What a server SIGKILLed mid-answer leaves: the claim answering, its transaction
     submitted and validated, no sale booked, no reply. Made here as that server would have."""
@@ -150,6 +151,11 @@ def test_a_payment_whose_attempt_died_after_settling_is_answered_by_its_retry(
     early = send(bob, header)  # within the dead attempt's deadline: it might still answer
     assert early.status_code == 409 and early.headers["Retry-After"], early.text
     time.sleep(1.6)
+    # Later than its offer stood: a payment taken in time stays answerable.
+    import aigent_server.x402 as door
+
+    later = door.clock() + door.TIMEOUT + 5
+    monkeypatch.setattr(door, "clock", lambda: later)
     submits, lookups = xrpl_ledger.requests["submit"], xrpl_ledger.requests["tx"]
     model.queue(reply("answered after the crash"))
     retried = send(bob, header)
