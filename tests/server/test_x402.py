@@ -319,6 +319,10 @@ def test_the_a2a_door_takes_the_same_x402_payment(
         after = bob.get("/api/agents/Bob/money").json()["earned"]["rails"]
         count = {r["rail"]: r["messages"] for r in after}
         assert count["x402-xrpl"] == {r["rail"]: r["messages"] for r in before}["x402-xrpl"] + 1
+        # Answered over A2A, the payment's claim is closed: the same payment again is refused
+        # as replayed (not 409: the answer was marked, not left answering).
+        again = http.post("/a2a/Bob", json=call, headers={"PAYMENT-SIGNATURE": signed["header"]})
+        assert again.status_code == 402 and again.json()["reason"] == "replayed", again.text
 
 
 def test_a_replay_is_refused_after_a_restart_too(
