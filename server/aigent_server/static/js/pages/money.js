@@ -122,8 +122,11 @@ export async function moneyPage(main, [chosen]) {
     renderPending();
   }
 
+  let asked = 0;
   async function renderPending() {
+    const mine = ++asked;
     const lists = await Promise.all(agents.map((a) => optional(`/api/agents/${encodeURIComponent(a.name)}/confirmations`)));
+    if (mine !== asked) return; // a later read is on its way: an older answer must not win
     const pending = lists.flat().filter(Boolean);
     pendingBox.replaceChildren(...(pending.length ? [h("h2", { class: "section" }, "Waiting for you"),
       ...pending.map((p) => h("div", { class: "card confirmation", "data-id": p.id },
@@ -238,10 +241,8 @@ export async function moneyPage(main, [chosen]) {
     drawChart();
   }
 
-  await Promise.all([render(), renderPending()]);
   let timer = null;
-  const onResize = () => drawChart();
-  window.addEventListener("resize", onResize);
+  // Listening before the first read: a confirmation asked while it loads is not missed.
   const stop = listen((event) => {
     if (!event) return;
     if (event.kind.startsWith("confirmation")) renderPending();
@@ -249,5 +250,8 @@ export async function moneyPage(main, [chosen]) {
     clearTimeout(timer);
     timer = setTimeout(render, 250); // a settlement is several events: one re-read
   });
+  await Promise.all([render(), renderPending()]);
+  const onResize = () => drawChart();
+  window.addEventListener("resize", onResize);
   return () => { stop(); clearTimeout(timer); window.removeEventListener("resize", onResize); };
 }
