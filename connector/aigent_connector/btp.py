@@ -46,6 +46,7 @@ RESPONSE_TIMEOUT = 35.0
 SWEEP_INTERVAL = 0.05  # seconds between looks for requests past their deadline
 MAX_CONNECTIONS = 1024  # sockets a server holds open, authenticated or not
 MAX_UNAUTHENTICATED = 64  # of those, not yet authenticated (each up to ~20 s, ~200 KiB)
+MAX_UNAUTHENTICATED_PER_ADDRESS = 8  # of those, from any one address (a peer dials once)
 AUTH_MAX_SIZE = 64 * 1024  # largest message before auth: an auth frame, or the biggest Prepare
 MAX_SIDE_IN_FLIGHT = 16  # side-protocol Messages a link answers at once
 
@@ -329,6 +330,7 @@ class Server:
         port: int = 0,
         max_connections: int = MAX_CONNECTIONS,
         max_unauthenticated: int = MAX_UNAUTHENTICATED,
+        max_unauthenticated_per_address: int = MAX_UNAUTHENTICATED_PER_ADDRESS,
     ) -> None:
         self.accounts = accounts
         self.on_prepare = on_prepare
@@ -337,6 +339,7 @@ class Server:
         self.port = port
         self.max_connections = max_connections
         self.max_unauthenticated = max_unauthenticated
+        self.max_unauthenticated_per_address = max_unauthenticated_per_address
         self._server: websocket.Server | None = None
 
     async def start(self) -> int:
@@ -346,6 +349,7 @@ class Server:
             self._connection, self.host, self.port, ping_interval=PING_INTERVAL,
             max_connections=self.max_connections, max_pending=self.max_unauthenticated,
             pending_max_size=AUTH_MAX_SIZE,
+            max_pending_per_address=self.max_unauthenticated_per_address,
         )  # fmt: skip
         self.port = self._server.sockets[0].getsockname()[1]
         return self.port

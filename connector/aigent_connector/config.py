@@ -26,7 +26,11 @@ from pydantic import (
     model_validator,
 )
 
-from aigent_connector.btp import MAX_CONNECTIONS, MAX_UNAUTHENTICATED
+from aigent_connector.btp import (
+    MAX_CONNECTIONS,
+    MAX_UNAUTHENTICATED,
+    MAX_UNAUTHENTICATED_PER_ADDRESS,
+)
 from aigent_connector.errors import ConnectorError
 from aigent_connector.packets import valid_address
 
@@ -136,6 +140,8 @@ class ListenConfig(_Model):
     max_unauthenticated: int = Field(MAX_UNAUTHENTICATED, ge=1)
     """Of those, sockets that have not authenticated yet (each costs up to ~20 s and ~200 KiB
     of buffers); more are answered 503 before anything is read from them."""
+    max_unauthenticated_per_address: int = Field(MAX_UNAUTHENTICATED_PER_ADDRESS, ge=1)
+    """Of those, from any one IP address: one host cannot take every slot from the others."""
 
 
 class AdminConfig(Secret):

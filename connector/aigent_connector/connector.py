@@ -25,6 +25,7 @@ from aigent_connector import btp_packets, ildcp
 from aigent_connector.btp import (
     MAX_CONNECTIONS,
     MAX_UNAUTHENTICATED,
+    MAX_UNAUTHENTICATED_PER_ADDRESS,
     RESPONSE_TIMEOUT,
     Client,
     Link,
@@ -249,10 +250,12 @@ class Connector:
         port: int = 0,
         max_connections: int = MAX_CONNECTIONS,
         max_unauthenticated: int = MAX_UNAUTHENTICATED,
+        max_unauthenticated_per_address: int = MAX_UNAUTHENTICATED_PER_ADDRESS,
     ) -> int:
         """Accept BTP peers; ``tokens`` maps each account (its auth_username) to its token."""
         server = Server(tokens, self._on_prepare, self._on_link, host, port,
-                        max_connections, max_unauthenticated)  # fmt: skip
+                        max_connections, max_unauthenticated,
+                        max_unauthenticated_per_address)  # fmt: skip
         self._servers.append(server)
         return await server.start()
 

@@ -156,7 +156,7 @@ class Node:
                 listen = config.listen
                 self.btp_port = await self.connector.listen(
                     incoming, listen.host, listen.port, listen.max_connections,
-                    listen.max_unauthenticated,
+                    listen.max_unauthenticated, listen.max_unauthenticated_per_address,
                 )  # fmt: skip
             if config.parent is not None:
                 await self._join_parent(config.parent, config.peers[config.parent])

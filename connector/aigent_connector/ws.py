@@ -9,8 +9,9 @@ subprotocols, HTTP proxies. ``wss://`` works through the stdlib ``ssl`` module.
 
 A server can bound what strangers cost it: ``max_connections`` sockets in all, and, when its
 handler admits connections (:meth:`WebSocket.admit`, as BTP does once a peer authenticates),
-``max_pending`` not yet admitted, each held to ``pending_max_size`` per message and a short
-queue until then. A socket over either cap is answered 503 and closed before it is read.
+``max_pending`` not yet admitted (``max_pending_per_address`` of them from any one address, so
+one host cannot take every slot from the others), each held to ``pending_max_size`` per message
+and a short queue until then. A socket over a cap is answered 503 and closed before it is read.
 
 A protocol violation fails the connection with close code 1002 (1007 for bad UTF-8, 1009 for
 an oversized message) and a reason that says what was wrong.
@@ -182,6 +183,13 @@ class WebSocket(asyncio.Protocol):
         self._awaiting_pong = False
         self._key = ""
         self._handler_task: asyncio.Task[None] | None = None
+        self._pending_address = ""
+
+    def remote_host(self) -> str:
+        """The peer's address (its IP; "" when the transport does not say)."""
+        transport = self._transport
+        peer = transport.get_extra_info("peername") if transport is not None else None
+        return str(peer[0]) if isinstance(peer, tuple) and peer else ""
 
     # --- asyncio.Protocol -------------------------------------------------------------------
 
@@ -633,7 +641,7 @@ class WebSocket(asyncio.Protocol):
             return
         self.admitted = True
         if self._server is not None:
-            self._server.pending -= 1
+            self._server.unpend(self)
             self.max_size = self._server.max_size
         self._queue_high = QUEUE_HIGH
 
@@ -680,6 +688,7 @@ class Server:
         max_connections: int | None = None,
         max_pending: int | None = None,
         pending_max_size: int | None = None,
+        max_pending_per_address: int | None = None,
     ) -> None:
         self.handler = handler
         self.ping_interval = ping_interval
@@ -689,6 +698,8 @@ class Server:
         self.pending_max_size = min(pending_max_size or max_size, max_size)
         self.pending = 0
         """Connections open and not yet admitted (only counted when ``max_pending`` is set)."""
+        self.max_pending_per_address = max_pending_per_address
+        self.pending_by_address: dict[str, int] = {}
         self.connections: set[WebSocket] = set()
         self._server: asyncio.Server | None = None
 
@@ -699,7 +710,13 @@ class Server:
         if self.max_pending is not None:
             if self.pending >= self.max_pending:
                 return False
+            address = ws.remote_host()
+            held = self.pending_by_address.get(address, 0)
+            if self.max_pending_per_address is not None and held >= self.max_pending_per_address:
+                return False
             self.pending += 1
+            self.pending_by_address[address] = held + 1
+            ws._pending_address = address
             ws.admitted = False
             ws.max_size = self.pending_max_size
             ws._queue_high = PENDING_QUEUE_HIGH
@@ -711,7 +728,17 @@ class Server:
             self.connections.discard(ws)
             if not ws.admitted:
                 ws.admitted = True
-                self.pending -= 1
+                self.unpend(ws)
+
+    def unpend(self, ws: WebSocket) -> None:
+        """``ws`` leaves the pending count (admitted, or gone)."""
+        self.pending -= 1
+        address = ws._pending_address
+        left = self.pending_by_address.get(address, 0) - 1
+        if left > 0:
+            self.pending_by_address[address] = left
+        else:
+            self.pending_by_address.pop(address, None)
 
     @property
     def sockets(self) -> tuple[Any, ...]:
@@ -751,12 +778,14 @@ async def serve(
     max_connections: int | None = None,
     max_pending: int | None = None,
     pending_max_size: int | None = None,
+    max_pending_per_address: int | None = None,
 ) -> Server:
     """Listen on ``host:port`` (0: any free port, see ``server.sockets``). With
     ``max_pending``, a connection is pending until the handler calls :meth:`WebSocket.admit`."""
     _use_speedups()
     server = Server(handler, ping_interval, max_size, max_connections=max_connections,
-                    max_pending=max_pending, pending_max_size=pending_max_size)  # fmt: skip
+                    max_pending=max_pending, pending_max_size=pending_max_size,
+                    max_pending_per_address=max_pending_per_address)  # fmt: skip
     loop = asyncio.get_running_loop()
     server._server = await loop.create_server(
         lambda: WebSocket(

@@ -15,7 +15,14 @@ from pathlib import Path
 
 import pytest
 from aigent_connector import btp_packets as btp
-from aigent_connector.btp import MAX_SIDE_IN_FLIGHT, MAX_UNAUTHENTICATED, BtpError, Client, Link
+from aigent_connector.btp import (
+    MAX_SIDE_IN_FLIGHT,
+    MAX_UNAUTHENTICATED,
+    MAX_UNAUTHENTICATED_PER_ADDRESS,
+    BtpError,
+    Client,
+    Link,
+)
 from aigent_connector.connector import Connector, Peer
 from aigent_connector.ledger import SqliteLedger
 from aigent_connector.packets import Fulfill, Prepare, Reject
@@ -62,11 +69,13 @@ async def hub(tmp_path: Path) -> AsyncIterator[Hub]:
 
 
 async def test_sockets_that_never_authenticate_are_capped(hub: Hub) -> None:
+    """From many addresses (127.0.0.0/8 is all loopback): the cap of all strangers holds."""
     flood: list[asyncio.StreamWriter] = []
     refused = 0
     try:
-        for _ in range(MAX_UNAUTHENTICATED + 100):
-            reader, writer = await asyncio.open_connection("127.0.0.1", hub.port)
+        for i in range(MAX_UNAUTHENTICATED + 100):
+            source = (f"127.0.1.{i % 200 + 1}", 0)
+            reader, writer = await asyncio.open_connection("127.0.0.1", hub.port, local_addr=source)
             flood.append(writer)
             writer.write(b"GET / HTTP/1.1\r\n")  # and never finishes the handshake
             try:
@@ -78,7 +87,9 @@ async def test_sockets_that_never_authenticate_are_capped(hub: Hub) -> None:
         assert hub.open_sockets() <= MAX_UNAUTHENTICATED
         assert refused >= 100
         # An honest peer is refused too while the flood holds every slot...
-        reader, writer = await asyncio.open_connection("127.0.0.1", hub.port)
+        reader, writer = await asyncio.open_connection(
+            "127.0.0.1", hub.port, local_addr=("127.0.2.1", 0)
+        )
         flood.append(writer)
         assert (await asyncio.wait_for(reader.read(100), 5)).startswith(b"HTTP/1.1 503")
     finally:
@@ -91,6 +102,33 @@ async def test_sockets_that_never_authenticate_are_capped(hub: Hub) -> None:
         await asyncio.sleep(0.02)
     link = await hub.link()
     assert not link.closed.is_set()
+
+
+async def test_one_address_cannot_take_every_strangers_slot(hub: Hub) -> None:
+    """A host that opens sockets and never authenticates holds its own few slots, not the
+    others': a peer dialing from another address still gets in."""
+    flood: list[asyncio.StreamWriter] = []
+    refused = 0
+    try:
+        for _ in range(MAX_UNAUTHENTICATED):
+            reader, writer = await asyncio.open_connection(
+                "127.0.0.1", hub.port, local_addr=("127.0.3.1", 0)
+            )
+            flood.append(writer)
+            writer.write(b"GET / HTTP/1.1\r\n")
+            try:
+                answer = await asyncio.wait_for(reader.read(100), 0.02)
+            except TimeoutError:
+                continue
+            assert answer.startswith(b"HTTP/1.1 503"), answer
+            refused += 1
+        assert hub.open_sockets() == MAX_UNAUTHENTICATED_PER_ADDRESS
+        assert refused == MAX_UNAUTHENTICATED - MAX_UNAUTHENTICATED_PER_ADDRESS
+        link = await hub.link()  # the honest child dials from 127.0.0.1
+        assert not link.closed.is_set()
+    finally:
+        for writer in flood:
+            writer.close()
 
 
 async def test_a_large_frame_before_auth_is_refused_unread(hub: Hub) -> None:
