@@ -222,6 +222,9 @@ MIGRATIONS: tuple[Migration, ...] = (
 _shared: weakref.WeakKeyDictionary[Any, Store] = weakref.WeakKeyDictionary()
 
 
+_BATCH = 500  # rows per insert: 2,500 parameters, far below both databases' limits
+
+
 class WatchStore:
     """Observations, one row per ``(source, id)``, in the agent's store ``watch`` (or the
     SQLite file at a path). Blocking; call it off the loop."""
@@ -253,12 +256,18 @@ class WatchStore:
         """Store ``items``; returns how many were new."""
         new = 0
         with self.store.exclusive():
-            for o in items:
+            # Rows in batches: one round trip each, not one per item (a database over the
+            # network made a round of 10,000 items take 1.5 s one by one).
+            for start in range(0, len(items), _BATCH):
+                batch = items[start : start + _BATCH]
+                rows = ", ".join(["(?, ?, ?, ?, ?)"] * len(batch))
+                args = [v for o in batch for v in (o.source, o.id, o.time, o.text,
+                                                    json.dumps(o.data))]  # fmt: skip
                 new += len(
                     self.store.execute(
-                        "INSERT INTO observations VALUES (?, ?, ?, ?, ?) "
+                        f"INSERT INTO observations VALUES {rows} "
                         "ON CONFLICT (source, id) DO NOTHING RETURNING id",
-                        (o.source, o.id, o.time, o.text, json.dumps(o.data)),
+                        args,
                     )
                 )
         return new

@@ -127,3 +127,14 @@ async def test_a_watch_store_newer_than_the_code_stops_the_service_at_start(
     service = WatchService([Feed([])], WatchConfig(), WatchStore.where(storage))
     with pytest.raises(StorageError, match=r"version 3, newer than this aigent knows \(2\)"):
         await service.start()
+
+
+def test_a_round_larger_than_a_batch_counts_each_item_once(servers: Servers) -> None:  # noqa: F811
+    """Items go in by batches: every one is stored, the new ones counted, repeats (within a
+    round or from an earlier one) kept once."""
+    store = WatchStore(servers().open("watch", MIGRATIONS))
+    first = [seen(i) for i in range(1_201)] + [seen(7), seen(900)]  # two repeated in the round
+    assert store.add(first) == 1_201
+    assert store.add([seen(i) for i in range(1_195, 1_210)]) == 9
+    found = store.items()
+    assert len(found) == 1_210 and len({o.id for o in found}) == 1_210
