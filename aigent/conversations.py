@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import json
 import logging
+import sys
 from collections import deque
 from collections.abc import Awaitable, Callable
 from typing import TYPE_CHECKING, Any
@@ -143,6 +144,27 @@ async def answer_once(
     await run_blocking(POOL, state.finish_reply, key, first, thread)
     log.add(channel, agent.name, outgoing.text)
     return outgoing
+
+
+class DryRun:
+    """A chat client's stand-in for its platform when it has no token: nothing is connected,
+    and what would be sent is shown instead (``sent`` keeps it, for tests)."""
+
+    platform = "the platform"
+
+    def __init__(self, name: str) -> None:
+        self.name = name
+        self.sent: list[tuple[str, str]] = []
+
+    def show(self, where: str, text: str) -> str:
+        """Say what would go to ``where``; a message id for it."""
+        self.sent.append((where, text))
+        print(f"[dry run] {self.name} would send to {self.platform} {where}: {text}",
+              file=sys.stderr, flush=True)  # fmt: skip
+        return f"dry-run-{len(self.sent)}"
+
+    async def close(self) -> None:
+        return None
 
 
 def watched_inbox(ctx: PluginContext, client: str) -> Inbox | None:

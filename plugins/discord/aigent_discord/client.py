@@ -14,7 +14,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import re
-import sys
 import time
 from collections.abc import Callable
 from datetime import datetime
@@ -25,6 +24,7 @@ from aigent.conversations import (
     POOL,
     ChannelLog,
     ChatState,
+    DryRun,
     answer_once,
     as_flag,
     as_ids,
@@ -49,21 +49,13 @@ def token(ctx: PluginContext) -> str | None:
     return None
 
 
-class DryRunApi:
-    """No token: nothing is connected; what would be sent is shown instead."""
+class DryRunApi(DryRun):
+    """No token: nothing is connected."""
 
-    def __init__(self, name: str) -> None:
-        self.name = name
-        self.sent: list[tuple[str, str]] = []
+    platform = "Discord channel"
 
     async def send(self, channel: str, text: str, reply_to: str | None = None) -> str:
-        self.sent.append((channel, text))
-        print(f"[dry run] {self.name} would send to Discord channel {channel}: {text}",
-              file=sys.stderr, flush=True)  # fmt: skip
-        return f"dry-run-{len(self.sent)}"
-
-    async def close(self) -> None:
-        return None
+        return self.show(channel, text)
 
 
 class DiscordClient:

@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import sys
 import time
 from typing import Any
 
@@ -22,6 +21,7 @@ from aigent.conversations import (
     POOL,
     ChannelLog,
     ChatState,
+    DryRun,
     answer_once,
     as_flag,
     as_ids,
@@ -35,24 +35,19 @@ log = logging.getLogger("aigent.telegram")
 LIMIT = 4096
 
 
-class DryRunApi:
-    """No token: nothing is polled; what would be sent is shown instead."""
+class DryRunApi(DryRun):
+    """No token: nothing is polled."""
+
+    platform = "Telegram chat"
 
     def __init__(self, name: str) -> None:
-        self.name = name
-        self.sent: list[tuple[str, str]] = []
+        super().__init__(name)
         self.me: dict[str, Any] = {"id": 0, "username": name}
 
     async def send(
         self, chat: int | str, text: str, reply_to: int | None = None, thread: int | None = None
     ) -> str:
-        self.sent.append((str(chat), text))
-        print(f"[dry run] {self.name} would send to Telegram chat {chat}: {text}",
-              file=sys.stderr, flush=True)  # fmt: skip
-        return f"dry-run-{len(self.sent)}"
-
-    async def close(self) -> None:
-        return None
+        return self.show(str(chat), text)
 
 
 class TelegramClient:
