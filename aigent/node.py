@@ -149,29 +149,6 @@ class Earnings:
                 self.earned = (self.earned[0] + amount, self.earned[1] + 1)
             return bool(booked)
 
-    def claim(self, key: str, rail: str, *more: str) -> bool:
-        """Mark a payment (a transaction, an invoice, a nonce; ``more`` keys of the same
-        payment with it) as used, for good; False, marking nothing, when any was used before.
-        Kept beside the sales so a replay is refused after a restart, on any server: the one
-        transaction that goes in wins, all its keys or none."""
-        keys = (key, *more)
-        at = time.time()
-        with self.store.exclusive():
-            taken = self.store.execute(
-                f"SELECT key FROM spent WHERE key IN ({', '.join('?' * len(keys))})", keys
-            )
-            if taken:
-                return False
-            rows = [
-                self.store.execute(
-                    "INSERT INTO spent (key, at, rail) VALUES (?, ?, ?) "
-                    "ON CONFLICT (key) DO NOTHING RETURNING key",
-                    (k, at, rail),
-                )
-                for k in keys
-            ]
-        return all(rows)
-
     def take(self, keys: Sequence[str], rail: str, deadline: float) -> Taken:
         """Claim a payment to answer one message with it: ``keys[0]`` names the payment, the
         others (its invoice, ...) are used with it. The claim is ``answering`` until

@@ -55,22 +55,24 @@ def test_a_ledger_with_rails_from_before_versions_opens_as_it_was(tmp_path: Path
 
     earnings = Earnings.open(FileStorage(tmp_path))
     assert earnings.by_rail() == {"x402-xrpl": (1000, 1)}
-    assert earnings.claim("xrpl-tx:AB", "x402-xrpl") is False
+    assert earnings.take(["xrpl-tx:AB"], "x402-xrpl", time.time() + 60).outcome == "used"
     earnings.close()
     assert sqlite3.connect(path).execute("PRAGMA user_version").fetchone() == (3,)
 
 
-def test_a_claim_holds_once_and_on_the_next_server(servers: Servers) -> None:  # noqa: F811
+def test_a_used_payment_stays_used_on_the_next_server(servers: Servers) -> None:  # noqa: F811
     first = servers()
     earnings = Earnings.open(first)
-    assert earnings.claim("xrpl-tx:AB", "x402-xrpl") is True
-    assert earnings.claim("xrpl-tx:AB", "x402-xrpl") is False
+    taken = earnings.take(["xrpl-tx:AB"], "x402-xrpl", time.time() + 60)
+    assert taken.outcome == "taken"
+    assert earnings.answered("xrpl-tx:AB", taken.attempt, "m1") is True
+    assert earnings.take(["xrpl-tx:AB"], "x402-xrpl", time.time() + 60).outcome == "used"
     earnings.record("m1", 500, "XRP", "alice", "ilp")
     first.close()  # type: ignore[attr-defined]  # the server goes away
 
     again = Earnings.open(servers())
-    assert again.claim("xrpl-tx:AB", "x402-xrpl") is False
-    assert again.claim("xrpl-tx:CD", "x402-xrpl") is True
+    assert again.take(["xrpl-tx:AB"], "x402-xrpl", time.time() + 60).outcome == "used"
+    assert again.take(["xrpl-tx:CD"], "x402-xrpl", time.time() + 60).outcome == "taken"
     assert again.earned is None  # not read yet: a listing shows nothing rather than wait
     again.record("m1", 500, "XRP", "alice", "ilp")  # the same message, booked once
     assert again.total() == (500, 1) == again.earned
@@ -79,38 +81,18 @@ def test_a_claim_holds_once_and_on_the_next_server(servers: Servers) -> None:  #
     assert again.earned == (750, 2) == again.total()
 
 
-def test_two_servers_claiming_at_once_win_once_each(servers: Servers) -> None:  # noqa: F811
-    """During a hand-over two servers may see the same payment: exactly one uses it."""
-    keys = [f"xrpl-tx:{i}" for i in range(200)]
-    won: list[list[str]] = [[], []]
-    ledgers = [Earnings.open(servers()) for _ in range(2)]
-    Earnings.open(servers()).total()  # migrated before the race: the race is the claims
-
-    def claim_all(k: int) -> None:
-        for key in keys:
-            if ledgers[k].claim(key, "x402-xrpl"):
-                won[k].append(key)
-
-    threads = [threading.Thread(target=claim_all, args=(k,)) for k in range(2)]
-    for thread in threads:
-        thread.start()
-    for thread in threads:
-        thread.join(timeout=60)
-    assert sorted(won[0] + won[1]) == sorted(keys)
-    assert not set(won[0]) & set(won[1])
-
-
-def test_a_payment_of_several_keys_is_claimed_whole_or_not_at_all(
+def test_a_payment_of_several_keys_is_taken_whole_or_not_at_all(
     servers: Servers,  # noqa: F811
 ) -> None:
     """An x402 payment is its transaction and its invoice: a replay that reuses either is
     refused, and the refusal marks neither of its other keys (a fresh invoice stays usable)."""
     earnings = Earnings.open(servers())
-    assert earnings.claim("xrpl-tx:AB", "x402-xrpl", "x402-invoice:1") is True
-    assert earnings.claim("xrpl-tx:AB", "x402-xrpl", "x402-invoice:2") is False  # the tx again
-    assert earnings.claim("xrpl-tx:CD", "x402-xrpl", "x402-invoice:1") is False  # the invoice
+    until = time.time() + 60
+    assert earnings.take(["xrpl-tx:AB", "x402-invoice:1"], "x402-xrpl", until).held
+    assert earnings.take(["xrpl-tx:AB", "x402-invoice:2"], "x402-xrpl", until).outcome == "used"
+    assert earnings.take(["xrpl-tx:CD", "x402-invoice:1"], "x402-xrpl", until).outcome == "used"
     # Neither refusal used its fresh key: each goes with another payment later.
-    assert earnings.claim("xrpl-tx:CD", "x402-xrpl", "x402-invoice:2") is True
+    assert earnings.take(["xrpl-tx:CD", "x402-invoice:2"], "x402-xrpl", until).held
     found = earnings.store.execute("SELECT key FROM spent ORDER BY key")
     assert [k for (k,) in found] == [
         "x402-invoice:1", "x402-invoice:2", "xrpl-tx:AB", "xrpl-tx:CD"]  # fmt: skip
@@ -170,8 +152,10 @@ def test_a_failed_attempt_reopens_its_payment_for_the_retry(servers: Servers) ->
     retry = earnings.take(["evm-auth:1", "evm-nonce:1"], "x402-evm", time.time() + 60)
     assert retry.outcome == "retaken"
     assert earnings.answered("evm-auth:1", retry.attempt, "m1") is True
-    # A key claimed for good (before answers were tracked, or by claim()) reads as answered.
-    assert earnings.claim("xrpl-tx:OLD", "x402-xrpl") is True
+    # A key used before answers were tracked (a row of the earlier table) reads as answered.
+    earnings.store.execute(
+        "INSERT INTO spent (key, at, rail) VALUES ('xrpl-tx:OLD', 1.0, 'x402-xrpl')"
+    )
     assert earnings.take(["xrpl-tx:OLD"], "x402-xrpl", time.time() + 60).outcome == "used"
 
 
