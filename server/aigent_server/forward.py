@@ -11,6 +11,7 @@ does, and a start through a server with the lease free runs the agent there.
 
 from __future__ import annotations
 
+import json
 import logging
 import re
 from typing import TYPE_CHECKING, Any
@@ -39,6 +40,7 @@ class Forward:
     def __init__(self, app: ASGIApp, fleet: Fleet) -> None:
         self.app, self.fleet = app, fleet
         self._client: httpx.AsyncClient | None = None
+        """Made on the first request passed on; it lives as long as the server process."""
 
     def _target(self, scope: Scope) -> tuple[str, str] | None:
         """(the runner's name, its URL) when this request is for an agent run elsewhere."""
@@ -107,14 +109,8 @@ class Forward:
         finally:
             await response.aclose()
 
-    async def close(self) -> None:
-        if self._client is not None:
-            await self._client.aclose()
-
 
 async def _json(send: Send, status: int, detail: str) -> None:
-    import json
-
     body = json.dumps({"detail": detail}).encode()
     start: dict[str, Any] = {
         "type": "http.response.start",
